@@ -1,0 +1,1 @@
+"""Benchmarks; each prints its figures with a JSON object on the last line."""

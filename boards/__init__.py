@@ -1,0 +1,1 @@
+"""Xilinx Zynq board definitions."""

@@ -1,0 +1,1 @@
+"""Hardware generators (Amaranth) and the model file (``hdl.ir``)."""

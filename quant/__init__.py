@@ -1,0 +1,1 @@
+"""Quantization-aware training, pruning and export (PyTorch) to the model file."""

@@ -1,0 +1,1 @@
+"""Bit-exact golden model and the cocotb verification harness."""
