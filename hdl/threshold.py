@@ -1,0 +1,164 @@
+"""The output stage every compute engine ends in: thresholds, or bias-added scores.
+
+MVTU, shift MAC and sparse engine all emit a stream of raw accumulators, ``pe`` channels
+per beat; this stage turns them into activation codes (multi-threshold) or into the
+last layer's integer scores (accumulator + bias). A layer therefore switches engine by
+its weights alone: the output path is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+__all__ = ["OutputStage", "range_shape"]
+
+
+def range_shape(lo: int, hi: int) -> Shape:
+    """Smallest signed shape holding ``lo .. hi`` (always signed, for uniform streams)."""
+    lo, hi = int(lo), int(hi)
+    width = 1
+    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
+        width += 1
+    return signed(width)
+
+
+def _shape_bounds(shape: Shape) -> tuple[int, int]:
+    if shape.signed:
+        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
+    return 0, (1 << shape.width) - 1
+
+
+class OutputStage(wiring.Component):
+    """Per-channel multi-threshold activation, or bias addition for scores.
+
+    Input beats carry ``pe`` accumulators; beat ``f`` of each vector holds channels
+    ``f*pe .. f*pe + pe - 1`` (lane ``p`` is channel ``f*pe + p``), and beats cycle
+    through the ``channels // pe`` folds for every vector.
+
+    With ``thresholds`` (int array ``(channels, 2**k - 1)``, non-decreasing per row), lane
+    output is the code ``#{t : acc + bias >= t}`` as ``unsigned(k)``. Bias is folded into
+    the thresholds (exact). Thresholds are clipped to the reachable range of
+    ``acc_shape``, which changes no result and bounds the comparator width.
+    Without thresholds the output is ``acc + bias`` as the narrowest signed shape that
+    holds every possible sum.
+
+    Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
+    constants when there is one fold. Latency: 1 cycle (a registered output).
+    Throughput: one beat per cycle; ``i.ready`` follows ``o.ready`` through a single
+    output register.
+
+    Parameters
+    ----------
+    channels : int
+        Output channels of the layer; ``pe`` must divide it.
+    pe : int
+        Lanes per beat.
+    acc_shape : Shape
+        Shape of the incoming accumulators.
+    thresholds : ndarray or None
+    bias : ndarray or None
+        Integer per-channel bias.
+    """
+
+    def __init__(self, channels: int, pe: int, acc_shape, *, thresholds=None, bias=None):
+        for name, value in (("channels", channels), ("PE", pe)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if channels % pe:
+            raise ValueError(f"PE must divide the output channel count {channels}, not {pe}")
+        acc_shape = Shape.cast(acc_shape)
+        bias = np.zeros(channels, dtype=np.int64) if bias is None else np.asarray(bias)
+        if bias.shape != (channels,) or bias.dtype.kind not in "iu":
+            raise ValueError(f"bias must be {channels} integers, not an array of shape {bias.shape} "
+                             f"and dtype {bias.dtype}")
+        bias = bias.astype(np.int64)
+        lo, hi = _shape_bounds(acc_shape)
+        self.channels, self.pe, self.acc_shape = channels, pe, acc_shape
+        self.folds = channels // pe
+        if thresholds is not None:
+            thresholds = np.asarray(thresholds)
+            n = thresholds.shape[1] if thresholds.ndim == 2 else 0
+            if thresholds.ndim != 2 or thresholds.shape[0] != channels or n < 1 or (n + 1) & n:
+                raise ValueError(f"thresholds must have shape ({channels}, 2**bits - 1), "
+                                 f"not {thresholds.shape}")
+            if thresholds.dtype.kind not in "iu":
+                raise TypeError(f"thresholds must be integers, not {thresholds.dtype}")
+            if np.any(np.diff(thresholds, axis=1) < 0):
+                raise ValueError("thresholds must be non-decreasing in every channel")
+            self.bits = ceil_log2(n + 1)
+            # acc + b >= t  <=>  acc >= t - b; clip to [lo, hi + 1] (always/never reached).
+            self.thresholds = np.clip(thresholds.astype(np.int64) - bias[:, None], lo, hi + 1)
+            self.threshold_shape = range_shape(lo, hi + 1)
+            out_shape = unsigned(self.bits)
+        else:
+            self.bits = None
+            self.thresholds = None
+            self.bias = bias
+            out_shape = range_shape(lo + min(0, int(bias.min())), hi + max(0, int(bias.max())))
+        self.out_shape = out_shape
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(acc_shape, pe))),
+            "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
+        })
+
+    def _fold_params(self, m: Module, fold: Signal, per_channel: np.ndarray, elem_shape: Shape,
+                     name: str):
+        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) for the current fold."""
+        n = per_channel.shape[1]
+        layout = data.ArrayLayout(data.ArrayLayout(elem_shape, n), self.pe)
+        rows = per_channel.reshape(self.folds, self.pe, n)
+        words = [layout.const([[int(v) for v in lane] for lane in fold_rows]).as_value().value
+                 for fold_rows in rows]
+        if self.folds == 1:
+            return layout(Const(words[0], layout.size))
+        m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
+        port = mem.read_port(domain="comb")
+        m.d.comb += port.addr.eq(fold)
+        return layout(port.data)
+
+    def elaborate(self, platform):
+        m = Module()
+        fold = Signal(range(self.folds), init=0)
+        take = self.i.valid & self.i.ready
+        with m.If(take):
+            m.d.sync += fold.eq(Mux(fold == self.folds - 1, 0, fold + 1))
+
+        if self.thresholds is not None:
+            params = self._fold_params(m, fold, self.thresholds, self.threshold_shape, "thresholds")
+        else:
+            params = self._fold_params(m, fold, self.bias[:, None], range_shape(
+                min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
+
+        result = Signal(data.ArrayLayout(self.out_shape, self.pe))
+        for p in range(self.pe):
+            acc = self.i.payload[p]
+            if self.thresholds is not None:
+                hits = [acc >= params[p][j] for j in range(self.thresholds.shape[1])]
+                m.d.comb += result[p].eq(_count(hits))
+            else:
+                m.d.comb += result[p].eq(acc + params[p][0])
+
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(result)]
+        return m
+
+
+def _count(bits: list) -> object:
+    """Number of true one-bit values, as a balanced adder tree."""
+    terms = [b.as_unsigned() if hasattr(b, "as_unsigned") else b for b in bits]
+    while len(terms) > 1:
+        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+        if len(terms) % 2:
+            nxt.append(terms[-1])
+        terms = nxt
+    return terms[0]
