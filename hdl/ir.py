@@ -96,7 +96,8 @@ def pot_encode(values, bits: int) -> np.ndarray:
     exp = np.zeros_like(mag)
     nz = mag > 0
     exp[nz] = np.log2(mag[nz]).round().astype(np.int64)
-    if np.any(nz & (np.left_shift(1, exp) != mag)) or np.any(exp[nz] > (1 << (bits - 1)) - 2):
+    if np.any(mag < 0) or np.any(nz & (np.left_shift(1, exp) != mag)) \
+            or np.any(exp[nz] > (1 << (bits - 1)) - 2):
         raise ValueError(f"values are not {bits}-bit power-of-two weights")
     code = np.where(nz, exp + 1, 0)
     return (np.where(values < 0, 1 << (bits - 1), 0) | code).astype(np.uint8)
@@ -338,6 +339,16 @@ def _array_field(where, arr, name, dtypes, shape=None):
         _fail(where, f"field '{name}' has shape {arr.shape}, expected {tuple(shape)}")
 
 
+def _finite_number(v) -> bool:
+    """A real int or float (not bool) that is finite as a float64."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float64
+        return False
+
+
 def _check_weights(where, w: Weights, rows: int, cols: int):
     if not isinstance(w, Weights):
         _fail(where, "field 'weights' is missing")
@@ -356,6 +367,9 @@ def _check_weights(where, w: Weights, rows: int, cols: int):
             if getattr(w, arr_name) is None:
                 _fail(where, f"field 'weights.{arr_name}' is missing (weights are neither dense nor CSC)")
         _array_field(where, w.colptr, "weights.colptr", ["int64"], (cols + 1,))
+        _array_field(where, w.values, "weights.values", [stored_dtype])
+        if w.values.ndim != 1:
+            _fail(where, f"field 'weights.values' has shape {w.values.shape}, expected (nnz,)")
         nnz = len(w.values)
         _array_field(where, w.values, "weights.values", [stored_dtype], (nnz,))
         _array_field(where, w.rows, "weights.rows", ["int32"], (nnz,))
@@ -431,15 +445,20 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
     _int_field(where, inp.bits, "input.bits", 1, MAX_INPUT_BITS)
     for name in ("scale", "offset"):
         v = getattr(inp, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if not _finite_number(v):
             _fail(where, f"field 'input.{name}' must be a finite number, not {v!r}")
-    if isinstance(model.output_scale, bool) or not isinstance(model.output_scale, (int, float)) \
-            or not math.isfinite(model.output_scale) or model.output_scale <= 0:
+    if not _finite_number(model.output_scale) or model.output_scale <= 0:
         _fail(where, f"field 'output_scale' must be a finite positive number, not {model.output_scale!r}")
     if not model.layers:
         _fail(where, "field 'layers' is empty")
     if not all(isinstance(c, str) for c in model.classes) or len(model.classes) < 2:
         _fail(where, "field 'classes' must list at least two class names")
+    if not isinstance(model.metadata, dict):
+        _fail(where, f"field 'metadata' must be a dict, not {type(model.metadata).__name__}")
+    try:
+        json.dumps(model.metadata, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        _fail(where, f"field 'metadata' is not plain JSON with finite numbers ({exc})")
 
     specs = [TensorSpec(shape=tuple(int(d) for d in inp.shape), bits=inp.bits)]
     names = set()
@@ -479,8 +498,10 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
             _check_weights(lwhere, layer.weights, rows, cols)
             if layer.bias is not None:
                 _array_field(lwhere, layer.bias, "bias", ["int64"], (oc,))
-                if np.abs(layer.bias).max(initial=0) > (1 << 40):
+                if np.any((layer.bias < -(1 << 40)) | (layer.bias > (1 << 40))):
                     _fail(lwhere, "field 'bias' exceeds ±2**40")
+            if math.prod(out_shape) > MAX_ELEMENTS:
+                _fail(lwhere, f"output tensor {out_shape} is too large")
             lo, hi = _acc_range(layer.weights, prev.bits, layer.bias)
             specs.append(TensorSpec(shape=out_shape, bits=None,
                                     acc_range=(int(lo.min()), int(hi.max()))))
@@ -497,7 +518,8 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
             if not prev.is_codes:
                 _fail(lwhere, "maxpool needs activation codes as input, but the previous layer emits accumulators")
             k = _int_field(lwhere, layer.kernel, "kernel", 1, MAX_DIM)
-            s = _int_field(lwhere, layer.step, "stride", 1, MAX_DIM)
+            _int_field(lwhere, layer.stride, "stride", 0, MAX_DIM)
+            s = layer.step
             if h < k or w < k:
                 _fail(lwhere, f"field 'kernel' {k} is larger than the input {h}x{w}")
             specs.append(TensorSpec(shape=((h - k) // s + 1, (w - k) // s + 1, c), bits=prev.bits))
@@ -517,6 +539,7 @@ _LAYER_ARRAYS = {
     "conv": ("bias",), "fc": ("bias",), "threshold": ("thresholds",), "maxpool": (),
 }
 _WEIGHT_ARRAYS = ("dense", "values", "rows", "colptr")
+_HEADER_FIELDS = ("format", "version", "name", "input", "classes", "output_scale", "metadata", "layers")
 
 
 def _content_hash(header: dict, arrays: dict[str, np.ndarray]) -> str:
@@ -529,6 +552,11 @@ def _content_hash(header: dict, arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def _plain(value):
+    """NumPy scalars (accepted by validation) as the Python numbers JSON can hold."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _to_file_dicts(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     layers = []
@@ -537,7 +565,8 @@ def _to_file_dicts(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
         for f in dataclasses.fields(layer):
             value = getattr(layer, f.name)
             if isinstance(value, Weights):
-                wd = {"kind": value.kind, "bits": value.bits, "shape": list(value.shape),
+                wd = {"kind": value.kind, "bits": _plain(value.bits),
+                      "shape": [_plain(d) for d in value.shape],
                       "format": "csc" if value.sparse else "dense"}
                 for a in _WEIGHT_ARRAYS:
                     if getattr(value, a) is not None:
@@ -546,16 +575,16 @@ def _to_file_dicts(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
             elif isinstance(value, np.ndarray):
                 arrays[f"L{i}.{f.name}"] = value
             elif value is not None:
-                entry[f.name] = value
+                entry[f.name] = _plain(value)
         layers.append(entry)
     header = {
         "format": "qnn-fpga-model",
         "version": FORMAT_VERSION,
         "name": model.name,
-        "input": {"shape": list(model.input.shape), "bits": model.input.bits,
-                  "scale": model.input.scale, "offset": model.input.offset},
+        "input": {"shape": [_plain(d) for d in model.input.shape], "bits": _plain(model.input.bits),
+                  "scale": _plain(model.input.scale), "offset": _plain(model.input.offset)},
         "classes": list(model.classes),
-        "output_scale": model.output_scale,
+        "output_scale": _plain(model.output_scale),
         "metadata": model.metadata,
         "layers": layers,
     }
@@ -602,14 +631,15 @@ def load(path) -> Model:
             arrays = {}
             for name in names:
                 arrays[name] = npz[name]
+                if not isinstance(arrays[name], np.ndarray):
+                    _fail(where, f"member '{name}' is not a NumPy .npy array")
     except IRError:
         raise
     except FileNotFoundError:
         _fail(where, "no such file")
     except IsADirectoryError:
         _fail(where, "is a directory without model.npz")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError,
-            MemoryError, OverflowError, TypeError) as exc:
+    except Exception as exc:  # zipfile, zlib, numpy header parsing: all mean unreadable
         _fail(where, f"unreadable model file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     blob = arrays.pop("header")
     if blob.dtype != np.uint8 or blob.ndim != 1:
@@ -623,7 +653,7 @@ def load(path) -> Model:
     if header.get("format") != "qnn-fpga-model":
         _fail(where, f"field 'format' is {header.get('format')!r}, not 'qnn-fpga-model'")
     version = header.get("version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         _fail(where, f"field 'version' is {version!r}; this tool reads version {FORMAT_VERSION} "
               "(regenerate the model: python -m scripts.make_models)")
     stored_hash = header.pop("sha256", None)
@@ -633,21 +663,27 @@ def load(path) -> Model:
     if stored_hash != _content_hash(header, arrays):
         _fail(where, "field 'sha256' does not match the content: the file is corrupted or was edited")
     try:
-        model = _from_file_dicts(header, arrays, where)
+        return _from_file_dicts(header, arrays, where).validate(where)
     except IRError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+            RecursionError, MemoryError) as exc:
         _fail(where, f"malformed header ({type(exc).__name__}: {exc})")
-    return model.validate(where)
 
 
-def _get(d, key, where, types):
+def _get(d, key, where, types, prefix=""):
     if not isinstance(d, dict) or key not in d:
-        _fail(where, f"field '{key}' is missing")
+        _fail(where, f"field '{prefix}{key}' is missing")
     value = d[key]
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-        _fail(where, f"field '{key}' has the wrong type {type(value).__name__}")
+        _fail(where, f"field '{prefix}{key}' has the wrong type {type(value).__name__}")
     return value
+
+
+def _no_unknown(d, known, where, prefix=""):
+    extra = set(d) - set(known)
+    if extra:
+        _fail(where, f"unknown field(s) {', '.join(prefix + k for k in sorted(extra))}")
 
 
 def _as_tuple(t):
@@ -655,18 +691,22 @@ def _as_tuple(t):
 
 
 def _from_file_dicts(header: dict, arrays: dict[str, np.ndarray], where: str) -> Model:
+    _no_unknown(header, _HEADER_FIELDS, where)
     inp = _get(header, "input", where, dict)
-    shape = _get(inp, "shape", where, list)
+    _no_unknown(inp, ("shape", "bits", "scale", "offset"), where, "input.")
+    shape = _get(inp, "shape", where, list, "input.")
     if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         _fail(where, f"field 'input.shape' must be three integers, not {shape!r}")
-    input_spec = InputSpec(shape=tuple(shape), bits=_get(inp, "bits", where, int),
-                           scale=_get(inp, "scale", where, (int, float)),
-                           offset=_get(inp, "offset", where, (int, float)))
+    input_spec = InputSpec(shape=tuple(shape), bits=_get(inp, "bits", where, int, "input."),
+                           scale=_get(inp, "scale", where, (int, float), "input."),
+                           offset=_get(inp, "offset", where, (int, float), "input."))
     layers = []
     used = {"header"}
     layer_list = _get(header, "layers", where, list)
     for i, entry in enumerate(layer_list):
         lwhere = f"{where}: layer {i}"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            lwhere += f" '{entry['name']}'"
         op = _get(entry, "op", lwhere, str)
         if op not in _LAYER_TYPES:
             _fail(lwhere, f"field 'op' is {op!r}, expected one of {', '.join(_LAYER_TYPES)}")
@@ -679,8 +719,9 @@ def _from_file_dicts(header: dict, arrays: dict[str, np.ndarray], where: str) ->
         for f in dataclasses.fields(cls):
             if f.name == "weights":
                 wd = _get(entry, "weights", lwhere, dict)
-                wshape = _get(wd, "shape", lwhere, list)
-                fmt = _get(wd, "format", lwhere, str)
+                _no_unknown(wd, ("kind", "bits", "shape", "format"), lwhere, "weights.")
+                wshape = _get(wd, "shape", lwhere, list, "weights.")
+                fmt = _get(wd, "format", lwhere, str, "weights.")
                 if fmt not in ("dense", "csc"):
                     _fail(lwhere, f"field 'weights.format' is {fmt!r}, expected dense or csc")
                 warrs = {}
@@ -690,10 +731,11 @@ def _from_file_dicts(header: dict, arrays: dict[str, np.ndarray], where: str) ->
                         _fail(lwhere, f"array 'weights.{a}' is missing")
                     warrs[a] = arrays[key]
                     used.add(key)
-                if len(wshape) != 2 or not all(isinstance(d, int) for d in wshape):
+                if len(wshape) != 2 or not all(isinstance(d, int) and not isinstance(d, bool)
+                                               for d in wshape):
                     _fail(lwhere, f"field 'weights.shape' must be two integers, not {wshape!r}")
-                kwargs["weights"] = Weights(kind=_get(wd, "kind", lwhere, str),
-                                            bits=_get(wd, "bits", lwhere, int),
+                kwargs["weights"] = Weights(kind=_get(wd, "kind", lwhere, str, "weights."),
+                                            bits=_get(wd, "bits", lwhere, int, "weights."),
                                             shape=tuple(wshape), **warrs)
             elif f.name in _LAYER_ARRAYS[op]:
                 key = f"L{i}.{f.name}"
