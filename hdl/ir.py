@@ -466,7 +466,7 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
         lname = getattr(layer, "name", None)
         lwhere = f"{file}: layer {index} '{lname}'"
         if type(layer) not in _LAYER_TYPES.values():
-            _fail(lwhere, f"unknown layer type {type(layer).__name__}")
+            _fail(lwhere, f"field 'op': unknown layer type {type(layer).__name__}")
         if not isinstance(lname, str) or not lname:
             _fail(f"{file}: layer {index}", "field 'name' must be a non-empty string")
         if lname in names:
@@ -476,7 +476,7 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
         h, w, c = prev.shape
         if isinstance(layer, (Conv, FC)):
             if not prev.is_codes:
-                _fail(lwhere, f"{layer.op} needs activation codes as input, but the previous "
+                _fail(lwhere, f"field 'op': {layer.op} needs activation codes as input, but the previous "
                       "layer emits accumulators (add a threshold layer)")
             if isinstance(layer, Conv):
                 k = _int_field(lwhere, layer.kernel, "kernel", 1, MAX_DIM)
@@ -494,20 +494,23 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
                 rows, cols = oc, prev.size
                 out_shape = (1, 1, oc)
             if rows * cols > MAX_ELEMENTS:
-                _fail(lwhere, f"weight matrix {rows}x{cols} is too large")
+                _fail(lwhere, f"field 'weights.shape' {rows}x{cols} is too large "
+                      f"(more than {MAX_ELEMENTS} weights)")
             _check_weights(lwhere, layer.weights, rows, cols)
             if layer.bias is not None:
                 _array_field(lwhere, layer.bias, "bias", ["int64"], (oc,))
                 if np.any((layer.bias < -(1 << 40)) | (layer.bias > (1 << 40))):
                     _fail(lwhere, "field 'bias' exceeds ±2**40")
             if math.prod(out_shape) > MAX_ELEMENTS:
-                _fail(lwhere, f"output tensor {out_shape} is too large")
+                _fail(lwhere, f"field '{'out_channels' if isinstance(layer, Conv) else 'out_features'}' "
+                      f"gives an output tensor {out_shape} of more than {MAX_ELEMENTS} elements")
             lo, hi = _acc_range(layer.weights, prev.bits, layer.bias)
             specs.append(TensorSpec(shape=out_shape, bits=None,
                                     acc_range=(int(lo.min()), int(hi.max()))))
         elif isinstance(layer, Threshold):
             if prev.is_codes:
-                _fail(lwhere, "threshold needs an accumulator input, but the previous layer emits codes")
+                _fail(lwhere, "field 'op': threshold needs an accumulator input, but the previous "
+                      "layer emits codes")
             bits = _int_field(lwhere, layer.bits, "bits", 1, MAX_ACT_BITS)
             _array_field(lwhere, layer.thresholds, "thresholds", ["int64"], (c, (1 << bits) - 1))
             if np.any(np.diff(layer.thresholds, axis=1) < 0):
@@ -516,7 +519,8 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
             specs.append(TensorSpec(shape=prev.shape, bits=bits))
         elif isinstance(layer, MaxPool):
             if not prev.is_codes:
-                _fail(lwhere, "maxpool needs activation codes as input, but the previous layer emits accumulators")
+                _fail(lwhere, "field 'op': maxpool needs activation codes as input, but the previous "
+                      "layer emits accumulators")
             k = _int_field(lwhere, layer.kernel, "kernel", 1, MAX_DIM)
             _int_field(lwhere, layer.stride, "stride", 0, MAX_DIM)
             s = layer.step
@@ -526,7 +530,7 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
     last = specs[-1]
     if last.is_codes:
         _fail(f"{file}: layer {len(model.layers) - 1} '{model.layers[-1].name}'",
-              "the last layer must emit integer scores (a conv or fc layer without threshold)")
+              "field 'op': the last layer must emit integer scores (a conv or fc layer without threshold)")
     if last.size != len(model.classes):
         _fail(f"{file}: field 'classes'", f"lists {len(model.classes)} classes but the last layer "
               f"emits {last.size} scores")
@@ -739,6 +743,8 @@ def _from_file_dicts(header: dict, arrays: dict[str, np.ndarray], where: str) ->
                                             shape=tuple(wshape), **warrs)
             elif f.name in _LAYER_ARRAYS[op]:
                 key = f"L{i}.{f.name}"
+                if f.name in entry:
+                    _fail(lwhere, f"field '{f.name}' belongs in array '{key}', not in the header")
                 if key in arrays:
                     kwargs[f.name] = arrays[key]
                     used.add(key)
