@@ -1,0 +1,81 @@
+"""What every board of this project adds to an ``amaranth.vendor.XilinxPlatform``.
+
+A board class in ``boards/`` is written the way amaranth-boards writes its platforms
+(``device``, ``package``, ``speed``, ``resources`` with real pins) and carries, as class
+attributes, what the generator needs beyond pins:
+
+* ``name``: the command-line name (``python -m hdl.build <name>``);
+* ``capacity``: the programmable logic's resources (:class:`Capacity`), from the Xilinx
+  product tables (DS190 for Zynq-7000, DS891 for Zynq UltraScale+);
+* ``ps``: the processing system, ``"ps7"`` (Zynq-7000, ``processing_system7``) or
+  ``"ps8"`` (Zynq UltraScale+, ``zynq_ultra_ps_e``);
+* ``default_clock_mhz``: the fabric clock (FCLK_CLK0 / pl_clk0) the accelerator runs at
+  unless ``--clock`` says otherwise;
+* ``synth_family``: the ``-family`` of Yosys ``synth_xilinx`` (``xc7`` or ``xcup``);
+* ``board_part``: the Vivado board part whose preset configures the PS (DDR, MIO), used
+  when the board files are installed, or None;
+* ``ps_config``: PS properties applied in any case (the fabric clock and the AXI ports
+  are set by the block design generator itself).
+
+The accelerator does not use board pins: it is clocked and reset by the processing
+system inside the block design. The pins are there so that the class is a usable
+amaranth-boards platform (``platform.build(Blinky())``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.vendor import XilinxPlatform
+
+__all__ = ["Capacity", "ZynqPlatform", "RESOURCE_KEYS"]
+
+#: The resource kinds counted everywhere (synthesis results, capacity, report.json).
+RESOURCE_KEYS = ("lut", "ff", "bram18", "uram", "dsp")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capacity:
+    """Programmable-logic resources of a device.
+
+    ``bram18`` counts 18 Kb block RAM halves (one RAMB36 = two RAMB18), ``uram`` 288 Kb
+    UltraRAM blocks, ``dsp`` DSP48E1/DSP48E2 slices, ``lut`` all 6-input LUTs (logic and
+    distributed RAM), ``ff`` all slice flip-flops.
+    """
+
+    lut: int
+    ff: int
+    bram18: int
+    uram: int
+    dsp: int
+
+    def __post_init__(self):
+        for key in RESOURCE_KEYS:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"capacity {key} must be an int, not {value!r}")
+            if value < 0:
+                raise ValueError(f"capacity {key} must be >= 0, not {value}")
+
+    def as_dict(self) -> dict:
+        return {key: getattr(self, key) for key in RESOURCE_KEYS}
+
+
+class ZynqPlatform(XilinxPlatform):
+    """Base of the Zynq boards: an ``XilinxPlatform`` plus the attributes listed above."""
+
+    name: str
+    description: str
+    capacity: Capacity
+    ps: str
+    default_clock_mhz: float
+    synth_family: str
+    board_part: str | None = None
+    ps_config: dict = {}
+
+    @classmethod
+    def part(cls) -> str:
+        """The Vivado part name, e.g. ``xczu9eg-ffvb1156-2-e`` or ``xc7z020clg400-1``."""
+        if cls.device.startswith("xczu"):
+            return f"{cls.device}-{cls.package}-{cls.speed}"
+        return f"{cls.device}{cls.package}-{cls.speed}"
