@@ -1,0 +1,157 @@
+"""Stream plumbing: a FIFO and a lane-width converter for ``amaranth.lib.stream`` ports.
+
+Both blocks are payload-agnostic about meaning: they move elements in order and never
+reorder, drop or invent any.
+"""
+
+from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["StreamFIFO", "WidthConverter"]
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+class StreamFIFO(wiring.Component):
+    """A first-in first-out buffer between two streams of the same payload.
+
+    Parameters
+    ----------
+    payload_shape : shape-castable
+        Shape or layout of the payload (for example ``data.ArrayLayout(unsigned(2), 4)``).
+    depth : int
+        Number of beats it holds, at least 1.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(payload_shape))``
+    o : ``Out(stream.Signature(payload_shape))``
+
+    Latency and throughput
+    ----------------------
+    One beat per cycle in and out. A beat written into an empty FIFO appears on ``o``
+    two cycles later (``SyncFIFOBuffered``: the read data is registered). ``i.ready``
+    depends only on the FIFO's level, ``o.valid`` only on registers.
+    """
+
+    def __init__(self, payload_shape, depth):
+        try:
+            Shape.cast(payload_shape)
+        except TypeError as exc:
+            raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
+        _check_int("depth", depth, 1)
+        self.payload_shape = payload_shape
+        self.depth = depth
+        super().__init__({
+            "i": In(stream.Signature(payload_shape)),
+            "o": Out(stream.Signature(payload_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self.payload_shape).width
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload),
+            fifo.w_en.eq(self.i.valid),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data),
+            self.o.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        return m
+
+
+class WidthConverter(wiring.Component):
+    """Repacks a stream of ``in_lanes`` elements per beat into ``out_lanes`` per beat.
+
+    Element order is preserved: lane 0 of the first input beat is lane 0 of the first
+    output beat, and so on. Any ratio works (``in_lanes`` dividing ``out_lanes``, the
+    reverse, or neither, e.g. 3 -> 4); no frame boundary is assumed, so for a frame of
+    ``n`` elements ``out_lanes`` should divide ``n`` (else the last output beat waits for
+    elements of the next frame).
+
+    Parameters
+    ----------
+    bits : int
+        Width of one element.
+    in_lanes, out_lanes : int
+        Elements per input beat and per output beat.
+    signed : bool
+        Elements are ``signed(bits)`` instead of ``unsigned(bits)``.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(shape, in_lanes)))``
+    o : ``Out(stream.Signature(ArrayLayout(shape, out_lanes)))``
+
+    Implementation, latency and throughput
+    --------------------------------------
+    A shift buffer of ``in_lanes + out_lanes - 1`` elements (the least that never
+    deadlocks) with a fill count. ``o.valid`` is set when at least ``out_lanes``
+    elements are buffered (registers only); ``i.ready`` is set when the input beat fits
+    after this cycle's output transfer, so it depends combinationally on ``o.ready``.
+    An element entering an empty converter can leave one cycle later. Every cycle it
+    accepts an input beat unless that would overflow the buffer and emits an output
+    beat whenever one is complete, so with a free-running source and sink it sustains
+    one input beat per cycle when ``in_lanes <= out_lanes`` and one output beat per
+    cycle when ``in_lanes >= out_lanes`` (the ideal rate of the narrower side).
+    """
+
+    def __init__(self, bits, in_lanes, out_lanes, *, signed=False):
+        _check_int("bits", bits, 1)
+        _check_int("in_lanes", in_lanes, 1)
+        _check_int("out_lanes", out_lanes, 1)
+        if not isinstance(signed, bool):
+            raise TypeError(f"signed must be a bool, not {signed!r}")
+        self.bits = bits
+        self.in_lanes = in_lanes
+        self.out_lanes = out_lanes
+        self.signed = signed
+        self.element_shape = Shape(bits, signed)
+        self.capacity = in_lanes + out_lanes - 1
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(self.element_shape, in_lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.element_shape, out_lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, n_out, cap = self.in_lanes, self.out_lanes, self.capacity
+        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(cap)]
+        count = Signal(range(cap + 1))
+
+        out_fire = Signal()
+        in_fire = Signal()
+        # Elements left after this cycle's output transfer.
+        kept = Signal(range(cap + 1))
+        m.d.comb += [
+            self.o.valid.eq(count >= n_out),
+            out_fire.eq(self.o.valid & self.o.ready),
+            kept.eq(count - Mux(out_fire, n_out, 0)),
+            self.i.ready.eq(kept + n_in <= cap),
+            in_fire.eq(self.i.valid & self.i.ready),
+        ]
+        for lane in range(n_out):
+            m.d.comb += self.o.payload[lane].eq(buf[lane])
+
+        m.d.sync += count.eq(kept + in_fire * n_in)
+        for j in range(cap):
+            shifted = buf[j + n_out] if j + n_out < cap else buf[j]
+            with m.If(in_fire & (j >= kept) & (j < kept + n_in)):
+                with m.Switch(j - kept):
+                    for lane in range(n_in):
+                        if lane <= j:
+                            with m.Case(lane):
+                                m.d.sync += buf[j].eq(self.i.payload[lane])
+            with m.Elif(out_fire):
+                m.d.sync += buf[j].eq(shifted)
+        return m

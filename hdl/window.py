@@ -1,0 +1,284 @@
+"""Sliding-window generator (line buffer): im2col vectors of KxK windows on a stream.
+
+A convolution engine (the MVTU) reads, for every output pixel, the window of input
+pixels under the kernel as one vector in the order of the IR's conv weight columns,
+``(ky, kx, c)`` with ``c`` fastest. :class:`SlidingWindow` turns the pixel stream of an
+image into that stream of vectors, inserting the padding code where the window hangs
+over the border, without ever holding more than a few rows of the image.
+"""
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SlidingWindow", "window_output_shape"]
+
+
+def _check_int(name, value, minimum):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def window_output_shape(height, width, kernel, stride=1, padding=0):
+    """Output size ``(H', W')`` of a KxK window sweep (floor mode), as in the IR."""
+    return ((height + 2 * padding - kernel) // stride + 1,
+            (width + 2 * padding - kernel) // stride + 1)
+
+
+class SlidingWindow(wiring.Component):
+    """Emits the im2col vector of every KxK window of a streamed image.
+
+    Input: the pixels of one image after another, elements in ``(y, x, c)`` order, ``c``
+    fastest, ``simd`` consecutive channels per beat (``H*W*C/simd`` beats per frame).
+    Output: for every output pixel ``(oy, ox)`` in raster order, the window's elements in
+    ``(ky, kx, c)`` order (the column order of the IR's conv weight matrix), ``simd`` per
+    beat: ``K*K*C/simd`` beats per output pixel, ``H'*W'*K*K*C/simd`` per frame, with
+    ``H' = (H + 2*padding - K) // stride + 1`` (likewise ``W'``). Element
+    ``(ky, kx, c)`` of window ``(oy, ox)`` is input pixel ``(oy*stride - padding + ky,
+    ox*stride - padding + kx)``, or the code ``pad_value`` where that lies outside the
+    image. Frames follow each other with no separator; the block counts.
+
+    Parameters
+    ----------
+    height, width, channels : int
+        Input image size ``H x W x C``; any size, square or not.
+    kernel : int
+        Window size K, 1 or more; the padded input must be at least K in both directions.
+    stride : int
+        Step between windows, 1 or more (larger than K is allowed: pixels are skipped).
+    padding : int
+        Border of ``pad_value`` codes on every side, ``0 <= padding < kernel``.
+    pad_value : int
+        Code emitted at padding positions, ``0 <= pad_value < 2**bits`` (for 1-bit codes
+        0 means -1 and 1 means +1).
+    bits : int
+        Width of a code.
+    simd : int
+        Elements per beat on both ports; must divide ``channels``.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(unsigned(bits), simd)))``
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(bits), simd)))``
+
+    Storage
+    -------
+    One ``lib.memory.Memory`` of ``depth`` words of ``simd * bits`` bits, used as a
+    circular buffer of the most recent input beats, with ``CF = C / simd``::
+
+        depth = (K + stride - 2) * W * CF  +  2 * K * CF
+
+    that is, for stride 1, ``K - 1`` rows plus ``2K`` pixels of ``C`` channels: the
+    ``K - 1`` rows plus ``K`` pixels that one window spans, ``K`` pixels so that the input
+    of the next windows streams in while the current window is emitted, and for
+    ``stride > 1`` the ``stride - 1`` rows that the window jumps over, so that input
+    keeps flowing at a row change. Yosys maps the memory to block RAM or LUT RAM
+    by size. The read port is synchronous; nothing else scales with the image.
+
+    Latency and throughput
+    ----------------------
+    A window element leaves two cycles after it is both available (its input beat was
+    accepted, or it is padding) and the output register is free: padding beats at the
+    start of a frame are emitted before any input arrives. ``o.valid`` and
+    ``o.payload`` come from registers; ``i.ready`` depends only on registers.
+    The output side emits one beat per cycle whenever the input needed is there, and
+    the input side accepts one beat per cycle whenever the buffer has room, the two
+    overlapping. With a free-running source and sink a frame takes about
+    ``max(H*W*CF, H'*W'*K*K*CF)`` cycles plus a bounded start-up of up to
+    ``(K - 1 - padding) * W * CF + K * CF`` cycles (the first window's input) per frame
+    where the input side is the bottleneck. Frames may be sent back to back: the next
+    frame's first rows are accepted while the previous frame's last windows are
+    emitted (the input side runs at most one frame ahead), and nothing deadlocks under
+    any pattern of input gaps and output stalls.
+    """
+
+    def __init__(self, *, height, width, channels, kernel, stride=1, padding=0, pad_value=0,
+                 bits, simd):
+        _check_int("height", height, 1)
+        _check_int("width", width, 1)
+        _check_int("channels", channels, 1)
+        _check_int("kernel", kernel, 1)
+        _check_int("stride", stride, 1)
+        _check_int("padding", padding, 0)
+        _check_int("pad_value", pad_value, 0)
+        _check_int("bits", bits, 1)
+        _check_int("simd", simd, 1)
+        if padding >= kernel:
+            raise ValueError(f"padding must be smaller than the kernel {kernel}, not {padding}")
+        if pad_value >= 1 << bits:
+            raise ValueError(f"pad_value must fit in {bits} bits, not {pad_value}")
+        if channels % simd:
+            raise ValueError(f"SIMD must divide the channel count {channels}, not {simd}")
+        if height + 2 * padding < kernel or width + 2 * padding < kernel:
+            raise ValueError(f"kernel {kernel} is larger than the padded input "
+                             f"{height + 2 * padding}x{width + 2 * padding}")
+        self.height, self.width, self.channels = height, width, channels
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.pad_value, self.bits, self.simd = pad_value, bits, simd
+        self.out_height, self.out_width = window_output_shape(height, width, kernel, stride, padding)
+        cf = channels // simd
+        #: Input beats per frame.
+        self.in_beats = height * width * cf
+        #: Output beats per window and per frame.
+        self.window_beats = kernel * kernel * cf
+        self.out_beats = self.out_height * self.out_width * self.window_beats
+        #: Words (beats) in the circular line buffer.
+        self.depth = (kernel + stride - 2) * width * cf + 2 * kernel * cf
+        layout = data.ArrayLayout(unsigned(bits), simd)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.padding
+        CF = self.channels // self.simd
+        WCF = W * CF
+        HWCF = H * WCF
+        D = self.depth
+        OH, OW = self.out_height, self.out_width
+        R0 = -P * WCF - P * CF          # linear index of the first window's top-left
+
+        def add_mod(value, const):
+            const %= D
+            total = value + const
+            return Mux(total >= D, total - D, total)
+
+        m.submodules.mem = mem = Memory(shape=unsigned(self.simd * self.bits), depth=D, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="sync")
+
+        # Frame bookkeeping. The writer is at most one frame ahead of the reader
+        # (``ahead``); ``rdone``: the reader has emitted every window of the frame the
+        # writer is still filling (the rest of that frame is needed by nobody).
+        ahead = Signal()
+        rdone = Signal()
+
+        # --- writer: input beats into the circular buffer --------------------------------
+        n = Signal(range(HWCF))               # beat index within the writer's frame
+        wr_addr = Signal(range(D))
+        w_last = Signal()
+        w_fire = Signal()
+
+        # --- reader state: linear index (image extended beyond its border) and address ---
+        idx_shape = range(R0, (H + P + 1) * WCF + 1)
+        idx, line_idx, win_idx, row_idx = (Signal(idx_shape, init=R0, name=nm)
+                                           for nm in ("idx", "line_idx", "win_idx", "row_idx"))
+        addr, line_addr, win_addr, row_addr = (Signal(range(D), init=R0 % D, name=nm)
+                                               for nm in ("addr", "line_addr", "win_addr", "row_addr"))
+        base = Signal(range(D))               # address of the reader frame's beat 0
+        oy, ox = Signal(range(OH)), Signal(range(OW))
+        ky, kx, cf = Signal(range(K)), Signal(range(K)), Signal(range(CF))
+        ty = Signal(range(-P, (OH - 1) * S - P + 1), init=-P)
+        tx = Signal(range(-P, (OW - 1) * S - P + 1), init=-P)
+
+        # Writing beat n overwrites beat n - D of the buffer; allowed when no current or
+        # future window needs it: every element the reader still needs has a linear index
+        # of at least ``win_idx`` (the current window's top-left, unclamped).
+        room = Signal()
+        m.d.comb += [
+            w_last.eq(n == HWCF - 1),
+            room.eq(rdone | ((n + Mux(ahead, HWCF, 0) < win_idx + D) & ~(ahead & w_last))),
+            self.i.ready.eq(room),
+            w_fire.eq(self.i.valid & room),
+            wr.addr.eq(wr_addr),
+            wr.data.eq(self.i.payload),
+            wr.en.eq(w_fire),
+        ]
+        with m.If(w_fire):
+            m.d.sync += [
+                n.eq(Mux(w_last, 0, n + 1)),
+                wr_addr.eq(add_mod(wr_addr, 1)),
+            ]
+
+        # --- reader: address generation (stage 0) ----------------------------------------
+        iy = Signal(range(-P, H + P + 1))
+        ix = Signal(range(-P, W + P + 1))
+        pad = Signal()
+        avail = Signal()
+        issue = Signal()
+        out_valid = Signal()
+        out_pad = Signal()
+        last_cf, last_kx, last_ky = cf == CF - 1, kx == K - 1, ky == K - 1
+        last_ox, last_oy = ox == OW - 1, oy == OH - 1
+        r_last = Signal()
+        m.d.comb += [
+            iy.eq(ty + ky),
+            ix.eq(tx + kx),
+            pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
+            avail.eq(~rdone & (pad | ahead | (idx < n))),
+            issue.eq(avail & (~out_valid | self.o.ready)),
+            r_last.eq(last_cf & last_kx & last_ky & last_ox & last_oy),
+            rd.addr.eq(addr),
+            rd.en.eq(issue),
+        ]
+
+        with m.If(issue):
+            with m.If(~(last_cf & last_kx)):                    # along a window row
+                m.d.sync += [
+                    cf.eq(Mux(last_cf, 0, cf + 1)),
+                    kx.eq(Mux(last_cf, kx + 1, kx)),
+                    idx.eq(idx + 1),
+                    addr.eq(add_mod(addr, 1)),
+                ]
+            with m.Elif(~last_ky):                              # next row of the window
+                m.d.sync += [
+                    cf.eq(0), kx.eq(0), ky.eq(ky + 1),
+                    line_idx.eq(line_idx + WCF), idx.eq(line_idx + WCF),
+                    line_addr.eq(add_mod(line_addr, WCF)), addr.eq(add_mod(line_addr, WCF)),
+                ]
+            with m.Elif(~last_ox):                              # next window in the row
+                m.d.sync += [
+                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1), tx.eq(tx + S),
+                    win_idx.eq(win_idx + S * CF), line_idx.eq(win_idx + S * CF),
+                    idx.eq(win_idx + S * CF),
+                    win_addr.eq(add_mod(win_addr, S * CF)), line_addr.eq(add_mod(win_addr, S * CF)),
+                    addr.eq(add_mod(win_addr, S * CF)),
+                ]
+            with m.Elif(~last_oy):                              # next row of windows
+                m.d.sync += [
+                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P),
+                    oy.eq(oy + 1), ty.eq(ty + S),
+                    row_idx.eq(row_idx + S * WCF), win_idx.eq(row_idx + S * WCF),
+                    line_idx.eq(row_idx + S * WCF), idx.eq(row_idx + S * WCF),
+                ]
+                nxt = add_mod(row_addr, S * WCF)
+                m.d.sync += [row_addr.eq(nxt), win_addr.eq(nxt), line_addr.eq(nxt), addr.eq(nxt)]
+            with m.Else():                                      # next frame
+                m.d.sync += [
+                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P), oy.eq(0), ty.eq(-P),
+                    row_idx.eq(R0), win_idx.eq(R0), line_idx.eq(R0), idx.eq(R0),
+                    base.eq(add_mod(base, HWCF)),
+                ]
+                nxt = add_mod(base, HWCF + R0)
+                m.d.sync += [row_addr.eq(nxt), win_addr.eq(nxt), line_addr.eq(nxt), addr.eq(nxt)]
+
+        # Frame hand-over between writer and reader.
+        r_fin = issue & r_last
+        w_fin = w_fire & w_last
+        with m.If(r_fin):
+            with m.If(ahead):
+                m.d.sync += ahead.eq(0)
+            with m.Elif(~w_fin):
+                m.d.sync += rdone.eq(1)
+        with m.Elif(w_fin):
+            with m.If(rdone):
+                m.d.sync += rdone.eq(0)
+            with m.Else():
+                m.d.sync += ahead.eq(1)
+
+        # --- output register (stage 1): memory data or the padding code ------------------
+        with m.If(issue):
+            m.d.sync += [out_valid.eq(1), out_pad.eq(pad)]
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        word = data.ArrayLayout(unsigned(self.bits), self.simd)(rd.data)
+        m.d.comb += self.o.valid.eq(out_valid)
+        for lane in range(self.simd):
+            m.d.comb += self.o.payload[lane].eq(Mux(out_pad, self.pad_value, word[lane]))
+        return m

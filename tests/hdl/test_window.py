@@ -1,0 +1,196 @@
+"""SlidingWindow: bit-exact im2col under random input gaps and output stalls."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.window import SlidingWindow, window_output_shape
+
+# Components refused by __init__ (or only inspected) are never elaborated.
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+def im2col_reference(codes, kernel, stride, padding, pad_value):
+    """Plain-loop im2col: (N, H, W, C) -> (N, H', W', K*K*C) in (ky, kx, c) order."""
+    n, h, w, c = codes.shape
+    oh, ow = window_output_shape(h, w, kernel, stride, padding)
+    out = np.full((n, oh, ow, kernel * kernel * c), pad_value, dtype=np.int64)
+    for f in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                for ky in range(kernel):
+                    for kx in range(kernel):
+                        y, x = oy * stride - padding + ky, ox * stride - padding + kx
+                        if 0 <= y < h and 0 <= x < w:
+                            col = (ky * kernel + kx) * c
+                            out[f, oy, ox, col:col + c] = codes[f, y, x]
+    return out
+
+
+def golden_im2col(codes, kernel, stride, padding, pad_value):
+    try:
+        from sim.golden import im2col
+    except ImportError:
+        return im2col_reference(codes, kernel, stride, padding, pad_value)
+    return np.asarray(im2col(codes, kernel, stride, padding, pad_value))
+
+
+def run_stream(dut, in_beats, n_out, seed, gap=0.3, stall=0.3, max_cycles=None):
+    """Drive ``dut.i`` with ``in_beats`` (lists of lane values) and collect ``n_out``
+    beats from ``dut.o`` under random gaps and stalls; checks that a held beat stays.
+
+    Returns (list of output beats, cycle of the last output transfer).
+    """
+    got = []
+    last = [0]
+    max_cycles = max_cycles or 50 * (len(in_beats) + n_out) + 200
+
+    async def source(ctx):
+        rng = random.Random(seed)
+        for beat in in_beats:
+            while gap and rng.random() < gap:
+                await ctx.tick()
+            ctx.set(dut.i.payload, beat)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        rng = random.Random(seed + 1)
+        held = None
+        cycle = 0
+        while len(got) < n_out:
+            assert cycle < max_cycles, f"seed {seed}: timeout after {len(got)}/{n_out} beats"
+            ready = not (stall and rng.random() < stall)
+            ctx.set(dut.o.ready, ready)
+            await ctx.delay(1e-9)
+            valid = ctx.get(dut.o.valid)
+            payload = [int(v) for v in ctx.get(dut.o.payload)] if valid else None
+            if held is not None:
+                assert valid and payload == held, f"seed {seed}: output changed while held"
+            if valid and ready:
+                got.append(payload)
+                last[0] = cycle
+                held = None
+            elif valid:
+                held = payload
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return got, last[0]
+
+
+def check_window(h, w, c, k, s, p, pad_value, bits, simd, frames, seed, gap=0.3, stall=0.3):
+    dut = SlidingWindow(height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
+                        pad_value=pad_value, bits=bits, simd=simd)
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 1 << bits, size=(frames, h, w, c))
+    want = golden_im2col(codes, k, s, p, pad_value).reshape(-1, simd)
+    in_beats = codes.reshape(-1, simd).tolist()
+    got, _ = run_stream(dut, in_beats, len(want), seed, gap, stall)
+    got = np.array(got)
+    bad = np.argwhere(got != want)
+    assert not len(bad), (f"seed {seed}: first mismatch at beat {bad[0][0]} "
+                          f"(got {got[bad[0][0]]}, want {want[bad[0][0]]})")
+
+
+def test_reference_matches_numpy_sliding():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, size=(2, 5, 4, 3))
+    cols = im2col_reference(x, 3, 1, 1, 2)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=2)
+    view = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+    # view: (N, H', W', C, ky, kx) -> (N, H', W', ky, kx, C)
+    assert np.array_equal(cols, view.transpose(0, 1, 2, 4, 5, 3).reshape(cols.shape))
+
+
+# (h, w, c, k, s, p, pad_value, bits, simd)
+CASES = [
+    (4, 4, 1, 1, 1, 0, 0, 1, 1),
+    (5, 3, 2, 1, 2, 0, 0, 2, 1),
+    (4, 5, 2, 2, 1, 0, 0, 2, 2),
+    (5, 4, 2, 2, 2, 1, 1, 2, 1),
+    (5, 6, 3, 3, 1, 1, 0, 1, 3),
+    (5, 6, 3, 3, 1, 1, 1, 1, 1),
+    (6, 5, 4, 3, 2, 2, 3, 2, 2),
+    (7, 5, 1, 3, 3, 0, 0, 3, 1),
+    (6, 7, 2, 2, 3, 1, 2, 2, 2),
+    (5, 5, 2, 4, 1, 3, 1, 1, 1),
+    (6, 6, 2, 4, 2, 2, 0, 2, 2),
+    (4, 7, 1, 4, 3, 1, 1, 1, 1),
+    (2, 2, 2, 3, 1, 2, 1, 2, 1),
+    (3, 1, 2, 3, 1, 1, 0, 2, 2),
+    (1, 6, 1, 2, 1, 1, 1, 1, 1),
+    (6, 6, 2, 1, 3, 0, 0, 2, 1),
+]
+
+
+@pytest.mark.parametrize("h,w,c,k,s,p,pad_value,bits,simd", CASES)
+def test_window_exact(h, w, c, k, s, p, pad_value, bits, simd):
+    seed = 1000 + h * 97 + w * 31 + k * 7 + s * 3 + p
+    check_window(h, w, c, k, s, p, pad_value, bits, simd, frames=3, seed=seed)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_random_shapes(seed):
+    rng = random.Random(seed)
+    k = rng.randint(1, 4)
+    s = rng.randint(1, 3)
+    p = rng.randint(0, k - 1)
+    h = rng.randint(max(1, k - 2 * p), 6)
+    w = rng.randint(max(1, k - 2 * p), 6)
+    simd = rng.choice([1, 2])
+    c = simd * rng.randint(1, 2)
+    bits = rng.randint(1, 3)
+    check_window(h, w, c, k, s, p, rng.randrange(1 << bits), bits, simd, frames=2,
+                 seed=seed, gap=rng.choice([0, 0.5]), stall=rng.choice([0, 0.5]))
+
+
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (2, 2, 0), (1, 1, 0), (3, 2, 0)])
+def test_window_throughput(k, s, p):
+    """Free-running source and sink: cycles per frame within 10% + start-up of ideal."""
+    h, w, c, simd, frames = 8, 8, 2, 2, 4
+    dut = SlidingWindow(height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
+                        bits=2, simd=simd)
+    codes = np.random.default_rng(5).integers(0, 4, size=(frames, h, w, c))
+    want = im2col_reference(codes, k, s, p, 0).reshape(-1, simd)
+    got, cycles = run_stream(dut, codes.reshape(-1, simd).tolist(), len(want), seed=1,
+                             gap=0, stall=0)
+    assert np.array_equal(np.array(got), want)
+    ideal = frames * max(dut.in_beats, dut.out_beats)
+    startup = (k - p) * w * (c // simd) + 4
+    print(f"K={k} S={s} P={p}: {cycles} cycles for {frames} frames, ideal {ideal}")
+    assert cycles <= 1.10 * ideal + startup, f"{cycles} cycles, ideal {ideal}"
+
+
+@pytest.mark.parametrize("kwargs,exc,msg", [
+    (dict(simd=3), ValueError, "SIMD must divide the channel count 4, not 3"),
+    (dict(padding=3), ValueError, "padding must be smaller than the kernel 3, not 3"),
+    (dict(pad_value=4), ValueError, "pad_value must fit in 2 bits, not 4"),
+    (dict(height=1, padding=0), ValueError, r"kernel 3 is larger than the padded input 1x5"),
+    (dict(stride=0), ValueError, "stride must be at least 1, not 0"),
+    (dict(kernel=2.0), TypeError, "kernel must be an integer, not 2.0"),
+    (dict(bits=True), TypeError, "bits must be an integer, not True"),
+])
+def test_window_bad_parameters(kwargs, exc, msg):
+    params = dict(height=4, width=5, channels=4, kernel=3, stride=1, padding=1, pad_value=0,
+                  bits=2, simd=2)
+    params.update(kwargs)
+    with pytest.raises(exc, match=msg):
+        SlidingWindow(**params)
+
+
+def test_window_depth_is_documented_size():
+    dut = SlidingWindow(height=10, width=12, channels=8, kernel=3, stride=1, padding=1,
+                        bits=1, simd=4)
+    cf = 2
+    assert dut.depth == 2 * 12 * cf + 2 * 3 * cf
+    assert (dut.out_height, dut.out_width) == (10, 12)
+    assert dut.out_beats == 10 * 12 * 9 * cf
