@@ -21,7 +21,8 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
     scores are converted back (a shift and a constant) before the output stage.
 ``"binary"``
     binary weights x k-bit activations: with ``b = (w + 1) / 2`` the dot product is
-    ``2 * sum(b * x) - sum(x)``; ``sum(x)`` is one adder tree shared by all PEs.
+    ``2 * sum(b * x) - sum(x)``, each sum as popcounts of the activation bit planes
+    (``sum_k 2**k * popcount(b & x_bit_k)``); ``sum(x)`` is shared by all PEs.
 ``"int"``
     ternary or signed int-k weights x k-bit or bipolar activations: a product per lane
     (a multiplexer for ternary and bipolar operands) and an adder tree.
@@ -43,6 +44,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
+from hdl.popcount import PRIMITIVES, Popcount
 from hdl.threshold import OutputStage, range_shape
 
 __all__ = ["MVTU", "KINDS", "MODES"]
@@ -174,9 +176,17 @@ class MVTU(wiring.Component):
         Non-decreasing per row; ``None`` emits scores.
     bias : int ndarray (outputs,) or None
         Added to the accumulator before thresholds or in the scores.
+    primitives : "auto" | "generic" | "xilinx"
+        How the popcounts of the ``xnor`` and ``binary`` modes are built
+        (:class:`hdl.popcount.Popcount`): ``"auto"`` uses Xilinx LUT/carry primitives when
+        elaborated for a Xilinx platform and generic logic otherwise (simulation).
     """
 
-    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None):
+    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None,
+                 primitives="auto"):
+        if primitives not in PRIMITIVES:
+            raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
+        self.primitives = primitives
         if not isinstance(kind, str):
             raise TypeError(f"kind must be a string, not {kind!r}")
         m, wbits = _check_weights(weights, kind, wbits)
@@ -336,17 +346,34 @@ class MVTU(wiring.Component):
 
     # --- datapath ---------------------------------------------------------------------
 
-    def _partial(self, m: Module, w_word, x, shared: dict):
+    def _bitplane_sum(self, m: Module, mask, x, name: str):
+        """``sum_j x[j]`` (or ``sum_j mask[j] * x[j]``) as popcounts of the bit planes."""
+        total = 0
+        for k in range(self.in_bits):
+            plane = Cat(x[j][k] for j in range(self.simd))
+            pc = Popcount(self.simd, registered=False, primitives=self.primitives)
+            m.submodules[f"{name}_plane{k}"] = pc
+            m.d.comb += pc.a.eq(plane if mask is None else plane & mask)
+            total = total + (pc.o << k)
+        return total
+
+    def _partial(self, m: Module, p: int, w_word, x, shared: dict):
         """Combinational dot product of one PE's ``simd`` weights with ``x`` (internal domain)."""
         wb = self.weight_bits
         lanes = [w_word[j * wb:(j + 1) * wb] for j in range(self.simd)]
         if self.mode == "xnor":
             # x is simd bits (1-bit lanes); a match (XNOR = 1) counts one.
-            return _tree_sum([~(lanes[j][0] ^ x[j]) for j in range(self.simd)])
+            pc = Popcount(self.simd, xnor=True, registered=False, primitives=self.primitives)
+            m.submodules[f"popcount{p}"] = pc
+            m.d.comb += [pc.a.eq(Cat(lanes[j][0] for j in range(self.simd))), pc.b.eq(x.as_value())]
+            return pc.o
         if self.mode == "binary":
+            # sum(b * x) bit plane by bit plane: sum_k 2**k * popcount(b & x_bit_k);
+            # the total sum(x) likewise, once for all PEs.
+            b = Cat(lanes[j][0] for j in range(self.simd))
             if "total" not in shared:
-                shared["total"] = _tree_sum([x[j] for j in range(self.simd)])
-            plus = _tree_sum([Mux(lanes[j][0], x[j], 0) for j in range(self.simd)])
+                shared["total"] = self._bitplane_sum(m, None, x, "total")
+            plus = self._bitplane_sum(m, b, x, f"plus{p}")
             return (plus << 1) - shared["total"]
         terms = []
         for j in range(self.simd):
@@ -450,7 +477,7 @@ class MVTU(wiring.Component):
         with m.If(advance):
             m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
             for p in range(pe):
-                m.d.sync += partial[p].eq(self._partial(m, w_data[p], x1, shared))
+                m.d.sync += partial[p].eq(self._partial(m, p, w_data[p], x1, shared))
 
         # Stage 3: accumulate; at the end of a fold, hand the PE results to the output stage.
         acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
