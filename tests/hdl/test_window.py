@@ -1,5 +1,6 @@
 """SlidingWindow: bit-exact im2col under random input gaps and output stalls."""
 
+import gc
 import random
 
 import numpy as np
@@ -10,6 +11,14 @@ from hdl.window import SlidingWindow, window_output_shape
 
 # Components refused by __init__ (or only inspected) are never elaborated.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+@pytest.fixture(autouse=True)
+def _collect_unused():
+    """Components refused in ``__init__`` or only inspected are never elaborated; collect
+    them inside the test, where the warning filter above applies."""
+    yield
+    gc.collect()
 
 
 def im2col_reference(codes, kernel, stride, padding, pad_value):
