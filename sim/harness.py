@@ -1,0 +1,570 @@
+"""Run cocotb tests on Amaranth components or Verilog, from pytest.
+
+The pytest side calls :func:`run_cocotb`; the cocotb side (the test module running
+inside the simulator) calls :func:`params`, :func:`seed` and :func:`report`, and drives
+the DUT with :mod:`sim.streams`.
+
+pytest side::
+
+    from sim.harness import run_cocotb
+
+    def test_adder():
+        dut = MyAdder(width=8)                 # an amaranth.lib.wiring.Component
+        result = run_cocotb(dut, name="adder_w8", test_module="tests.hdl.cocotb_adder",
+                            parameters={"width": 8, "n": 200, "x": np.arange(10)},
+                            seeds=(1, 2))
+        assert result.reports[1]["cycles"] >= 200   # values the cocotb test reported
+
+cocotb side (``tests/hdl/cocotb_adder.py``)::
+
+    import cocotb
+    from sim.harness import params, report, seed
+    from sim.streams import StreamSink, StreamSource, reset, start_clock
+
+    @cocotb.test()
+    async def adder(dut):
+        p = params()                           # {"width": 8, "n": 200, "x": ndarray}
+        start_clock(dut)
+        await reset(dut)
+        src = StreamSource(dut, "i", seed=seed())
+        sink = StreamSink(dut, "o", seed=seed() + 1)
+        cocotb.start_soon(src.send(values))
+        got = await sink.receive(len(values))
+        assert got == expected, f"seed {seed()}: got {got}, expected {expected}"
+        report(cycles=sink.last_cycle)
+
+What :func:`run_cocotb` does:
+
+1. Converts the component with ``amaranth.back.verilog.convert`` (ports from its
+   signature; a stream port ``i`` becomes ``i__valid``, ``i__ready``, ``i__payload``),
+   or takes Verilog text / a ``.v`` path as is.
+2. Builds with Verilator (``-Wno-fatal``, timescale 1ns/1ps, FST tracing compiled in) or,
+   without Verilator, Icarus (``hdl.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
+   it). The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
+   the options and the simulator; it is shared by every test with the same hardware
+   (an ``fcntl`` lock makes it safe under pytest-xdist) and never rebuilt.
+3. Runs the cocotb ``test_module`` once per seed, in a fresh directory under
+   ``build/sim_runs/`` that is deleted when the run passes. Waveforms are not written
+   on passing runs: when a seed fails, that seed is re-run with tracing on, the
+   waveform is kept in ``build/sim_waves/<name>-seed<seed>.fst`` (``.vcd`` on Icarus
+   without FST support), and :class:`AssertionError` names the failing cocotb test(s),
+   the seed, the waveform, the log and the failure messages.
+
+Seeds and replay: each run gets one integer seed, available in the cocotb test as
+:func:`seed` (and as ``COCOTB_RANDOM_SEED``, which seeds Python's global ``random``).
+Drivers take their own seeds derived from it. To replay a failing seed, set
+``QNN_SEED`` (a comma-separated list is allowed): ``QNN_SEED=7 pytest tests/...::test_x``
+runs only seed 7 in every :func:`run_cocotb` call. ``QNN_WAVES=1`` keeps a waveform of
+every run, passing or not.
+
+Parameters: ``parameters`` must be JSON-able, except that NumPy arrays are allowed as
+values at the top level: they travel in an ``.npz`` file and come back as arrays from
+:func:`params`. For sharing arrays explicitly use :func:`save_arrays` / :func:`load_arrays`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_cocotb", "SimResult", "params", "seed", "report", "save_arrays",
+           "load_arrays", "repo_root", "sim_cache_dir"]
+
+#: bump when the build recipe changes, so that old cache entries are not reused
+_BUILD_RECIPE = 1
+_TIMESCALE = ("1ns", "1ps")
+
+_ENV_PARAMS = "QNN_PARAMS"     # JSON file with the parameters (cocotb side)
+_ENV_SEED = "QNN_SEED"         # seed of the run; set by the user to replay a seed
+_ENV_REPORT = "QNN_REPORT"     # JSON file the cocotb side writes report() values to
+_ENV_WAVES = "QNN_WAVES"       # 1: keep a waveform of every run
+_ARRAY_TAG = "__qnn_npz_array__"
+
+
+def repo_root() -> Path:
+    """The checkout this package lives in (``build/`` goes below it)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def sim_cache_dir() -> Path:
+    """``<repo>/build/sim_cache``: one sub-folder per distinct build."""
+    return repo_root() / "build" / "sim_cache"
+
+
+@dataclasses.dataclass
+class SimResult:
+    """What :func:`run_cocotb` returns when every test passed.
+
+    Attributes
+    ----------
+    seeds : list of int
+        The seeds that ran.
+    tests : list of str
+        Names of the cocotb tests that ran (passed) for the last seed.
+    reports : dict
+        Seed -> dict of the values the cocotb tests passed to :func:`report`.
+    build_dir : Path
+        The cached build.
+    built : bool
+        True if this call compiled the design (False when the cache was used).
+    waveforms : list of Path
+        Waveforms kept (only with ``QNN_WAVES=1``).
+    """
+
+    seeds: list[int]
+    tests: list[str]
+    reports: dict[int, dict]
+    build_dir: Path
+    built: bool
+    simulator: str
+    waveforms: list[Path] = dataclasses.field(default_factory=list)
+
+    @property
+    def report(self) -> dict:
+        """The report of the last seed."""
+        return self.reports[self.seeds[-1]]
+
+
+# --------------------------------------------------------------------------- cocotb side
+
+_params_cache: dict | None = None
+
+
+def params() -> dict:
+    """The ``parameters`` given to :func:`run_cocotb` (call from the cocotb test).
+
+    NumPy arrays passed as top-level parameter values come back as arrays.
+    """
+    global _params_cache
+    if _params_cache is None:
+        path = os.environ.get(_ENV_PARAMS)
+        if not path:
+            raise RuntimeError(f"{_ENV_PARAMS} is not set: params() only works inside a "
+                               "cocotb test started by sim.harness.run_cocotb")
+        with open(path) as f:
+            raw = json.load(f)
+        arrays = None
+        out = {}
+        for key, value in raw.items():
+            if isinstance(value, dict) and set(value) == {_ARRAY_TAG}:
+                if arrays is None:
+                    arrays = load_arrays(Path(path).with_suffix(".npz"))
+                value = arrays[value[_ARRAY_TAG]]
+            out[key] = value
+        _params_cache = out
+    return _params_cache
+
+
+def seed() -> int:
+    """The seed of this run (call from the cocotb test); derive driver seeds from it."""
+    value = os.environ.get(_ENV_SEED)
+    if value is None:
+        raise RuntimeError(f"{_ENV_SEED} is not set: seed() only works inside a cocotb "
+                           "test started by sim.harness.run_cocotb")
+    return int(value)
+
+
+def report(**values) -> None:
+    """Record JSON-able values (e.g. measured cycles) that :func:`run_cocotb` returns.
+
+    Call from the cocotb test; later calls update earlier ones. The values appear in
+    ``SimResult.reports[seed]``.
+    """
+    path = os.environ.get(_ENV_REPORT)
+    if not path:
+        raise RuntimeError(f"{_ENV_REPORT} is not set: report() only works inside a "
+                           "cocotb test started by sim.harness.run_cocotb")
+    current = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            current = json.load(f)
+    current.update(_jsonable(values))
+    with open(path, "w") as f:
+        json.dump(current, f)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save_arrays(directory: str | os.PathLike, name: str = "arrays", **arrays) -> str:
+    """Save NumPy arrays to ``<directory>/<name>.npz``; returns the path (put it in parameters)."""
+    path = Path(directory) / f"{name}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    return str(path)
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load the arrays saved by :func:`save_arrays` (no pickle)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# --------------------------------------------------------------------------- pytest side
+
+def _verilog_of(dut, toplevel: str | None) -> tuple[str, str]:
+    """(verilog text, toplevel name) of a component, Verilog text or Verilog path."""
+    if isinstance(dut, os.PathLike) or (isinstance(dut, str) and "\n" not in dut
+                                         and dut.endswith((".v", ".sv"))):
+        text = Path(dut).read_text()
+    elif isinstance(dut, str):
+        text = dut
+    else:
+        from amaranth.back import verilog
+        from amaranth.lib import wiring
+        if not isinstance(dut, wiring.Component):
+            raise TypeError(f"dut must be an amaranth wiring.Component, Verilog text or a "
+                            f"path to a .v file, not {dut!r}")
+        top = toplevel or "top"
+        return verilog.convert(dut, name=top), top
+    if toplevel is None:
+        modules = re.findall(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", text, re.M)
+        if not modules:
+            raise ValueError("no 'module' found in the Verilog given as dut")
+        toplevel = modules[-1]
+    return text, toplevel
+
+
+def _seeds_of(seeds) -> list[int]:
+    env = os.environ.get(_ENV_SEED)
+    if env:
+        try:
+            return [int(s) for s in env.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"{_ENV_SEED} must be a comma-separated list of integers, "
+                             f"not {env!r}") from None
+    if seeds is None:
+        return [1]
+    if isinstance(seeds, int):
+        return [seeds]
+    out = list(seeds)
+    if not out or not all(isinstance(s, int) for s in out):
+        raise TypeError(f"seeds must be an int or a non-empty sequence of ints, not {seeds!r}")
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "dut"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _fst_available() -> bool:
+    # Verilator's FST writer needs the zlib and lz4 headers to compile; else VCD.
+    dirs = ("/usr/include", "/usr/local/include")
+    return all(any(Path(d, h).exists() for d in dirs) for h in ("zlib.h", "lz4.h"))
+
+
+def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]):
+    from cocotb_tools import runner as cr
+
+    base = cr.Verilator if sim == "verilator" else cr.Icarus
+    root = str(repo_root())
+
+    class _Runner(base):
+        def _set_env_test(self):
+            super()._set_env_test()
+            self.env.update(extra_env)
+            paths = self.env.get("PYTHONPATH", "").split(os.pathsep)
+            if root not in paths:
+                self.env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in paths if p])
+
+        def _get_sim_cmd_prefix(self):
+            prefix = super()._get_sim_cmd_prefix()
+            if timeout_s is not None and shutil.which("timeout"):
+                prefix = ["timeout", "-k", "5", f"{float(timeout_s):g}"] + prefix
+            return prefix
+
+    return _Runner()
+
+
+def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path, trace_fst: bool,
+           log_file: Path) -> None:
+    runner = _make_runner(sim, None, {})
+    build_args = []
+    if sim == "verilator":
+        build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+        build_args += ["--trace-fst"] if trace_fst else []
+    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                 build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
+                 waves=True, always=True, log_file=str(log_file))
+
+
+def _parse_results(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(names of passed tests, [(failed test name, message)]) from cocotb's xUnit file."""
+    passed, failed = [], []
+    root = ElementTree.parse(path).getroot()
+    for case in root.iter("testcase"):
+        name = case.get("name", "?")
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        if bad is not None:
+            failed.append((name, bad.get("message") or (bad.text or "").strip()))
+        elif case.find("skipped") is None:
+            passed.append(name)
+    return passed, failed
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None = None,
+               toplevel: str | None = None, seeds: int | Iterable[int] | None = None,
+               timeout_s: float | None = None, extra_verilog: Sequence = (),
+               testcase: str | Sequence[str] | None = None,
+               simulator: str | None = None) -> SimResult:
+    """Build ``dut`` (cached) and run the cocotb tests of ``test_module`` on it.
+
+    Parameters
+    ----------
+    dut : wiring.Component or str or path
+        An Amaranth component (converted with ``verilog.convert(dut, name=toplevel)``),
+        Verilog text, or the path of a ``.v`` file.
+    name : str
+        Short name of this test configuration; used for run folders, waveforms, logs.
+    test_module : str
+        Importable module path of the cocotb tests, e.g. ``"tests.hdl.cocotb_mvtu"``
+        (the repository root is put on the simulator's ``PYTHONPATH``).
+    parameters : dict, optional
+        JSON-able values (NumPy arrays allowed as top-level values) given to the
+        cocotb side as :func:`params`. They do not affect the build.
+    toplevel : str, optional
+        Top module name: default ``"top"`` for a component, the last module in the text
+        for Verilog.
+    seeds : int or iterable of int, optional
+        One simulation run per seed (default ``[1]``); ``QNN_SEED`` overrides.
+    timeout_s : float, optional
+        Wall-clock limit of each simulation run (the run is killed, and the call fails).
+        Prefer sim-time limits in the test (``@cocotb.test(timeout_time=...)``).
+    extra_verilog : sequence of str or path
+        More Verilog sources (texts or paths), part of the build key.
+    testcase : str or list of str, optional
+        Run only these cocotb tests of the module.
+    simulator : {"verilator", "icarus"}, optional
+        Default ``hdl.toolchain.simulator()`` (Verilator unless missing, or ``QNN_SIM``).
+
+    Returns
+    -------
+    SimResult
+
+    Raises
+    ------
+    AssertionError
+        A cocotb test failed or the simulation died: the message names the failing
+        tests, the seed (replay with ``QNN_SEED=<seed>``), the waveform and the log.
+    """
+    from hdl import toolchain
+
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, not {name!r}")
+    if not isinstance(test_module, str) or not test_module:
+        raise TypeError(f"test_module must be a module path string, not {test_module!r}")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+    parameters = dict(parameters or {})
+    seed_list = _seeds_of(seeds)
+
+    sim = toolchain.simulator(simulator)
+    if sim == "verilator":
+        toolchain.verilator_env()
+    text, top = _verilog_of(dut, toplevel)
+    extras = []
+    for i, src in enumerate(extra_verilog):
+        extras.append(Path(src).read_text() if isinstance(src, os.PathLike)
+                      or (isinstance(src, str) and "\n" not in src) else src)
+    trace_fst = sim == "verilator" and _fst_available()
+
+    # ---- build (cached)
+    import cocotb
+    key_src = json.dumps({
+        "recipe": _BUILD_RECIPE, "sim": sim, "top": top, "verilog": text, "extra": extras,
+        "fst": trace_fst, "timescale": _TIMESCALE, "cocotb": cocotb.__version__,
+        "sim_version": _sim_version(sim), "python": sys.version,
+    }, sort_keys=True)
+    digest = hashlib.sha256(key_src.encode()).hexdigest()[:24]
+    build_dir = sim_cache_dir() / digest
+    ok_marker = build_dir / "BUILD_OK"
+    built = False
+    with _locked(sim_cache_dir() / f"{digest}.lock"):
+        if not ok_marker.exists():
+            if build_dir.exists():
+                shutil.rmtree(build_dir)
+            (build_dir / "src").mkdir(parents=True)
+            sources = [build_dir / "src" / f"{_safe(top)}.v"]
+            sources[0].write_text(text)
+            for i, extra in enumerate(extras):
+                sources.append(build_dir / "src" / f"extra{i}.v")
+                sources[-1].write_text(extra)
+            log = build_dir / "build.log"
+            t0 = time.monotonic()
+            try:
+                _build(sim, sources, top, build_dir, trace_fst, log)
+            except (RuntimeError, SystemExit, subprocess_error()) as e:
+                raise RuntimeError(f"{sim} build of {name!r} failed ({e}); log {log}:\n"
+                                   f"{_log_tail(log)}") from None
+            ok_marker.write_text(json.dumps({"name": name, "top": top, "simulator": sim,
+                                             "seconds": round(time.monotonic() - t0, 1)}))
+            built = True
+
+    # ---- runs
+    runs_root = repo_root() / "build" / "sim_runs"
+    waves_root = repo_root() / "build" / "sim_waves"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    keep_waves = os.environ.get(_ENV_WAVES, "") not in ("", "0")
+    reports: dict[int, dict] = {}
+    waveforms: list[Path] = []
+    passed: list[str] = []
+    for s in seed_list:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(name)}-seed{s}-", dir=runs_root))
+        wave = None
+        if keep_waves:
+            wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
+        passed, failed, log = _run_once(sim, build_dir, top, test_module, testcase,
+                                        parameters, s, run_dir, timeout_s, wave)
+        if failed:
+            if wave is None:   # re-run the failing seed with tracing on
+                wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
+                _p, _f, log = _run_once(sim, build_dir, top, test_module, testcase,
+                                        parameters, s, run_dir, timeout_s, wave)
+            kept_log = waves_root / f"{_safe(name)}-seed{s}.log"
+            with contextlib.suppress(OSError):
+                shutil.copyfile(log, kept_log)
+            wave_txt = str(wave) if wave.exists() else f"(none: {wave} was not written)"
+            details = "\n".join(f"  {t}: {m}" for t, m in failed)
+            msg = (f"cocotb {test_module} on {name!r} failed with seed {s} "
+                   f"(replay: QNN_SEED={s}): {', '.join(t for t, _ in failed)}\n"
+                   f"{details}\n"
+                   f"waveform: {wave_txt}\nlog: {kept_log}\nrun folder: {run_dir}\n"
+                   f"--- log tail ---\n{_log_tail(kept_log, 25)}")
+            print(msg, file=sys.stderr)
+            raise AssertionError(msg)
+        report_file = run_dir / "report.json"
+        reports[s] = json.loads(report_file.read_text()) if report_file.exists() else {}
+        if wave is not None:
+            waveforms.append(wave)
+            print(f"waveform of {name} seed {s}: {wave}", file=sys.stderr)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return SimResult(seeds=seed_list, tests=passed, reports=reports, build_dir=build_dir,
+                     built=built, simulator=sim, waveforms=waveforms)
+
+
+def subprocess_error():
+    import subprocess
+    return subprocess.SubprocessError
+
+
+def _wave_ext(sim: str, trace_fst: bool) -> str:
+    return "fst" if (sim == "icarus" or trace_fst) else "vcd"
+
+
+_SIM_VERSIONS: dict[str, str] = {}
+
+
+def _sim_version(sim: str) -> str:
+    if sim not in _SIM_VERSIONS:
+        import subprocess
+        exe = "verilator" if sim == "verilator" else "iverilog"
+        try:
+            out = subprocess.run([exe, "-V" if sim == "icarus" else "--version"],
+                                 capture_output=True, text=True, timeout=60)
+            _SIM_VERSIONS[sim] = (out.stdout or out.stderr).splitlines()[0] if (
+                out.stdout or out.stderr) else "?"
+        except (OSError, subprocess.SubprocessError):
+            _SIM_VERSIONS[sim] = "?"
+    return _SIM_VERSIONS[sim]
+
+
+def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir,
+              timeout_s, wave):
+    """One simulation run in ``run_dir``; returns (passed, failed, log path)."""
+    params_file = run_dir / "params.json"
+    arrays = {}
+    plain = {}
+    for key, value in parameters.items():
+        if isinstance(value, np.ndarray):
+            arrays[key] = value
+            plain[key] = {_ARRAY_TAG: key}
+        else:
+            plain[key] = _jsonable(value)
+    if arrays:
+        np.savez(params_file.with_suffix(".npz"), **arrays)
+    try:
+        params_file.write_text(json.dumps(plain))
+    except TypeError as e:
+        raise TypeError(f"parameters must be JSON-able (or NumPy arrays): {e}") from None
+    report_file = run_dir / "report.json"
+    report_file.unlink(missing_ok=True)
+    results = run_dir / "results.xml"
+    results.unlink(missing_ok=True)
+    log = run_dir / "sim.log"
+    env = {_ENV_PARAMS: str(params_file), _ENV_SEED: str(s),
+           _ENV_REPORT: str(report_file), "COCOTB_RANDOM_SEED": str(s)}
+    runner = _make_runner(sim, timeout_s, env)
+    test_args, plusargs, waves = [], [], False
+    if wave is not None:
+        wave.parent.mkdir(parents=True, exist_ok=True)
+        wave.unlink(missing_ok=True)
+        if sim == "verilator":
+            test_args = ["--trace", "--trace-file", str(wave)]
+        else:
+            waves = True
+            plusargs = [f"+dumpfile_path={wave}"]
+    saved = {k: os.environ.pop(k) for k in ("WAVES", "GUI") if k in os.environ}
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                    build_dir=str(build_dir), test_dir=str(run_dir), results_xml=str(results),
+                    testcase=testcase, seed=s, test_args=test_args, plusargs=plusargs,
+                    waves=waves, timescale=_TIMESCALE, log_file=str(log))
+    except SystemExit:
+        pass   # cocotb's runner exits on failure under pytest; the results file decides
+    except RuntimeError:
+        pass
+    finally:
+        os.environ.update(saved)
+    if not results.exists():
+        why = "timed out" if timeout_s is not None else "died"
+        return [], [("(simulation)", f"the simulator {why} before writing results "
+                                     f"(see the log)")], log
+    passed, failed = _parse_results(results)
+    if not passed and not failed:
+        failed = [("(no tests)", f"no cocotb test ran from {test_module}"
+                                 + (f" matching {testcase!r}" if testcase else ""))]
+    return passed, failed, log
