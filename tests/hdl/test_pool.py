@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from hdl.pool import LabelSelect, MaxPool
@@ -69,7 +70,7 @@ def run_stream(dut, in_beats, n_out, seed, gap=0.3, stall=0.3):
             ctx.set(dut.o.ready, ready)
             await ctx.delay(1e-9)
             valid = ctx.get(dut.o.valid)
-            payload = ctx.get(dut.o.payload.as_value()) if valid else None
+            payload = ctx.get(Value.cast(dut.o.payload)) if valid else None
             if held is not None:
                 assert valid and payload == held, f"seed {seed}: output changed while held"
             if valid and ready:
