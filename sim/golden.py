@@ -59,6 +59,9 @@ __all__ = ["run", "predict", "layer_forward", "im2col", "threshold", "maxpool",
 #: Threads for the popcount kernel (NumPy ufuncs release the GIL).
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 _pool: ThreadPoolExecutor | None = None
+#: Integers of magnitude below these are exact in float32 / float64 (and all their sums).
+_F32_EXACT = 1 << 24
+_F64_EXACT = 1 << 53
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -238,7 +241,8 @@ class _DenseKernel:
         o, k = w.shape
         amax = 1 if bits == 1 else (1 << bits) - 1
         bound = int(np.abs(w).sum(axis=1).max(initial=0)) * amax
-        self.dtype = np.float32 if bound < (1 << 24) else np.float64 if bound < (1 << 53) else np.int64
+        self.dtype = (np.float32 if bound < _F32_EXACT else np.float64 if bound < _F64_EXACT
+                      else np.int64)
         self.kp = -(-k // 8) * 8 if self.dtype != np.int64 else k
         self.wt = np.zeros((self.kp, o), self.dtype)
         self.wt[:k] = w.T
