@@ -375,7 +375,7 @@ class MVTU(wiring.Component):
                 shared["total"] = self._bitplane_sum(m, None, x, "total")
             plus = self._bitplane_sum(m, b, x, f"plus{p}")
             return (plus << 1) - shared["total"]
-        terms = []
+        terms, signs = [], []
         for j in range(self.simd):
             a, w = x[j], lanes[j]
             if self.mode == "int":
@@ -386,13 +386,20 @@ class MVTU(wiring.Component):
                     term = Mux(w[0], Mux(w[1], -a, a), 0)
                 else:
                     term = ws * a
-            else:  # pot
+            else:  # pot: sign ? ~t : t, and the +1 of each negation comes in as a count below
                 mag, sign = w[:self._mag_bits], w[self._mag_bits]
-                xv = Mux(a, Const(1, signed(2)), Const(-1, signed(2))) if self.in_bits == 1 else a
+                if self.in_bits == 1:
+                    xv = Mux(a, Const(1, signed(2)), Const(-1, signed(2)))
+                else:
+                    xv = Cat(a, Const(0, 1)).as_signed()
                 sb = self._shift_bits
                 shifted = (xv << (mag - 1)[:sb]) if sb else xv
-                term = Mux(mag == 0, 0, Mux(sign, -shifted, shifted))
+                masked = Mux(mag == 0, 0, shifted)
+                term = Mux(sign, ~masked, masked)
+                signs.append(sign)
             terms.append(term)
+        if signs:
+            terms.append(_tree_sum(signs))
         return _tree_sum(terms)
 
     def _to_stage(self, internal):
