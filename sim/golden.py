@@ -42,6 +42,7 @@ the test-split accuracy and frames per second of :func:`run`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -62,6 +63,27 @@ _pool: ThreadPoolExecutor | None = None
 #: Integers of magnitude below these are exact in float32 / float64 (and all their sums).
 _F32_EXACT = 1 << 24
 _F64_EXACT = 1 << 53
+
+
+_blas_controller = None
+
+
+def _blas_single_thread():
+    """Context in which BLAS runs on one thread (row chunks go to our pool instead).
+
+    A multi-threaded BLAS spins between small calls and competes with the pool; with
+    ``threadpoolctl`` missing, BLAS keeps its own threads and chunks run in sequence.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_controller = ThreadpoolController()
+        except ImportError:
+            _blas_controller = False
+    if _blas_controller is False:
+        return contextlib.nullcontext(False)
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -177,7 +199,6 @@ def _windows_t(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
 
 class _XnorKernel:
     """``acc = n - 2 * popcount(x XOR w)`` on bit-packed uint64 words (binary x bipolar)."""
-    threaded = True
 
     def __init__(self, layer, x: np.ndarray):
         w = layer.weights
@@ -205,7 +226,8 @@ class _XnorKernel:
         self.rows = self.xt.shape[1]
         self.chunk = max(64, (1 << 16) // o)
 
-    def __call__(self, lo: int, hi: int) -> np.ndarray:
+    def popcounts(self, lo: int, hi: int) -> np.ndarray:
+        """``popcount(x XOR w)`` of rows ``lo:hi``, as ``(O, rows)`` (uint16 if n < 2**16)."""
         words, o = self.wt.shape
         r = hi - lo
         tmp = np.empty((o, r), np.uint64)
@@ -222,8 +244,34 @@ class _XnorKernel:
                     np.bitwise_count(tmp, out=cnt)
                     grp += cnt
             np.add(acc, grp, out=acc, casting="unsafe")
-        res = self.n - 2 * acc.T.astype(np.int64)
-        return res
+        return acc
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        return (self.n - 2 * self.popcounts(lo, hi).astype(np.int64)).T
+
+    def set_threshold(self, thresholds: np.ndarray, bias: np.ndarray | None) -> bool:
+        """Fold bias and threshold into popcount limits, so codes need no accumulators.
+
+        ``acc = n + b - 2*pc >= t``  <=>  ``pc <= floor((n + b - t) / 2)``  <=>  ``pc < v``
+        with ``v = clip(floor((n + b - t) / 2), -1, n) + 1``; ``t`` is first clipped to
+        ``[b - n - 1, b + n + 1]`` (outside the reachable range, same counts, no overflow).
+        Returns False (caller falls back to accumulators) for many levels or huge n.
+        """
+        if thresholds.shape[1] > 15 or self.n + 1 >= (1 << 16):
+            return False
+        b = np.zeros((thresholds.shape[0], 1), np.int64) if bias is None else bias[:, None]
+        t = np.clip(thresholds, b - self.n - 1, b + self.n + 1)
+        u = np.clip(np.floor_divide(self.n + b - t, 2), -1, self.n)
+        self.limits = (u + 1).astype(np.uint16)
+        return True
+
+    def codes(self, lo: int, hi: int) -> np.ndarray:
+        """Threshold codes of rows ``lo:hi`` (after :meth:`set_threshold`), ``(rows, O)``."""
+        pc = self.popcounts(lo, hi)
+        code = np.zeros(pc.shape, np.uint8)
+        for j in range(self.limits.shape[1]):
+            np.add(code, pc < self.limits[:, j, None], out=code, casting="unsafe")
+        return code.T
 
 
 class _DenseKernel:
@@ -233,7 +281,6 @@ class _DenseKernel:
     in any order; all are integers of magnitude <= B, exact in float32 below 2**24 and in
     float64 below 2**53. The inner dimension is zero-padded to a multiple of 8.
     """
-    threaded = False  # BLAS threads itself
 
     def __init__(self, layer, cols: np.ndarray, bits: int):
         w = layer.weights.decode(layer.weights.dense)
@@ -247,7 +294,7 @@ class _DenseKernel:
         self.wt = np.zeros((self.kp, o), self.dtype)
         self.wt[:k] = w.T
         self.rows = cols.shape[0]
-        self.chunk = max(64, (1 << 22) // (self.kp + o))
+        self.chunk = max(64, (1 << 19) // (self.kp + o))
 
     def __call__(self, lo: int, hi: int) -> np.ndarray:
         k = self.cols.shape[1]
@@ -262,7 +309,6 @@ class _CscKernel:
     The non-zeros are put in output-row order; each one's product with its input column
     is formed in int64 and ``np.add.reduceat`` sums each output's segment.
     """
-    threaded = True
 
     def __init__(self, layer, cols: np.ndarray, bits: int):
         w = layer.weights
@@ -292,11 +338,11 @@ def _act_values(codes: np.ndarray, bits: int) -> np.ndarray:
     return codes
 
 
-def _dot_layer(layer, x: np.ndarray, in_spec: ir.TensorSpec, post=None) -> np.ndarray:
+def _dot_layer(layer, x: np.ndarray, in_spec: ir.TensorSpec, thresholds=None) -> np.ndarray:
     """Accumulators (bias included) of a conv or fc layer, int64 ``(N, H', W', O)``.
 
-    With ``post`` (a function from an int64 ``(rows, O)`` chunk to uint8 codes: the
-    following threshold), the result is ``post`` applied chunk by chunk instead.
+    With ``thresholds`` (of a threshold layer that follows), the result is instead its
+    uint8 codes, computed chunk by chunk while the accumulators are in cache.
     """
     bits = in_spec.bits
     w = layer.weights
@@ -316,21 +362,26 @@ def _dot_layer(layer, x: np.ndarray, in_spec: ir.TensorSpec, post=None) -> np.nd
             cols = x.reshape(n, -1)
         kern = _CscKernel(layer, cols, bits) if w.sparse else _DenseKernel(layer, cols, bits)
     bias = layer.bias
-    out = np.empty((kern.rows, out_shape[3]), np.int64 if post is None else np.uint8)
+    out = np.empty((kern.rows, out_shape[3]), np.int64 if thresholds is None else np.uint8)
+    fused = thresholds is not None and isinstance(kern, _XnorKernel) and kern.set_threshold(thresholds, bias)
 
     def work(lo_hi):
         lo, hi = lo_hi
+        if fused:
+            out[lo:hi] = kern.codes(lo, hi)
+            return
         acc = kern(lo, hi)
         if bias is not None:
-            acc += bias
-        out[lo:hi] = acc if post is None else post(acc)
+            acc = acc + bias
+        out[lo:hi] = acc if thresholds is None else threshold(acc, thresholds)
 
     chunks = [(lo, min(kern.rows, lo + kern.chunk)) for lo in range(0, kern.rows, kern.chunk)]
-    if kern.threaded and _THREADS > 1 and len(chunks) > 1:
-        list(_executor().map(work, chunks))
-    else:
-        for ch in chunks:
-            work(ch)
+    with _blas_single_thread() if isinstance(kern, _DenseKernel) else contextlib.nullcontext() as ctl:
+        if _THREADS > 1 and len(chunks) > 1 and ctl is not False:
+            list(_executor().map(work, chunks))
+        else:
+            for ch in chunks:
+                work(ch)
     return out.reshape(out_shape)
 
 
@@ -388,7 +439,7 @@ def run(model: ir.Model, codes, *, all_layers: bool = False):
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if not all_layers and isinstance(layer, (ir.Conv, ir.FC)) and isinstance(nxt, ir.Threshold):
             # Fused: each chunk of accumulators becomes codes while it is in cache.
-            x = _dot_layer(layer, x, specs[i], post=lambda acc, t=nxt.thresholds: threshold(acc, t))
+            x = _dot_layer(layer, x, specs[i], thresholds=nxt.thresholds)
             i += 2
             continue
         x = _forward(layer, x, specs[i])
