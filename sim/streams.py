@@ -19,8 +19,9 @@ Inside a cocotb test (started by :func:`sim.harness.run_cocotb`)::
 
 Timing model: every agent drives its outputs just after the falling clock edge and
 samples the handshake in the read-only phase before the rising edge, so a transfer
-happens at the rising edge after a cycle where valid and ready were both high. Cycle
-numbers count rising edges since :func:`start_clock` (or the agent's creation).
+happens at the rising edge after a cycle where valid and ready were both high. One
+task per clock (:class:`CycleCounter`) runs all agents; ``agent.first_cycle`` and
+``last_cycle`` are the cycles of the first and latest transfers (compare differences).
 
 Randomness: each agent owns a ``random.Random(seed)``; ``gap_prob`` is the chance of
 an idle cycle before each beat, ``stall_prob`` the chance that ready is low in a cycle.
@@ -111,45 +112,65 @@ def _int(value, what: str) -> int:
         raise ProtocolError(f"{what} has X/Z bits: {value}") from None
 
 
-_counters: dict[int, "CycleCounter"] = {}
+_domains: dict[int, "CycleCounter"] = {}
 
 
 class CycleCounter:
-    """Counts rising edges of ``clock`` from its creation: ``counter.cycle``.
+    """The clock loop shared by all agents on one clock; counts cycles.
 
-    One counter per clock is shared (:meth:`of`); agents use it to name cycles.
+    ``CycleCounter.of(dut.clk).cycle`` is the number of the current cycle, counted from
+    the first agent (or :func:`start_clock`) of the test; compare differences only.
+    Cycle ``c`` starts at a falling edge and its handshakes transfer at the rising edge
+    that ends it. One task per clock drives and samples every agent, which keeps the
+    Python cost per simulated cycle low.
     """
 
     def __init__(self, clock):
         import cocotb
         self.clock = clock
         self.cycle = 0
-        self._task = cocotb.start_soon(self._count())
+        self._agents: list = []
+        self._task = cocotb.start_soon(self._loop())
 
-    async def _count(self):
-        from cocotb.triggers import RisingEdge
+    async def _loop(self):
+        from cocotb.triggers import FallingEdge, ReadOnly
+        falling, read_only = FallingEdge(self.clock), ReadOnly()
         while True:
-            await RisingEdge(self.clock)
+            await falling
             self.cycle += 1
+            agents = list(self._agents)
+            for agent in agents:
+                agent._drive()
+            await read_only
+            for agent in agents:
+                agent._sample()
+
+    def _add(self, agent) -> None:
+        self._agents.append(agent)
+
+    def remove(self, agent) -> None:
+        """Stop driving and sampling ``agent``."""
+        if agent in self._agents:
+            self._agents.remove(agent)
 
     @classmethod
     def of(cls, clock) -> "CycleCounter":
+        """The counter of ``clock``, started on first use in the running test."""
         key = id(clock)
-        counter = _counters.get(key)
+        counter = _domains.get(key)
         if counter is None or counter.clock is not clock or counter._task.done():
-            counter = _counters[key] = cls(clock)
+            counter = _domains[key] = cls(clock)
         return counter
 
 
 def start_clock(dut, period_ns: float = 10, name: str = "clk"):
-    """Start a free-running clock on ``dut.<name>`` (default ``clk``, 10 ns)."""
-    import cocotb
+    """Start a free-running clock on ``dut.<name>`` (default ``clk``, 10 ns); returns it."""
     from cocotb.clock import Clock
     clk = _handle(dut, name)
     clock = Clock(clk, period_ns, unit="ns")
     clock.start()
-    # a fresh simulation: forget counters of earlier tests in the same process
-    _counters.clear()
+    # a fresh test: forget the loops of earlier tests in the same simulation
+    _domains.clear()
     CycleCounter.of(clk)
     return clock
 
@@ -179,7 +200,6 @@ class _Source:
 
     def __init__(self, dut, valid: str, ready: str, data: Sequence[str], *, seed: int,
                  gap_prob: float, clock, free_running: bool):
-        import cocotb
         if not 0 <= gap_prob < 1:
             raise ValueError(f"gap_prob must be in [0, 1), not {gap_prob}")
         self.dut = dut
@@ -191,44 +211,42 @@ class _Source:
         self.seed = seed
         self.rng = random.Random(seed)
         self.gap_prob = 0.0 if free_running else gap_prob
-        self.counter = CycleCounter.of(self.clock)
         self.sent = 0                  # beats transferred so far
         self.first_cycle = None        # cycle of the first transfer
         self.last_cycle = None         # cycle of the latest transfer
         self._queue: deque = deque()
         self._pushed = 0               # beats queued so far
         self._waiters: list = []       # (target count, Event)
+        self._current = None
+        self._valid_out = 0
         self.valid.value = 0
-        self._task = cocotb.start_soon(self._drive())
+        self.counter = CycleCounter.of(self.clock)
+        self.counter._add(self)
 
-    async def _drive(self):
-        from cocotb.triggers import FallingEdge, ReadOnly
-        current = None
-        while True:
-            await FallingEdge(self.clock)
-            if current is None and self._queue:
-                if self.gap_prob and self.rng.random() < self.gap_prob:
-                    self.valid.value = 0
-                    continue
-                current = self._queue.popleft()
-                for handle, v in zip(self.data, current):
+    def _drive(self) -> None:
+        if self._current is None:
+            if self._queue and not (self.gap_prob and self.rng.random() < self.gap_prob):
+                self._current = self._queue.popleft()
+                for handle, v in zip(self.data, self._current):
                     handle.value = v
-                self.valid.value = 1
-            elif current is None:
-                self.valid.value = 0
-                continue
-            await ReadOnly()
-            if _int(self.ready.value, "ready"):
-                current = None
-                self.sent += 1
-                cycle = self.counter.cycle + 1   # the transfer is at the coming edge
-                if self.first_cycle is None:
-                    self.first_cycle = cycle
-                self.last_cycle = cycle
-                for target, event in list(self._waiters):
-                    if self.sent >= target:
-                        event.set()
-                        self._waiters.remove((target, event))
+                if not self._valid_out:
+                    self.valid.value = self._valid_out = 1
+            elif self._valid_out:
+                self.valid.value = self._valid_out = 0
+
+    def _sample(self) -> None:
+        if self._current is None or not _int(self.ready.value, "ready"):
+            return
+        self._current = None
+        self.sent += 1
+        cycle = self.counter.cycle
+        if self.first_cycle is None:
+            self.first_cycle = cycle
+        self.last_cycle = cycle
+        for target, event in list(self._waiters):
+            if self.sent >= target:
+                event.set()
+                self._waiters.remove((target, event))
 
     def _enqueue(self, beats) -> int:
         for beat in beats:
@@ -246,6 +264,7 @@ class _Source:
 
     @property
     def idle(self) -> bool:
+        """True when every queued beat was transferred."""
         return self.sent == self._pushed
 
 
@@ -254,7 +273,6 @@ class _Sink:
 
     def __init__(self, dut, valid: str, ready: str, data: Sequence[str], *, seed: int,
                  stall_prob: float, clock, free_running: bool, name: str):
-        import cocotb
         if not 0 <= stall_prob < 1:
             raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob}")
         self.dut = dut
@@ -267,65 +285,65 @@ class _Sink:
         self.seed = seed
         self.rng = random.Random(seed)
         self.stall_prob = 0.0 if free_running else stall_prob
-        self.counter = CycleCounter.of(self.clock)
-        self.received = 0
-        self.first_cycle = None
-        self.last_cycle = None
+        self.received = 0              # beats transferred so far
+        self.first_cycle = None        # cycle of the first transfer
+        self.last_cycle = None         # cycle of the latest transfer
         self.errors: list[str] = []
         self._items: deque = deque()
-        self._event = None
+        self._event = None             # set by the clock loop when a waiter may go on
+        self._wanted = None
+        self._got = False
+        self._deadline = None
+        self._ready_out = 0
+        self._held = None              # beat offered without transfer in the last cycle
         self.ready.value = 0
-        self._task = cocotb.start_soon(self._monitor())
+        self.counter = CycleCounter.of(self.clock)
+        self.counter._add(self)
 
     def _error(self, text: str) -> None:
-        cycle = self.counter.cycle + 1
-        self.errors.append(f"{self.name}: cycle {cycle} (t={_now_ns():g} ns): {text}")
-        if self._event is not None:
-            self._event.set()
+        self.errors.append(f"{self.name}: cycle {self.counter.cycle} "
+                           f"(t={_now_ns():g} ns): {text}")
 
-    async def _monitor(self):
-        from cocotb.triggers import FallingEdge, ReadOnly
-        held = None        # data of a beat offered without transfer in the previous cycle
-        while True:
-            await FallingEdge(self.clock)
-            ready = 1 if not (self.stall_prob and self.rng.random() < self.stall_prob) else 0
-            self.ready.value = ready
-            await ReadOnly()
-            try:
-                valid = _int(self.valid.value, f"{self.name} valid")
-            except ProtocolError as e:
-                self._error(str(e))
-                held = None
-                continue
+    def _drive(self) -> None:
+        ready = 0 if (self.stall_prob and self.rng.random() < self.stall_prob) else 1
+        if ready != self._ready_out:
+            self.ready.value = self._ready_out = ready
+
+    def _sample(self) -> None:
+        self._collect()
+        if self._event is not None:
+            self._got = self._wanted()
+            if self._got or self.errors or (self._deadline is not None
+                                            and self.counter.cycle >= self._deadline):
+                self._event.set()
+
+    def _collect(self) -> None:
+        held, self._held = self._held, None
+        try:
+            valid = _int(self.valid.value, f"{self.name} valid")
             if not valid:
                 if held is not None:
                     self._error("valid dropped without a transfer")
-                held = None
-                continue
-            try:
-                beat = tuple(_int(h.value, f"{self.name} {n}")
-                             for h, n in zip(self.data, self.names))
-            except ProtocolError as e:
-                self._error(str(e))
-                held = None
-                continue
-            if held is not None and beat != held:
-                changed = ", ".join(f"{n} {a:#x} -> {b:#x}" for n, a, b
-                                    in zip(self.names, held, beat) if a != b)
-                self._error(f"payload changed while valid was held without a transfer "
-                            f"({changed})")
-            if ready:
-                held = None
-                self.received += 1
-                cycle = self.counter.cycle + 1
-                if self.first_cycle is None:
-                    self.first_cycle = cycle
-                self.last_cycle = cycle
-                self._items.append(beat)
-                if self._event is not None:
-                    self._event.set()
-            else:
-                held = beat
+                return
+            beat = tuple(_int(h.value, f"{self.name} {n}")
+                         for h, n in zip(self.data, self.names))
+        except ProtocolError as e:
+            self._error(str(e))
+            return
+        if held is not None and beat != held:
+            changed = ", ".join(f"{n} {a:#x} -> {b:#x}" for n, a, b
+                                in zip(self.names, held, beat) if a != b)
+            self._error(f"payload changed while valid was held without a transfer "
+                        f"({changed})")
+        if not self._ready_out:
+            self._held = beat
+            return
+        self.received += 1
+        cycle = self.counter.cycle
+        if self.first_cycle is None:
+            self.first_cycle = cycle
+        self.last_cycle = cycle
+        self._items.append(beat)
 
     def check(self) -> None:
         """Raise :class:`ProtocolError` if a protocol violation was seen."""
@@ -334,53 +352,59 @@ class _Sink:
             raise ProtocolError("stream protocol violated: " + "; ".join(self.errors[:5])
                                 + more)
 
-    async def _wait_more(self, deadline: int | None, what: str) -> None:
-        """Wait for the next received beat or error; ProtocolError at ``deadline``."""
-        from cocotb.triggers import ClockCycles, Event, First
+    async def _wait_for(self, wanted, timeout_cycles: int | None, what) -> None:
+        """Wait until ``wanted()`` holds; ProtocolError on a violation or the timeout.
+
+        The clock loop checks ``wanted`` after sampling each cycle, so waiting costs
+        nothing per received beat.
+        """
+        from cocotb.triggers import Event
+        if timeout_cycles is not None and timeout_cycles <= 0:
+            raise ValueError(f"timeout_cycles must be positive, not {timeout_cycles}")
         self.check()
+        if wanted():
+            return
+        self._wanted = wanted
+        self._got = False
+        self._deadline = None if timeout_cycles is None else self.counter.cycle + timeout_cycles
         self._event = event = Event()
         try:
-            if deadline is None:
-                await event.wait()
-            else:
-                remaining = deadline - self.counter.cycle
-                if remaining > 0:
-                    await First(event.wait(), ClockCycles(self.clock, remaining))
-                if not event.is_set():
-                    raise ProtocolError(f"{self.name}: timed out at cycle "
-                                        f"{self.counter.cycle} (t={_now_ns():g} ns) "
-                                        f"waiting for {what}")
+            await event.wait()
         finally:
             self._event = None
+            self._deadline = None
         self.check()
-
-    def _deadline(self, timeout_cycles: int | None) -> int | None:
-        if timeout_cycles is None:
-            return None
-        if timeout_cycles <= 0:
-            raise ValueError(f"timeout_cycles must be positive, not {timeout_cycles}")
-        return self.counter.cycle + timeout_cycles
+        if not self._got:
+            raise ProtocolError(f"{self.name}: timed out at cycle {self.counter.cycle} "
+                                f"(t={_now_ns():g} ns) after {timeout_cycles} cycles "
+                                f"waiting for {what()}")
 
     async def _take(self, n: int, timeout_cycles: int | None = None) -> list[tuple]:
-        deadline = self._deadline(timeout_cycles)
-        while len(self._items) < n:
-            await self._wait_more(deadline, f"{n} beats: received {len(self._items)} "
-                                  f"(of {self.received} in all)")
-        self.check()
+        await self._wait_for(lambda: len(self._items) >= n, timeout_cycles,
+                             lambda: f"{n} beats: received {len(self._items)} "
+                                     f"({self.received} in all)")
         return [self._items.popleft() for _ in range(n)]
 
     async def _take_until(self, pred, timeout_cycles: int | None = None) -> list[tuple]:
-        deadline = self._deadline(timeout_cycles)
+        scanned = 0
+
+        def wanted():
+            nonlocal scanned
+            while scanned < len(self._items):
+                scanned += 1
+                if pred(self._items[scanned - 1]):
+                    return True
+            return False
+
+        await self._wait_for(wanted, timeout_cycles,
+                             lambda: f"the end of a frame: received {len(self._items)} "
+                                     "beats of it")
         out = []
         while True:
-            while self._items:
-                beat = self._items.popleft()
-                out.append(beat)
-                if pred(beat):
-                    self.check()
-                    return out
-            await self._wait_more(deadline, f"the end of a frame: received {len(out)} "
-                                  "beats of it")
+            beat = self._items.popleft()
+            out.append(beat)
+            if pred(beat):
+                return out
 
     @property
     def pending(self) -> int:

@@ -12,6 +12,7 @@ unchanged with TLAST on the last beat. Parameters: ``frames`` (list of lengths),
 import random
 
 import cocotb
+from cocotb.triggers import RisingEdge
 
 from sim.harness import params, report, seed
 from sim.streams import (AxisSink, AxisSource, StreamSink, StreamSource, pack, reset,
@@ -44,7 +45,7 @@ async def stream_adder(dut):
         assert g == want, f"seed {s}: beat {k}: got {g}, expected {want} (input {v})"
     # nothing extra may come out
     for _ in range(5):
-        await cocotb.triggers.RisingEdge(dut.clk)
+        await RisingEdge(dut.clk)
     sink.check()
     assert sink.pending == 0, f"seed {s}: {sink.pending} unexpected extra beats"
     report(first_in=src.first_cycle, first_out=sink.first_cycle,
