@@ -270,8 +270,10 @@ def plot(report: BuildReport, path: str | os.PathLike) -> Path:
         xs = [g + (n - len(RESOURCE_KEYS) / 2 + 0.5) * width for g in range(len(groups))]
         ax2.bar(xs, values, width=width, label=f"{key} (of {cap:,})")
     ax2.axhline(100, color="black", linewidth=1, linestyle="--")
+    ax2.set_yscale("log")                       # small layers stay visible next to 100%
+    ax2.set_ylim(bottom=0.01)
     ax2.set_xticks(range(len(groups)), groups)
-    ax2.set_ylabel("% of board capacity")
+    ax2.set_ylabel("% of board capacity (log)")
     ax2.set_title(f"resources against {report.part} ({'fits' if report.fits else 'does NOT fit'})")
     ax2.legend(fontsize="small", ncols=3)
     path = Path(path)
