@@ -118,6 +118,36 @@ def test_xnor_conv_bipolar_padding(pad_value, channels):
     assert not np.array_equal(a[:, 0], b[:, 0])
 
 
+@pytest.mark.parametrize("levels", [1, 3, 7, 15, 31])
+@pytest.mark.parametrize("op", ["conv", "fc"])
+def test_fused_threshold_equals_threshold_of_accumulators(levels, op):
+    """run() turns XNOR popcounts straight into codes; check it on hard thresholds."""
+    rng = np.random.default_rng(levels)
+    c, o = 11, 6
+    w = ir.Weights.from_matrix(rng.choice([-1, 1], size=(o, (9 if op == "conv" else 20) * c)), "binary")
+    n = w.shape[1]
+    bias = rng.integers(-n, n + 1, size=o)
+    if op == "conv":
+        layer = ir.Conv(name="c", out_channels=o, kernel=3, padding=1, pad_value=1, weights=w, bias=bias)
+    else:
+        layer = ir.FC(name="f", out_features=o, weights=w, bias=bias)
+    spec = ir.TensorSpec(shape=(4, 5, c), bits=1)
+    x = rng.integers(0, 2, size=(7, 4, 5, c)).astype(np.uint8)
+    if op == "fc":  # frame 0 equals channel 0's weights: popcount 0, the top accumulator
+        x[0] = (w.dense[0] > 0).reshape(4, 5, c)
+    acc = golden.layer_forward(layer, x, spec)
+    # Thresholds at, around and far beyond the reachable accumulators, with repeats.
+    pool = np.concatenate([acc.ravel(), acc.ravel() + 1, [-(1 << 62), 1 << 62, -n - 9, n + 9]])
+    thr = np.sort(rng.choice(pool, size=(o, levels)), axis=1).astype(np.int64)
+    thr[:, -1] = np.maximum(thr[:, -1], acc.max(axis=(0, 1, 2)) + 1)  # one level is never reached
+    fused = golden._dot_layer(layer, x, spec, thresholds=thr)
+    assert fused.dtype == np.uint8
+    assert np.array_equal(fused, golden.threshold(acc, thr))
+    assert np.array_equal(fused, ref.threshold(ref.fc(x.tolist(), 1, layer) if op == "fc" else
+                                               ref.conv(x.tolist(), 1, layer),
+                                               ir.Threshold(name="t", bits=1, thresholds=thr)))
+
+
 def _model(layers, shape, bits, classes):
     return ir.Model(name="t", input=ir.InputSpec(shape=shape, bits=bits, scale=1.0),
                     layers=layers, classes=[str(k) for k in range(classes)]).validate()
