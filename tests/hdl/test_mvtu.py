@@ -11,6 +11,8 @@ from hdl import ir
 from hdl.mvtu import MVTU
 from sim.random_model import random_thresholds, random_weights
 
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
 
 def reference(weights, codes, in_bits, thresholds=None, bias=None, *, kind="int", wbits=8):
     """The IR rule in NumPy, cross-checked with ``sim.golden.layer_forward`` on an ``ir.FC``."""
@@ -221,7 +223,6 @@ def test_accumulator_width_from_weights():
     (dict(thresholds=np.array([[2, 1, 0]] * 64)), ValueError, "non-decreasing"),
     (dict(bias=np.zeros(3, np.int64)), ValueError, "bias must have shape \\(64,\\)"),
 ])
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_parameter_errors(kwargs, exc, match):
     w = np.full((64, 288), 3, np.int64)
     args = dict(kind="int", wbits=4, in_bits=2, pe=4, simd=16) | kwargs
