@@ -82,8 +82,8 @@ class SlidingWindow(wiring.Component):
     Latency and throughput
     ----------------------
     A window element leaves two cycles after it is both available (its input beat was
-    accepted, or it is padding) and the output register is free: padding beats at the
-    start of a frame are emitted before any input arrives. ``o.valid`` and
+    accepted, or it is padding and the frame's first input beat was accepted) and the
+    output register is free: nothing of a frame is emitted before its first input. ``o.valid`` and
     ``o.payload`` come from registers; ``i.ready`` depends only on registers.
     The output side emits one beat per cycle whenever the input needed is there, and
     the input side accepts one beat per cycle whenever the buffer has room, the two
@@ -211,7 +211,8 @@ class SlidingWindow(wiring.Component):
             iy.eq(ty + ky),
             ix.eq(tx + kx),
             pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
-            avail.eq(~rdone & (pad | ahead | (idx < n))),
+            # Padding needs no input, but a frame's output waits for its first input beat.
+            avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
             issue.eq(avail & (~out_valid | self.o.ready)),
             r_last.eq(last_cf & last_kx & last_ky & last_ox & last_oy),
             rd.addr.eq(addr),

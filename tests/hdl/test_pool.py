@@ -214,3 +214,20 @@ def test_label_select_layout():
 def test_label_select_bad_parameters(args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
         LabelSelect(*args, **kwargs)
+
+
+def test_maxpool_verilator():
+    """One Verilator build (2x2 pool, 1-bit codes: OR), many seeds with their own data and
+    gap/stall probabilities, plus a free-running run at about one input beat per cycle."""
+    from sim.harness import run_cocotb
+
+    p = dict(kind="maxpool", height=6, width=9, channels=4, kernel=2, stride=2, padding=0,
+             bits=1, lanes=2, frames=3)
+    dut = MaxPool(height=p["height"], width=p["width"], channels=p["channels"],
+                  kernel=p["kernel"], stride=p["stride"], bits=p["bits"], lanes=p["lanes"])
+    result = run_cocotb(dut, name="maxpool_k2", test_module="tests.hdl.cocotb_window",
+                        parameters=p, seeds=range(1, 13), timeout_s=300)
+    assert "stalls" in " ".join(result.tests)
+    rep = result.reports[result.seeds[-1]]
+    assert rep["out_beats"] == p["frames"] * dut.out_beats
+    assert rep["cycles"] <= 1.05 * p["frames"] * dut.in_beats + 20, rep

@@ -203,3 +203,23 @@ def test_window_depth_is_documented_size():
     assert dut.depth == 2 * 12 * cf + 2 * 3 * cf
     assert (dut.out_height, dut.out_width) == (10, 12)
     assert dut.out_beats == 10 * 12 * 9 * cf
+
+
+def test_window_verilator():
+    """One Verilator build (K=3, stride 2, padding 1, non-square, 2 channel folds), many
+    seeds, each with its own data and gap/stall probabilities; plus a free-running run."""
+    from sim.harness import run_cocotb
+
+    p = dict(kind="window", height=7, width=6, channels=4, kernel=3, stride=2, padding=1,
+             pad_value=2, bits=2, lanes=2, frames=3)
+    dut = SlidingWindow(height=p["height"], width=p["width"], channels=p["channels"],
+                        kernel=p["kernel"], stride=p["stride"], padding=p["padding"],
+                        pad_value=p["pad_value"], bits=p["bits"], simd=p["lanes"])
+    result = run_cocotb(dut, name="window_k3s2p1", test_module="tests.hdl.cocotb_window",
+                        parameters=p, seeds=range(1, 13), timeout_s=300)
+    assert len(result.seeds) >= 1 and "stalls" in " ".join(result.tests)
+    rep = result.reports[result.seeds[-1]]
+    ideal = p["frames"] * max(dut.in_beats, dut.out_beats)
+    startup = p["kernel"] * p["width"] * 2 + 8
+    assert rep["out_beats"] == p["frames"] * dut.out_beats
+    assert rep["cycles"] <= 1.10 * ideal + startup, rep
