@@ -93,6 +93,7 @@ _ENV_SEED = "QNN_SEED"         # seed of the run; set by the user to replay a se
 _ENV_REPORT = "QNN_REPORT"     # JSON file the cocotb side writes report() values to
 _ENV_WAVES = "QNN_WAVES"       # 1: keep a waveform of every run
 _ARRAY_TAG = "__qnn_npz_array__"
+_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?')
 
 
 def repo_root() -> Path:
@@ -239,7 +240,9 @@ def _verilog_of(dut, toplevel: str | None) -> tuple[str, str]:
             raise TypeError(f"dut must be an amaranth wiring.Component, Verilog text or a "
                             f"path to a .v file, not {dut!r}")
         top = toplevel or "top"
-        return verilog.convert(dut, name=top), top
+        # Amaranth's (* src = "file:line" *) attributes would tie the build key to line
+        # numbers of unrelated edits; they carry nothing the simulation needs.
+        return _SRC_ATTR.sub("", verilog.convert(dut, name=top)), top
     if toplevel is None:
         modules = re.findall(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", text, re.M)
         if not modules:
@@ -424,7 +427,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
     ok_marker = build_dir / "BUILD_OK"
     built = False
     with _locked(sim_cache_dir() / f"{digest}.lock"):
-        if not ok_marker.exists():
+        executable = build_dir / (top if sim == "verilator" else "sim.vvp")
+        if not (ok_marker.exists() and executable.exists()):
             if build_dir.exists():
                 shutil.rmtree(build_dir)
             (build_dir / "src").mkdir(parents=True)
@@ -457,17 +461,27 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
         wave = None
         if keep_waves:
             wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
-        passed, failed, log = _run_once(sim, build_dir, top, test_module, testcase,
-                                        parameters, s, run_dir, timeout_s, wave)
+        passed, failed, log, timed_out = _run_once(sim, build_dir, top, test_module,
+                                                   testcase, parameters, s, run_dir,
+                                                   timeout_s, wave)
         if failed:
-            if wave is None:   # re-run the failing seed with tracing on
+            if timed_out:
+                # a killed simulator leaves no usable waveform: do not re-run
+                wave = wave or waves_root / "none"
+            elif wave is None:   # re-run the failing seed with tracing on
                 wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
-                _p, _f, log = _run_once(sim, build_dir, top, test_module, testcase,
-                                        parameters, s, run_dir, timeout_s, wave)
+                log = _run_once(sim, build_dir, top, test_module, testcase,
+                                parameters, s, run_dir, timeout_s, wave)[2]
             kept_log = waves_root / f"{_safe(name)}-seed{s}.log"
             with contextlib.suppress(OSError):
                 shutil.copyfile(log, kept_log)
-            wave_txt = str(wave) if wave.exists() else f"(none: {wave} was not written)"
+            if timed_out:
+                wave_txt = ("(none: the run was killed; a sim-time limit such as "
+                            "@cocotb.test(timeout_time=...) fails with a waveform)")
+            elif wave.exists():
+                wave_txt = str(wave)
+            else:
+                wave_txt = f"(none: {wave} was not written)"
             details = "\n".join(f"  {t}: {m}" for t, m in failed)
             msg = (f"cocotb {test_module} on {name!r} failed with seed {s} "
                    f"(replay: QNN_SEED={s}): {', '.join(t for t, _ in failed)}\n"
@@ -514,7 +528,7 @@ def _sim_version(sim: str) -> str:
 
 def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir,
               timeout_s, wave):
-    """One simulation run in ``run_dir``; returns (passed, failed, log path)."""
+    """One simulation run in ``run_dir``; returns (passed, failed, log, timed out)."""
     params_file = run_dir / "params.json"
     arrays = {}
     plain = {}
@@ -548,6 +562,7 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
             waves = True
             plusargs = [f"+dumpfile_path={wave}"]
     saved = {k: os.environ.pop(k) for k in ("WAVES", "GUI") if k in os.environ}
+    start = time.monotonic()
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
                     build_dir=str(build_dir), test_dir=str(run_dir), results_xml=str(results),
@@ -560,11 +575,13 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
     finally:
         os.environ.update(saved)
     if not results.exists():
-        why = "timed out" if timeout_s is not None else "died"
-        return [], [("(simulation)", f"the simulator {why} before writing results "
-                                     f"(see the log)")], log
+        if timeout_s is not None and time.monotonic() - start >= timeout_s:
+            return [], [("(simulation)", f"timed out: killed after timeout_s={timeout_s:g} "
+                                         "s of wall-clock time")], log, True
+        return [], [("(simulation)", "the simulator died before writing results "
+                                     "(see the log)")], log, False
     passed, failed = _parse_results(results)
     if not passed and not failed:
         failed = [("(no tests)", f"no cocotb test ran from {test_module}"
                                  + (f" matching {testcase!r}" if testcase else ""))]
-    return passed, failed, log
+    return passed, failed, log, False

@@ -1,18 +1,21 @@
 """cocotb side of tests/sim/test_harness.py: drives the harness's self-test DUTs.
 
-``stream_adder``: the DUT ``SkidAdder`` adds ``lane + 1`` ... see test_harness.py; each
-output lane must equal the input lane plus one. Parameters: ``bits``, ``lanes``, ``n``,
-``mode`` (fault selector), ``gap_prob``, ``stall_prob``, ``free_running``.
+``stream_adder``: each output lane of ``SkidAdder`` (see test_harness.py) must equal
+the input lane plus one. Parameters: ``bits``, ``lanes``, ``n``, ``mode`` (fault
+selector), ``gap_prob``, ``stall_prob``, ``free_running``, optional ``vectors`` array
+(n, lanes) of inputs.
 
 ``axis_frames``: an AXI-Stream pass-through (Verilog) must return every frame
 unchanged with TLAST on the last beat. Parameters: ``frames`` (list of lengths),
 ``width``.
+
+``hang``: never finishes (checks ``timeout_s``).
 """
 
 import random
 
 import cocotb
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, Timer
 
 from sim.harness import params, report, seed
 from sim.streams import (AxisSink, AxisSource, StreamSink, StreamSource, pack, reset,
@@ -31,7 +34,11 @@ async def stream_adder(dut):
     await reset(dut)
     rng = random.Random(s)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    vectors = [[rng.randint(lo, hi) for _ in range(lanes)] for _ in range(n)]
+    if "vectors" in p:      # an array parameter (travels through the .npz)
+        vectors = p["vectors"].tolist()
+        assert len(vectors) == n
+    else:
+        vectors = [[rng.randint(lo, hi) for _ in range(lanes)] for _ in range(n)]
     free = p.get("free_running", False)
     src = StreamSource(dut, "i", seed=s + 1, gap_prob=p.get("gap_prob", 0.3),
                        free_running=free)
@@ -74,3 +81,11 @@ async def axis_frames(dut):
         got = await sink.receive_frame(timeout_cycles=20 * len(frame) + 100)
         assert got == frame, f"seed {s}: frame {k}: got {got}, expected {frame}"
     report(frames=len(frames), last_out=sink.last_cycle)
+
+
+@cocotb.test()
+async def hang(dut):
+    """Never ends: run_cocotb's wall-clock timeout must kill it."""
+    dut._log.info("hang: seed %d", seed())
+    while True:
+        await Timer(1, "us")

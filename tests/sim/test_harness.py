@@ -162,9 +162,12 @@ def test_correct_adder_passes_with_gaps_and_backpressure():
 
 
 def test_free_running_throughput_one_beat_per_cycle():
+    vectors = np.random.default_rng(7).integers(-(1 << (BITS - 1)), 1 << (BITS - 1),
+                                                (100, LANES))
     result = run_cocotb(SkidAdder(BITS, LANES), name="selftest_skid_free",
                         test_module=TEST_MODULE, testcase="stream_adder",
-                        parameters=adder_params(mode=MODE_OK, free_running=True, n=100))
+                        parameters=adder_params(mode=MODE_OK, free_running=True, n=100,
+                                                vectors=vectors))
     rep = result.report
     # latency 1 cycle, then one beat per cycle
     assert rep["first_out"] - rep["first_in"] == 1
@@ -194,12 +197,25 @@ def test_broken_adder_is_caught(mode, what):
 # ---------------------------------------------------------------- Verilog input, AXI-Stream
 
 
-def test_axis_verilog_frames():
+def test_axis_verilog_frames(tmp_path):
     result = run_cocotb(AXIS_PASS, name="selftest_axis", test_module=TEST_MODULE,
                         testcase="axis_frames",
                         parameters={"width": 16, "frames": [1, 5, 2, 17, 3]}, seeds=(3,))
     assert result.tests == ["axis_frames"]
     assert result.report["frames"] == 5
+    # the same Verilog from a file: the cached build is used
+    path = tmp_path / "axis_pass.v"
+    path.write_text(AXIS_PASS)
+    again = run_cocotb(path, name="selftest_axis_file", test_module=TEST_MODULE,
+                       testcase="axis_frames", parameters={"width": 16, "frames": [2]},
+                       seeds=4)
+    assert not again.built and again.build_dir == result.build_dir
+
+
+def test_wall_clock_timeout_kills_a_hung_simulation():
+    with pytest.raises(AssertionError, match=r"timed out: killed after timeout_s=4 s"):
+        run_cocotb(AXIS_PASS, name="selftest_axis_hang", test_module=TEST_MODULE,
+                   testcase="hang", parameters={}, timeout_s=4, seeds=9)
 
 
 @pytest.mark.skipif(not toolchain.iverilog_available(),
