@@ -13,14 +13,17 @@ Execution method, per layer kind:
   weight bit 1 = +1) along the im2col axis into ``uint64`` words, padding bits are 0 in
   both, and ``acc = n - 2 * popcount(x XOR w)`` with ``np.bitwise_count``. A conv packs
   each pixel's channels first and builds the windows from the packed bytes (or whole
-  words when ``C_in`` is a multiple of 64), so im2col moves 8x less data. Row chunks run
-  on a small thread pool (NumPy releases the GIL inside ufuncs).
+  words when ``C_in`` is a multiple of 64), so im2col moves 8x less data. When a
+  threshold follows (in :func:`run` without ``all_layers``), bias and thresholds are
+  folded into popcount limits, ``acc >= t  <=>  popcount < clip(floor((n + b - t)/2),
+  -1, n) + 1``, so the codes come straight from the popcounts.
 * **conv / fc, any other dense weights** (int, ternary, pot, binary x k-bit): a BLAS
   matmul of the weight *values* and activation *values* in ``float32`` when the bound
   ``B = max_out sum_k |w_k| * max|a|`` is below ``2**24`` (every partial sum BLAS may
   form, in any order, is an integer of magnitude <= B, hence exact), in ``float64`` when
   ``B < 2**53``, and otherwise an ``int64`` matmul (exact, slow, never needed by the
-  shipped models). The result is converted to int64 before the bias is added.
+  shipped models). The inner dimension is zero-padded to a multiple of 8 and the
+  result converted to int64 before the bias is added.
 * **conv / fc, CSC weights**: executed from ``values / rows / colptr`` without
   densifying: the non-zeros are put in output-row order, each one's product with its
   input column is formed in int64 for a chunk of rows, and ``np.add.reduceat`` sums
@@ -32,6 +35,11 @@ Execution method, per layer kind:
   strided views (no padding, floor mode).
 * **scores / labels**: the last layer's output flattened in ``(y, x, c)`` order; label
   = ``np.argmax`` (ties go to the lowest index).
+
+Conv and fc layers run in chunks of output rows (frames x pixels) on a small thread
+pool (NumPy releases the GIL inside ufuncs and BLAS); meanwhile BLAS is held to one
+thread with ``threadpoolctl`` when it is installed, so that its spinning threads do not
+compete with the pool. Results do not depend on the chunking or the thread count.
 
 Conv padding positions hold the *code* ``pad_value`` (for 1-bit inputs code 0 is -1).
 
@@ -59,6 +67,8 @@ __all__ = ["run", "predict", "layer_forward", "im2col", "threshold", "maxpool",
 
 #: Threads for the popcount kernel (NumPy ufuncs release the GIL).
 _THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Elements of one (output rows x outputs) chunk; results never depend on it.
+_CHUNK = 1 << 16
 _pool: ThreadPoolExecutor | None = None
 #: Integers of magnitude below these are exact in float32 / float64 (and all their sums).
 _F32_EXACT = 1 << 24
@@ -224,7 +234,7 @@ class _XnorKernel:
                                                   axis=-1))
             self.wt = _packed_words_t(np.packbits(wbits, axis=-1))
         self.rows = self.xt.shape[1]
-        self.chunk = max(64, (1 << 16) // o)
+        self.chunk = max(1, _CHUNK // o)
 
     def popcounts(self, lo: int, hi: int) -> np.ndarray:
         """``popcount(x XOR w)`` of rows ``lo:hi``, as ``(O, rows)`` (uint16 if n < 2**16)."""
@@ -294,7 +304,7 @@ class _DenseKernel:
         self.wt = np.zeros((self.kp, o), self.dtype)
         self.wt[:k] = w.T
         self.rows = cols.shape[0]
-        self.chunk = max(64, (1 << 19) // (self.kp + o))
+        self.chunk = max(1, 8 * _CHUNK // (self.kp + o))
 
     def __call__(self, lo: int, hi: int) -> np.ndarray:
         k = self.cols.shape[1]
@@ -321,7 +331,7 @@ class _CscKernel:
         self.starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
         self.targets = rows[self.starts] if len(rows) else rows
         self.rows = cols.shape[0]
-        self.chunk = max(1, (1 << 20) // max(1, len(self.vals)))
+        self.chunk = max(1, 16 * _CHUNK // max(1, len(self.vals)))
 
     def __call__(self, lo: int, hi: int) -> np.ndarray:
         out = np.zeros((hi - lo, self.outs), np.int64)

@@ -98,6 +98,21 @@ def test_random_models_match_loops(case):
     assert_layers_equal(model, codes)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunking_and_threads_do_not_change_results(monkeypatch, threads):
+    """Tiny chunks with odd boundaries, on one thread and on the pool."""
+    monkeypatch.setattr(golden, "_CHUNK", 7)
+    monkeypatch.setattr(golden, "_THREADS", threads)
+    plans = [LayerPlan(op="conv", out=5, kind="binary", kernel=3, padding=1, pad_value=1, act_bits=2, bias=True),
+             LayerPlan(op="conv", out=3, kind="int", wbits=3, kernel=2, stride=2, act_bits=1),
+             LayerPlan(op="conv", out=4, kind="binary", kernel=2, act_bits=1, bias=True),
+             LayerPlan(op="fc", out=6, kind="pot", wbits=4, density=0.4, act_bits=3),
+             LayerPlan(op="fc", out=3, kind="ternary", act_bits=None)]
+    model = build_model(plans, input_shape=(6, 7, 3), input_bits=1, seed=4)
+    codes = np.random.default_rng(6).integers(0, 2, size=(5, 6, 7, 3))
+    assert_layers_equal(model, codes)
+
+
 # --- chosen cases ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("pad_value", [0, 1])
