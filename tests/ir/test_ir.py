@@ -842,3 +842,64 @@ def test_cli_style_message_is_one_line(saved):
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(str(path) + ": layer 0 'conv0': field 'kernel'")
     assert isinstance(info.value, ValueError)
+
+
+# --- docs/ir.md ------------------------------------------------------------------------
+
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "ir.md"
+
+
+def docs_example_model() -> ir.Model:
+    return ir.Model(
+        name="tiny", input=ir.InputSpec(shape=(2, 2, 1), bits=2, scale=0.1875, offset=0.5),
+        layers=[
+            ir.FC(name="fc0", out_features=3, weights=ir.Weights.from_matrix(
+                [[1, -1, 1, 1], [-1, -1, 1, -1], [1, 1, 1, 1]], "binary")),
+            ir.Threshold(name="act0", bits=1, thresholds=np.array([[0], [1], [3]], np.int64)),
+            ir.FC(name="fc1", out_features=2, weights=ir.Weights.from_matrix(
+                [[1, 0, -1], [0, 1, 1]], "ternary", sparse=True), bias=np.array([1, -1], np.int64)),
+        ],
+        classes=["no", "yes"], output_scale=0.5, metadata={"source": "docs/ir.md example"})
+
+
+def test_docs_example(tmp_path):
+    """The worked example of docs/ir.md: its header JSON, arrays and arithmetic."""
+    text = DOCS.read_text()
+    block = re.search(r"```json\n(.*?)```", text, re.S)[1]
+    m = docs_example_model()
+    path = ir.save(m, tmp_path / "tiny.npz")
+    header, arrays = file_parts(path)
+    assert json.loads(block) == header
+    assert sorted(arrays) == sorted(["L0.weights.dense", "L1.thresholds", "L2.weights.values",
+                                     "L2.weights.rows", "L2.weights.colptr", "L2.bias"])
+    assert arrays["L2.weights.values"].tolist() == [1, 1, -1, 1]
+    assert arrays["L2.weights.rows"].tolist() == [0, 1, 0, 1]
+    assert arrays["L2.weights.colptr"].tolist() == [0, 1, 2, 4]
+    codes = m.input.quantize(np.array([[0, 8], [16, 4]], float)[..., None])
+    assert codes.reshape(-1).tolist() == [0, 2, 3, 1]
+    acc0 = m.layers[0].weights.matrix() @ ir.act_values(codes.reshape(-1), 2)
+    assert acc0.tolist() == [2, 0, 6] and m.specs()[1].acc_range == (-9, 12)
+    act = (acc0[:, None] >= m.layers[1].thresholds).sum(axis=1)
+    assert act.tolist() == [1, 0, 1]
+    scores = m.layers[2].weights.matrix() @ ir.act_values(act, 1) + m.layers[2].bias
+    assert scores.tolist() == [1, -1] and int(np.argmax(scores)) == 0
+    assert (m.output_scale * scores).tolist() == [0.5, -0.5]
+
+
+def test_docs_popcount_threshold_rule():
+    """acc >= t  <=>  popcount >= ceil((t - b + n) / 2) for the bipolar sum acc = 2p - n + b."""
+    for n in range(1, 12):
+        for b in (-3, 0, 2):
+            for t in range(-n - 6, n + 7):
+                pt = -((-(t - b + n)) // 2)
+                for p in range(n + 1):
+                    assert (2 * p - n + b >= t) == (p >= pt), (n, b, t, p)
+
+
+def test_docs_name_every_limit_and_rule():
+    text = DOCS.read_text()
+    for needle in ("MAX_DIM", "MAX_ELEMENTS", "MAX_INPUT_BITS", "MAX_ACT_BITS", "16384", "2**26",
+                   "allow_pickle=False", "L{i}.weights.colptr", "negative", "ties", "floor",
+                   "(ky, kx, c)", "(y, x, c)", "pad_value", "ceil((t - b + n) / 2)", "sha256"):
+        assert needle in text, needle
+    assert (ir.MAX_DIM, ir.MAX_ELEMENTS, ir.MAX_INPUT_BITS, ir.MAX_ACT_BITS) == (16384, 1 << 26, 16, 8)
