@@ -79,7 +79,7 @@ _URAM = {"URAM288", "URAM288_BASE"}
 _DSP = {"DSP48E1", "DSP48E2"}
 _CARRY = {"CARRY4", "CARRY8"}
 _MUXF = {"MUXF7", "MUXF8", "MUXF9"}
-_IGNORED = {"IBUF", "OBUF", "IOBUF", "BUFG", "BUFGCE", "GND", "VCC"}
+_IGNORED = {"IBUF", "OBUF", "IOBUF", "BUFG", "BUFGCE", "GND", "VCC", "$scopeinfo"}
 
 _cache_lock = threading.Lock()
 #: Number of Yosys runs made by this process (a cache hit does not count); for tests.
@@ -283,7 +283,7 @@ def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathL
 
     design = stat.get("design") or next(iter(stat["modules"].values()))
     cells = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
-    leftover = sorted(k for k in cells if k.startswith("$"))
+    leftover = sorted(k for k in cells if k.startswith("$") and k != "$scopeinfo")
     if leftover:
         raise RuntimeError(f"synth_xilinx left unmapped cells in {top}: {', '.join(leftover)}")
     levels, path_cells = logic_depth(netlist, top)

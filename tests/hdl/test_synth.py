@@ -2,11 +2,17 @@ import pytest
 
 from hdl import synth, toolchain
 
+# Two modules: flattening leaves $scopeinfo cells, which must not count as unmapped.
 TINY = """
-module tiny(input clk, input [11:0] a, input [15:0] m_addr, output reg [7:0] cnt, output reg y);
+module parity(input [11:0] a, output p);
+  assign p = ^a;
+endmodule
+module tiny(input clk, input [11:0] a, output reg [7:0] cnt, output reg y);
+  wire p;
+  parity u(.a(a), .p(p));
   always @(posedge clk) begin
     cnt <= cnt + 8'd1;
-    y <= ^a;
+    y <= p;
   end
 endmodule
 """
