@@ -53,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["AXI4LiteSignature", "AXIStreamSignature", "AXI4LiteRegisters", "AxisInput",
-           "AxisOutput", "AxiTop", "verilog_wrapper", "code_slot_bits", "REGISTERS",
+           "AxisOutput", "AxiTop", "verilog_wrapper", "build_sources", "code_slot_bits", "REGISTERS",
            "DEFAULT_IDENT", "DEFAULT_VERSION", "ADDR_WIDTH", "STATUS_BUSY",
            "STATUS_ERR_SHORT", "STATUS_ERR_LONG", "CONTROL_SOFT_RESET",
            "CONTROL_CLEAR"]
@@ -621,3 +621,20 @@ def verilog_wrapper(top: AxiTop, *, name: str, inner: str) -> str:
     lines.append("  );")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
+
+
+def build_sources(core: wiring.Component, *, frame_elements: int, classes: int,
+                  name: str = "qnn_accel", in_width: int = 32, out_width: int = 32,
+                  ident: int = DEFAULT_IDENT, version: int = DEFAULT_VERSION) -> dict:
+    """The Verilog files of a board build: ``{f"{name}_core.v": ..., f"{name}.v": ...}``.
+
+    ``{name}_core.v`` is :class:`AxiTop` around ``core`` (module ``{name}_core``) and
+    ``{name}.v`` the :func:`verilog_wrapper` (module ``name``), the module the Vivado
+    block design references (``hdl.vivado.write_project(..., top=name, sources=...)``).
+    """
+    from amaranth.back import verilog as amaranth_verilog
+    top = AxiTop(core, frame_elements=frame_elements, classes=classes, in_width=in_width,
+                 out_width=out_width, ident=ident, version=version)
+    inner = f"{name}_core"
+    return {f"{inner}.v": amaranth_verilog.convert(top, name=inner),
+            f"{name}.v": verilog_wrapper(top, name=name, inner=inner)}

@@ -1,6 +1,7 @@
 """AXI register block, AXI-Stream adapters and the AXI top, in Amaranth's simulator."""
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -523,3 +524,10 @@ def test_axi_top_ports_and_wrapper():
         axi.verilog_wrapper(top, name="bad name", inner="qnn_core")
     with pytest.raises(TypeError, match="core must be a wiring.Component"):
         axi.AxiTop(object(), frame_elements=10, classes=4)
+
+
+def test_build_sources():
+    files = axi.build_sources(SumCore(10, 4), frame_elements=10, classes=4, name="net")
+    assert sorted(files) == ["net.v", "net_core.v"]
+    assert "module net (" in files["net.v"] and "net_core core (" in files["net.v"]
+    assert re.search(r"module net_core\s*\(", files["net_core.v"])

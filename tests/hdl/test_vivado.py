@@ -13,7 +13,6 @@ from collections import defaultdict
 
 import pytest
 from amaranth import Module, signed, unsigned
-from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -154,10 +153,7 @@ class _Core(wiring.Component):
 
 @pytest.fixture(scope="module")
 def sources():
-    top = axi.AxiTop(_Core(), frame_elements=4, classes=4)
-    core = verilog.convert(top, name="qnn_core")
-    wrapper = axi.verilog_wrapper(top, name="qnn_accel", inner="qnn_core")
-    return {"qnn_core.v": core, "qnn_accel.v": wrapper}
+    return axi.build_sources(_Core(), frame_elements=4, classes=4, name="qnn_accel")
 
 
 def run_standin(tmp_path, board, sources, *, board_files, clock_mhz=None):
@@ -199,7 +195,7 @@ def test_block_design_complete(tmp_path, sources, name, board_files):
 
     assert by_kind["PROJECT"] == [["qnn", board.part()]]
     files = [f for fs, f in by_kind["FILE"] if fs == "sources_1"]
-    assert any(f.endswith("qnn_core.v") for f in files)
+    assert any(f.endswith("qnn_accel_core.v") for f in files)
     assert any(f.endswith("qnn_accel.v") for f in files)
     assert any(f.endswith("constraints.xdc") for fs, f in by_kind["FILE"] if fs == "constrs_1")
 
@@ -290,7 +286,7 @@ def test_block_design_complete(tmp_path, sources, name, board_files):
 
 
 def test_standin_catches_missing_module_reference(tmp_path, sources):
-    broken = {"qnn_core.v": sources["qnn_core.v"]}          # no wrapper module
+    broken = {"qnn_accel_core.v": sources["qnn_accel_core.v"]}      # no wrapper module
     out = tmp_path / "v"
     proj = vivado.write_project(out, board=boards.get("zcu102"), top="qnn_accel",
                                 sources=broken)
