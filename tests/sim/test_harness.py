@@ -18,7 +18,7 @@ from sim.harness import load_arrays, run_cocotb, save_arrays
 from sim.streams import pack, unpack
 
 TEST_MODULE = "tests.sim.cocotb_harness_selftest"
-BITS, LANES = 6, 4
+BITS, LANES = 6, 12      # payloads of 72 and 84 bits: wider than 64 on purpose
 
 MODE_OK, MODE_DROP, MODE_UNSTABLE, MODE_LANE = 0, 1, 2, 3
 
@@ -220,9 +220,16 @@ def test_wall_clock_timeout_kills_a_hung_simulation():
 
 @pytest.mark.skipif(not toolchain.iverilog_available(),
                     reason="Icarus fallback smoke test needs Debian's 'iverilog' on PATH")
-def test_icarus_fallback_axis():
+def test_icarus_fallback():
     result = run_cocotb(AXIS_PASS, name="selftest_axis_icarus", test_module=TEST_MODULE,
                         testcase="axis_frames", simulator="icarus",
                         parameters={"width": 8, "frames": [4, 1, 3]}, seeds=(2,))
     assert result.simulator == "icarus"
     assert result.report["frames"] == 3
+    # an Amaranth design with a fault is caught and leaves a waveform on Icarus too
+    with pytest.raises(AssertionError, match="beat 0: got") as info:
+        run_cocotb(SkidAdder(BITS, LANES), name="selftest_skid_icarus_fault3",
+                   test_module=TEST_MODULE, testcase="stream_adder", simulator="icarus",
+                   parameters=adder_params(mode=MODE_LANE, n=20), seeds=6)
+    wave = Path(str(info.value).split("waveform: ")[1].split("\n")[0])
+    assert wave.exists() and wave.stat().st_size > 0
