@@ -65,8 +65,9 @@ from hdl import ir
 __all__ = ["run", "predict", "layer_forward", "im2col", "threshold", "maxpool",
            "Mismatch", "compare_layers", "first_mismatch", "main"]
 
-#: Threads for the popcount kernel (NumPy ufuncs release the GIL).
-_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Worker threads for row chunks (NumPy ufuncs and BLAS release the GIL); the
+#: environment variable ``GOLDEN_THREADS`` overrides it (1 = no pool).
+_THREADS = max(1, int(os.environ.get("GOLDEN_THREADS", 0)) or min(4, os.cpu_count() or 1))
 #: Elements of one (output rows x outputs) chunk; results never depend on it.
 _CHUNK = 1 << 16
 _pool: ThreadPoolExecutor | None = None
