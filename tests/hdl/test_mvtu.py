@@ -235,3 +235,47 @@ def test_binary_weight_errors():
         MVTU(np.zeros((2, 2), np.int64), kind="binary", in_bits=1, pe=1, simd=1)
     with pytest.raises(TypeError, match="weights must be an integer array"):
         MVTU(np.ones((2, 2)), kind="binary", in_bits=1, pe=1, simd=1)
+
+
+# --- Verilator (cocotb): two builds, many seeds -----------------------------------------
+
+COCOTB = {
+    # XNOR on hdl.popcount's tree, thresholds (2-bit codes) with bias folded in.
+    "xnor": dict(kind="binary", wbits=None, in_bits=1, outputs=16, inputs=64, pe=4, simd=16,
+                 tbits=2, bias=True),
+    # Power-of-two 5-bit codes x 3-bit activations, integer scores with bias.
+    "pot": dict(kind="pot", wbits=5, in_bits=3, outputs=12, inputs=24, pe=3, simd=8,
+                tbits=None, bias=True),
+}
+
+
+@pytest.mark.parametrize("config", sorted(COCOTB))
+def test_cocotb(config):
+    from sim.harness import run_cocotb
+
+    c = COCOTB[config]
+    rng = np.random.default_rng(21)
+    weights = random_matrix(rng, c["outputs"], c["inputs"], c["kind"], c["wbits"])
+    bias = rng.integers(-9, 10, size=c["outputs"]).astype(np.int64) if c["bias"] else None
+    thresholds = None
+    if c["tbits"]:
+        lo, hi = _bounds(weights, c["in_bits"], bias)
+        spread = np.maximum((hi - lo) // 6, 1)
+        thresholds = random_thresholds(rng, (lo + hi) // 2 - spread, (lo + hi) // 2 + spread, c["tbits"])
+    dut = MVTU(weights, kind=c["kind"], wbits=c["wbits"], in_bits=c["in_bits"], pe=c["pe"],
+               simd=c["simd"], thresholds=thresholds, bias=bias)
+    p = dict(weights=weights, kind=c["kind"], wbits=dut.wbits, in_bits=c["in_bits"], pe=c["pe"],
+             simd=c["simd"], out_bits=dut.out_shape.width, out_signed=dut.out_shape.signed,
+             vectors=30)
+    if bias is not None:
+        p["bias"] = bias
+    if thresholds is not None:
+        p["thresholds"] = thresholds
+    result = run_cocotb(dut, name=f"mvtu_{config}", test_module="tests.hdl.cocotb_mvtu",
+                        parameters=p, seeds=range(1, 7), timeout_s=300)
+    assert "stalls" in " ".join(result.tests) and "free_running" in " ".join(result.tests)
+    rep = result.reports[result.seeds[-1]]
+    # Free-running: first output = fold 0 of vector 0, last = last fold of the last vector.
+    span = rep["last_out"] - rep["first_out"] - (dut.neuron_folds - 1) * dut.synapse_folds
+    steady = span / (rep["vectors"] - 1)
+    assert abs(steady - dut.cycles_per_vector) <= 0.02 * dut.cycles_per_vector, rep
