@@ -359,6 +359,8 @@ def _check_weights(where, w: Weights, rows: int, cols: int):
     if tuple(w.shape) != (rows, cols):
         _fail(where, f"field 'weights.shape' is {tuple(w.shape)}, expected {(rows, cols)}")
     stored_dtype = "uint8" if w.kind == "pot" else "int8"
+    if w.dense is not None and any(getattr(w, a) is not None for a in ("values", "rows", "colptr")):
+        _fail(where, "field 'weights' holds both a dense matrix and CSC arrays (give one form)")
     if w.dense is not None:
         _array_field(where, w.dense, "weights.dense", [stored_dtype], (rows, cols))
         stored = w.dense
@@ -456,7 +458,7 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
     if not isinstance(model.metadata, dict):
         _fail(where, f"field 'metadata' must be a dict, not {type(model.metadata).__name__}")
     try:
-        json.dumps(model.metadata, allow_nan=False)
+        json.dumps(model.metadata, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError, RecursionError) as exc:
         _fail(where, f"field 'metadata' is not plain JSON with finite numbers ({exc})")
 
