@@ -435,6 +435,7 @@ def test_base_model_is_valid():
     (dict(metadata={"x": float("nan")}), "field 'metadata' is not plain JSON"),
     (dict(metadata={"x": np.int64(3)}), "field 'metadata' is not plain JSON"),
     (dict(metadata={"x": object()}), "field 'metadata' is not plain JSON"),
+    (dict(metadata={1: "a", "b": 2}), "field 'metadata' is not plain JSON"),  # keys cannot be sorted
 ])
 def test_model_rules(change, pattern):
     invalid(dataclasses.replace(base_model(), **change), pattern)
@@ -552,6 +553,7 @@ D = "layer 0 'conv0': "  # the dense binary conv
     (3, dict(rows=None), r"field 'weights.rows' is missing \(weights are neither dense nor CSC\)"),
     (3, dict(values=None), "field 'weights.values' is missing"),
     (3, dict(colptr=None), "field 'weights.colptr' is missing"),
+    (3, dict(dense=np.zeros((3, 16), np.int8)), r"field 'weights' holds both a dense matrix and CSC arrays"),
 ])
 def test_weight_rules(index, change, pattern):
     m = base_model()
@@ -622,6 +624,11 @@ def test_load_missing_and_unreadable(tmp_path):
     (tmp_path / "d").mkdir()
     load_fails(tmp_path / "d" / "model.npz", "no such file")
     with pytest.raises(ir.IRError, match=re.escape(str(tmp_path / "d" / "model.npz")) + ": no such file"):
+        ir.load(tmp_path / "d")
+    (tmp_path / "d" / "model.npz").mkdir()  # ir.load(d) opens d/model.npz: a directory
+    with pytest.raises(ir.IRError, match="model.npz/model.npz: no such file"):
+        ir.load(tmp_path / "d" / "model.npz")  # a directory: its model.npz is looked for
+    with pytest.raises(ir.IRError, match=re.escape(str(tmp_path / "d" / "model.npz")) + ": is a directory"):
         ir.load(tmp_path / "d")
     garbage = tmp_path / "g.npz"
     garbage.write_bytes(b"this is not a zip file at all")
