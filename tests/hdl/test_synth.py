@@ -115,3 +115,18 @@ def test_logic_depth_counts_luts_between_registers():
     cells["l5"] = _cell("LUT1", {"I0": [6], "O": [11]})
     cells["ff1"] = _cell("FDRE", {"C": [1], "D": [11], "Q": [12]})
     assert synth.logic_depth(netlist)[0] == 4
+
+
+def test_modules_in_one_run(tmp_path, monkeypatch):
+    before = synth.yosys_runs
+    out = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert synth.yosys_runs == before + 1
+    whole, parity = out["tiny"], out["parity"]
+    assert parity.ff == 0 and parity.lut >= 3 and parity.logic_levels == 2
+    assert whole.ff == 9 and whole.lut >= parity.lut
+    assert not any(k in ("parity", "$scopeinfo") for k in whole.cells)
+    monkeypatch.setattr(toolchain, "run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    again = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert again["parity"].cached and again["parity"].to_json() == parity.to_json()
+    with pytest.raises(ValueError, match="module names to keep must be non-empty"):
+        synth.synthesize_modules(TINY, "tiny", "xc7", keep=["a b"])
