@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 
-from amaranth import Cat, Const, Module, ResetInserter, Shape, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Shape, Signal, signed, unsigned
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -375,8 +375,10 @@ class AxisOutput(wiring.Component):
     label carries TLAST and zeros after it. ``frame_done`` pulses when that beat is
     taken. TKEEP is all ones.
 
-    Throughput: one word per cycle, plus one cycle per output beat. Scores must fit in
-    32 bits (``score_width`` <= 32).
+    Throughput: one word per cycle (a beat leaves while the next one fills), plus one
+    cycle per frame after its label beat: ``classes + 2`` cycles per frame with 32-bit
+    TDATA and no backpressure. Latency: one cycle. Scores must fit in 32 bits
+    (``score_width`` <= 32).
     """
 
     @_quiet_on_error
@@ -420,18 +422,39 @@ class AxisOutput(wiring.Component):
 
         is_label = Signal()
         m.d.comb += is_label.eq(word == self.classes)
+        transfer = Signal()                      # the presented beat is taken now
+        m.d.comb += transfer.eq(axis.tvalid & axis.tready)
+        can_write = Signal()                     # a word may be written this cycle
+        m.d.comb += can_write.eq(~full | (transfer & ~last))
         take = Signal()                          # a word is written this cycle
         m.d.comb += [
-            take.eq(~full & (is_label | i.valid)),
-            i.ready.eq(~full & ~is_label & (lane == self.lanes - 1)),
+            take.eq(can_write & (is_label | i.valid)),
+            i.ready.eq(can_write & ~is_label & (lane == self.lanes - 1)),
         ]
         value = Signal(WORD)
         with m.If(is_label):
             m.d.comb += value.eq(label)
         with m.Else():
             m.d.comb += value.eq(score.as_signed())    # sign-extends to 32 bits
+        wslot = Signal(range(wpb))               # a beat taken now frees every slot
+        m.d.comb += wslot.eq(Mux(full, 0, slot))
+
+        m.d.comb += [
+            axis.tvalid.eq(full),
+            axis.tdata.eq(Cat(*slots)),
+            axis.tlast.eq(last),
+            axis.tkeep.eq(Const(-1, self.data_width // 8)),
+        ]
+        # The beat leaves first; a word written in the same cycle starts the next beat
+        # (statements below override these).
+        with m.If(transfer):
+            m.d.sync += [full.eq(0), slot.eq(0), last.eq(0)]
+            m.d.sync += [s.eq(0) for s in slots]
+            with m.If(last):
+                m.d.sync += word.eq(0)
+                m.d.comb += self.frame_done.eq(1)
         with m.If(take):
-            with m.Switch(slot):
+            with m.Switch(wslot):
                 for k in range(wpb):
                     with m.Case(k):
                         m.d.sync += slots[k].eq(value)
@@ -443,25 +466,12 @@ class AxisOutput(wiring.Component):
                     m.d.sync += lane.eq(0)
                 with m.If((word == 0) | (score > best)):
                     m.d.sync += [best.eq(score), label.eq(word)]
-                with m.If(slot == wpb - 1):
+                with m.If(wslot == wpb - 1):
                     m.d.sync += full.eq(1)
-            with m.If(slot == wpb - 1):
+            with m.If(wslot == wpb - 1):
                 m.d.sync += slot.eq(0)
             with m.Else():
-                m.d.sync += slot.eq(slot + 1)
-
-        m.d.comb += [
-            axis.tvalid.eq(full),
-            axis.tdata.eq(Cat(*slots)),
-            axis.tlast.eq(last),
-            axis.tkeep.eq(Const(-1, self.data_width // 8)),
-        ]
-        with m.If(axis.tvalid & axis.tready):
-            m.d.sync += [full.eq(0), slot.eq(0), last.eq(0)]
-            m.d.sync += [s.eq(0) for s in slots]
-            with m.If(last):
-                m.d.sync += word.eq(0)
-                m.d.comb += self.frame_done.eq(1)
+                m.d.sync += slot.eq(wslot + 1)
         return m
 
 

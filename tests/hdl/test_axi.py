@@ -389,6 +389,32 @@ def test_axis_output_words_and_label(score_width, lanes, classes, width):
     assert len(done) == len(frames)
 
 
+@pytest.mark.parametrize("width", [32, 64])
+def test_axis_output_rate(width):
+    """Free-running source and sink: classes + 2 cycles per frame."""
+    classes = 10
+    dut = axi.AxisOutput(16, 1, classes, data_width=width)
+    done_at = []
+
+    async def bench(ctx):
+        ctx.set(dut.i.valid, 1)
+        ctx.set(dut.m_axis.tready, 1)
+        t = 0
+        async for _, _, d in ctx.tick().sample(dut.frame_done):
+            t += 1
+            if d:
+                done_at.append(t)
+            if len(done_at) == 5:
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    gaps = {b - a for a, b in zip(done_at, done_at[1:])}
+    assert gaps == {classes + 2}
+
+
 def test_axis_output_checks():
     with pytest.raises(ValueError, match="score width must be at most 32, not 33"):
         axi.AxisOutput(33, 1, 10)
