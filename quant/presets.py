@@ -1,0 +1,133 @@
+"""Training presets: architecture, quantization and recipe, with fixed default seeds.
+
+Every preset starts with a float pretraining of the same network (quantizers disabled;
+``float_accuracy``), then:
+
+* ``w1a1``, ``w1a2``, ``w2a2``: quantization-aware training (binary / binary / ternary
+  hidden weights; 1-, 2-, 2-bit activations; int8 first and last layers, the MVTU int
+  mode's job);
+* ``pot4``: INQ to 4-bit power-of-two weights, 4-bit activations;
+* ``pot4-sparse``: reversed-order magnitude pruning (then peak pruning of the remaining
+  layers), then INQ with the masks held;
+* ``slim``: ``w1a2`` with an L1 penalty on BatchNorm gamma, channel removal
+  (network slimming) and fine-tuning of the smaller network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .model import Arch, QNet, QuantSpec
+
+__all__ = ["Preset", "PRESETS", "get", "names"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    name: str
+    arch: Arch = Arch()
+    spec: QuantSpec
+    mode: str = "qat"                 # qat | inq | sparse | slim
+    float_epochs: int = 30
+    epochs: int = 60                  # main phase (QAT, or total INQ retraining)
+    lr_float: float = 5e-3
+    lr: float = 3e-3
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+    def with_estimator(self, estimator: str) -> "Preset":
+        return dataclasses.replace(self, spec=dataclasses.replace(self.spec, estimator=estimator))
+
+    def build(self, data) -> QNet:
+        c, h, w = data.x_train.shape[1:]
+        return QNet(self.arch, self.spec, in_shape=(c, h, w), in_bits=data.input_spec.bits,
+                    n_classes=len(data.classes))
+
+    def train(self, data, *, epochs: int | None = None, seed: int | None = None,
+              progress: bool = True):
+        """Train on ``data``; returns ``(net, info)``. ``epochs`` rescales every phase."""
+        from . import inq, prune
+        from .train import evaluate, fit
+        seed = self.seed if seed is None else seed
+        main_ep = self.epochs if epochs is None else epochs
+        f = main_ep / self.epochs
+
+        def sc(n):
+            return max(1, round(n * f))
+
+        net = self.build(data)
+        info = {"epochs": main_ep}
+        net.set_quant(False)
+        fit(net, data, epochs=sc(self.float_epochs), lr=self.lr_float, seed=seed,
+            desc=f"{self.name} float", progress=progress)
+        info["float_accuracy"] = evaluate(net, data.x_test, data.y_test)
+        o = self.options
+        if self.mode == "qat":
+            net.set_quant(True)
+            fit(net, data, epochs=main_ep, lr=self.lr, seed=seed + 1, desc=f"{self.name} QAT",
+                progress=progress)
+        elif self.mode == "inq":
+            info["inq"] = inq.inq(net, data, epochs_per_step=sc(self.epochs // 4), lr=self.lr,
+                                  seed=seed + 1, progress=progress)
+        elif self.mode == "sparse":
+            part, val = data.split_val(0.15, seed)
+            targets = {int(k): v for k, v in o["targets"].items()}
+            reached = prune.reversed_prune(net, part, targets, epochs=sc(o.get("prune_epochs", 4)),
+                                           lr=self.lr_float / 2, seed=seed + 2, progress=progress)
+            info["reversed"] = {str(k): round(v, 4) for k, v in reached.items()}
+            if o.get("peak"):
+                pk = prune.peak_prune(net, part, val, candidates=tuple(o["peak"]),
+                                      epochs=sc(o.get("peak_epochs", 3)), lr=self.lr_float / 2,
+                                      seed=seed + 3, progress=progress)
+                info["peak"] = {"base_val_accuracy": pk["base_val_accuracy"],
+                                "reached": {str(k): v for k, v in pk["reached"].items()}}
+            info["pruned_float_accuracy"] = evaluate(net, data.x_test, data.y_test)
+            info["inq"] = inq.inq(net, data, epochs_per_step=sc(self.epochs // 4), lr=self.lr,
+                                  seed=seed + 4, progress=progress)
+        elif self.mode == "slim":
+            net.set_quant(True)
+            fit(net, data, epochs=main_ep, lr=self.lr, seed=seed + 1, gamma_l1=o["gamma_l1"],
+                desc=f"{self.name} QAT+L1", progress=progress)
+            before = prune.conv_channels(net)
+            info["before_slim_accuracy"] = evaluate(net, data.x_test, data.y_test)
+            net = prune.slim(net, o["ratio"], per_layer=o.get("per_layer", False))
+            info["conv_channels"] = [before, prune.conv_channels(net)]
+            info["conv_channels_removed"] = round(1 - info["conv_channels"][1] / before, 4)
+            info["widths"] = [b.layer.weight.shape[0] for b in net.blocks]
+            fit(net, data, epochs=sc(o.get("finetune", 30)), lr=self.lr, seed=seed + 2,
+                desc=f"{self.name} fine-tune", progress=progress)
+        else:
+            raise ValueError(f"unknown preset mode {self.mode!r}")
+        return net, info
+
+
+_W1 = dict(first=("int", 8), last=("int", 8))
+
+PRESETS = {p.name: p for p in [
+    Preset(name="w1a1", spec=QuantSpec(weight=("binary", 1), act_bits=1, estimator="ste", **_W1),
+           arch=Arch(convs=((64, False), (64, True), (128, True)), fcs=(128,))),
+    Preset(name="w1a2", spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1)),
+    Preset(name="w2a2", spec=QuantSpec(weight=("ternary", 2), act_bits=2, estimator="ste", **_W1)),
+    Preset(name="pot4", mode="inq", spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
+           epochs=24),
+    Preset(name="pot4-sparse", mode="sparse",
+           spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
+           arch=Arch(convs=((32, False), (64, True), (64, True)), fcs=(64,)),
+           epochs=24,
+           options={"targets": {4: 0.7, 3: 0.96, 2: 0.96, 1: 0.94, 0: 0.5},
+                    "prune_epochs": 4}),
+    Preset(name="slim", mode="slim",
+           spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1),
+           options={"gamma_l1": 1e-4, "ratio": 0.5, "finetune": 30}),
+]}
+
+
+def names() -> list[str]:
+    return list(PRESETS)
+
+
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
