@@ -258,10 +258,14 @@ class AxisInput(wiring.Component):
     beat of a frame is accepted.
 
     Throughput: one output beat (``lanes`` codes) per cycle, no bubble between input
-    beats; ``codes_per_beat / lanes`` cycles per input beat. Latency: one cycle.
+    beats; ``codes_per_beat / lanes`` cycles per input beat when ``lanes`` divides
+    ``codes_per_beat``. Other ``lanes`` (e.g. 3 RGB channels, or more lanes than codes
+    per beat) go through a code-level gearbox (a buffer of ``codes_per_beat + lanes - 1``
+    codes with a variable shift), which sustains ``min(lanes, codes_per_beat)`` codes
+    per cycle. Latency: one cycle.
 
-    Parameters: ``bits`` in 1..16; ``lanes`` must divide ``codes_per_beat`` and
-    ``frame_elements``; ``data_width`` 32 or 64.
+    Parameters: ``bits`` in 1..16; ``lanes`` must divide ``frame_elements``;
+    ``data_width`` 32 or 64.
     """
 
     @_quiet_on_error
@@ -275,8 +279,6 @@ class AxisInput(wiring.Component):
             raise ValueError(f"data width must be 32 or 64, not {data_width}")
         slot = code_slot_bits(bits)
         per_beat = data_width // slot
-        if per_beat % lanes:
-            raise ValueError(f"lanes must divide the codes per beat {per_beat}, not {lanes}")
         if frame_elements % lanes:
             raise ValueError(f"lanes must divide the frame length {frame_elements}, "
                              f"not {lanes}")
@@ -290,6 +292,8 @@ class AxisInput(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.codes_per_beat % self.lanes:
+            return self._elaborate_gearbox()
         m = Module()
         axis, o = self.s_axis, self.o
         groups_per_beat = self.codes_per_beat // self.lanes
@@ -362,6 +366,75 @@ class AxisInput(wiring.Component):
             with m.If(~axis.tlast & last_beat):
                 m.d.comb += self.err_long.eq(1)
                 m.d.sync += drop_after.eq(1)
+        return m
+
+
+    def _elaborate_gearbox(self):
+        m = Module()
+        axis, o = self.s_axis, self.o
+        cpb, lanes, slot, n_frame = self.codes_per_beat, self.lanes, self.slot, self.frame_elements
+        cap = cpb + lanes - 1                      # codes the buffer holds
+        last_n = n_frame - (self.beats_per_frame - 1) * cpb   # codes in a frame's last beat
+
+        # Invariant: bits of ``buf`` above ``count`` codes are zero.
+        buf = Signal(cap * slot)
+        count = Signal(range(cap + 1))
+        appended = Signal(range(n_frame + 1))      # codes of the current frame taken in
+        pad = Signal()
+        drop = Signal()
+
+        emit = Signal()
+        m.d.comb += [
+            o.valid.eq(count >= lanes),
+            o.payload.eq(Cat(*[buf.bit_select(j * slot, self.bits) for j in range(lanes)])),
+            emit.eq(o.valid & o.ready),
+        ]
+        after = Signal(range(cap + 1))             # codes left once this cycle's emit is out
+        m.d.comb += after.eq(Mux(emit, count - lanes, count))
+        last_beat = Signal()                       # the next beat ends the frame
+        m.d.comb += last_beat.eq(appended + cpb >= n_frame)
+        n = Signal(range(cpb + 1))                 # codes the next beat brings
+        m.d.comb += n.eq(Mux(last_beat, last_n, cpb))
+        room = Signal()
+        m.d.comb += room.eq(after + n <= cap)
+
+        incoming = Signal(self.data_width)         # the appended codes (zeros when padding)
+        append = Signal()
+        accept = Signal()
+        m.d.comb += [
+            axis.tready.eq(drop | (~pad & room)),
+            accept.eq(axis.tvalid & axis.tready),
+        ]
+        with m.If(drop):
+            with m.If(accept & axis.tlast):
+                m.d.sync += drop.eq(0)
+        with m.Elif(pad):
+            m.d.comb += append.eq(room)            # zeros, as if beats of zero codes came
+        with m.Else():
+            m.d.comb += append.eq(accept)
+            m.d.comb += incoming.eq(Mux(last_beat, axis.tdata & ((1 << (last_n * slot)) - 1),
+                                        axis.tdata))
+            with m.If(accept):
+                m.d.comb += self.frame_start.eq(appended == 0)
+                with m.If(axis.tlast & ~last_beat):
+                    m.d.comb += self.err_short.eq(1)
+                    m.d.sync += pad.eq(1)
+                with m.If(~axis.tlast & last_beat):
+                    m.d.comb += self.err_long.eq(1)
+                    m.d.sync += drop.eq(1)
+
+        shifted = Signal(cap * slot)
+        m.d.comb += shifted.eq(Mux(emit, buf >> (lanes * slot), buf))
+        with m.If(append):
+            m.d.sync += [
+                buf.eq(shifted | (incoming << (after * slot))),
+                count.eq(after + n),
+                appended.eq(appended + n),
+            ]
+            with m.If(last_beat):
+                m.d.sync += [appended.eq(0), pad.eq(0)]
+        with m.Else():
+            m.d.sync += [buf.eq(shifted), count.eq(after)]
         return m
 
 
