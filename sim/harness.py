@@ -4,58 +4,74 @@ The pytest side calls :func:`run_cocotb`; the cocotb side (the test module runni
 inside the simulator) calls :func:`params`, :func:`seed` and :func:`report`, and drives
 the DUT with :mod:`sim.streams`.
 
-pytest side::
+pytest side (``tests/hdl/test_adder.py``)::
 
+    import numpy as np
     from sim.harness import run_cocotb
 
     def test_adder():
-        dut = MyAdder(width=8)                 # an amaranth.lib.wiring.Component
-        result = run_cocotb(dut, name="adder_w8", test_module="tests.hdl.cocotb_adder",
-                            parameters={"width": 8, "n": 200, "x": np.arange(10)},
-                            seeds=(1, 2))
-        assert result.reports[1]["cycles"] >= 200   # values the cocotb test reported
+        dut = LaneAdder(bits=8, lanes=4)       # an amaranth.lib.wiring.Component
+        x = np.random.default_rng(0).integers(0, 256, (200, 4))
+        result = run_cocotb(dut, name="adder_b8_l4", test_module="tests.hdl.cocotb_adder",
+                            parameters={"bits": 8, "lanes": 4, "x": x}, seeds=(1, 2))
+        # values the cocotb test passed to report(), per seed:
+        assert result.reports[1]["cycles"] >= 200
 
-cocotb side (``tests/hdl/cocotb_adder.py``)::
+cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
 
     import cocotb
     from sim.harness import params, report, seed
-    from sim.streams import StreamSink, StreamSource, reset, start_clock
+    from sim.streams import StreamSink, StreamSource, pack, reset, start_clock, unpack
 
-    @cocotb.test()
+    @cocotb.test(timeout_time=1, timeout_unit="ms")    # sim-time limit: fails with a waveform
     async def adder(dut):
-        p = params()                           # {"width": 8, "n": 200, "x": ndarray}
-        start_clock(dut)
-        await reset(dut)
-        src = StreamSource(dut, "i", seed=seed())
-        sink = StreamSink(dut, "o", seed=seed() + 1)
-        cocotb.start_soon(src.send(values))
-        got = await sink.receive(len(values))
-        assert got == expected, f"seed {seed()}: got {got}, expected {expected}"
-        report(cycles=sink.last_cycle)
+        p = params()                           # {"bits": 8, "lanes": 4, "x": ndarray}
+        s = seed()
+        dut._log.info("seed %d (replay: QNN_SEED=%d)", s, s)
+        start_clock(dut)                       # dut.clk, 10 ns
+        await reset(dut)                       # dut.rst
+        src = StreamSource(dut, "i", seed=s)           # i__valid/i__ready/i__payload
+        sink = StreamSink(dut, "o", seed=s + 1)        # o__valid/o__ready/o__payload
+        words = [pack(row, p["bits"], p["lanes"]) for row in p["x"].tolist()]
+        cocotb.start_soon(src.send(words))
+        got = await sink.receive(len(words), timeout_cycles=50 * len(words))
+        want = [pack([v + 1 for v in row], p["bits"] + 1, p["lanes"])
+                for row in p["x"].tolist()]
+        for k, (g, w) in enumerate(zip(got, want)):
+            assert g == w, f"seed {s}: beat {k}: got {unpack(g, 9, 4)}, want {unpack(w, 9, 4)}"
+        report(cycles=sink.last_cycle - src.first_cycle)
+
+Give each hardware configuration its own ``name`` (e.g. with the folding in it): the
+name labels run folders, waveforms and logs. Put many vectors and several seeds into
+one build rather than many builds: a Verilator build takes 10-60 s, a run about 1 s of
+start-up plus some 15 µs of CPU per simulated cycle with one source and one sink.
 
 What :func:`run_cocotb` does:
 
 1. Converts the component with ``amaranth.back.verilog.convert`` (ports from its
    signature; a stream port ``i`` becomes ``i__valid``, ``i__ready``, ``i__payload``),
    or takes Verilog text / a ``.v`` path as is.
-2. Builds with Verilator (``-Wno-fatal``, timescale 1ns/1ps, FST tracing compiled in) or,
-   without Verilator, Icarus (``hdl.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
+2. Builds with Verilator (``-Wno-fatal``, timescale 1ns/1ps, VCD tracing compiled in
+   but off) or, without Verilator, Icarus (``hdl.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
    it). The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
    the options and the simulator; it is shared by every test with the same hardware
    (an ``fcntl`` lock makes it safe under pytest-xdist) and never rebuilt.
 3. Runs the cocotb ``test_module`` once per seed, in a fresh directory under
    ``build/sim_runs/`` that is deleted when the run passes. Waveforms are not written
    on passing runs: when a seed fails, that seed is re-run with tracing on, the
-   waveform is kept in ``build/sim_waves/<name>-seed<seed>.fst`` (``.vcd`` on Icarus
-   without FST support), and :class:`AssertionError` names the failing cocotb test(s),
+   waveform is kept in ``build/sim_waves/<name>-seed<seed>.vcd`` (``.fst`` on Icarus),
+   and :class:`AssertionError` names the failing cocotb test(s),
    the seed, the waveform, the log and the failure messages.
 
 Seeds and replay: each run gets one integer seed, available in the cocotb test as
 :func:`seed` (and as ``COCOTB_RANDOM_SEED``, which seeds Python's global ``random``).
 Drivers take their own seeds derived from it. To replay a failing seed, set
 ``QNN_SEED`` (a comma-separated list is allowed): ``QNN_SEED=7 pytest tests/...::test_x``
-runs only seed 7 in every :func:`run_cocotb` call. ``QNN_WAVES=1`` keeps a waveform of
-every run, passing or not.
+runs only seed 7 in every :func:`run_cocotb` call. Environment switches:
+
+- ``QNN_SEED=7`` (or ``7,8``): run these seeds instead of the ``seeds`` argument.
+- ``QNN_WAVES=1``: keep a waveform of every run, passing or not (path printed).
+- ``QNN_SIM=icarus``: use Icarus even where Verilator is installed.
 
 Parameters: ``parameters`` must be JSON-able, except that NumPy arrays are allowed as
 values at the top level: they travel in an ``.npz`` file and come back as arrays from
@@ -72,6 +88,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -284,12 +301,6 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _fst_available() -> bool:
-    # Verilator's FST writer needs the zlib and lz4 headers to compile; else VCD.
-    dirs = ("/usr/include", "/usr/local/include")
-    return all(any(Path(d, h).exists() for d in dirs) for h in ("zlib.h", "lz4.h"))
-
-
 def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]):
     from cocotb_tools import runner as cr
 
@@ -313,13 +324,14 @@ def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]
     return _Runner()
 
 
-def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path, trace_fst: bool,
+def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
            log_file: Path) -> None:
+    """Compile with tracing built in (VCD on Verilator: its FST writer needs the lz4
+    headers, which a fresh machine lacks); tracing is switched on per run."""
     runner = _make_runner(sim, None, {})
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-        build_args += ["--trace-fst"] if trace_fst else []
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
                  build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
                  waves=True, always=True, log_file=str(log_file))
@@ -402,6 +414,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
         raise TypeError(f"test_module must be a module path string, not {test_module!r}")
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, not {timeout_s!r}")
+    if simulator not in (None, "verilator", "icarus"):
+        raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
     parameters = dict(parameters or {})
     seed_list = _seeds_of(seeds)
 
@@ -413,13 +427,12 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
     for i, src in enumerate(extra_verilog):
         extras.append(Path(src).read_text() if isinstance(src, os.PathLike)
                       or (isinstance(src, str) and "\n" not in src) else src)
-    trace_fst = sim == "verilator" and _fst_available()
 
     # ---- build (cached)
     import cocotb
     key_src = json.dumps({
         "recipe": _BUILD_RECIPE, "sim": sim, "top": top, "verilog": text, "extra": extras,
-        "fst": trace_fst, "timescale": _TIMESCALE, "cocotb": cocotb.__version__,
+        "timescale": _TIMESCALE, "cocotb": cocotb.__version__,
         "sim_version": _sim_version(sim), "python": sys.version,
     }, sort_keys=True)
     digest = hashlib.sha256(key_src.encode()).hexdigest()[:24]
@@ -440,8 +453,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
             log = build_dir / "build.log"
             t0 = time.monotonic()
             try:
-                _build(sim, sources, top, build_dir, trace_fst, log)
-            except (RuntimeError, SystemExit, subprocess_error()) as e:
+                _build(sim, sources, top, build_dir, log)
+            except (RuntimeError, SystemExit, subprocess.SubprocessError) as e:
                 raise RuntimeError(f"{sim} build of {name!r} failed ({e}); log {log}:\n"
                                    f"{_log_tail(log)}") from None
             ok_marker.write_text(json.dumps({"name": name, "top": top, "simulator": sim,
@@ -460,16 +473,15 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
         run_dir = Path(tempfile.mkdtemp(prefix=f"{_safe(name)}-seed{s}-", dir=runs_root))
         wave = None
         if keep_waves:
-            wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
+            wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim)}"
         passed, failed, log, timed_out = _run_once(sim, build_dir, top, test_module,
                                                    testcase, parameters, s, run_dir,
                                                    timeout_s, wave)
         if failed:
-            if timed_out:
-                # a killed simulator leaves no usable waveform: do not re-run
-                wave = wave or waves_root / "none"
-            elif wave is None:   # re-run the failing seed with tracing on
-                wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim, trace_fst)}"
+            # re-run the failing seed with tracing on (not after a timeout: a killed
+            # simulator leaves no usable waveform, and it would take as long again)
+            if wave is None and not timed_out:
+                wave = waves_root / f"{_safe(name)}-seed{s}.{_wave_ext(sim)}"
                 log = _run_once(sim, build_dir, top, test_module, testcase,
                                 parameters, s, run_dir, timeout_s, wave)[2]
             kept_log = waves_root / f"{_safe(name)}-seed{s}.log"
@@ -478,7 +490,7 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
             if timed_out:
                 wave_txt = ("(none: the run was killed; a sim-time limit such as "
                             "@cocotb.test(timeout_time=...) fails with a waveform)")
-            elif wave.exists():
+            elif wave is not None and wave.exists():
                 wave_txt = str(wave)
             else:
                 wave_txt = f"(none: {wave} was not written)"
@@ -492,6 +504,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
             raise AssertionError(msg)
         report_file = run_dir / "report.json"
         reports[s] = json.loads(report_file.read_text()) if report_file.exists() else {}
+        print(f"run_cocotb {name} ({sim}) seed {s}: passed {', '.join(passed)}",
+              file=sys.stderr)
         if wave is not None:
             waveforms.append(wave)
             print(f"waveform of {name} seed {s}: {wave}", file=sys.stderr)
@@ -500,13 +514,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
                      built=built, simulator=sim, waveforms=waveforms)
 
 
-def subprocess_error():
-    import subprocess
-    return subprocess.SubprocessError
-
-
-def _wave_ext(sim: str, trace_fst: bool) -> str:
-    return "fst" if (sim == "icarus" or trace_fst) else "vcd"
+def _wave_ext(sim: str) -> str:
+    return "fst" if sim == "icarus" else "vcd"
 
 
 _SIM_VERSIONS: dict[str, str] = {}
@@ -514,7 +523,6 @@ _SIM_VERSIONS: dict[str, str] = {}
 
 def _sim_version(sim: str) -> str:
     if sim not in _SIM_VERSIONS:
-        import subprocess
         exe = "verilator" if sim == "verilator" else "iverilog"
         try:
             out = subprocess.run([exe, "-V" if sim == "icarus" else "--version"],

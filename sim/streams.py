@@ -14,8 +14,21 @@ Inside a cocotb test (started by :func:`sim.harness.run_cocotb`)::
     await reset(dut)                     # dut.rst high for 2 cycles
     src = StreamSource(dut, "i", seed=seed())            # i__valid/i__ready/i__payload
     sink = StreamSink(dut, "o", seed=seed() + 1)         # o__valid/o__ready/o__payload
-    cocotb.start_soon(src.send(words))
-    got = await sink.receive(len(expected))              # raises on protocol errors
+    cocotb.start_soon(src.send(words))                   # returns when all transferred
+    got = await sink.receive(len(words), timeout_cycles=100 * len(words))
+    # ProtocolError (an AssertionError) on a stream-rule violation or the timeout
+
+AXI-Stream (``s_axis_tdata/_tvalid/_tready/_tlast``, or ``s_axis__tdata`` ... for an
+Amaranth port; ``sep`` picks, auto-detected by default)::
+
+    src = AxisSource(dut, "s_axis", seed=s)
+    sink = AxisSink(dut, "m_axis", seed=s + 1)
+    cocotb.start_soon(src.send(frame))                   # TLAST on the last beat
+    got = await sink.receive_frame(timeout_cycles=1000)  # beats up to TLAST
+
+Throughput: with ``free_running=True`` on both ends, ``sink.last_cycle -
+src.first_cycle`` is the cycle count from the first input transfer to the last output
+transfer; ``CycleCounter.of(dut.clk).cycle`` is the current cycle.
 
 Timing model: every agent drives its outputs just after the falling clock edge and
 samples the handshake in the read-only phase before the rising edge, so a transfer

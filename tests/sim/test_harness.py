@@ -138,6 +138,10 @@ def test_run_cocotb_argument_checks():
         run_cocotb(AXIS_PASS, name="x", test_module=TEST_MODULE, timeout_s=0)
     with pytest.raises(TypeError, match="dut must be an amaranth wiring.Component"):
         run_cocotb(object(), name="x", test_module=TEST_MODULE)
+    with pytest.raises(ValueError, match="simulator must be 'verilator' or 'icarus', not 'vcs'"):
+        run_cocotb(AXIS_PASS, name="x", test_module=TEST_MODULE, simulator="vcs")
+    with pytest.raises(TypeError, match="seeds must be an int or a non-empty sequence"):
+        run_cocotb(AXIS_PASS, name="x", test_module=TEST_MODULE, seeds=[])
 
 
 # ---------------------------------------------------------------- Verilator: SkidAdder
