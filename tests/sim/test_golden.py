@@ -163,6 +163,31 @@ def test_fused_threshold_equals_threshold_of_accumulators(levels, op):
                                                ir.Threshold(name="t", bits=1, thresholds=thr)))
 
 
+@pytest.mark.parametrize("exact32", [True, False])
+@pytest.mark.parametrize("kind, wbits, in_bits", [("int", 5, 3), ("pot", 5, 8), ("binary", 1, 2),
+                                                 ("ternary", 2, 1)])
+def test_fused_threshold_dense_kernels(monkeypatch, kind, wbits, in_bits, exact32):
+    """Dense BLAS layers compare float products with ``t - bias`` (float32 and float64)."""
+    if not exact32:
+        monkeypatch.setattr(golden, "_F32_EXACT", 1)
+    rng = np.random.default_rng(wbits + in_bits)
+    c, o = 3, 5
+    plan = LayerPlan(op="conv", out=o, kind=kind, wbits=wbits, kernel=3, padding=1,
+                     pad_value=(1 << in_bits) - 1, bias=True, act_bits=None)
+    layer = build_model([plan], input_shape=(4, 5, c), input_bits=in_bits, seed=1).layers[0]
+    spec = ir.TensorSpec(shape=(4, 5, c), bits=in_bits)
+    x = rng.integers(0, 1 << in_bits, size=(6, 4, 5, c))
+    x[0] = (1 << in_bits) - 1 if in_bits > 1 else 1        # extreme frames
+    acc = golden.layer_forward(layer, x, spec)
+    for levels in (1, 7, 31):
+        pool = np.concatenate([acc.ravel(), acc.ravel() + 1, [-(1 << 62), 1 << 62]])
+        thr = np.sort(rng.choice(pool, size=(o, levels)), axis=1).astype(np.int64)
+        thr[:, -1] = np.maximum(thr[:, -1], acc.max(axis=(0, 1, 2)) + 1)
+        fused = golden._dot_layer(layer, x, spec, thresholds=thr)
+        assert fused.dtype == np.uint8
+        assert np.array_equal(fused, golden.threshold(acc, thr))
+
+
 def _model(layers, shape, bits, classes):
     return ir.Model(name="t", input=ir.InputSpec(shape=shape, bits=bits, scale=1.0),
                     layers=layers, classes=[str(k) for k in range(classes)]).validate()
