@@ -13,7 +13,8 @@ Execution method, per layer kind:
   weight bit 1 = +1) along the im2col axis into ``uint64`` words, padding bits are 0 in
   both, and ``acc = n - 2 * popcount(x XOR w)`` with ``np.bitwise_count``. A conv packs
   each pixel's channels first and builds the windows from the packed bytes (or whole
-  words when ``C_in`` is a multiple of 64), so im2col moves 8x less data. When a
+  words when ``C_in`` is a multiple of 64), so im2col moves 8x less data. Chunks of
+  ~4096 output rows keep NumPy's broadcast XOR in its fast regime. When a
   threshold follows (in :func:`run` without ``all_layers``), bias and thresholds are
   folded into popcount limits, ``acc >= t  <=>  popcount < clip(floor((n + b - t)/2),
   -1, n) + 1``, so the codes come straight from the popcounts.
@@ -23,7 +24,9 @@ Execution method, per layer kind:
   form, in any order, is an integer of magnitude <= B, hence exact), in ``float64`` when
   ``B < 2**53``, and otherwise an ``int64`` matmul (exact, slow, never needed by the
   shipped models). The inner dimension is zero-padded to a multiple of 8 and the
-  result converted to int64 before the bias is added.
+  result converted to int64 before the bias is added; when a threshold follows, the
+  products are compared instead with ``clip(t, lo - 1, hi + 1) - bias`` (``lo, hi`` =
+  ``ir.layer_acc_range``), which is within ``B + 1`` of zero and so exact as well.
 * **conv / fc, CSC weights**: executed from ``values / rows / colptr`` without
   densifying: the non-zeros are put in output-row order, each one's product with its
   input column is formed in int64 for a chunk of rows, and ``np.add.reduceat`` sums
