@@ -20,7 +20,10 @@ from hdl import ir
 from sim import golden
 from sim.random_model import LayerPlan, build_model
 
-import reference_loops as ref
+try:  # importable as a package from the repository root, or beside this file
+    from tests.sim import reference_loops as ref
+except ImportError:
+    import reference_loops as ref
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
