@@ -159,9 +159,9 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
     np.random.seed(seed)
     torch.set_num_threads(1)  # the cores are shared: OpenMP spinning costs 30x here
     d = prepare_data(data)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     net, info = p.train(d, epochs=epochs, seed=seed, progress=progress)
-    train_s = time.time() - t0
+    train_s, train_cpu = time.time() - t0, time.process_time() - c0
     meta = {"preset": preset, "seed": seed, "epochs": info["epochs"],
             "estimator": p.spec.estimator, "data": d.name}
     model = export(net, d.input_spec, d.classes, name=f"{d.name}_{preset}", metadata=meta)
@@ -178,6 +178,7 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
         "float_accuracy": info.get("float_accuracy"),
         **rep,
         "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu, 1),
         "input": {"bits": d.input_spec.bits, "scale": d.input_spec.scale,
                   "offset": d.input_spec.offset},
         **{k: v for k, v in info.items() if k not in ("epochs", "float_accuracy")},
