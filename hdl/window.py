@@ -166,7 +166,7 @@ class SlidingWindow(wiring.Component):
         w_fire = Signal()
 
         # --- reader state: linear index (image extended beyond its border) and address ---
-        idx_shape = range(R0, (H + P + 1) * WCF + 1)
+        idx_shape = range(R0, (H + P) * WCF + (W + P) * CF + 1)   # all window elements
         idx, line_idx, win_idx, row_idx = (Signal(idx_shape, init=R0, name=nm)
                                            for nm in ("idx", "line_idx", "win_idx", "row_idx"))
         addr, line_addr, win_addr, row_addr = (Signal(range(D), init=R0 % D, name=nm)

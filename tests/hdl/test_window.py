@@ -141,6 +141,9 @@ CASES = [
     (2, 2, 2, 3, 1, 2, 1, 2, 1),
     (3, 1, 2, 3, 1, 1, 0, 2, 2),
     (1, 6, 1, 2, 1, 1, 1, 1, 1),
+    (1, 1, 2, 3, 1, 2, 1, 2, 1),
+    (2, 1, 1, 3, 2, 2, 0, 1, 1),
+    (1, 1, 1, 1, 1, 0, 0, 1, 1),
     (6, 6, 2, 1, 3, 0, 0, 2, 1),
 ]
 
@@ -168,7 +171,7 @@ def test_window_random_shapes(seed):
 
 @pytest.mark.parametrize("k,s,p", [(3, 1, 1), (2, 2, 0), (1, 1, 0), (3, 2, 0)])
 def test_window_throughput(k, s, p):
-    """Free-running source and sink: cycles per frame within 10% + start-up of ideal."""
+    """Free-running source and sink: cycles per frame within 5% + start-up of ideal."""
     h, w, c, simd, frames = 8, 8, 2, 2, 4
     dut = SlidingWindow(height=h, width=w, channels=c, kernel=k, stride=s, padding=p,
                         bits=2, simd=simd)
@@ -180,7 +183,7 @@ def test_window_throughput(k, s, p):
     ideal = frames * max(dut.in_beats, dut.out_beats)
     startup = (k - p) * w * (c // simd) + 4
     print(f"K={k} S={s} P={p}: {cycles} cycles for {frames} frames, ideal {ideal}")
-    assert cycles <= 1.10 * ideal + startup, f"{cycles} cycles, ideal {ideal}"
+    assert cycles <= 1.05 * ideal + startup, f"{cycles} cycles, ideal {ideal}"
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
