@@ -301,7 +301,8 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]):
+def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str],
+                 runtime: Path | None = None):
     from cocotb_tools import runner as cr
 
     base = cr.Verilator if sim == "verilator" else cr.Icarus
@@ -315,6 +316,13 @@ def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]
             if root not in paths:
                 self.env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in paths if p])
 
+        def _build_command(self):
+            cmds = super()._build_command()
+            if runtime is not None and sim == "verilator":   # after verilator, before make
+                code = "import sys; from sim.harness import _copy_runtime as c; c(*sys.argv[1:])"
+                cmds.insert(1, [sys.executable, "-c", code, str(runtime), str(self.build_dir)])
+            return cmds
+
         def _get_sim_cmd_prefix(self):
             prefix = super()._get_sim_cmd_prefix()
             if timeout_s is not None and shutil.which("timeout"):
@@ -324,17 +332,74 @@ def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str]
     return _Runner()
 
 
+_RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vcd_c",
+                 "verilated_vpi")
+
+
+def _runtime_dir(sim_version: str) -> Path:
+    """Shared cache of Verilator's runtime objects (about 3/4 of a small build's CPU).
+
+    They do not depend on the design, only on Verilator, the compiler and our flags.
+    """
+    try:
+        cxx = subprocess.run(["c++", "--version"], capture_output=True, text=True,
+                             timeout=60).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        cxx = ["?"]
+    key = json.dumps([_BUILD_RECIPE, sim_version, cxx, _RUNTIME_OBJS])
+    return sim_cache_dir() / f"runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _runtime_flags(classes_mk: Path) -> str:
+    """The settings of a Verilator build that its runtime objects are compiled with."""
+    lines = classes_mk.read_text().splitlines()
+    return "\n".join(sorted(ln for ln in lines if re.match(r"VM_(?!PARALLEL_BUILDS)\w+ = ", ln)))
+
+
+def _copy_runtime(runtime: str, build_dir: str) -> None:
+    """Copy cached runtime objects into a verilated build if its settings match.
+
+    Runs between Verilator and make; fresh copies are newer than the makefile, so make
+    keeps them.
+    """
+    runtime, build = Path(runtime), Path(build_dir)
+    if (runtime / "flags").read_text() != _runtime_flags(build / "Vtop_classes.mk"):
+        return
+    for o in _RUNTIME_OBJS:
+        for ext in ("o", "d"):
+            shutil.copyfile(runtime / f"{o}.{ext}", build / f"{o}.{ext}")
+
+
 def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
            log_file: Path) -> None:
     """Compile with tracing built in (VCD on Verilator: its FST writer needs the lz4
-    headers, which a fresh machine lacks); tracing is switched on per run."""
-    runner = _make_runner(sim, None, {})
+    headers, which a fresh machine lacks); tracing is switched on per run.
+
+    Verilator's runtime objects are copied in from :func:`_runtime_dir` when present and
+    compiled with the same settings (:func:`_copy_runtime`), and stored there after the
+    first successful build.
+    """
+    runtime = _runtime_dir(_sim_version(sim)) if sim == "verilator" else None
+    prebuilt = runtime is not None and (runtime / "OK").exists()
+    runner = _make_runner(sim, None, {}, runtime=runtime if prebuilt else None)
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
                  build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
                  waves=True, always=True, log_file=str(log_file))
+    if runtime is not None and not prebuilt:
+        files = [build_dir / f"{o}.{ext}" for o in _RUNTIME_OBJS for ext in ("o", "d")]
+        if all(f.exists() for f in files):
+            with _locked(runtime.with_suffix(".lock")):
+                if not (runtime / "OK").exists():
+                    tmp = Path(tempfile.mkdtemp(prefix=runtime.name + "-", dir=runtime.parent))
+                    for f in files:
+                        shutil.copy2(f, tmp / f.name)
+                    (tmp / "flags").write_text(_runtime_flags(build_dir / "Vtop_classes.mk"))
+                    (tmp / "OK").write_text("")
+                    shutil.rmtree(runtime, ignore_errors=True)
+                    os.replace(tmp, runtime)
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
