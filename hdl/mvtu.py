@@ -259,7 +259,12 @@ class MVTU(wiring.Component):
         if thresholds is not None:
             # acc + b >= t  <=>  scale * internal >= t - b - offset
             #               <=>  internal >= ceil((t - b - offset) / scale)   (scale > 0)
-            self.stage_thresholds = -((self.offset + bias0[:, None] - thresholds) // self.scale)
+            # First clip t into [lo + b, hi + b + 1] (always / never reached: same codes),
+            # so that the conversion cannot overflow int64.
+            real_lo = self.scale * lo_i + self.offset + bias0
+            real_hi = self.scale * hi_i + self.offset + bias0
+            t = np.clip(thresholds, real_lo[:, None], real_hi[:, None] + 1)
+            self.stage_thresholds = -((self.offset + bias0[:, None] - t) // self.scale)
             self.stage_bias = None
             self.stage_acc_shape = self.acc_shape
         else:

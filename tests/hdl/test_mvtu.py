@@ -279,3 +279,17 @@ def test_cocotb(config):
     span = rep["last_out"] - rep["first_out"] - (dut.neuron_folds - 1) * dut.synapse_folds
     steady = span / (rep["vectors"] - 1)
     assert abs(steady - dut.cycles_per_vector) <= 0.02 * dut.cycles_per_vector, rep
+
+
+@pytest.mark.parametrize("kind,in_bits", [("binary", 1), ("pot", 2)])
+def test_extreme_thresholds(kind, in_bits):
+    """Thresholds far outside the reachable range (never / always reached) stay exact."""
+    rng = np.random.default_rng(8)
+    w = random_matrix(rng, 4, 8, kind, 4 if kind == "pot" else None)
+    big = np.iinfo(np.int64).max // 2
+    t = np.array([[-big, -big, 0], [0, big, big], [-big, 0, big], [-3, -1, 2]], np.int64)
+    dut = MVTU(w, kind=kind, in_bits=in_bits, pe=2, simd=4, thresholds=t, bias=np.arange(4))
+    codes = rng.integers(0, 1 << in_bits, size=(6, 8))
+    got, _ = simulate(dut, codes, seed=4)
+    assert np.array_equal(got, reference(w, codes, in_bits, t, np.arange(4), kind=kind,
+                                         wbits=4 if kind == "pot" else None))
