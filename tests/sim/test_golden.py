@@ -302,6 +302,23 @@ def test_bad_inputs_are_rejected():
         golden.run(model, np.zeros((1, 2, 2, 1), np.float32))
 
 
+SHIPPED = sorted((REPO / "models").glob("*/model.npz"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped models yet")
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)
+def test_shipped_models_reach_their_recorded_accuracy(path):
+    metrics_file = path.parent / "metrics.json"
+    if not metrics_file.exists():
+        pytest.skip("no metrics.json beside the model")
+    metrics = json.loads(metrics_file.read_text())
+    model = ir.load(path)
+    from sim.data import load_dataset
+    data = load_dataset(metrics.get("data", "digits"))
+    labels = golden.predict(model, model.input.quantize(data.x_test))
+    assert np.mean(labels == data.y_test) == pytest.approx(metrics["accuracy"], abs=1e-9)
+
+
 # --- locating mismatches -----------------------------------------------------------------
 
 def test_first_mismatch_reports_the_first_differing_element():
