@@ -47,7 +47,7 @@ def _synth_stats(verilog_text: str, top: str, family: str = "xcup") -> dict:
         stat = Path(tmp, "stat.txt").read_text()
         netlist = json.loads(Path(tmp, "netlist.json").read_text())
     cells = {m.group(2): int(m.group(1))
-             for m in re.finditer(r"^\s+(\d+)\s+([A-Za-z0-9_$]+)\s*$", stat, re.M)}
+             for m in re.finditer(r"^\s+(\d+)\s+([A-Z][A-Z0-9_]+)\s*$", stat, re.M)}
     ff_types = ("FDRE", "FDSE", "FDCE", "FDPE")
     bram18 = cells.get("RAMB18E2", 0) + cells.get("RAMB18E1", 0) + \
         2 * (cells.get("RAMB36E2", 0) + cells.get("RAMB36E1", 0))
@@ -64,47 +64,58 @@ def _synth_stats(verilog_text: str, top: str, family: str = "xcup") -> dict:
     }
 
 
+def _lut_depends(cell: dict, out_port: str, in_port: str) -> bool:
+    """Whether a LUT cell's output ``out_port`` depends on input ``in_port`` (from INIT)."""
+    init = cell["parameters"].get("INIT")
+    if init is None or not set(init) <= {"0", "1"}:
+        return True
+    table = [int(c) for c in reversed(init)]          # bit k at index k
+    k = int(in_port[1:])
+    if cell["type"] == "LUT6_2" and out_port == "O5":
+        table, n = table[:32], 5
+        if k >= n:
+            return False
+    else:
+        n = len(table).bit_length() - 1
+    return any(table[x] != table[x ^ (1 << k)] for x in range(len(table)) if k < n)
+
+
 def _logic_levels(module: dict) -> tuple[int, int]:
-    """Most LUT cells on a combinational path (and carry cells on that path).
+    """Most LUTs on a combinational path, and the carry cells on that path.
 
     Sources are module inputs and flip-flop outputs, sinks flip-flop inputs and module
-    outputs; a carry cell is a node of weight 0 LUTs, 1 carry.
+    outputs. A LUT output depends only on the inputs its INIT table is sensitive to (a
+    LUT6_2's O5 ignores the pins only O6 uses, as in the vendor's timing arcs); a carry
+    cell adds no LUT level and one carry cell.
     """
     cells = module["cells"]
-    driver = {}            # net bit -> cell name
+    driver = {}            # net bit -> (cell name, output port)
     for name, cell in cells.items():
         for port, direction in cell.get("port_directions", {}).items():
             if direction == "output":
                 for bit in cell["connections"][port]:
-                    driver[bit] = name
-
-    def is_comb(cell):
-        return cell["type"] in _LUT_CELLS + _CARRY_CELLS
+                    driver[bit] = (name, port)
 
     @lru_cache(maxsize=None)
-    def depth(name):
+    def depth(bit):
+        if bit not in driver:
+            return (0, 0)
+        name, out_port = driver[bit]
         cell = cells[name]
+        is_lut = cell["type"] in _LUT_CELLS
+        if not is_lut and cell["type"] not in _CARRY_CELLS:
+            return (0, 0)                      # flip-flop, buffer: a path starts here
         best = (0, 0)
-        for port, direction in cell.get("port_directions", {}).items():
-            if direction != "input":
+        for port, direction in cell["port_directions"].items():
+            if direction != "input" or (is_lut and not _lut_depends(cell, out_port, port)):
                 continue
-            for bit in cell["connections"][port]:
-                src = driver.get(bit)
-                if src is not None and src != name and is_comb(cells[src]):
-                    best = max(best, depth(src))
-        luts, carries = best
-        if cell["type"] in _LUT_CELLS:
-            luts += 1
-        else:
-            carries += 1
-        return luts, carries
+            for b in cell["connections"][port]:
+                if isinstance(b, int):
+                    best = max(best, depth(b))
+        return (best[0] + 1, best[1]) if is_lut else (best[0], best[1] + 1)
 
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
-    result = (0, 0)
-    for name, cell in cells.items():
-        if is_comb(cell):
-            result = max(result, depth(name))
-    return result
+    return max((depth(bit) for bit in driver), default=(0, 0))
 
 
 def measure(simd: int, primitives: str) -> dict:

@@ -159,11 +159,11 @@ def test_primitives_equal_twin(tmp_path, width, xnor, family):
 
 
 def test_broken_primitive_is_caught(tmp_path):
-    """The proof is not vacuous: one flipped INIT bit in one LUT makes it fail."""
+    """The proof is not vacuous: one flipped INIT bit (O6 at all-zero inputs) in one LUT makes it fail."""
     gate = _verilog(32, xnor=True, primitives="xilinx")
     match = re.search(r"\.INIT\(64'h([0-9a-f]{16})\)", gate)
     assert match
-    flipped = f"{int(match.group(1), 16) ^ (1 << 21):016x}"
+    flipped = f"{int(match.group(1), 16) ^ (1 << 32):016x}"
     gate = gate[:match.start(1)] + flipped + gate[match.end(1):]
     with pytest.raises(RuntimeError, match="Yosys failed"):
         _prove_equiv(tmp_path, _verilog(32, xnor=True, primitives="generic"), gate)
