@@ -102,8 +102,8 @@ class SparseCSC(wiring.Component):
     column costs 1 cycle: the stream's own rate). ``compute_cycles`` is the sum over
     the beats of a vector. The accumulators are double-buffered: while one bank is
     drained to the output (``outputs / pe`` beats, one per cycle) the next vector
-    accumulates into the other, so ``cycles_per_vector = max(compute_cycles,
-    outputs / pe + 1)``.
+    accumulates into the other (a bank's last drain beat frees it for the vector after
+    in the same cycle), so ``cycles_per_vector = max(compute_cycles, outputs / pe)``.
 
     Latency: 3 cycles from the transfer of a vector's last input beat to its first
     output beat (entry read, accumulate, hand-over of the bank), plus the output
@@ -310,7 +310,7 @@ class SparseCSC(wiring.Component):
         self.column_steps = counts.max(axis=1)          # K_j
         steps = self.column_steps.reshape(self.beats, self.simd)
         self.compute_cycles = int(np.maximum(1, steps.sum(axis=1)).sum())
-        self.cycles_per_vector = max(self.compute_cycles, self.local_rows + 1)
+        self.cycles_per_vector = max(self.compute_cycles, self.local_rows)
 
         # Column memory fields.
         self.count_bits = max(1, ceil_log2(int(counts.max()) + 1))
@@ -390,6 +390,9 @@ class SparseCSC(wiring.Component):
         step = Signal(range(1 << sb))
         bank = Signal()                             # accumulator bank being filled
         full = [Signal(name=f"full{k}") for k in range(2)]
+        drain_bank = Signal()                       # accumulator bank being drained
+        fold = Signal(range(rows_l))
+        drain_valid, drain_take, drain_done = Signal(), Signal(), Signal()
         empty = Signal()
         m.d.comb += empty.eq(lane == simd)
 
@@ -419,7 +422,8 @@ class SparseCSC(wiring.Component):
 
         issue, col_end, beat_end, vec_end = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
-            issue.eq(self.i.valid & ~Mux(bank, full[1], full[0])),
+            # A bank is free once drained; its last drain beat frees it in the same cycle.
+            issue.eq(self.i.valid & (~Mux(bank, full[1], full[0]) | (drain_done & (drain_bank == bank)))),
             col_end.eq(empty | (step == k_steps - 1)),
             beat_end.eq(col_end & (empty | (nxt == simd))),
             vec_end.eq(beat_end & (beat == beats - 1)),
@@ -460,11 +464,6 @@ class SparseCSC(wiring.Component):
             m.d.sync += act1[p].eq(issue & active[p])
 
         # --- drain: one local row of every PE per beat into the output stage -----
-        drain_bank = Signal()
-        fold = Signal(range(rows_l))
-        drain_valid = Signal()
-        drain_take = Signal()
-        drain_done = Signal()
         m.d.comb += [
             drain_valid.eq(Mux(drain_bank, full[1], full[0])),
             drain_take.eq(drain_valid & stage.i.ready),
