@@ -380,26 +380,37 @@ def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
     first successful build.
     """
     runtime = _runtime_dir(_sim_version(sim)) if sim == "verilator" else None
-    prebuilt = runtime is not None and (runtime / "OK").exists()
-    runner = _make_runner(sim, None, {}, runtime=runtime if prebuilt else None)
+    if runtime is None:
+        _build_with(sim, sources, toplevel, build_dir, log_file, None)
+        return
+    if (runtime / "OK").exists():
+        _build_with(sim, sources, toplevel, build_dir, log_file, runtime)
+        return
+    # The first build compiles the runtime; concurrent first builds wait for it.
+    with _locked(runtime.with_suffix(".lock")):
+        if (runtime / "OK").exists():
+            _build_with(sim, sources, toplevel, build_dir, log_file, runtime)
+            return
+        _build_with(sim, sources, toplevel, build_dir, log_file, None)
+        files = [build_dir / f"{o}.{ext}" for o in _RUNTIME_OBJS for ext in ("o", "d")]
+        if all(f.exists() for f in files):
+            tmp = Path(tempfile.mkdtemp(prefix=runtime.name + "-", dir=runtime.parent))
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            (tmp / "flags").write_text(_runtime_flags(build_dir / "Vtop_classes.mk"))
+            (tmp / "OK").write_text("")
+            shutil.rmtree(runtime, ignore_errors=True)
+            os.replace(tmp, runtime)
+
+
+def _build_with(sim, sources, toplevel, build_dir, log_file, runtime) -> None:
+    runner = _make_runner(sim, None, {}, runtime=runtime)
     build_args = []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
     runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
                  build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
                  waves=True, always=True, log_file=str(log_file))
-    if runtime is not None and not prebuilt:
-        files = [build_dir / f"{o}.{ext}" for o in _RUNTIME_OBJS for ext in ("o", "d")]
-        if all(f.exists() for f in files):
-            with _locked(runtime.with_suffix(".lock")):
-                if not (runtime / "OK").exists():
-                    tmp = Path(tempfile.mkdtemp(prefix=runtime.name + "-", dir=runtime.parent))
-                    for f in files:
-                        shutil.copy2(f, tmp / f.name)
-                    (tmp / "flags").write_text(_runtime_flags(build_dir / "Vtop_classes.mk"))
-                    (tmp / "OK").write_text("")
-                    shutil.rmtree(runtime, ignore_errors=True)
-                    os.replace(tmp, runtime)
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
