@@ -8,14 +8,14 @@ The count of ones of an ``n``-bit vector is built as a compressor tree in three 
    ``r``: one LUT per two lanes, each emitting one weight-2 bit. In plain mode the input
    bits are the leaves (column 0).
 2. **Column compression** (Wallace-style stages). Bits of equal weight ("columns") are
-   reduced by generalized parallel counters until every column holds at most three bits
-   (four in column 0): a (k;3) counter (4 <= k <= 7) sums k bits of one column into
+   reduced by generalized parallel counters until every column holds at most three bits:
+   a (k;3) counter (4 <= k <= 7) sums k bits of one column into
    three bits (weights 1, 2, 4) with two LUTs on two carry-chain positions (position 0
    adds parity(b0..b4), b5 and b6 as carry-in; position 1 adds [s >= 2] and [s >= 4] of
    s = b0 + .. + b4); a full adder (3;2) is one dual-output LUT.
 3. **Final adder.** A ternary adder on the carry chain, one LUT per column: each LUT
    gives the column's XOR to the chain and hands the column's carry (majority, on its
-   second output) to the next column's LUT; column 0's fourth bit is the carry-in.
+   second output) to the next column's LUT; column 0's third bit is the carry-in.
 
 With ``primitives="xilinx"`` every node is a Xilinx primitive (``LUT1``..``LUT6``,
 ``LUT6_2`` with ``INIT`` computed here, ``CARRY8`` on UltraScale(+), ``CARRY4`` on
@@ -103,7 +103,7 @@ class _Builder:
         raise NotImplementedError
 
     def adder(self, columns, width):
-        """Sum of columns of at most 3 bits (4 in column 0) as one ``width``-bit Value."""
+        """Sum of columns of at most 3 bits as one ``width``-bit Value."""
         raise NotImplementedError
 
 
@@ -169,6 +169,18 @@ class _XilinxBuilder(_Builder):
         self.luts += 1
         return o6, o5
 
+    def _lut6_2_i5(self, f6, inputs, i5, name):
+        """A LUT6_2 using all six inputs: O6 = f6(I0..I5), O5 = f6(I0..I4, 0) (the lower
+        half of the table, by construction of the primitive)."""
+        assert len(inputs) == 5
+        init = lut_init(f6, 6)
+        o6, o5 = Signal(name=name + "_o6"), Signal(name=name + "_o5")
+        ports = {f"i_I{j}": v for j, v in enumerate(inputs)}
+        self.m.submodules[name + "_lut"] = Instance(
+            "LUT6_2", p_INIT=Const(init, 64), i_I5=i5, o_O6=o6, o_O5=o5, **ports)
+        self.luts += 1
+        return o6, o5
+
     def _carry(self, s, di, ci, name):
         """A carry chain over len(s) positions; returns (sum bits O, carry outs CO)."""
         n = len(s)
@@ -186,7 +198,9 @@ class _XilinxBuilder(_Builder):
                 inst = Instance("CARRY8", p_CARRY_TYPE="SINGLE_CY8", i_CI=carry, i_CI_TOP=Const(0, 1),
                                 i_DI=Cat(*dd), i_S=Cat(*ss), o_O=o, o_CO=co)
             else:
-                inst = Instance("CARRY4", i_CI=carry, i_CYINIT=Const(0, 1),
+                first = base == 0      # a chain's fabric carry-in enters on CYINIT
+                inst = Instance("CARRY4", i_CI=Const(0, 1) if first else carry,
+                                i_CYINIT=carry if first else Const(0, 1),
                                 i_DI=Cat(*dd), i_S=Cat(*ss), o_O=o, o_CO=co)
             self.m.submodules[f"{name}_carry{base}"] = inst
             count = seg - pad
@@ -221,33 +235,38 @@ class _XilinxBuilder(_Builder):
             self.m.d.comb += o.eq(Cat(o6, o5))
             return [(j, o[j]) for j in range(len(o))]
         # (k;3) counter, 4 <= k <= 7, on two carry positions:
-        #   position 0 adds P0 = parity(b0..b4), Q0 = b5 (DI0) and b6 (CI);
-        #   position 1 adds P1 = [s5 >= 2] (DI1) and Q1 = [s5 >= 4], s5 = b0 + .. + b4.
+        #   position 0 adds P0 = parity(b0..b4) (DI0, the LUT's O5), Q0 = b5 (its I5) and
+        #   b6 (carry-in); position 1 adds P1 = [s5 >= 2] (DI1) and Q1 = [s5 >= 4],
+        #   s5 = b0 + .. + b4. Both DI come from the LUTs' O5, so the slice's bypass input
+        #   stays free for the carry-in.
         low = list(bits[:5])
         n5 = len(low)
         zero = Const(0, 1)
-        q0 = bits[5] if k > 5 else zero
         ci = bits[6] if k > 6 else zero
         if k > 5:
-            s0 = self._lut(lambda *v: (sum(v[:n5]) ^ v[n5]) & 1, low + [q0], name + "_p")
+            s0, d0 = self._lut6_2_i5(lambda *v: (sum(v[:5]) ^ v[5]) & 1, low, bits[5], name + "_p")
         else:
-            s0 = self._lut(lambda *v: sum(v) & 1, low, name + "_p")
+            s0, d0 = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: sum(v) & 1, low, name + "_p")
         s1, d1 = self._lut6_2(lambda *v: (sum(v[:n5]) >> 1) == 1,
                               lambda *v: sum(v[:n5]) >= 2, low, name + "_t")
-        outs, couts = self._carry([s0, s1], [q0, d1], ci, name)
+        outs, couts = self._carry([s0, s1], [d0, d1], ci, name)
         self.m.d.comb += o.eq(Cat(outs[0], outs[1], couts[1]))
         return [(j, o[j]) for j in range(len(o))]
 
     def adder(self, columns, width):
-        # Ternary adder on the carry chain. Position j adds X = xor of the column's bits
-        # and Y = the bit m[j-1] handed up by column j-1's LUT (its O5), or, in a column
-        # without one, Y = the column's last bit. The pair's lost carry (the AND / majority
-        # of the X bits) becomes m[j] for column j+1. Column 0's fourth bit is the carry-in.
+        # Ternary adder on the carry chain, one LUT per column. Position j adds X = the
+        # XOR of (some of) the column's bits and Y = the bit m[j-1] that column j-1's LUT
+        # hands up on its O5 (routed to DI through the slice's bypass input), or in a
+        # column without one, Y = the column's last bit. What the pair cannot hold (the
+        # AND / majority of the X bits) is m[j], for column j+1's LUT. Column 0 adds its
+        # first two bits (DI0 from the LUT's O5) and its third bit as the chain's carry-in,
+        # so the bypass input of position 0 is never needed twice.
         name = self._name("add")
         o = Signal(width, name=name)
         zero = Const(0, 1)
         columns = [list(c) for c in columns]
-        ci = columns[0].pop() if len(columns[0]) > 3 else zero
+        assert len(columns[0]) <= 3
+        ci = columns[0].pop() if len(columns[0]) == 3 else zero
         s, di = [], []
         m_prev = None
         j = 0
@@ -255,27 +274,24 @@ class _XilinxBuilder(_Builder):
             bits = columns[j] if j < len(columns) else []
             assert len(bits) <= 3
             lname = f"{name}_c{j}"
+            m = None
             if m_prev is None:
                 if not bits:
                     s.append(zero)
                     di.append(zero)
-                    m = None
                 elif len(bits) <= 2:
-                    s.append(self._lut(lambda *v: sum(v) & 1, bits, lname))
-                    di.append(bits[-1])
-                    m = None
+                    s6, d = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: v[0], bits, lname)
+                    s.append(s6)
+                    di.append(d)
                 else:
-                    x = bits[:2]
-                    s6, m = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: v[0] & v[1], x + bits[2:], lname)
+                    s6, m = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: v[0] & v[1], bits, lname)
                     s.append(s6)
                     di.append(bits[2])
             else:
                 if not bits:
                     s.append(self._lut(lambda v: v, [m_prev], lname))
-                    m = None
                 elif len(bits) == 1:
                     s.append(self._lut(lambda *v: sum(v) & 1, bits + [m_prev], lname))
-                    m = None
                 else:
                     n = len(bits)
                     s6, m = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: sum(v[:n]) >= 2,
@@ -291,12 +307,12 @@ class _XilinxBuilder(_Builder):
 
 
 def _counter_stage(builder: _Builder, columns, target: int):
-    """One stage of counters bringing every column towards ``target`` bits (column 0:
-    ``target + 1``). Outputs of this stage's counters count against the column they land in."""
+    """One stage of counters bringing every column towards ``target`` bits. Outputs of
+    this stage's counters count against the column they land in."""
     nxt = [[] for _ in range(len(columns) + 3)]
     for j, col in enumerate(columns):
         col = list(col)
-        limit = target + (1 if j == 0 else 0)
+        limit = target
         while len(col) >= 3 and len(col) + len(nxt[j]) > limit:
             excess = len(col) + len(nxt[j]) - limit
             if excess >= 3 and len(col) >= 4:
@@ -317,7 +333,7 @@ def _compress(builder: _Builder, columns: list[list[Value]], max_value: int) -> 
     width = max(1, ceil_log2(max_value + 1))
     # Wallace-style: every stage reduces as far as it can (fewest stages, i.e. fewest
     # logic levels; a Dadda-style schedule measured no fewer LUTs here).
-    while any(len(c) > (4 if j == 0 else 3) for j, c in enumerate(columns)):
+    while any(len(c) > 3 for c in columns):
         columns = _counter_stage(builder, columns, 3)
     if len(columns) == 1 and len(columns[0]) == 1:
         return columns[0][0]
