@@ -42,7 +42,8 @@ an idle cycle before each beat, ``stall_prob`` the chance that ready is low in a
 seed in assertion messages; replay a seed with ``QNN_SEED=<seed>`` (see
 :mod:`sim.harness`).
 
-Protocol checks: :class:`StreamSink` (and :class:`AxisSink`) check the DUT's output
+Protocol checks: :class:`StreamSink`, :class:`StreamMonitor` (passive: drives nothing)
+and :class:`AxisSink` check the DUT's output
 against the stream rules: once valid is high it must stay high, with the same payload,
 until a transfer. A violation is recorded with its cycle and sim time in
 ``sink.errors`` and raised as :class:`ProtocolError` (an ``AssertionError``) from
@@ -56,7 +57,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 __all__ = ["pack", "unpack", "ProtocolError", "start_clock", "reset", "CycleCounter",
-           "StreamSource", "StreamSink", "AxisSource", "AxisSink"]
+           "StreamSource", "StreamSink", "StreamMonitor", "AxisSource", "AxisSink"]
 
 
 # --------------------------------------------------------------------------- packing
@@ -285,7 +286,8 @@ class _Sink:
     """Drives ``ready`` randomly, collects data on valid & ready, checks the protocol."""
 
     def __init__(self, dut, valid: str, ready: str, data: Sequence[str], *, seed: int,
-                 stall_prob: float, clock, free_running: bool, name: str):
+                 stall_prob: float, clock, free_running: bool, name: str,
+                 passive: bool = False):
         if not 0 <= stall_prob < 1:
             raise ValueError(f"stall_prob must be in [0, 1), not {stall_prob}")
         self.dut = dut
@@ -309,7 +311,9 @@ class _Sink:
         self._deadline = None
         self._ready_out = 0
         self._held = None              # beat offered without transfer in the last cycle
-        self.ready.value = 0
+        self.passive = passive
+        if not passive:
+            self.ready.value = 0
         self.counter = CycleCounter.of(self.clock)
         self.counter._add(self)
 
@@ -318,6 +322,8 @@ class _Sink:
                            f"(t={_now_ns():g} ns): {text}")
 
     def _drive(self) -> None:
+        if self.passive:
+            return
         ready = 0 if (self.stall_prob and self.rng.random() < self.stall_prob) else 1
         if ready != self._ready_out:
             self.ready.value = self._ready_out = ready
@@ -348,7 +354,15 @@ class _Sink:
                                 in zip(self.names, held, beat) if a != b)
             self._error(f"payload changed while valid was held without a transfer "
                         f"({changed})")
-        if not self._ready_out:
+        if self.passive:
+            try:
+                ready = _int(self.ready.value, f"{self.name} ready")
+            except ProtocolError as e:
+                self._error(str(e))
+                return
+        else:
+            ready = self._ready_out
+        if not ready:
             self._held = beat
             return
         self.received += 1
@@ -472,6 +486,24 @@ class StreamSink(_Sink):
         With ``timeout_cycles``, raise :class:`ProtocolError` (naming how many beats
         arrived) if they have not all arrived within that many cycles.
         """
+        return [beat[0] for beat in await self._take(n, timeout_cycles)]
+
+
+class StreamMonitor(_Sink):
+    """Watch a stream without driving it: records transfers and checks the rules.
+
+    For streams whose ready is driven by the DUT or by another agent, e.g. a layer
+    boundary inside a network (``dut.<hierarchy>`` handles work as ``dut``) or an output
+    also driven by a :class:`StreamSink`. ``receive`` works as on :class:`StreamSink`.
+    """
+
+    def __init__(self, dut, prefix: str, *, clock="clk", sep: str = "__"):
+        super().__init__(dut, f"{prefix}{sep}valid", f"{prefix}{sep}ready",
+                         [f"{prefix}{sep}payload"], seed=0, stall_prob=0.0, clock=clock,
+                         free_running=True, name=prefix, passive=True)
+
+    async def receive(self, n: int, *, timeout_cycles: int | None = None) -> list[int]:
+        """Wait for the next ``n`` transferred payloads."""
         return [beat[0] for beat in await self._take(n, timeout_cycles)]
 
 

@@ -18,8 +18,8 @@ import cocotb
 from cocotb.triggers import RisingEdge, Timer
 
 from sim.harness import params, report, seed
-from sim.streams import (AxisSink, AxisSource, StreamSink, StreamSource, pack, reset,
-                         start_clock, unpack)
+from sim.streams import (AxisSink, AxisSource, StreamMonitor, StreamSink, StreamSource,
+                         pack, reset, start_clock, unpack)
 
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
@@ -44,6 +44,7 @@ async def stream_adder(dut):
                        free_running=free)
     sink = StreamSink(dut, "o", seed=s + 2, stall_prob=p.get("stall_prob", 0.3),
                       free_running=free)
+    monitor = StreamMonitor(dut, "o")      # passive twin of the sink
     cocotb.start_soon(src.send(pack(v, bits, lanes) for v in vectors))
     words = await sink.receive(n, timeout_cycles=20 * n + 100)
     got = [unpack(w, bits + 1, lanes, signed=True) for w in words]
@@ -55,6 +56,8 @@ async def stream_adder(dut):
         await RisingEdge(dut.clk)
     sink.check()
     assert sink.pending == 0, f"seed {s}: {sink.pending} unexpected extra beats"
+    assert await monitor.receive(n) == words, f"seed {s}: the monitor saw other beats"
+    assert monitor.pending == 0 and monitor.last_cycle == sink.last_cycle
     report(first_in=src.first_cycle, first_out=sink.first_cycle,
            last_out=sink.last_cycle, beats=n)
 
