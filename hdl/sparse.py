@@ -19,8 +19,8 @@ Storage (built from the IR's canonical CSC, columns = inputs), after EIE (Han et
   ``2**index_bits`` after the previous entry (``delta = 2**index_bits - 1``).
 * Per-column pointers: each PE walks its entries in order with a running address, so
   a column's pointer is implicit and the column memory stores, per column, each PE's
-  entry count (the difference of consecutive column pointers), the column's step count
-  (the largest count over the PEs) and the next non-empty lane of the input beat.
+  entry count (the difference of consecutive column pointers) and a flag marking the
+  PE's last non-empty column, and the next non-empty lane of the input beat.
 
 Weight codes: ``binary`` and ``ternary`` as 2 bits (non-zero flag, sign: padding entries
 need a zero); ``int`` as ``wbits``-bit two's complement (one multiplier per PE, or a
@@ -29,12 +29,16 @@ exponent window of the actual weights, multiplied by a barrel shift as in the MV
 ``pot`` mode (accumulating ``acc / 2**emin``; thresholds divided, scores shifted back).
 No multipliers for binary, ternary or pot weights.
 
-Execution: for each input element ``j`` (column) all PEs step together for ``K_j`` cycles,
-``K_j`` the largest per-PE entry count of column ``j`` including padding; PE ``p`` takes
-one of its own entries per step while it has any left (EIE's lock-step variant, without
-activation queues). Each entry updates one local accumulator: ``acc[row] += w * x_j``.
-A missing weight contributes nothing, also for 1-bit bipolar activations (where a stored
-weight contributes ``±w``).
+Execution, as in EIE: a column sequencer takes the input elements in order and, for each
+non-empty column ``j``, pushes ``(x_j, count)`` into the activation queue of every PE that
+has entries in column ``j`` (one column per cycle; empty columns are skipped). Each PE
+pops its own queue and walks its own entries, one per cycle, so the PEs run
+independently and the load imbalance of one column is evened out over the next ones
+(bounded by the queue depth). Each entry updates one local accumulator:
+``acc[row] += w * x_j``. A missing weight contributes nothing, also for 1-bit bipolar
+activations (where a stored weight contributes ``±w``). Without the queues (PEs in
+lock step) a vector would take ``lockstep_cycles``, the sum over the columns of the
+largest per-PE count.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -50,10 +55,12 @@ from hdl import ir
 from hdl.mvtu import KINDS, MAX_IN_BITS, _check_int, _check_weights, _row_bounds
 from hdl.threshold import OutputStage, range_shape
 
-__all__ = ["SparseCSC", "MAX_INDEX_BITS"]
+__all__ = ["SparseCSC", "MAX_INDEX_BITS", "MAX_QUEUE_DEPTH"]
 
 #: Widest relative row index.
 MAX_INDEX_BITS = 16
+#: Deepest activation queue.
+MAX_QUEUE_DEPTH = 64
 
 
 def _check_matrix(weights, kind: str, wbits) -> tuple[np.ndarray, int]:
@@ -94,16 +101,18 @@ class SparseCSC(wiring.Component):
         ``outputs / pe`` beats per vector; beat ``f`` lane ``p`` is channel ``f*pe + p``
         (local row ``f`` of PE ``p``).
 
-    Cycles (free-running source and sink, exact): an input beat holding columns
-    ``J`` costs ``max(1, sum_{j in J} K_j)`` cycles, ``K_j`` the largest per-PE entry
-    count of column ``j`` including padding entries. So a non-empty column costs no
-    overhead, a beat whose columns are all empty costs 1 cycle, and empty columns next
-    to non-empty ones in the same beat cost nothing (with ``simd == 1`` every empty
-    column costs 1 cycle: the stream's own rate). ``compute_cycles`` is the sum over
-    the beats of a vector. The accumulators are double-buffered: while one bank is
-    drained to the output (``outputs / pe`` beats, one per cycle) the next vector
-    accumulates into the other (a bank's last drain beat frees it for the vector after
-    in the same cycle), so ``cycles_per_vector = max(compute_cycles, outputs / pe)``.
+    Cycles: the sequencer spends one cycle per non-empty column, and one per input beat
+    whose columns are all empty (``sequencer_cycles`` per vector; with ``simd == 1`` an
+    empty column costs the one cycle of its beat, the stream's own rate). PE ``p``
+    spends one cycle per entry it stores, padding included, plus one cycle per vector
+    if it stores none. The accumulators are double-buffered: while one bank is drained
+    to the output (``outputs / pe`` beats, one per cycle) the PEs accumulate the next
+    vector into the other (a bank's last drain beat frees it in the same cycle). So a
+    vector takes at least ``bound_cycles = max(sequencer_cycles, max_p entries_p,
+    outputs / pe)`` cycles; queue-full stalls add to it. ``cycles_per_vector`` is the
+    exact steady-state figure with a free-running source and sink, from a cycle-exact
+    model of the engine run on these weights (``cycle_trace``), checked against
+    simulation by the tests.
 
     Latency: 3 cycles from the transfer of a vector's last input beat to its first
     output beat (entry read, accumulate, hand-over of the bank), plus the output
@@ -127,6 +136,8 @@ class SparseCSC(wiring.Component):
         Input elements per beat; must divide ``inputs``.
     index_bits : int
         Width of the relative row indices, 1..16 (4 as in EIE).
+    queue_depth : int
+        Entries of each PE's activation queue, 1..64 (EIE: 8).
     thresholds : int ndarray (outputs, 2**k - 1) or None
         Non-decreasing per row; ``None`` emits scores.
     bias : int ndarray (outputs,) or None
@@ -134,7 +145,7 @@ class SparseCSC(wiring.Component):
 
     Attributes
     ----------
-    cycles_per_vector, compute_cycles : int
+    cycles_per_vector, sequencer_cycles, bound_cycles, lockstep_cycles : int
     storage_bits : dict
         On-chip weight storage in bits: ``values`` and ``indices`` of the non-zeros,
         ``padding`` (whole padding entries), ``pointers`` (the column memory),
@@ -146,7 +157,7 @@ class SparseCSC(wiring.Component):
     mode = "sparse"
 
     def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd=1, index_bits=4,
-                 thresholds=None, bias=None):
+                 thresholds=None, bias=None, queue_depth=8):
         if isinstance(weights, ir.Weights):
             if not weights.sparse:
                 raise ValueError("weights must be an ir.Weights in CSC form or an integer matrix, "
@@ -171,6 +182,7 @@ class SparseCSC(wiring.Component):
         pe = _check_int("PE", pe, 1)
         simd = _check_int("SIMD", simd, 1)
         index_bits = _check_int("index_bits", index_bits, 1, MAX_INDEX_BITS)
+        queue_depth = _check_int("queue_depth", queue_depth, 1, MAX_QUEUE_DEPTH)
         outputs, inputs = m.shape
         if inputs % simd:
             raise ValueError(f"SIMD must divide the input width {inputs}, not {simd}")
@@ -199,6 +211,8 @@ class SparseCSC(wiring.Component):
         self.kind, self.wbits, self.in_bits = kind, wbits, in_bits
         self.outputs, self.inputs, self.pe, self.simd = outputs, inputs, pe, simd
         self.index_bits = index_bits
+        self.queue_depth = queue_depth
+        self._cycles = None
         self.local_rows = outputs // pe
         self.beats = inputs // simd
         self.thresholds, self.bias = thresholds, bias
@@ -309,15 +323,18 @@ class SparseCSC(wiring.Component):
         self.column_counts = counts                     # (inputs, pe)
         self.column_steps = counts.max(axis=1)          # K_j
         steps = self.column_steps.reshape(self.beats, self.simd)
-        self.compute_cycles = int(np.maximum(1, steps.sum(axis=1)).sum())
-        self.cycles_per_vector = max(self.compute_cycles, self.local_rows)
+        self.lockstep_cycles = int(np.maximum(1, steps.sum(axis=1)).sum())
+        nonempty = (steps > 0).sum(axis=1)
+        self.sequencer_cycles = int(np.maximum(1, nonempty).sum())
+        per_pe = counts.sum(axis=0)
+        self.pe_cycles = np.where(per_pe > 0, per_pe, 1)
+        self.bound_cycles = max(self.sequencer_cycles, int(self.pe_cycles.max()), self.local_rows)
 
         # Column memory fields.
         self.count_bits = max(1, ceil_log2(int(counts.max()) + 1))
-        self.step_bits = self.count_bits
         self.lane_bits = max(1, ceil_log2(self.simd + 1))
         entry_bits = self.value_bits + b
-        column_word = self.step_bits + self.lane_bits + pe * self.count_bits
+        column_word = self.lane_bits + pe * (self.count_bits + 1)
         first_bits = self.lane_bits * self.beats if self.simd > 1 else 0
         self.storage_bits = {
             "values": self.nnz * self.value_bits,
@@ -326,6 +343,9 @@ class SparseCSC(wiring.Component):
             "pointers": self.inputs * column_word + first_bits,
         }
         self.storage_bits["total"] = sum(self.storage_bits.values())
+        # Per PE its last non-empty column (-1: none, it gets an empty end-of-vector item).
+        self.last_columns = [int(np.nonzero(counts[:, p])[0][-1]) if per_pe[p] else -1
+                             for p in range(pe)]
         dense_bits = {"binary": 1, "ternary": 2, "int": self.wbits}.get(
             self.kind, 1 + self._mag_bits if self.kind == "pot" else None)
         self.dense_storage_bits = self.outputs * self.inputs * dense_bits
@@ -346,9 +366,11 @@ class SparseCSC(wiring.Component):
             for s in range(simd):
                 j = beat * simd + s
                 nxt = next((t for t in nonempty if t > s), simd)
-                word = int(self.column_steps[j]) | (nxt << self.step_bits)
+                word = nxt
                 for p in range(self.pe):
-                    word |= int(self.column_counts[j, p]) << (self.step_bits + lb + p * cb)
+                    c = int(self.column_counts[j, p])
+                    last = int(c > 0 and j == self.last_columns[p])
+                    word |= (c | last << cb) << (lb + p * (cb + 1))
                 col_words.append(word)
         return entry_words, col_words, first
 
@@ -376,94 +398,114 @@ class SparseCSC(wiring.Component):
             return internal
         return internal << self.emin
 
+
+    # --- cycle model ------------------------------------------------------------------
+
+    def cycle_trace(self, vectors: int) -> list[int]:
+        """Cycle (from the first input beat) at which each output beat of ``vectors``
+        back-to-back vectors enters the output stage, free-running source and sink.
+
+        A cycle-exact model of :meth:`elaborate`: sequencer, activation queues, PEs,
+        bank flags and drain, evaluated one clock at a time.
+        """
+        pe, simd, depth, rows_l = self.pe, self.simd, self.queue_depth, self.local_rows
+        counts, last_columns = self.column_counts, self.last_columns
+        steps = self.column_steps.reshape(self.beats, simd)
+        nonempty = [[s for s in range(simd) if steps[b, s] > 0] for b in range(self.beats)]
+        first = [ne[0] if ne else simd for ne in nonempty]
+        queues = [[] for _ in range(pe)]
+        k, bank = [0] * pe, [0] * pe
+        done = [[0, 0] for _ in range(pe)]
+        end1 = [None] * pe                      # stage-1 end-of-vector flag: its bank
+        beat, lane, left = 0, first[0], vectors * self.beats
+        drain_bank, fold = 0, 0
+        trace, cycle = [], 0
+        while len(trace) < vectors * rows_l:
+            full = [all(d[b] for d in done) for b in range(2)]
+            drain_valid = full[drain_bank]
+            drain_done = drain_valid and fold == rows_l - 1
+            pops, new_end1 = [False] * pe, [None] * pe
+            for p in range(pe):
+                q = queues[p]
+                freed = drain_done and drain_bank == bank[p]
+                if q and not (done[p][bank[p]] and not freed):
+                    c, end = q[0]
+                    last = c == 0 or k[p] == c - 1
+                    k[p] = 0 if last else k[p] + 1
+                    pops[p] = last
+                    if last and end:
+                        new_end1[p] = bank[p]
+                        bank[p] ^= 1
+            pushes = [None] * pe
+            if left:
+                empty = lane == simd
+                j = beat * simd + (0 if empty else lane)
+                beat_end = empty or next((t for t in nonempty[beat] if t > lane), simd) == simd
+                vec_end = beat_end and beat == self.beats - 1
+                for p in range(pe):
+                    c = 0 if empty else int(counts[j, p])
+                    if c:
+                        pushes[p] = (c, j == last_columns[p])
+                    elif vec_end and last_columns[p] < 0:
+                        pushes[p] = (0, True)
+                if not any(pushes[p] is not None and len(queues[p]) == depth for p in range(pe)):
+                    if beat_end:
+                        beat = 0 if beat == self.beats - 1 else beat + 1
+                        lane = first[beat]
+                        left -= 1
+                    else:
+                        lane = next(t for t in nonempty[beat] if t > lane)
+                else:
+                    pushes = [None] * pe
+            for p in range(pe):
+                if end1[p] is not None:
+                    done[p][end1[p]] = 1
+                if drain_done:
+                    done[p][drain_bank] = 0
+                if pops[p]:
+                    queues[p].pop(0)
+                if pushes[p] is not None:
+                    queues[p].append(pushes[p])
+            end1 = new_end1
+            if drain_valid:
+                trace.append(cycle)
+                fold = 0 if drain_done else fold + 1
+            if drain_done:
+                drain_bank ^= 1
+            cycle += 1
+            if cycle > 1000 * vectors * (self.bound_cycles + 2):
+                raise RuntimeError("sparse cycle model did not terminate")   # a bug
+        return trace
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Steady-state cycles per vector (free-running): from :meth:`cycle_trace`, the
+        mean period of vectors 2 and 3 of four back-to-back vectors, rounded up."""
+        if self._cycles is None:
+            rows_l = self.local_rows
+            trace = self.cycle_trace(4)
+            ends = trace[rows_l - 1::rows_l]
+            self._cycles = -(-(ends[3] - ends[1]) // 2)
+        return self._cycles
+
+    # --- hardware ---------------------------------------------------------------------
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.output = stage = self._output_stage()
         wiring.connect(m, stage.o, wiring.flipped(self.o))
         pe, simd, rows_l, beats = self.pe, self.simd, self.local_rows, self.beats
-        vb, cb, lb, sb = self.value_bits, self.count_bits, self.lane_bits, self.step_bits
+        vb, cb, lb = self.value_bits, self.count_bits, self.lane_bits
         entry_words, col_words, first_words = self._memory_contents()
 
-        # --- stage 0: column sequencer --------------------------------------------
-        beat = Signal(range(beats))
-        lane = Signal(range(simd + 1), init=first_words[0])
-        step = Signal(range(1 << sb))
-        bank = Signal()                             # accumulator bank being filled
+        # --- drain: one local row of every PE per beat into the output stage -----
+        done = [[Signal(name=f"done{p}_{k}") for k in range(2)] for p in range(pe)]
         full = [Signal(name=f"full{k}") for k in range(2)]
         drain_bank = Signal()                       # accumulator bank being drained
         fold = Signal(range(rows_l))
         drain_valid, drain_take, drain_done = Signal(), Signal(), Signal()
-        empty = Signal()
-        m.d.comb += empty.eq(lane == simd)
-
-        m.submodules.columns = colmem = Memory(shape=unsigned(sb + lb + pe * cb), depth=self.inputs,
-                                               init=col_words)
-        col = colmem.read_port(domain="comb")
-        lane_c = Mux(empty, 0, lane)[:max(1, ceil_log2(simd))] if simd > 1 else Const(0, 1)
-        m.d.comb += col.addr.eq(beat * simd + lane_c if simd > 1 else beat)
-        k_steps = col.data[:sb]
-        nxt = col.data[sb:sb + lb]
-        counts = [col.data[sb + lb + p * cb:sb + lb + (p + 1) * cb] for p in range(pe)]
-
-        beat_next = Signal.like(beat)
-        m.d.comb += beat_next.eq(Mux(beat == beats - 1, 0, beat + 1))
-        if simd > 1:
-            m.submodules.first = firstmem = Memory(shape=unsigned(lb), depth=beats, init=first_words)
-            fport = firstmem.read_port(domain="comb")
-            m.d.comb += fport.addr.eq(beat_next)
-            first_next = fport.data
-        else:
-            first_next = Const(first_words[0], lb) if beats == 1 else None
-            if first_next is None:
-                m.submodules.first = firstmem = Memory(shape=unsigned(lb), depth=beats, init=first_words)
-                fport = firstmem.read_port(domain="comb")
-                m.d.comb += fport.addr.eq(beat_next)
-                first_next = fport.data
-
-        issue, col_end, beat_end, vec_end = Signal(), Signal(), Signal(), Signal()
-        m.d.comb += [
-            # A bank is free once drained; its last drain beat frees it in the same cycle.
-            issue.eq(self.i.valid & (~Mux(bank, full[1], full[0]) | (drain_done & (drain_bank == bank)))),
-            col_end.eq(empty | (step == k_steps - 1)),
-            beat_end.eq(col_end & (empty | (nxt == simd))),
-            vec_end.eq(beat_end & (beat == beats - 1)),
-            self.i.ready.eq(issue & beat_end),
-        ]
-        x0 = Array(self.i.payload[s] for s in range(simd))[lane_c] if simd > 1 else self.i.payload[0]
-        active = [Signal(name=f"active{p}") for p in range(pe)]
-        for p in range(pe):
-            m.d.comb += active[p].eq(~empty & (step < counts[p]))
-        addr = []
-        for p in range(pe):
-            a = Signal(range(max(1, len(entry_words[p]) + 1)), name=f"addr{p}")
-            addr.append(a)
-        with m.If(issue):
-            with m.If(col_end):
-                m.d.sync += step.eq(0)
-                with m.If(beat_end):
-                    m.d.sync += [beat.eq(beat_next), lane.eq(first_next)]
-                with m.Else():
-                    m.d.sync += lane.eq(nxt)
-            with m.Else():
-                m.d.sync += step.eq(step + 1)
-            for p in range(pe):
-                with m.If(vec_end):
-                    m.d.sync += addr[p].eq(0)
-                with m.Elif(active[p]):
-                    m.d.sync += addr[p].eq(addr[p] + 1)
-            with m.If(vec_end):
-                m.d.sync += bank.eq(~bank)
-
-        # --- stage 1: entry read, accumulate --------------------------------------
-        v1, first1, last1, bank1 = Signal(), Signal(), Signal(), Signal()
-        x1 = Signal(unsigned(self.in_bits))
-        act1 = [Signal(name=f"act1_{p}") for p in range(pe)]
-        m.d.sync += [v1.eq(issue), first1.eq(step == 0), last1.eq(issue & vec_end),
-                     bank1.eq(bank), x1.eq(x0)]
-        for p in range(pe):
-            m.d.sync += act1[p].eq(issue & active[p])
-
-        # --- drain: one local row of every PE per beat into the output stage -----
+        for k in range(2):
+            m.d.comb += full[k].eq(Cat(done[p][k] for p in range(pe)).all())
         m.d.comb += [
             drain_valid.eq(Mux(drain_bank, full[1], full[0])),
             drain_take.eq(drain_valid & stage.i.ready),
@@ -474,23 +516,105 @@ class SparseCSC(wiring.Component):
             m.d.sync += fold.eq(Mux(fold == rows_l - 1, 0, fold + 1))
         with m.If(drain_done):
             m.d.sync += drain_bank.eq(~drain_bank)
-        for k in range(2):
-            with m.If(last1 & (bank1 == k)):
-                m.d.sync += full[k].eq(1)
-            with m.If(drain_done & (drain_bank == k)):
-                m.d.sync += full[k].eq(0)
 
+        # --- column sequencer: one non-empty column per cycle into the queues -------
+        beat = Signal(range(beats))
+        lane = Signal(range(simd + 1), init=first_words[0])
+        empty = Signal()
+        m.d.comb += empty.eq(lane == simd)
+        m.submodules.columns = colmem = Memory(shape=unsigned(lb + pe * (cb + 1)), depth=self.inputs,
+                                               init=col_words)
+        col = colmem.read_port(domain="comb")
+        lane_c = Mux(empty, 0, lane)[:ceil_log2(simd)] if simd > 1 else Const(0, 1)
+        m.d.comb += col.addr.eq(beat * simd + lane_c if simd > 1 else beat)
+        nxt = col.data[:lb]
+        beat_next = Signal.like(beat)
+        m.d.comb += beat_next.eq(Mux(beat == beats - 1, 0, beat + 1))
+        if beats == 1:
+            first_next = Const(first_words[0], lb)
+        else:
+            m.submodules.first = firstmem = Memory(shape=unsigned(lb), depth=beats, init=first_words)
+            fport = firstmem.read_port(domain="comb")
+            m.d.comb += fport.addr.eq(beat_next)
+            first_next = fport.data
+        beat_end, vec_end, issue = Signal(), Signal(), Signal()
+        m.d.comb += [
+            beat_end.eq(empty | (nxt == simd)),
+            vec_end.eq(beat_end & (beat == beats - 1)),
+        ]
+        x0 = Array(self.i.payload[s] for s in range(simd))[lane_c] if simd > 1 else self.i.payload[0]
+
+        item = data.StructLayout({"x": unsigned(self.in_bits), "count": unsigned(cb), "end": 1})
+        queues, push, stall = [], [], []
         for p in range(pe):
+            field = col.data[lb + p * (cb + 1):lb + (p + 1) * (cb + 1)]
+            count, last_col = field[:cb], field[cb]
+            q = SyncFIFO(width=item.size, depth=self.queue_depth)
+            m.submodules[f"queue{p}"] = q
+            queues.append(q)
+            want = Signal(name=f"push{p}")
+            w_item = Signal(item, name=f"item{p}")
+            if self.last_columns[p] < 0:            # no entries: an empty end-of-vector item
+                m.d.comb += [want.eq(vec_end), w_item.end.eq(1)]
+            else:
+                m.d.comb += [want.eq(~empty & (count != 0)), w_item.end.eq(last_col)]
+                m.d.comb += w_item.count.eq(count)
+            m.d.comb += [w_item.x.eq(x0), q.w_data.eq(w_item), q.w_en.eq(issue & want)]
+            push.append(want)
+            stall.append(want & ~q.w_rdy)
+        m.d.comb += [
+            issue.eq(self.i.valid & ~Cat(stall).any()),
+            self.i.ready.eq(issue & beat_end),
+        ]
+        with m.If(issue):
+            with m.If(beat_end):
+                m.d.sync += [beat.eq(beat_next), lane.eq(first_next)]
+            with m.Else():
+                m.d.sync += lane.eq(nxt)
+
+        # --- PEs: pop the own queue, walk the own entries, accumulate -------------
+        for p in range(pe):
+            q = queues[p]
+            head = item(q.r_data)
+            step = Signal(range(1 << cb), name=f"step{p}")
+            bank = Signal(name=f"bank{p}")
+            addr = Signal(range(len(entry_words[p]) + 1), name=f"addr{p}")
+            go, act, last = Signal(name=f"go{p}"), Signal(name=f"act{p}"), Signal(name=f"last{p}")
+            blocked = Mux(bank, done[p][1], done[p][0]) & ~(drain_done & (drain_bank == bank))
+            m.d.comb += [
+                go.eq(q.r_rdy & ~blocked),
+                act.eq(go & (head.count != 0)),
+                last.eq((head.count == 0) | (step == head.count - 1)),
+                q.r_en.eq(go & last),
+            ]
+            with m.If(go):
+                m.d.sync += step.eq(Mux(last, 0, step + 1))
+                with m.If(last & head.end):
+                    m.d.sync += [bank.eq(~bank), addr.eq(0)]
+                with m.Elif(act):
+                    m.d.sync += addr.eq(addr + 1)
+
+            # stage 1: entry word, row, accumulate
+            act1, first1, end1, bank1 = (Signal(name=f"{n}1_{p}") for n in ("act", "first", "end", "bank"))
+            x1 = Signal(unsigned(self.in_bits), name=f"x1_{p}")
+            m.d.sync += [act1.eq(act), first1.eq(step == 0), end1.eq(go & last & head.end),
+                         bank1.eq(bank), x1.eq(head.x)]
+            for k in range(2):
+                with m.If(end1 & (bank1 == k)):
+                    m.d.sync += done[p][k].eq(1)
+                with m.If(drain_done & (drain_bank == k)):
+                    m.d.sync += done[p][k].eq(0)
+
             emem = Memory(shape=unsigned(vb + self.index_bits), depth=len(entry_words[p]),
                           init=entry_words[p])
             m.submodules[f"entries{p}"] = emem
             rd = emem.read_port(domain="sync")
-            m.d.comb += rd.addr.eq(addr[p])
+            m.d.comb += rd.addr.eq(addr)
             code, delta = rd.data[:vb], rd.data[vb:]
             pos = Signal(range(rows_l), name=f"pos{p}")
             row = Signal(range(rows_l), name=f"row{p}")
             m.d.comb += row.eq(Mux(first1, 0, pos + 1) + delta)
-            with m.If(act1[p]):
+            with m.If(act1):
                 m.d.sync += pos.eq(row)
             banks = []
             for k in range(2):
@@ -499,8 +623,7 @@ class SparseCSC(wiring.Component):
                 ard = amem.read_port(domain="comb")
                 awr = amem.write_port()
                 compute = Signal(name=f"compute{p}_{k}")
-                m.d.comb += compute.eq(v1 & (bank1 == k))
-                m.d.comb += ard.addr.eq(Mux(compute, row, fold))
+                m.d.comb += [compute.eq(act1 & (bank1 == k)), ard.addr.eq(Mux(compute, row, fold))]
                 banks.append((ard, awr, compute))
             cur = Mux(bank1, banks[1][0].data, banks[0][0].data)
             new = Signal(self.acc_shape, name=f"acc_next{p}")
@@ -509,7 +632,7 @@ class SparseCSC(wiring.Component):
                 m.d.comb += [
                     awr.addr.eq(Mux(compute, row, fold)),
                     awr.data.eq(Mux(compute, new, 0)),
-                    awr.en.eq((compute & act1[p]) | (drain_take & (drain_bank == k))),
+                    awr.en.eq(compute | (drain_take & (drain_bank == k))),
                 ]
             drained = Mux(drain_bank, banks[1][0].data, banks[0][0].data)
             m.d.comb += stage.i.payload[p].eq(self._to_stage(drained))

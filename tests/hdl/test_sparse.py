@@ -217,11 +217,13 @@ def test_cycle_model_and_storage(index_bits, simd):
     dut = SparseCSC(w, kind="pot", in_bits=2, pe=4, simd=simd, index_bits=index_bits)
     counts, padding = loop_storage(m, 4, index_bits)
     assert np.array_equal(dut.column_counts, counts) and dut.padding == padding
-    compute = 0
+    lockstep = sequencer = 0
     for beat in range(24 // simd):
-        compute += max(1, sum(counts[j].max() for j in range(beat * simd, (beat + 1) * simd)))
-    assert dut.compute_cycles == compute
-    assert dut.cycles_per_vector == max(compute, 32 // 4)
+        lockstep += max(1, sum(counts[j].max() for j in range(beat * simd, (beat + 1) * simd)))
+        sequencer += max(1, sum(counts[j].max() > 0 for j in range(beat * simd, (beat + 1) * simd)))
+    assert dut.lockstep_cycles == lockstep and dut.sequencer_cycles == sequencer
+    bound = max(sequencer, max(max(1, counts[:, p].sum()) for p in range(4)), 32 // 4)
+    assert dut.bound_cycles == bound <= dut.cycles_per_vector
     nnz = int(np.count_nonzero(m))
     vbits = dut.value_bits
     assert dut.storage_bits["values"] == nnz * vbits
@@ -242,26 +244,32 @@ def test_cycle_model_and_storage(index_bits, simd):
         assert k == len(e)
 
 
-@pytest.mark.parametrize("outputs,inputs,pe,simd,index_bits,pattern,density", [
-    (16, 24, 4, 1, 2, "random", 0.3),        # compute-bound
-    (12, 16, 2, 4, 1, "cols", 0.4),          # empty lanes, padding
-    (24, 8, 1, 2, 4, "random", 0.2),         # drain-bound: outputs / pe > compute
-    (12, 12, 1, 1, 4, "empty", 0.0),         # compute == outputs / pe
-    (8, 16, 2, 2, 2, "empty", 0.0),          # 1 cycle per beat, drain-bound
+@pytest.mark.parametrize("outputs,inputs,pe,simd,index_bits,pattern,density,depth", [
+    (16, 24, 4, 1, 2, "random", 0.3, 8),      # PE-bound
+    (32, 24, 8, 1, 2, "random", 0.3, 1),      # queue-full stalls (depth 1: an item per 2 cycles)
+    (16, 24, 4, 2, 4, "random", 0.2, 2),      # sequencer and PEs close
+    (12, 16, 2, 4, 1, "cols", 0.4, 4),        # empty lanes, padding
+    (24, 8, 1, 2, 4, "random", 0.2, 8),       # drain-bound: outputs / pe > work
+    (12, 12, 1, 1, 4, "empty", 0.0, 8),       # only end-of-vector items
+    (8, 16, 2, 2, 2, "rows", 0.5, 3),         # a PE without entries
 ])
-def test_cycles_measured(outputs, inputs, pe, simd, index_bits, pattern, density):
-    """Free-running source and sink: measured cycles per vector == ``cycles_per_vector``."""
+def test_cycles_measured(outputs, inputs, pe, simd, index_bits, pattern, density, depth):
+    """Free-running source and sink: every output beat at the cycle the model predicts
+    (up to a constant latency), so measured cycles per vector == ``cycles_per_vector``."""
     rng = np.random.default_rng(17)
     w = pruned(rng, outputs, inputs, "ternary", None, pattern, density)
-    dut = SparseCSC(w, kind="ternary", in_bits=2, pe=pe, simd=simd, index_bits=index_bits)
-    vectors = 12
+    dut = SparseCSC(w, kind="ternary", in_bits=2, pe=pe, simd=simd, index_bits=index_bits,
+                    queue_depth=depth)
+    vectors = 8
     codes = rng.integers(0, 4, size=(vectors, inputs))
     got, cycles = simulate(dut, codes, seed=3, gap=0.0, stall=0.0)
     assert np.array_equal(got, reference(w, codes, 2))
+    model = dut.cycle_trace(vectors)
+    assert len(set(np.subtract(cycles, model).tolist())) == 1, (cycles, model)
     rows = dut.local_rows
-    last = cycles[rows - 1::rows]                   # each vector's last output beat
-    periods = set(np.diff(last[2:]).tolist())
-    assert periods == {dut.cycles_per_vector}, (periods, dut.compute_cycles, rows)
+    ends = cycles[rows - 1::rows]                   # each vector's last output beat
+    assert -(-(ends[3] - ends[1]) // 2) == dut.cycles_per_vector
+    assert dut.bound_cycles <= dut.cycles_per_vector
 
 
 def test_speedup_scales_with_density():
@@ -272,7 +280,7 @@ def test_speedup_scales_with_density():
     cyc = [SparseCSC(np.where(mask < d, base, 0), kind="ternary", in_bits=2, pe=4).cycles_per_vector
            for d in (1.0, 0.5, 0.1)]
     assert cyc[0] > cyc[1] > cyc[2]
-    assert cyc[0] == 64 * 16 and cyc[2] < 64 * 16 // 4
+    assert cyc[0] >= 64 * 16 and cyc[2] < 64 * 16 // 4
 
 
 def test_from_layer():
@@ -329,6 +337,7 @@ def test_accumulator_width_from_weights():
     (dict(index_bits=0), ValueError, "index_bits must be in 1..16, not 0"),
     (dict(index_bits=17), ValueError, "index_bits must be in 1..16, not 17"),
     (dict(index_bits="4"), TypeError, "index_bits must be an integer"),
+    (dict(queue_depth=0), ValueError, "queue_depth must be in 1..64, not 0"),
     (dict(in_bits=0), ValueError, "in_bits must be in 1..16, not 0"),
     (dict(kind="float"), ValueError, "kind must be one of binary, ternary, int, pot"),
     (dict(kind="binary", wbits=None), ValueError, "binary weights must be -1 or \\+1 \\(0 where pruned\\)"),
@@ -378,7 +387,6 @@ def test_cocotb():
                         parameters=p, seeds=range(1, 7), timeout_s=300)
     assert "stalls" in " ".join(result.tests) and "free_running" in " ".join(result.tests)
     rep = result.reports[result.seeds[-1]]
-    # Free-running and compute-bound: vector v's outputs follow v * cycles_per_vector later.
-    assert dut.compute_cycles > dut.local_rows
-    span = rep["last_out"] - rep["first_out"] - (dut.local_rows - 1)
-    assert span == (rep["vectors"] - 1) * dut.cycles_per_vector, (rep, dut.cycles_per_vector)
+    # Free-running: first and last output beat as the cycle model predicts.
+    trace = dut.cycle_trace(rep["vectors"])
+    assert rep["last_out"] - rep["first_out"] == trace[-1] - trace[0], (rep, trace[0], trace[-1])
