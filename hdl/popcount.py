@@ -39,7 +39,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Popcount", "popcount_tree", "xnor_popcount_tree", "lut_init", "PRIMITIVES", "FAMILIES"]
+__all__ = ["Popcount", "popcount_tree", "xnor_popcount_tree", "pair_popcount_tree", "lut_init",
+           "PRIMITIVES", "FAMILIES", "OPS"]
 
 PRIMITIVES = ("auto", "generic", "xilinx")
 FAMILIES = ("ultrascale", "7series")
@@ -66,6 +67,11 @@ def _xnor(a, b):
     return 1 - (a ^ b)
 
 
+#: Lane functions of two-operand popcounts: what each builder computes per lane.
+OPS = ("xnor", "and")
+_LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
+
+
 # -- the tree, independent of how its nodes are built ----------------------------------
 
 #: LUTs per leaf thread: a thread of ``2 * THREAD`` lanes is a chain of ``THREAD``
@@ -82,9 +88,10 @@ class _Builder:
     that a Yosys ``equiv_make`` pairs them up.
     """
 
-    def __init__(self, m: Module, prefix: str):
+    def __init__(self, m: Module, prefix: str, op: str = "xnor"):
         self.m = m
         self.prefix = prefix
+        self.op = op
         self.count = 0
         self.luts = 0          # LUT sites used (LUT1..LUT6 or LUT6_2 each count one)
 
@@ -92,8 +99,8 @@ class _Builder:
         self.count += 1
         return f"{self.prefix}{kind}{self.count}"
 
-    def xnor_node(self, pairs, r):
-        """Count of agreeing lanes in ``pairs`` (one or two) plus the bit ``r`` (or None).
+    def lane_node(self, pairs, r):
+        """Count of lanes in ``pairs`` (one or two) whose ``op`` is 1, plus the bit ``r``.
 
         Returns [(0, weight-1 bit), (1, weight-2 bit)], or one bit for a lone lane."""
         raise NotImplementedError
@@ -110,9 +117,10 @@ class _Builder:
 class _GenericBuilder(_Builder):
     """The twin: plain Amaranth arithmetic, same structure and node names."""
 
-    def xnor_node(self, pairs, r):
+    def lane_node(self, pairs, r):
         name = self._name("leaf")
-        terms = [~(a ^ b) for a, b in pairs] + ([r] if r is not None else [])
+        lane = (lambda a, b: ~(a ^ b)) if self.op == "xnor" else (lambda a, b: a & b)
+        terms = [lane(a, b) for a, b in pairs] + ([r] if r is not None else [])
         self.luts += 1
         o = Signal(range(len(terms) + 1), name=name)
         self.m.d.comb += o.eq(sum(terms) if len(terms) > 1 else terms[0])
@@ -137,8 +145,8 @@ class _GenericBuilder(_Builder):
 class _XilinxBuilder(_Builder):
     """Xilinx primitives: LUTs with computed INIT, CARRY8 (UltraScale) or CARRY4 (7-series)."""
 
-    def __init__(self, m, prefix, family):
-        super().__init__(m, prefix)
+    def __init__(self, m, prefix, family, op="xnor"):
+        super().__init__(m, prefix, op)
         self.family = family
 
     def _lut(self, function, inputs, name):
@@ -209,13 +217,14 @@ class _XilinxBuilder(_Builder):
             carry = co[seg - 1]
         return outs, couts
 
-    def xnor_node(self, pairs, r):
+    def lane_node(self, pairs, r):
         name = self._name("leaf")
+        lane = _LANE[self.op]
         flat = [v for pair in pairs for v in pair] + ([r] if r is not None else [])
         n = len(pairs)
 
         def count(*v):
-            return sum(_xnor(v[2 * j], v[2 * j + 1]) for j in range(n)) + (v[2 * n] if r is not None else 0)
+            return sum(lane(v[2 * j], v[2 * j + 1]) for j in range(n)) + (v[2 * n] if r is not None else 0)
         if n == 1 and r is None:
             o = Signal(1, name=name)
             self.m.d.comb += o.eq(self._lut(count, flat, name + "_x"))
@@ -341,7 +350,7 @@ def _compress(builder: _Builder, columns: list[list[Value]], max_value: int) -> 
 
 
 def _leaves(builder: _Builder, pairs, thread: int = THREAD) -> list[list[Value]]:
-    """XNOR lanes into weighted columns: threads of dual-output LUTs, each LUT adding two
+    """Lanes (XNOR or AND of a pair of bits) into weighted columns: threads of dual-output LUTs, each LUT adding two
     lanes (four input bits) to the thread's running weight-1 bit."""
     columns = [[], []]
     per_thread = 2 * thread
@@ -349,7 +358,7 @@ def _leaves(builder: _Builder, pairs, thread: int = THREAD) -> list[list[Value]]
         lanes = pairs[t:t + per_thread]
         r = None
         for i in range(0, len(lanes), 2):
-            outs = builder.xnor_node(lanes[i:i + 2], r)
+            outs = builder.lane_node(lanes[i:i + 2], r)
             r = outs[0][1]
             for off, bit in outs[1:]:
                 columns[off].append(bit)
@@ -357,10 +366,14 @@ def _leaves(builder: _Builder, pairs, thread: int = THREAD) -> list[list[Value]]
     return columns if columns[1] else [columns[0]]
 
 
-def _make_builder(m, primitives, family, prefix):
+def _make_builder(m, primitives, family, prefix, op="xnor"):
+    if primitives not in ("generic", "xilinx"):
+        raise ValueError(f"primitives must be generic or xilinx here, not {primitives!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     if primitives == "xilinx":
-        return _XilinxBuilder(m, prefix, family)
-    return _GenericBuilder(m, prefix)
+        return _XilinxBuilder(m, prefix, family, op)
+    return _GenericBuilder(m, prefix, op)
 
 
 def popcount_tree(m: Module, bits, *, primitives: str = "generic", family: str = "ultrascale",
@@ -376,20 +389,32 @@ def popcount_tree(m: Module, bits, *, primitives: str = "generic", family: str =
     return _compress(builder, [bits], len(bits))
 
 
-def xnor_popcount_tree(m: Module, a: Value, b: Value, *, primitives: str = "generic",
-                       family: str = "ultrascale", prefix: str = "pc_") -> Value:
-    """Number of lanes ``i`` with ``a[i] == b[i]``, built into ``m`` (combinational).
+def pair_popcount_tree(m: Module, a: Value, b: Value, *, op: str = "xnor",
+                       primitives: str = "generic", family: str = "ultrascale",
+                       prefix: str = "pc_") -> Value:
+    """Number of lanes ``i`` with ``op(a[i], b[i]) = 1``, built into ``m`` (combinational).
 
-    The XNOR is folded into the first level of counters. Returns ``ceil_log2(n + 1)`` bits.
+    ``op`` is ``"xnor"`` (lanes that agree) or ``"and"`` (ones of ``a`` under the mask
+    ``b``); it is folded into the first level of the tree at no extra LUT. Returns
+    ``ceil_log2(n + 1)`` bits.
     """
+    if op not in OPS:
+        raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
     if len(a) != len(b):
-        raise ValueError(f"XNOR operands must have equal widths, not {len(a)} and {len(b)}")
-    builder = _make_builder(m, primitives, family, prefix)
+        raise ValueError(f"operands must have equal widths, not {len(a)} and {len(b)}")
+    if len(a) == 0:
+        return Const(0, 1)
+    builder = _make_builder(m, primitives, family, prefix, op)
     pairs = [(a[i], b[i]) for i in range(len(a))]
     return _compress(builder, _leaves(builder, pairs), len(a))
 
 
-def _tree_luts(width: int, xnor: bool, thread: int = THREAD) -> int:
+def xnor_popcount_tree(m: Module, a: Value, b: Value, **kwargs) -> Value:
+    """Number of lanes ``i`` with ``a[i] == b[i]``: ``pair_popcount_tree(op="xnor")``."""
+    return pair_popcount_tree(m, a, b, op="xnor", **kwargs)
+
+
+def _tree_luts(width: int, xnor: bool, thread: int = THREAD) -> int:  # pragma: no cover
     """LUT sites the primitive tree uses (for exploring the structure)."""
     m = Module()
     a = Signal(width)
@@ -402,9 +427,10 @@ def _tree_luts(width: int, xnor: bool, thread: int = THREAD) -> int:
 
 
 class Popcount(wiring.Component):
-    """Count of ones of an n-bit vector, optionally of the XNOR of two vectors.
+    """Count of ones of an n-bit vector, optionally of the XNOR or AND of two vectors.
 
-    ``o = popcount(~(a ^ b))`` in XNOR mode, else ``o = popcount(a)``.
+    ``o = popcount(~(a ^ b))`` in XNOR mode, ``o = popcount(a & b)`` in mask mode, else
+    ``o = popcount(a)``.
 
     Parameters
     ----------
@@ -412,6 +438,8 @@ class Popcount(wiring.Component):
         Number of lanes, at least 1.
     xnor : bool
         Count lanes where ``a`` and ``b`` agree (binary XNOR-popcount) instead of ones of ``a``.
+    mask : bool
+        Count ones of ``a & b`` (``b`` masks ``a``); the AND costs no LUT. Not with ``xnor``.
     registered : bool
         Register the output (latency 1) or not (latency 0, combinational).
     primitives : "auto" | "generic" | "xilinx"
@@ -433,14 +461,18 @@ class Popcount(wiring.Component):
     lanes, 6 LUT levels (``python -m bench.popcount``); the generic twin maps to ~1.7.
     """
 
-    def __init__(self, width: int, *, xnor: bool = False, registered: bool = True,
-                 primitives: str = "auto", family: str | None = None):
+    def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,
+                 registered: bool = True, primitives: str = "auto", family: str | None = None):
         if not isinstance(width, int) or isinstance(width, bool):
             raise TypeError(f"Popcount width must be an int, not {width!r}")
         if width < 1:
             raise ValueError(f"Popcount width must be at least 1, not {width}")
         if not isinstance(xnor, bool):
             raise TypeError(f"xnor must be a bool, not {xnor!r}")
+        if not isinstance(mask, bool):
+            raise TypeError(f"mask must be a bool, not {mask!r}")
+        if xnor and mask:
+            raise ValueError("xnor and mask exclude each other: choose one lane function")
         if not isinstance(registered, bool):
             raise TypeError(f"registered must be a bool, not {registered!r}")
         if primitives not in PRIMITIVES:
@@ -449,11 +481,12 @@ class Popcount(wiring.Component):
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
         self._width = width
         self._xnor = xnor
+        self._mask = mask
         self._registered = registered
         self._primitives = primitives
         self._family = family
         members = {"a": In(width)}
-        if xnor:
+        if xnor or mask:
             members["b"] = In(width)
         members["o"] = Out(range(width + 1))
         super().__init__(members)
@@ -465,6 +498,10 @@ class Popcount(wiring.Component):
     @property
     def xnor(self) -> bool:
         return self._xnor
+
+    @property
+    def mask(self) -> bool:
+        return self._mask
 
     @property
     def latency(self) -> int:
@@ -481,8 +518,9 @@ class Popcount(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         primitives, family = self._choose(platform)
-        if self._xnor:
-            count = xnor_popcount_tree(m, self.a, self.b, primitives=primitives, family=family)
+        if self._xnor or self._mask:
+            count = pair_popcount_tree(m, self.a, self.b, op="xnor" if self._xnor else "and",
+                                       primitives=primitives, family=family)
         else:
             count = popcount_tree(m, self.a, primitives=primitives, family=family)
         if self._registered:

@@ -19,14 +19,17 @@ SEED = 20261121
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
 
 
-def _simulate(dut, vectors, *, xnor):
+MODES = {"plain": {}, "xnor": {"xnor": True}, "mask": {"mask": True}}
+
+
+def _simulate(dut, vectors):
     """Drive (a, b) vectors, return the outputs read ``dut.latency`` cycles later."""
     got = []
 
     async def bench(ctx):
         for a, b in vectors:
             ctx.set(dut.a, a)
-            if xnor:
+            if hasattr(dut, "b"):
                 ctx.set(dut.b, b)
             if dut.latency:
                 await ctx.tick()
@@ -42,57 +45,61 @@ def _simulate(dut, vectors, *, xnor):
     return got
 
 
-def _expected(vectors, width, *, xnor):
-    mask = (1 << width) - 1
-    return [bin((~(a ^ b) & mask) if xnor else a).count("1") for a, b in vectors]
+def _expected(vectors, width, mode):
+    ones = (1 << width) - 1
+    lanes = {"plain": lambda a, b: a, "xnor": lambda a, b: ~(a ^ b) & ones,
+             "mask": lambda a, b: a & b}[mode]
+    return [bin(lanes(a, b)).count("1") for a, b in vectors]
 
 
-@pytest.mark.parametrize("xnor", [False, True])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("width", range(1, 9))
-def test_exhaustive_small(width, xnor):
-    if xnor:
-        vectors = [(a, b) for a, b in itertools.product(range(1 << width), repeat=2)]
-        if len(vectors) > 4096:
-            vectors = vectors[::len(vectors) // 4096]
-    else:
+def test_exhaustive_small(width, mode):
+    if mode == "plain":
         vectors = [(a, 0) for a in range(1 << width)]
-    dut = Popcount(width, xnor=xnor, registered=False, primitives="generic")
-    assert _simulate(dut, vectors, xnor=xnor) == _expected(vectors, width, xnor=xnor), \
-        f"width {width} xnor {xnor}"
+    else:
+        vectors = [(a, b) for a, b in itertools.product(range(1 << width), repeat=2)]
+        vectors = vectors[::max(1, len(vectors) // 4096)]
+    dut = Popcount(width, registered=False, primitives="generic", **MODES[mode])
+    assert _simulate(dut, vectors) == _expected(vectors, width, mode), f"width {width} {mode}"
 
 
 @pytest.mark.parametrize("registered", [False, True])
-@pytest.mark.parametrize("xnor", [False, True])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("width", [9, 13, 31, 32, 33, 64, 100, 128])
-def test_random_wide(width, xnor, registered):
+def test_random_wide(width, mode, registered):
     rng = np.random.default_rng(SEED + width)
-    mask = (1 << width) - 1
+    ones = (1 << width) - 1
 
     def rand():
-        # Mix uniform vectors with nearly-all-ones / all-zeros to reach the extremes.
+        # Mix uniform vectors with all-ones / all-zeros / all-but-one to reach the extremes.
         kind = rng.integers(4)
-        v = int.from_bytes(rng.bytes((width + 7) // 8), "little") & mask
-        return [v, mask, 0, v | (mask ^ (1 << int(rng.integers(width))))][kind]
+        v = int.from_bytes(rng.bytes((width + 7) // 8), "little") & ones
+        return [v, ones, 0, ones ^ (1 << int(rng.integers(width)))][kind]
     vectors = [(rand(), rand()) for _ in range(200)]
-    dut = Popcount(width, xnor=xnor, registered=registered, primitives="generic")
+    dut = Popcount(width, registered=registered, primitives="generic", **MODES[mode])
     assert dut.latency == int(registered)
-    got = _simulate(dut, vectors, xnor=xnor)
-    assert got == _expected(vectors, width, xnor=xnor), f"seed {SEED + width}"
+    got = _simulate(dut, vectors)
+    assert got == _expected(vectors, width, mode), f"seed {SEED + width}"
 
 
 def test_ports():
     p = Popcount(64, xnor=True)
     assert len(p.a) == 64 and len(p.b) == 64 and len(p.o) == 7
-    assert p.latency == 1
+    assert p.latency == 1 and p.xnor and not p.mask and p.width == 64
     q = Popcount(7)
     assert not hasattr(q, "b") and len(q.o) == 3
     assert Popcount(7, registered=False).latency == 0
+    r = Popcount(5, mask=True)
+    assert len(r.b) == 5 and len(r.o) == 3 and r.mask
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(width=0), ValueError, "width must be at least 1, not 0"),
     (dict(width=3.0), TypeError, "width must be an int"),
     (dict(width=4, xnor=1), TypeError, "xnor must be a bool"),
+    (dict(width=4, mask="yes"), TypeError, "mask must be a bool"),
+    (dict(width=4, xnor=True, mask=True), ValueError, "xnor and mask exclude each other"),
     (dict(width=4, registered=None), TypeError, "registered must be a bool"),
     (dict(width=4, primitives="altera"), ValueError, "primitives must be one of auto, generic, xilinx, not 'altera'"),
     (dict(width=4, family="ecp5"), ValueError, "family must be one of ultrascale, 7series, not 'ecp5'"),
@@ -124,8 +131,8 @@ def _cells_sim(tmp_path) -> str:
     return "cells_sim.v"
 
 
-def _verilog(width, *, xnor, primitives, family="ultrascale", registered=True):
-    dut = Popcount(width, xnor=xnor, registered=registered, primitives=primitives, family=family)
+def _verilog(width, mode, *, primitives, family="ultrascale", registered=True):
+    dut = Popcount(width, registered=registered, primitives=primitives, family=family, **MODES[mode])
     return verilog.convert(dut, name="top")
 
 
@@ -142,17 +149,18 @@ def _prove_equiv(tmp_path, gold_v, gate_v):
     return run_yosys(script, cwd=tmp_path)
 
 
-@pytest.mark.parametrize("width, xnor, family", [
-    (32, True, "ultrascale"), (64, True, "ultrascale"), (64, True, "7series"),
-    (29, False, "ultrascale"),
-    pytest.param(128, True, "ultrascale", marks=pytest.mark.slow),
-    pytest.param(61, False, "7series", marks=pytest.mark.slow),
+@pytest.mark.parametrize("width, mode, family", [
+    (32, "xnor", "ultrascale"), (64, "xnor", "ultrascale"), (64, "xnor", "7series"),
+    (29, "plain", "ultrascale"), (27, "mask", "7series"),
+    pytest.param(128, "xnor", "ultrascale", marks=pytest.mark.slow),
+    pytest.param(61, "plain", "7series", marks=pytest.mark.slow),
+    pytest.param(64, "mask", "ultrascale", marks=pytest.mark.slow),
 ])
-def test_primitives_equal_twin(tmp_path, width, xnor, family):
-    gate = _verilog(width, xnor=xnor, primitives="xilinx", family=family)
+def test_primitives_equal_twin(tmp_path, width, mode, family):
+    gate = _verilog(width, mode, primitives="xilinx", family=family)
     carry = "CARRY8" if family == "ultrascale" else "CARRY4"
     assert carry in gate and "LUT6" in gate
-    log = _prove_equiv(tmp_path, _verilog(width, xnor=xnor, primitives="generic"), gate)
+    log = _prove_equiv(tmp_path, _verilog(width, mode, primitives="generic"), gate)
     proven = re.search(r"Of those cells (\d+) are proven and 0 are unproven", log)
     # Every internal node and the output are paired, not only a handful of them.
     assert proven and int(proven.group(1)) > width // 3, log[-2000:]
@@ -160,46 +168,42 @@ def test_primitives_equal_twin(tmp_path, width, xnor, family):
 
 def test_broken_primitive_is_caught(tmp_path):
     """The proof is not vacuous: one flipped INIT bit (O6 at all-zero inputs) in one LUT makes it fail."""
-    gate = _verilog(32, xnor=True, primitives="xilinx")
+    gate = _verilog(32, "xnor", primitives="xilinx")
     match = re.search(r"\.INIT\(64'h([0-9a-f]{16})\)", gate)
     assert match
     flipped = f"{int(match.group(1), 16) ^ (1 << 32):016x}"
     gate = gate[:match.start(1)] + flipped + gate[match.end(1):]
     with pytest.raises(RuntimeError, match="Yosys failed"):
-        _prove_equiv(tmp_path, _verilog(32, xnor=True, primitives="generic"), gate)
+        _prove_equiv(tmp_path, _verilog(32, "xnor", primitives="generic"), gate)
 
 
 def test_primitives_equal_reference_small(tmp_path):
     """Independently of the twin: SAT proves the primitive netlist equal to a behavioural
     popcount (a plain Verilog loop) for small widths, all input combinations."""
-    widths = [1, 2, 3, 5, 8, 13]
+    cases = [(family, width, mode) for family in FAMILIES for mode in MODES
+             for width in ([1, 2, 3, 5, 8, 13] if mode == "xnor" else [3, 7, 13])]
     script = []
-    for family in FAMILIES:
-        for width in widths:
-            for xnor in (False, True):
-                gate = _verilog(width, xnor=xnor, primitives="xilinx", family=family,
-                                registered=False)
-                tag = f"{family}_{width}_{int(xnor)}"
-                (tmp_path / f"gate_{tag}.v").write_text(gate.replace("module top", f"module gate_{tag}"))
-                out = width.bit_length() - 1
-                expr = "~(a ^ b)" if xnor else "a"
-                b_port = f", input [{width - 1}:0] b" if xnor else ""
-                (tmp_path / f"ref_{tag}.v").write_text(
-                    f"module ref_{tag}(input [{width - 1}:0] a{b_port}, output reg [{out}:0] o);\n"
-                    f"  wire [{width - 1}:0] x = {expr};\n  integer i;\n"
-                    f"  always @* begin o = 0; for (i = 0; i < {width}; i = i + 1) o = o + x[i]; end\n"
-                    f"endmodule\n")
-                script.append(f"read_verilog gate_{tag}.v ref_{tag}.v")
-                script.append(f"setattr -mod -unset top gate_{tag}")
+    for family, width, mode in cases:
+        tag = f"{family}_{width}_{mode}"
+        gate = _verilog(width, mode, primitives="xilinx", family=family, registered=False)
+        (tmp_path / f"gate_{tag}.v").write_text(gate.replace("module top", f"module gate_{tag}"))
+        out = width.bit_length() - 1
+        expr = {"plain": "a", "xnor": "~(a ^ b)", "mask": "a & b"}[mode]
+        b_port = f", input [{width - 1}:0] b" if mode != "plain" else ""
+        (tmp_path / f"ref_{tag}.v").write_text(
+            f"module ref_{tag}(input [{width - 1}:0] a{b_port}, output reg [{out}:0] o);\n"
+            f"  wire [{width - 1}:0] x = {expr};\n  integer i;\n"
+            f"  always @* begin o = 0; for (i = 0; i < {width}; i = i + 1) o = o + x[i]; end\n"
+            f"endmodule\n")
+        script.append(f"read_verilog gate_{tag}.v ref_{tag}.v")
+        script.append(f"setattr -mod -unset top gate_{tag}")
     script.append(f"read_verilog {_cells_sim(tmp_path)}; hierarchy; proc; flatten; opt_clean")
-    for family in FAMILIES:
-        for width in widths:
-            for xnor in (False, True):
-                tag = f"{family}_{width}_{int(xnor)}"
-                script.append(f"miter -equiv -flatten -make_assert ref_{tag} gate_{tag} miter_{tag}")
-                script.append(f"sat -verify -prove-asserts miter_{tag}")
+    for family, width, mode in cases:
+        tag = f"{family}_{width}_{mode}"
+        script.append(f"miter -equiv -flatten -make_assert ref_{tag} gate_{tag} miter_{tag}")
+        script.append(f"sat -verify -prove-asserts miter_{tag}")
     log = run_yosys("; ".join(script), cwd=tmp_path)
-    assert log.count("SAT proof finished - no model found: SUCCESS!") == 2 * len(widths) * len(FAMILIES)
+    assert log.count("SAT proof finished - no model found: SUCCESS!") == len(cases)
 
 
 class _FakeXilinxPlatform:
