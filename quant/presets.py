@@ -58,6 +58,10 @@ class Preset:
 
         net = self.build(data)
         info = {"epochs": main_ep}
+        full = data
+        if self.mode == "sparse":
+            # peak pruning judges on a validation split that training never sees
+            data, val = full.split_val(0.15, seed)
         net.set_quant(False)
         fit(net, data, epochs=sc(self.float_epochs), lr=self.lr_float, seed=seed,
             desc=f"{self.name} float", progress=progress)
@@ -71,13 +75,15 @@ class Preset:
             info["inq"] = inq.inq(net, data, epochs_per_step=sc(self.epochs // 4), lr=self.lr,
                                   seed=seed + 1, progress=progress)
         elif self.mode == "sparse":
-            part, val = data.split_val(0.15, seed)
+            part = data
+            base = evaluate(net, *val)
             targets = {int(k): v for k, v in o["targets"].items()}
             reached = prune.reversed_prune(net, part, targets, epochs=sc(o.get("prune_epochs", 4)),
+                                           increments=o.get("increments", 2),
                                            lr=self.lr_float / 2, seed=seed + 2, progress=progress)
             info["reversed"] = {str(k): round(v, 4) for k, v in reached.items()}
             if o.get("peak"):
-                pk = prune.peak_prune(net, part, val, candidates=tuple(o["peak"]),
+                pk = prune.peak_prune(net, part, val, candidates=tuple(o["peak"]), base=base,
                                       epochs=sc(o.get("peak_epochs", 3)), lr=self.lr_float / 2,
                                       seed=seed + 3, progress=progress)
                 info["peak"] = {"base_val_accuracy": pk["base_val_accuracy"],
@@ -115,8 +121,9 @@ PRESETS = {p.name: p for p in [
            spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
            arch=Arch(convs=((32, False), (64, True), (64, True)), fcs=(64,)),
            epochs=24,
-           options={"targets": {4: 0.7, 3: 0.96, 2: 0.96, 1: 0.94, 0: 0.5},
-                    "prune_epochs": 4}),
+           options={"targets": {4: 0.6, 3: 0.95, 2: 0.95, 1: 0.92, 0: 0.5},
+                    "increments": 3, "prune_epochs": 6,
+                    "peak": (0.96, 0.97, 0.98), "peak_epochs": 3}),
     Preset(name="slim", mode="slim",
            spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1),
            options={"gamma_l1": 1e-4, "ratio": 0.5, "finetune": 30}),

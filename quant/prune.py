@@ -80,15 +80,19 @@ def reversed_prune(net, data, targets: dict[int, float], *, schedule: str = "rev
 
 def peak_prune(net, data, val, *, candidates=(0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98),
                tolerance: float = 0.005, schedule: str = "reversed", epochs: int = 2,
-               lr: float = 2e-3, seed: int = 0, progress: bool = True) -> dict:
+               lr: float = 2e-3, seed: int = 0, progress: bool = True,
+               base: float | None = None) -> dict:
     """Per layer, the highest candidate sparsity within ``tolerance`` of the unpruned model.
 
     ``val`` is ``(x_val, y_val)`` carved from the training data (never the test split).
-    Returns ``{layer index: reached sparsity}`` and leaves the masks applied.
+    ``base`` is the unpruned model's validation accuracy (default: ``net`` as given, which
+    then must be unpruned). Returns ``{"base_val_accuracy", "reached": {layer index:
+    sparsity}}`` and leaves the masks applied.
     """
     from .train import evaluate, fit
     x_val, y_val = val
-    base = evaluate(net, x_val, y_val)
+    if base is None:
+        base = evaluate(net, x_val, y_val)
     layers = net.quant_layers()
     reached = {}
     for i in layer_order(net, schedule):
