@@ -43,8 +43,9 @@ cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
 
 Give each hardware configuration its own ``name`` (e.g. with the folding in it): the
 name labels run folders, waveforms and logs. Put many vectors and several seeds into
-one build rather than many builds: a Verilator build takes 10-60 s, a run about 1 s of
-start-up plus some 15 µs of CPU per simulated cycle with one source and one sink.
+one build rather than many builds: a Verilator build takes 4-60 s of CPU (the first
+one compiles Verilator's runtime, which later builds reuse), a run about 1 s of start-up
+plus some 10-20 µs of CPU per simulated cycle and agent (source, sink, monitor).
 
 What :func:`run_cocotb` does:
 

@@ -183,9 +183,7 @@ def start_clock(dut, period_ns: float = 10, name: str = "clk"):
     clk = _handle(dut, name)
     clock = Clock(clk, period_ns, unit="ns")
     clock.start()
-    # a fresh test: forget the loops of earlier tests in the same simulation
-    _domains.clear()
-    CycleCounter.of(clk)
+    CycleCounter.of(clk)     # loops of earlier tests are done and get replaced
     return clock
 
 

@@ -1,6 +1,7 @@
 """cocotb side of tests/sim/test_harness.py: drives the harness's self-test DUTs.
 
-``stream_adder``: each output lane of ``SkidAdder`` (see test_harness.py) must equal
+``stream_adder`` (and ``stream_adder_again``, the same in a second test of the same
+simulation): each output lane of ``SkidAdder`` (see test_harness.py) must equal
 the input lane plus one. Parameters: ``bits``, ``lanes``, ``n``, ``mode`` (fault
 selector), ``gap_prob``, ``stall_prob``, ``free_running``, optional ``vectors`` array
 (n, lanes) of inputs.
@@ -24,9 +25,21 @@ from sim.streams import (AxisSink, AxisSource, StreamMonitor, StreamSink, Stream
 
 @cocotb.test(timeout_time=2, timeout_unit="ms")
 async def stream_adder(dut):
-    p = params()
     s = seed()
     dut._log.info("stream_adder: seed %d (replay with QNN_SEED=%d)", s, s)
+    await _stream_adder(dut, s)
+
+
+@cocotb.test(timeout_time=2, timeout_unit="ms")
+async def stream_adder_again(dut):
+    """A second test in the same simulation: clock loops must hand over cleanly."""
+    s = seed()
+    dut._log.info("stream_adder_again: seed %d (+1000) (replay with QNN_SEED=%d)", s, s)
+    await _stream_adder(dut, s + 1000)
+
+
+async def _stream_adder(dut, s):
+    p = params()
     bits, lanes, n = p["bits"], p["lanes"], p["n"]
     if "mode" in p:
         dut.mode.value = p["mode"]

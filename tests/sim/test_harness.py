@@ -149,9 +149,10 @@ def test_run_cocotb_argument_checks():
 
 def test_correct_adder_passes_with_gaps_and_backpressure():
     result = run_cocotb(SkidAdder(BITS, LANES), name="selftest_skid_ok",
-                        test_module=TEST_MODULE, testcase="stream_adder",
+                        test_module=TEST_MODULE,
+                        testcase=["stream_adder", "stream_adder_again"],
                         parameters=adder_params(mode=MODE_OK), seeds=(1, 2, 3))
-    assert result.tests == ["stream_adder"]
+    assert result.tests == ["stream_adder", "stream_adder_again"]
     assert sorted(result.reports) == [1, 2, 3]
     for rep in result.reports.values():
         assert rep["beats"] == 150
