@@ -114,9 +114,16 @@ class SparseCSC(wiring.Component):
     model of the engine run on these weights (``cycle_trace``), checked against
     simulation by the tests.
 
-    Latency: 3 cycles from the transfer of a vector's last input beat to its first
-    output beat (entry read, accumulate, hand-over of the bank), plus the output
-    stage's register.
+    Per column, then: a non-empty column costs its largest per-PE entry count only in
+    the PE that has that many (no overhead cycle: its sequencer cycle overlaps the PEs'
+    work), and the queues let the other PEs run ahead, so ``cycles_per_vector`` is
+    usually well below ``lockstep_cycles`` (sum over the columns of the largest per-PE
+    count, with a queue depth of 2 or more). An empty column costs nothing unless its
+    whole input beat is empty (1 cycle per beat).
+
+    Latency: 4 cycles from the transfer of a vector's last input beat to its first
+    output beat when the PEs are idle (queue, entry read, accumulate, output-stage
+    register); a PE's backlog of queued work adds to it.
 
     Parameters
     ----------

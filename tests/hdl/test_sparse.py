@@ -270,6 +270,8 @@ def test_cycles_measured(outputs, inputs, pe, simd, index_bits, pattern, density
     ends = cycles[rows - 1::rows]                   # each vector's last output beat
     assert -(-(ends[3] - ends[1]) // 2) == dut.cycles_per_vector
     assert dut.bound_cycles <= dut.cycles_per_vector
+    if depth >= 2:
+        assert dut.cycles_per_vector <= max(dut.lockstep_cycles, rows)
 
 
 def test_speedup_scales_with_density():
