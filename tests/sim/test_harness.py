@@ -1,6 +1,6 @@
 """The harness itself: packing, builds, caching, and that broken hardware is caught.
 
-One Amaranth DUT (``SkidAdder``) covers the correct case and three faults, selected by
+One Amaranth DUT (``SkidAdder``) covers the correct case and four faults, selected by
 its ``mode`` input, so that a single Verilator build serves all of them. A second,
 hand-written Verilog AXI-Stream pass-through checks Verilog input and the AXI drivers.
 """
@@ -20,7 +20,7 @@ from sim.streams import pack, unpack
 TEST_MODULE = "tests.sim.cocotb_harness_selftest"
 BITS, LANES = 6, 12      # payloads of 72 and 84 bits: wider than 64 on purpose
 
-MODE_OK, MODE_DROP, MODE_UNSTABLE, MODE_LANE = 0, 1, 2, 3
+MODE_OK, MODE_DROP, MODE_UNSTABLE, MODE_LANE, MODE_VALID_DROP = 0, 1, 2, 3, 4
 
 
 class SkidAdder(wiring.Component):
@@ -28,6 +28,7 @@ class SkidAdder(wiring.Component):
 
     mode 0: correct. mode 1: accepts a beat while full and drops it. mode 2: output
     payload changes while valid is held without a transfer. mode 3: lane 2 adds 2.
+    mode 4: output valid drops for a cycle after a stall, without a transfer.
     Throughput 1 beat/cycle, latency 1 cycle.
     """
 
@@ -36,7 +37,7 @@ class SkidAdder(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(bits), lanes))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(bits + 1), lanes))),
-            "mode": In(2),
+            "mode": In(3),
         })
 
     def elaborate(self, platform):
@@ -50,7 +51,7 @@ class SkidAdder(wiring.Component):
         m.d.comb += self.i.ready.eq(~full | (self.mode == MODE_DROP))
         push = self.i.valid & self.i.ready & ~full
         pop = self.o.valid & self.o.ready
-        m.d.comb += self.o.valid.eq(count != 0)
+        m.d.comb += self.o.valid.eq((count != 0) & ~(stalled & (self.mode == MODE_VALID_DROP)))
         for lane in range(self.lanes):
             m.d.comb += self.o.payload[lane].eq(buf[0][lane] + 1)
         with m.If(self.mode == MODE_LANE):
@@ -183,6 +184,7 @@ def test_free_running_throughput_one_beat_per_cycle():
     (MODE_DROP, "timed out"),
     (MODE_UNSTABLE, "payload changed while valid was held"),
     (MODE_LANE, "beat 0: got"),
+    (MODE_VALID_DROP, "valid dropped without a transfer"),
 ])
 def test_broken_adder_is_caught(mode, what):
     seed = 5
