@@ -31,7 +31,7 @@ from .shiftmac import ShiftMAC
 from .window import SlidingWindow
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network",
-           "ConvEngine", "build_engine", "engine_name"]
+           "ConvEngine", "build_engine", "engine_name", "burst_depth"]
 
 
 class FoldingError(ValueError):
@@ -95,20 +95,45 @@ def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) ->
     * fc: ``(out / pe) * (in / simd)``;
     * conv: ``H' * W' * (out / pe) * (K*K*C / simd)``, or the window's input side
       ``H * W * C / simd`` if that is larger (strides above the kernel);
+    * sparse (CSC) fc / conv: the engine's cycles per vector (they follow the non-zero
+      weights, see :class:`hdl.sparse.SparseCSC`) instead of ``(out / pe) * (in / simd)``;
     * maxpool: ``max(H * W, H' * W' * K * K) * C / lanes``.
     """
     h, w, c = in_spec.shape
+    sparse = not isinstance(layer, ir.MaxPool) and layer.weights.sparse
     if isinstance(layer, ir.FC):
+        if sparse:
+            return _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
         return (layer.out_features // pe) * (in_spec.size // simd)
     if isinstance(layer, ir.Conv):
         k = layer.kernel
         oh = (h + 2 * layer.padding - k) // layer.stride + 1
         ow = (w + 2 * layer.padding - k) // layer.stride + 1
-        compute = oh * ow * (layer.out_channels // pe) * (k * k * c // simd)
+        if sparse:
+            compute = oh * ow * _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
+        else:
+            compute = oh * ow * (layer.out_channels // pe) * (k * k * c // simd)
         return max(compute, h * w * c // simd)
     k, s = layer.kernel, layer.step
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     return max(h * w, oh * ow * k * k) * c // pe
+
+
+_SPARSE_CYCLES: dict = {}
+
+
+def _sparse_vector_cycles(layer, in_bits: int, pe: int, simd: int) -> int:
+    """Steady-state cycles per input vector of the sparse engine at a folding: they
+    depend on where the non-zero weights are, so they come from the engine's own cycle
+    model (:attr:`hdl.sparse.SparseCSC.cycles_per_vector`), cached per layer."""
+    key = (id(layer), in_bits, pe, simd)
+    hit = _SPARSE_CYCLES.get(key)
+    if hit is None or hit[0] is not layer:
+        from .sparse import SparseCSC
+        engine = SparseCSC.from_layer(layer, None, in_bits=in_bits, pe=pe, simd=simd)
+        engine._MustUse__silence = True          # built only for its cycle model
+        hit = _SPARSE_CYCLES[key] = (layer, engine.cycles_per_vector)
+    return hit[1]
 
 
 def _groups(model: ir.Model):
@@ -240,6 +265,22 @@ def latency_cycles(stages: list[Stage]) -> int:
     return sum(s.cycles_per_frame for s in stages)
 
 
+def burst_depth(stage: Stage) -> int:
+    """Beats the FIFO in front of ``stage`` must hold so that its producer never waits.
+
+    A dense engine (MVTU, shift MAC) takes a vector's input beats only during its first
+    neuron fold and computes the other ``pe``-folds without taking input. For a fully
+    connected stage the FIFO holds one whole input vector (``in / simd`` beats), so the
+    producer writes the next vector while the engine computes; with a single neuron fold
+    the engine takes input every cycle and a small FIFO is enough.
+    """
+    layer = stage.layer
+    if isinstance(layer, ir.FC) and stage.engine not in ("sparse",) \
+            and layer.out_features // stage.pe > 1:
+        return stage.in_spec.size // stage.simd
+    return 0
+
+
 class ConvEngine(wiring.Component):
     """A convolution: :class:`~hdl.window.SlidingWindow` feeding a compute engine."""
 
@@ -304,7 +345,9 @@ class Network(wiring.Component):
 
     Throughput: one frame per :attr:`cycles_per_frame` cycles in steady state (the
     slowest stage). Between stages: a width converter where lanes differ, and a
-    :class:`~hdl.plumbing.StreamFIFO` of ``fifo_depth`` beats.
+    :class:`~hdl.plumbing.StreamFIFO` of ``fifo_depth`` beats, or of one input vector in
+    front of a fully connected stage with several neuron folds (:func:`burst_depth`), so
+    that a stage that is not the slowest never holds up the one before it.
     """
 
     def __init__(self, model: ir.Model, folding: dict | None = None, *, target_cycles=None,
@@ -317,6 +360,7 @@ class Network(wiring.Component):
         self.stages = plan(model, folding, target_cycles=target_cycles)
         self.fifo_depth = fifo_depth
         self.engines = [build_engine(s) for s in self.stages]
+        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s)) for s in self.stages[1:]]
         self.cycles_per_frame = frame_cycles(self.stages)
         self.latency_bound = latency_cycles(self.stages)
         self.in_lanes = self.stages[0].in_lanes
@@ -343,7 +387,8 @@ class Network(wiring.Component):
                     m.submodules[f"{stage.name}_repack"] = conv
                     wiring.connect(m, upstream, conv.i)
                     upstream = conv.o
-                fifo = StreamFIFO(data.ArrayLayout(unsigned(bits), stage.in_lanes), self.fifo_depth)
+                fifo = StreamFIFO(data.ArrayLayout(unsigned(bits), stage.in_lanes),
+                                  self.fifo_depths[index])
                 m.submodules[f"{stage.name}_fifo"] = fifo
                 wiring.connect(m, upstream, fifo.i)
                 upstream = fifo.o
