@@ -64,7 +64,7 @@ def simulate(net: Network, codes: np.ndarray, *, seed: int, gap=0.3, stall=0.3):
 
     sim = Simulator(net)
     sim.add_clock(1e-8)
-    sim.add_testbench(source, background=True)
+    sim.add_testbench(source)
     sim.add_testbench(sink)
     sim.run()
     return np.array(got, dtype=np.int64).reshape(n, classes), ends
@@ -85,7 +85,7 @@ def check_exact(net: Network, *, frames=3, seed=0, gap=0.3, stall=0.3):
             f"golden {want[f].tolist()}")
 
 
-def measured_cycles(net: Network, *, frames=4, seed=0) -> int:
+def measured_cycles(net: Network, *, frames=3, seed=0) -> int:
     """Free-running source and sink, back-to-back frames: the interval between the ends
     of the last two frames (the first ones fill the pipeline)."""
     codes = random_codes(net.model, frames, seed)
@@ -162,3 +162,132 @@ def test_exact(name, fold):
     else:
         net = Network(m, fastest(m))
     check_exact(net, frames=3, seed=sum(map(ord, name + fold)))
+
+
+def window_startup(net: Network) -> int:
+    """The sliding window's per-frame start-up bound (``hdl.window``): the input beats of
+    a frame's first window, ``(K - 1 - padding) * W * CF + K * CF``, for the first stage
+    when it is a convolution (later stages' windows are fed at their producer's rate)."""
+    s = net.stages[0]
+    if s.op != "conv":
+        return 0
+    h, w, c = s.in_spec.shape
+    k, cf = s.layer.kernel, c // s.simd
+    return max(0, k - 1 - s.layer.padding) * w * cf + k * cf
+
+
+#: Foldings where the first stage is a convolution whose compute runs at 100% with an
+#: unpadded window: its window cannot take the next frame's first rows until the last
+#: windows of the current frame are out, a stall of up to its start-up per frame.
+WINDOW_BOUND = {("int", "auto"), ("int", "fastest"), ("pool-odd", "fastest"),
+                ("ternary", "fastest")}
+
+
+def folded(m: ir.Model, fold: str) -> Network:
+    if fold == "auto":
+        slow = frame_cycles(plan(m))
+        quick = frame_cycles(plan(m, fastest(m)))
+        return Network(m, target_cycles=int((slow * quick) ** 0.5))
+    if fold == "ones":
+        return Network(m, {s.name: (1, 1) for s in plan(m)})
+    return Network(m, fastest(m))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("fold", ["auto", "ones", "fastest"])
+def test_cycles_per_frame(name, fold):
+    """Free-running, back-to-back frames: steady-state cycles per frame within 2% of
+    the cycle model (``Network.cycles_per_frame``)."""
+    net = folded(model(name), fold)
+    got = measured_cycles(net)
+    want = net.cycles_per_frame
+    if (name, fold) in WINDOW_BOUND:
+        assert want <= got <= want + window_startup(net), (net.folding, got, want)
+    else:
+        assert abs(got - want) <= 0.02 * want, (
+            f"{name} at {net.folding}: measured {got} cycles per frame, model {want} "
+            f"(stages {[s.cycles_per_frame for s in net.stages]})")
+
+
+def test_fifo_holds_a_vector():
+    """A fully connected stage with several neuron folds takes its input only during the
+    first fold: the FIFO in front holds one input vector so that the producer runs on."""
+    m = model("binary-k")
+    net = Network(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
+    assert net.fifo_depths[1:] == [64, 6]
+    net = Network(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=3)
+    assert net.fifo_depths[1:] == [3, 3]
+
+
+@pytest.mark.parametrize("name", ["xnor", "ternary", "pot5", "int"])
+def test_choose_folding_meets_target(name):
+    """The cheapest folding meets the target whenever some folding can, and the folding
+    with the fewest lanes among those that do (per stage)."""
+    m = model(name)
+    best = frame_cycles(plan(m, fastest(m)))
+    for target in (1, best, 2 * best, 5 * best, 10 ** 9):
+        f = choose_folding(m, target)
+        stages = plan(m, f)
+        if target >= best:
+            assert frame_cycles(stages) <= target, (target, f)
+        else:
+            assert frame_cycles(stages) == best
+        for s in stages:
+            if s.op == "maxpool" or s.cycles_per_frame > target:
+                continue
+            lanes = s.pe * s.simd
+            # no folding with fewer lanes meets the target for this stage
+            for pe in range(1, lanes):
+                for simd in range(1, lanes // pe + 1):
+                    if pe * simd >= lanes:
+                        continue
+                    try:
+                        other = plan(m, {s.name: (pe, simd)})
+                    except FoldingError:
+                        continue
+                    o = next(x for x in other if x.name == s.name)
+                    assert o.cycles_per_frame > target, (s.name, (s.pe, s.simd), (pe, simd))
+    # the network built at a target reports that folding and cycle count
+    net = Network(m, target_cycles=2 * best)
+    assert net.cycles_per_frame == frame_cycles(plan(m, choose_folding(m, 2 * best))) <= 2 * best
+
+
+@pytest.mark.parametrize("folding, match", [
+    ({"conv0": (3, 1)}, r"layer 'conv0': PE must divide the output count 4, not 3"),
+    ({"conv0": (1, 3)}, r"layer 'conv0': SIMD must divide the input channel count 2, not 3"),
+    ({"fc1": (1, 7)}, r"layer 'fc1': SIMD must divide the input width 36, not 7"),
+    ({"fc1": (5, 1)}, r"layer 'fc1': PE must divide the output count 8, not 5"),
+    ({"pool0": (2, 1)}, r"layer 'pool0': max-pool lanes .* pe=2 simd=1"),
+    ({"pool0": (3, 3)}, r"layer 'pool0': max-pool lanes must divide the channel count 4"),
+    ({"conv0": (0, 1)}, r"layer 'conv0': pe must be a positive integer, not 0"),
+    ({"conv0": (1, 2.0)}, r"layer 'conv0': simd must be a positive integer, not 2.0"),
+    ({"conv0": {"pe": 2, "lanes": 1}}, r"layer 'conv0': unknown folding key\(s\) lanes"),
+    ({"conv0": 4}, r"layer 'conv0': folding must be \(pe, simd\)"),
+    ({"act0": (1, 1)}, r"unknown stage\(s\) act0; stages are conv0, pool0, fc1, fc2"),
+])
+def test_folding_errors(folding, match):
+    with pytest.raises(FoldingError, match=match):
+        Network(model("xnor"), folding)
+
+
+def test_folding_error_is_value_error():
+    assert issubclass(FoldingError, ValueError)
+    with pytest.raises(FoldingError, match="target cycles per frame must be at least 1"):
+        choose_folding(model("xnor"), 0)
+    with pytest.raises(TypeError, match="model must be an ir.Model"):
+        Network("models/w1a2")
+    with pytest.raises(ValueError, match="fifo_depth must be a positive integer"):
+        Network(model("xnor"), fifo_depth=0)
+
+
+def test_explicit_dict_folding():
+    """Per-stage dicts and tuples mix; unnamed stages get the automatic folding."""
+    m = model("xnor")
+    net = Network(m, {"conv0": {"pe": 2}, "fc1": (4, 6), "pool0": {"pe": 2}},
+                  target_cycles=10 ** 9)
+    assert net.folding["conv0"] == {"pe": 2, "simd": 1}
+    assert net.folding["fc1"] == {"pe": 4, "simd": 6}
+    assert net.folding["pool0"] == {"pe": 2, "simd": 2}
+    assert net.folding["fc2"] == {"pe": 1, "simd": 1}
+    assert (net.in_lanes, net.out_lanes) == (1, 1)
+    check_exact(net, frames=2, seed=5)
