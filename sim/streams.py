@@ -261,7 +261,13 @@ class _Source:
                 self._waiters.remove((target, event))
 
     def _enqueue(self, beats) -> int:
+        if not hasattr(self, "_limits"):
+            self._limits = [1 << len(h) for h in self.data]
         for beat in beats:
+            for v, limit, name in zip(beat, self._limits, self.names):
+                if not 0 <= v < limit:
+                    raise ValueError(f"{v:#x} does not fit in {name} "
+                                     f"({limit.bit_length() - 1} bits, unsigned; use pack())")
             self._queue.append(beat)
             self._pushed += 1
         return self._pushed

@@ -58,6 +58,12 @@ async def _stream_adder(dut, s):
     sink = StreamSink(dut, "o", seed=s + 2, stall_prob=p.get("stall_prob", 0.3),
                       free_running=free)
     monitor = StreamMonitor(dut, "o")      # passive twin of the sink
+    try:                                   # words that do not fit are refused up front
+        await src.send([1 << (bits * lanes)])
+    except ValueError as e:
+        assert f"does not fit in i__payload ({bits * lanes} bits" in str(e), str(e)
+    else:
+        raise AssertionError("an oversized payload word was accepted")
     cocotb.start_soon(src.send(pack(v, bits, lanes) for v in vectors))
     words = await sink.receive(n, timeout_cycles=20 * n + 100)
     got = [unpack(w, bits + 1, lanes, signed=True) for w in words]
