@@ -293,39 +293,44 @@ class SparseCSC(wiring.Component):
     def _shift_bits(self) -> int:
         return ceil_log2(self.emax - self.emin + 1)
 
-    def _code(self, value: int) -> int:
-        """Stored code of one internal-domain weight value (0 for padding)."""
+    def _codes(self, values: np.ndarray) -> np.ndarray:
+        """Stored codes of internal-domain weight values (0 for padding)."""
+        v = np.asarray(values, np.int64)
         if self.kind in ("binary", "ternary"):
-            return 0 if value == 0 else 1 | (2 if value < 0 else 0)
+            return np.where(v == 0, 0, 1 | np.where(v < 0, 2, 0))
         if self.kind == "int":
-            return value & ((1 << self.wbits) - 1)
-        if value == 0:
-            return 0
-        mag = int(abs(value)).bit_length()          # e - emin + 1
-        return mag | ((1 << self._mag_bits) if value < 0 else 0)
+            return v & ((1 << self.wbits) - 1)
+        a = np.abs(v)
+        mag = np.where(a > 0, np.log2(np.maximum(a, 1)).round().astype(np.int64) + 1, 0)
+        return mag | np.where(v < 0, 1 << self._mag_bits, 0)
 
     def _build_storage(self, csc: ir.Weights):
         pe, b = self.pe, self.index_bits
         max_delta = (1 << b) - 1
         values = csc.decode(csc.values) // self.scale if self.kind == "pot" else csc.decode(csc.values)
-        rows, colptr = csc.rows.astype(np.int64), csc.colptr
-        entries = [[] for _ in range(pe)]           # (delta, internal value)
+        rows = csc.rows.astype(np.int64)
+        cols = np.repeat(np.arange(self.inputs), np.diff(csc.colptr))
+        # Entries of one PE in column order; rows ascend within a column (canonical CSC).
+        order = np.lexsort((rows, cols, rows % pe))
+        rows, cols, values = rows[order], cols[order], values[order]
+        pes, local = rows % pe, rows // pe
+        start = np.ones(len(rows), bool)                # first entry of its (PE, column)
+        start[1:] = (pes[1:] != pes[:-1]) | (cols[1:] != cols[:-1])
+        prev = np.where(start, -1, np.roll(local, 1))
+        gap = local - prev - 1
+        pads = gap >> b                                 # one padding entry per 2**b rows skipped
+        # Expand: each non-zero becomes its padding entries followed by itself.
+        owner = np.repeat(np.arange(len(rows)), pads + 1)
+        first = np.cumsum(pads + 1) - (pads + 1)
+        k = np.arange(len(owner)) - first[owner]
+        real = k == pads[owner]
+        delta = np.where(real, (gap - (pads << b))[owner], max_delta)
+        value = np.where(real, values[owner], 0)
         counts = np.zeros((self.inputs, pe), np.int64)
-        padding = 0
-        for j in range(self.inputs):
-            prev = [-1] * pe
-            for r, v in zip(rows[colptr[j]:colptr[j + 1]], values[colptr[j]:colptr[j + 1]]):
-                p, lr = int(r) % pe, int(r) // pe
-                while lr - prev[p] - 1 > max_delta:
-                    entries[p].append((max_delta, 0))
-                    prev[p] += max_delta + 1
-                    counts[j, p] += 1
-                    padding += 1
-                entries[p].append((lr - prev[p] - 1, int(v)))
-                prev[p] = lr
-                counts[j, p] += 1
-        self.entries = [np.array(e, np.int64).reshape(-1, 2) for e in entries]
-        self.padding = padding
+        np.add.at(counts, (cols, pes), pads + 1)
+        e_pe = pes[owner]
+        self.entries = [np.stack([delta[e_pe == p], value[e_pe == p]], axis=1) for p in range(pe)]
+        self.padding = int(pads.sum())
         self.nnz = int(csc.nnz)
         self.column_counts = counts                     # (inputs, pe)
         self.column_steps = counts.max(axis=1)          # K_j
@@ -342,11 +347,11 @@ class SparseCSC(wiring.Component):
         self.lane_bits = max(1, ceil_log2(self.simd + 1))
         entry_bits = self.value_bits + b
         column_word = self.lane_bits + pe * (self.count_bits + 1)
-        first_bits = self.lane_bits * self.beats if self.simd > 1 else 0
+        first_bits = self.lane_bits * self.beats if self.beats > 1 else 0
         self.storage_bits = {
             "values": self.nnz * self.value_bits,
             "indices": self.nnz * b,
-            "padding": padding * entry_bits,
+            "padding": self.padding * entry_bits,
             "pointers": self.inputs * column_word + first_bits,
         }
         self.storage_bits["total"] = sum(self.storage_bits.values())
@@ -362,8 +367,8 @@ class SparseCSC(wiring.Component):
         vb = self.value_bits
         entry_words = []
         for e in self.entries:
-            words = [self._code(int(v)) | (int(d) << vb) for d, v in e]
-            entry_words.append(words or [0])
+            words = self._codes(e[:, 1]) | (e[:, 0] << vb)
+            entry_words.append([int(w) for w in words] or [0])
         simd, lb, cb = self.simd, self.lane_bits, self.count_bits
         steps = self.column_steps.reshape(self.beats, simd)
         col_words, first = [], []
@@ -408,80 +413,66 @@ class SparseCSC(wiring.Component):
 
     # --- cycle model ------------------------------------------------------------------
 
+    def _steps(self) -> list[list[tuple[int, int, bool]]]:
+        """The sequencer's steps of one vector: per step, the ``(pe, count, end)`` items
+        it queues (one step per non-empty column, one per all-empty beat)."""
+        simd, counts = self.simd, self.column_counts
+        steps_k = self.column_steps.reshape(self.beats, simd)
+        empty_pes = [p for p in range(self.pe) if self.last_columns[p] < 0]
+        steps = []
+        for beat in range(self.beats):
+            lanes = np.nonzero(steps_k[beat])[0]
+            if not len(lanes):
+                steps.append([])
+            for lane in lanes:
+                j = beat * simd + int(lane)
+                pes = np.nonzero(counts[j])[0]
+                steps.append([(int(p), int(counts[j, p]), j == self.last_columns[p]) for p in pes])
+        steps[-1] = steps[-1] + [(p, 0, True) for p in empty_pes]
+        return steps
+
     def cycle_trace(self, vectors: int) -> list[int]:
         """Cycle (from the first input beat) at which each output beat of ``vectors``
         back-to-back vectors enters the output stage, free-running source and sink.
 
-        A cycle-exact model of :meth:`elaborate`: sequencer, activation queues, PEs,
-        bank flags and drain, evaluated one clock at a time.
+        An exact model of :meth:`elaborate`, evaluated per queued item rather than per
+        clock: the sequencer queues step ``n`` at ``t_n = max(t_{n-1} + 1, pop cycle of
+        the item queue_depth places earlier in every queue it writes + 1)``; a PE starts
+        an item ``max(1, count)`` cycles long at ``max(queued + 1, previous item's end +
+        1)``, and its first item of vector ``v >= 2`` no earlier than the cycle the drain
+        of vector ``v - 2`` ends (that bank is then free); the drain of a vector starts
+        2 cycles after its last PE ends (one cycle after the previous drain at the
+        earliest) and takes ``outputs / pe`` cycles.
         """
-        pe, simd, depth, rows_l = self.pe, self.simd, self.queue_depth, self.local_rows
-        counts, last_columns = self.column_counts, self.last_columns
-        steps = self.column_steps.reshape(self.beats, simd)
-        nonempty = [[s for s in range(simd) if steps[b, s] > 0] for b in range(self.beats)]
-        first = [ne[0] if ne else simd for ne in nonempty]
-        queues = [[] for _ in range(pe)]
-        k, bank = [0] * pe, [0] * pe
-        done = [[0, 0] for _ in range(pe)]
-        end1 = [None] * pe                      # stage-1 end-of-vector flag: its bank
-        beat, lane, left = 0, first[0], vectors * self.beats
-        drain_bank, fold = 0, 0
-        trace, cycle = [], 0
-        while len(trace) < vectors * rows_l:
-            full = [all(d[b] for d in done) for b in range(2)]
-            drain_valid = full[drain_bank]
-            drain_done = drain_valid and fold == rows_l - 1
-            pops, new_end1 = [False] * pe, [None] * pe
-            for p in range(pe):
-                q = queues[p]
-                freed = drain_done and drain_bank == bank[p]
-                if q and not (done[p][bank[p]] and not freed):
-                    c, end = q[0]
-                    last = c == 0 or k[p] == c - 1
-                    k[p] = 0 if last else k[p] + 1
-                    pops[p] = last
-                    if last and end:
-                        new_end1[p] = bank[p]
-                        bank[p] ^= 1
-            pushes = [None] * pe
-            if left:
-                empty = lane == simd
-                j = beat * simd + (0 if empty else lane)
-                beat_end = empty or next((t for t in nonempty[beat] if t > lane), simd) == simd
-                vec_end = beat_end and beat == self.beats - 1
-                for p in range(pe):
-                    c = 0 if empty else int(counts[j, p])
-                    if c:
-                        pushes[p] = (c, j == last_columns[p])
-                    elif vec_end and last_columns[p] < 0:
-                        pushes[p] = (0, True)
-                if not any(pushes[p] is not None and len(queues[p]) == depth for p in range(pe)):
-                    if beat_end:
-                        beat = 0 if beat == self.beats - 1 else beat + 1
-                        lane = first[beat]
-                        left -= 1
-                    else:
-                        lane = next(t for t in nonempty[beat] if t > lane)
-                else:
-                    pushes = [None] * pe
-            for p in range(pe):
-                if end1[p] is not None:
-                    done[p][end1[p]] = 1
-                if drain_done:
-                    done[p][drain_bank] = 0
-                if pops[p]:
-                    queues[p].pop(0)
-                if pushes[p] is not None:
-                    queues[p].append(pushes[p])
-            end1 = new_end1
-            if drain_valid:
-                trace.append(cycle)
-                fold = 0 if drain_done else fold + 1
-            if drain_done:
-                drain_bank ^= 1
-            cycle += 1
-            if cycle > 1000 * vectors * (self.bound_cycles + 2):
-                raise RuntimeError("sparse cycle model did not terminate")   # a bug
+        depth, rows_l = self.queue_depth, self.local_rows
+        steps = self._steps()
+        ends = [[] for _ in range(self.pe)]             # per PE: last cycle of each item
+        t = -1
+        drain_end = []
+        trace = []
+        for v in range(vectors):
+            fresh = [True] * self.pe                    # next item is the PE's first of v
+            vector_end = -1
+            for items in steps:
+                t += 1
+                for p, _, _ in items:
+                    q = ends[p]
+                    if len(q) >= depth:
+                        t = max(t, q[len(q) - depth] + 1)
+                for p, count, end in items:
+                    q = ends[p]
+                    a = max(t + 1, q[-1] + 1 if q else 0)
+                    if fresh[p] and v >= 2:
+                        a = max(a, drain_end[v - 2])
+                    fresh[p] = False
+                    q.append(a + max(count, 1) - 1)
+                    if end:
+                        vector_end = max(vector_end, q[-1])
+            start = vector_end + 2
+            if drain_end:
+                start = max(start, drain_end[-1] + 1)
+            drain_end.append(start + rows_l - 1)
+            trace.extend(range(start, start + rows_l))
         return trace
 
     @property

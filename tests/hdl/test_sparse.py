@@ -244,6 +244,92 @@ def test_cycle_model_and_storage(index_bits, simd):
         assert k == len(e)
 
 
+def loop_trace(self, vectors: int) -> list[int]:
+    """``SparseCSC.cycle_trace`` written as a plain clock-by-clock loop: sequencer,
+    activation queues, PEs, bank flags and drain (``self`` is the engine)."""
+    pe, simd, depth, rows_l = self.pe, self.simd, self.queue_depth, self.local_rows
+    counts, last_columns = self.column_counts, self.last_columns
+    steps = self.column_steps.reshape(self.beats, simd)
+    nonempty = [[s for s in range(simd) if steps[b, s] > 0] for b in range(self.beats)]
+    first = [ne[0] if ne else simd for ne in nonempty]
+    queues = [[] for _ in range(pe)]
+    k, bank = [0] * pe, [0] * pe
+    done = [[0, 0] for _ in range(pe)]
+    end1 = [None] * pe                      # stage-1 end-of-vector flag: its bank
+    beat, lane, left = 0, first[0], vectors * self.beats
+    drain_bank, fold = 0, 0
+    trace, cycle = [], 0
+    while len(trace) < vectors * rows_l:
+        full = [all(d[b] for d in done) for b in range(2)]
+        drain_valid = full[drain_bank]
+        drain_done = drain_valid and fold == rows_l - 1
+        pops, new_end1 = [False] * pe, [None] * pe
+        for p in range(pe):
+            q = queues[p]
+            freed = drain_done and drain_bank == bank[p]
+            if q and not (done[p][bank[p]] and not freed):
+                c, end = q[0]
+                last = c == 0 or k[p] == c - 1
+                k[p] = 0 if last else k[p] + 1
+                pops[p] = last
+                if last and end:
+                    new_end1[p] = bank[p]
+                    bank[p] ^= 1
+        pushes = [None] * pe
+        if left:
+            empty = lane == simd
+            j = beat * simd + (0 if empty else lane)
+            beat_end = empty or next((t for t in nonempty[beat] if t > lane), simd) == simd
+            vec_end = beat_end and beat == self.beats - 1
+            for p in range(pe):
+                c = 0 if empty else int(counts[j, p])
+                if c:
+                    pushes[p] = (c, j == last_columns[p])
+                elif vec_end and last_columns[p] < 0:
+                    pushes[p] = (0, True)
+            if not any(pushes[p] is not None and len(queues[p]) == depth for p in range(pe)):
+                if beat_end:
+                    beat = 0 if beat == self.beats - 1 else beat + 1
+                    lane = first[beat]
+                    left -= 1
+                else:
+                    lane = next(t for t in nonempty[beat] if t > lane)
+            else:
+                pushes = [None] * pe
+        for p in range(pe):
+            if end1[p] is not None:
+                done[p][end1[p]] = 1
+            if drain_done:
+                done[p][drain_bank] = 0
+            if pops[p]:
+                queues[p].pop(0)
+            if pushes[p] is not None:
+                queues[p].append(pushes[p])
+        end1 = new_end1
+        if drain_valid:
+            trace.append(cycle)
+            fold = 0 if drain_done else fold + 1
+        if drain_done:
+            drain_bank ^= 1
+        cycle += 1
+        if cycle > 1000 * vectors * (self.bound_cycles + 2):
+            raise RuntimeError("sparse cycle model did not terminate")   # a bug
+    return trace
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cycle_trace_against_loop(seed):
+    """The per-item cycle model equals the clock-by-clock loop on random configurations."""
+    rng = np.random.default_rng(300 + seed)
+    pe, simd = int(rng.choice([1, 2, 4, 8])), int(rng.choice([1, 2, 3]))
+    outputs, inputs = pe * int(rng.integers(1, 6)), simd * int(rng.integers(2, 12))
+    pattern = str(rng.choice(["random", "rows", "cols", "edges", "empty", "full"]))
+    w = pruned(rng, outputs, inputs, "ternary", None, pattern, float(rng.uniform(0.05, 0.6)))
+    dut = SparseCSC(w, kind="ternary", in_bits=2, pe=pe, simd=simd,
+                    index_bits=int(rng.integers(1, 4)), queue_depth=int(rng.integers(1, 5)))
+    assert dut.cycle_trace(6) == loop_trace(dut, 6)
+
+
 @pytest.mark.parametrize("outputs,inputs,pe,simd,index_bits,pattern,density,depth", [
     (16, 24, 4, 1, 2, "random", 0.3, 8),      # PE-bound
     (32, 24, 8, 1, 2, "random", 0.3, 1),      # queue-full stalls (depth 1: an item per 2 cycles)
