@@ -41,7 +41,10 @@ cell on the path with the most of them (LUT + carry + MUXF), closer to Vivado's 
 Options: the design is flattened (``-flatten``: cross-module paths are measured, and
 Amaranth's hierarchy costs nothing), I/O pads and clock buffers are not inserted
 (``-noiopad -noclkbuf``: the accelerator is a module inside a block design, not a chip
-top). LUT mapping is Yosys 0.70's default, ABC9 (its ``-abc9`` flag is accepted and
+top). LUT mapping is Yosys 0.70's default, ABC9; where yowasp's ABC9 fails (seen on a
+max-pool line buffer mapped to LUT-RAM: the run stops inside ABC9 without a message),
+the same flow is rerun with classic ABC for the LUT mapping (``result.mapper == "abc"``).
+ABC9 (its ``-abc9`` flag is accepted and
 changes nothing: measured on a 8 x 64 XNOR-popcount array, 1,370 LUT either way, 23 s).
 """
 
@@ -87,6 +90,17 @@ _CARRY = {"CARRY4", "CARRY8"}
 _MUXF = {"MUXF7", "MUXF8", "MUXF9"}
 _IGNORED = {"IBUF", "OBUF", "IOBUF", "BUFG", "BUFGCE", "GND", "VCC", "$scopeinfo"}
 
+#: synth_xilinx's ``map_luts`` step with classic ABC in place of ABC9 (the fallback).
+ABC_FALLBACK = (
+    "opt_expr -mux_undef -noclkinv",
+    "abc -luts 2:2,3,6:5,10,20",
+    "clean",
+    "xilinx_srl -fixed -minlen 3",
+    "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+    "xilinx_dffopt",
+    "opt_lut_ins -tech xilinx",
+)
+
 _cache_lock = threading.Lock()
 #: Number of Yosys runs made by this process (a cache hit does not count); for tests.
 yosys_runs = 0
@@ -111,6 +125,7 @@ class SynthResult:
     path_cells: int
     cells: dict = field(default_factory=dict)
     yosys_version: str = ""
+    mapper: str = "abc9"
     cached: bool = False
 
     def resources(self) -> dict:
@@ -296,16 +311,27 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
         if keep:
             steps.append(f"hierarchy -top {top}")
             steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))
-        steps += [
-            f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf",
-            "tee -q -o stat.json stat -json",
-            "write_json netlist.json",
-        ]
+        synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf"
+        # "write_json" of everything (the primitive library too) crashes yowasp 0.70 on some
+        # designs; the selection (the design's own modules) is all logic_depth needs.
+        tail = ["tee -q -o stat.json stat -json", "write_json -selected netlist.json"]
         with _cache_lock:
             yosys_runs += 1
-        toolchain.run_yosys("; ".join(steps), cwd=tmp, timeout=timeout)
-        return (json.loads((tmp / "stat.json").read_text()),
-                json.loads((tmp / "netlist.json").read_text()))
+        try:
+            toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
+            mapper = "abc9"
+        except RuntimeError as exc:
+            if "ABC9" not in str(exc):
+                raise
+            # yowasp's ABC9 dies on some designs (seen: a LUT-RAM line buffer); map the
+            # LUTs with classic ABC instead, the rest of synth_xilinx unchanged.
+            fallback = [f"{synth} -run :map_luts", *ABC_FALLBACK,
+                        f"{synth} -run finalize:check"]
+            toolchain.run_yosys("; ".join(steps + fallback + tail), cwd=tmp, timeout=timeout)
+            mapper = "abc"
+        stat = json.loads((tmp / "stat.json").read_text())
+        stat["mapper"] = mapper
+        return stat, json.loads((tmp / "netlist.json").read_text())
 
 
 def _module_cells(stat: dict, name: str) -> dict:
@@ -338,7 +364,7 @@ def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool) 
     levels, path_cells = logic_depth(netlist, name)
     return SynthResult(top=name, family=family, logic_levels=levels, path_cells=path_cells,
                        cells=dict(sorted(cells.items())), yosys_version=yosys_version(),
-                       **count_cells(cells))
+                       mapper=stat.get("mapper", "abc9"), **count_cells(cells))
 
 
 def synthesize_modules(verilog: str, top: str, family: str, *, keep, 

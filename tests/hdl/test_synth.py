@@ -130,3 +130,25 @@ def test_modules_in_one_run(tmp_path, monkeypatch):
     assert again["parity"].cached and again["parity"].to_json() == parity.to_json()
     with pytest.raises(ValueError, match="module names to keep must be non-empty"):
         synth.synthesize_modules(TINY, "tiny", "xc7", keep=["a b"])
+
+
+def test_abc_fallback_when_abc9_fails(tmp_path, monkeypatch):
+    """yowasp's ABC9 dies on some designs: the LUTs are then mapped with classic ABC."""
+    real = toolchain.run_yosys
+    scripts = []
+
+    def flaky(script, **kwargs):
+        scripts.append(script)
+        if len(scripts) == 1:
+            raise RuntimeError("Yosys failed (exit 1):\n2.49.14.5. Executing ABC9.")
+        return real(script, **kwargs)
+
+    monkeypatch.setattr(toolchain, "run_yosys", flaky)
+    r = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
+    assert len(scripts) == 2 and "abc -luts" in scripts[1] and "-run :map_luts" in scripts[1]
+    assert r.mapper == "abc" and r.ff == 9 and r.logic_levels == 2 and r.lut >= 3
+    # any other failure is not retried
+    monkeypatch.setattr(toolchain, "run_yosys",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("syntax error")))
+    with pytest.raises(RuntimeError, match="syntax error"):
+        synth.synthesize(TINY + "\n", "tiny", "xc7", cache_dir=tmp_path)
