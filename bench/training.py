@@ -10,7 +10,9 @@ sparsity, against the targets of issue 4:
 By default it reads the ``metrics.json`` that ``python -m scripts.make_models --all``
 wrote under ``models/`` (presets without one are trained into ``build/bench_training``);
 ``--retrain`` trains every preset afresh. It also trains ``w1a1`` once per gradient
-estimator (same seed and epochs; ``--quick``: 10 epochs) unless ``--no-estimators``.
+estimator (same seed and epochs: 40, ``--quick``: 10) unless ``--no-estimators``; runs
+already in ``build/bench_training/w1a1-<estimator>`` with the same epochs are reused
+unless ``--retrain``.
 Writes ``bench/results/training.json``; the last line printed is that JSON.
 """
 
@@ -75,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_estimators:
         epochs = 10 if args.quick else 40
         for e in ESTIMATORS:
-            m = run_preset("w1a1", work / f"w1a1-{e}", epochs=epochs, estimator=e, progress=False)
+            cached = work / f"w1a1-{e}" / "metrics.json"
+            m = json.loads(cached.read_text()) if cached.exists() else None
+            if args.retrain or m is None or m.get("epochs") != epochs or m.get("estimator") != e:
+                m = run_preset("w1a1", work / f"w1a1-{e}", epochs=epochs, estimator=e, progress=False)
             est[e] = {"accuracy": m["accuracy"], "float_accuracy": m["float_accuracy"],
                       "epochs": epochs, "seed": m["seed"], "train_seconds": m["train_seconds"]}
             print(f"w1a1 estimator {e:7s} accuracy {m['accuracy']:.4f}", file=sys.stderr)

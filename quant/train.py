@@ -170,7 +170,12 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
     labels = predict(ir.load(path), d.codes_test)
     acc = float(np.mean(labels == d.y_test.numpy()))
     rep = storage_report(model)
+    cmd = f"python -m quant.train --preset {preset} --out {out}"
+    cmd += "".join(f" --{k} {v}" for k, v in (("epochs", epochs), ("seed", seed if seed != p.seed else None),
+                                              ("data", data if data != "digits" else None),
+                                              ("estimator", estimator)) if v is not None)
     metrics = {
+        "command": cmd,
         "preset": preset, "data": d.name, "seed": seed, "epochs": info["epochs"],
         "estimator": p.spec.estimator,
         "accuracy": acc,
