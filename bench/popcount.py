@@ -3,8 +3,9 @@
     python -m bench.popcount [--simd 32 64 128] [--out bench/results/popcount.json]
 
 For each SIMD width, one PE's XNOR + popcount with a registered output and no accumulator
-(``hdl.popcount.Popcount(simd, xnor=True)``) is synthesized twice: as generic logic and
-with Xilinx primitives. LUTs are all LUT1..LUT6 cells plus LUT6_2 cells (one LUT6 site
+(``hdl.popcount.Popcount(simd, xnor=True)``) is synthesized twice for ``xcup``
+(UltraScale+): as generic logic and with Xilinx primitives; at SIMD 64 the primitive
+version is also synthesized for ``xc7`` (7-series, ``CARRY4``). LUTs are all LUT1..LUT6 cells plus LUT6_2 cells (one LUT6 site
 each). Logic levels are the most LUTs on any path from an input or flip-flop to a
 flip-flop or output of the synthesized netlist (carry chains count as no LUT level; the
 number of carry cells on that path is reported beside it).
@@ -118,9 +119,11 @@ def _logic_levels(module: dict) -> tuple[int, int]:
     return max((depth(bit) for bit in driver), default=(0, 0))
 
 
-def measure(simd: int, primitives: str) -> dict:
-    dut = Popcount(simd, xnor=True, registered=True, primitives=primitives, family="ultrascale")
-    stats = _synth_stats(verilog.convert(dut, name="top"), "top")
+def measure(simd: int, primitives: str, family: str = "xcup") -> dict:
+    """Synthesize one registered XNOR popcount of ``simd`` lanes for a Yosys family."""
+    carry_family = "7series" if family == "xc7" else "ultrascale"
+    dut = Popcount(simd, xnor=True, registered=True, primitives=primitives, family=carry_family)
+    stats = _synth_stats(verilog.convert(dut, name="top"), "top", family)
     stats["lut_per_lane"] = round(stats["lut"] / simd, 4)
     return stats
 
@@ -129,6 +132,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.popcount", description=__doc__.split("\n\n")[0])
     parser.add_argument("--simd", type=int, nargs="+", default=[32, 64, 128],
                         help="XNOR lanes per PE to measure (default: 32 64 128)")
+    parser.add_argument("--no-xc7", action="store_true",
+                        help="skip the extra 7-series (xc7, CARRY4) run at SIMD 64")
     parser.add_argument("--out", type=Path, default=Path("bench/results/popcount.json"),
                         help="where to write the JSON result")
     args = parser.parse_args(argv)
@@ -140,10 +145,13 @@ def main(argv=None) -> dict:
     except ImportError:      # progress bar is a nicety
         def tqdm(it, **_):
             return it
-    jobs = [(s, p) for s in args.simd for p in ("xilinx", "generic")]
+    jobs = [(s, p, "xcup") for s in args.simd for p in ("xilinx", "generic")]
+    if 64 in args.simd and not args.no_xc7:
+        jobs.append((64, "xilinx", "xc7"))
     runs = {}
-    for simd, primitives in tqdm(jobs, desc="yosys synth_xilinx", unit="run", file=sys.stderr):
-        runs.setdefault(primitives, {})[str(simd)] = measure(simd, primitives)
+    for simd, primitives, family in tqdm(jobs, desc="yosys synth_xilinx", unit="run", file=sys.stderr):
+        key = primitives if family == "xcup" else f"{primitives}_{family}"
+        runs.setdefault(key, {})[str(simd)] = measure(simd, primitives, family)
 
     chosen = runs["xilinx"]
     result = {
@@ -153,6 +161,7 @@ def main(argv=None) -> dict:
         "lut_per_lane": {s: r["lut_per_lane"] for s, r in chosen.items()},
         "logic_levels": {s: r["logic_levels"] for s, r in chosen.items()},
         "generic_lut_per_lane": {s: r["lut_per_lane"] for s, r in runs["generic"].items()},
+        "xc7_lut_per_lane": {s: r["lut_per_lane"] for s, r in runs.get("xilinx_xc7", {}).items()},
         "goal_lut_per_lane_at_64": GOAL,
         "baselines_at_64": BASELINES,
         "runs": runs,

@@ -80,8 +80,8 @@ _LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
 
 #: LUTs per leaf thread: a thread of ``2 * THREAD`` lanes is a chain of ``THREAD``
 #: dual-output LUTs, each adding two XNOR lanes to the running weight-1 bit. Longer
-#: threads save a few LUTs (64 lanes: 69, 58, 57, 56 LUTs for 1..4) but add a logic
-#: level each (6, 6, 7, 8 levels).
+#: threads save a few LUTs but add logic levels (64 lanes, threads of 1, 2, 3 LUTs:
+#: 69, 59, 57 LUTs at 6, 6, 7 LUT levels).
 THREAD = 2
 
 
