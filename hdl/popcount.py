@@ -469,22 +469,26 @@ class Popcount(wiring.Component):
 
     def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,
                  registered: bool = True, primitives: str = "auto", family: str | None = None):
-        if not isinstance(width, int) or isinstance(width, bool):
-            raise TypeError(f"Popcount width must be an int, not {width!r}")
-        if width < 1:
-            raise ValueError(f"Popcount width must be at least 1, not {width}")
-        if not isinstance(xnor, bool):
-            raise TypeError(f"xnor must be a bool, not {xnor!r}")
-        if not isinstance(mask, bool):
-            raise TypeError(f"mask must be a bool, not {mask!r}")
-        if xnor and mask:
-            raise ValueError("xnor and mask exclude each other: choose one lane function")
-        if not isinstance(registered, bool):
-            raise TypeError(f"registered must be a bool, not {registered!r}")
-        if primitives not in PRIMITIVES:
-            raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
-        if family is not None and family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        try:
+            if not isinstance(width, int) or isinstance(width, bool):
+                raise TypeError(f"Popcount width must be an int, not {width!r}")
+            if width < 1:
+                raise ValueError(f"Popcount width must be at least 1, not {width}")
+            if not isinstance(xnor, bool):
+                raise TypeError(f"xnor must be a bool, not {xnor!r}")
+            if not isinstance(mask, bool):
+                raise TypeError(f"mask must be a bool, not {mask!r}")
+            if xnor and mask:
+                raise ValueError("xnor and mask exclude each other: choose one lane function")
+            if not isinstance(registered, bool):
+                raise TypeError(f"registered must be a bool, not {registered!r}")
+            if primitives not in PRIMITIVES:
+                raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
+            if family is not None and family not in FAMILIES:
+                raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        except (TypeError, ValueError):
+            self._MustUse__silence = True   # a refused construction is no unused design
+            raise
         self._width = width
         self._xnor = xnor
         self._mask = mask
