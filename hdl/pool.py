@@ -48,13 +48,15 @@ class MaxPool(wiring.Component):
     -----------------------------------------------
     A :class:`~hdl.window.SlidingWindow` (padding 0) feeds a reducer that keeps the
     running maxima of one output pixel's ``C/lanes`` beats in a shift register
-    (``C * bits`` flip-flops) and emits each finished beat from an output register.
+    (``C * bits`` flip-flops); a finished beat is the max of the window's last beat
+    (from the window's output register) and the shift register's head, so ``o.valid``
+    and ``o.payload`` come from registers through one level of logic.
     Storage is the window's line buffer, ``(K + stride - 2) * W + 2K`` pixels of ``C``
     codes. The reducer takes one window beat per cycle, so with a free-running
     source and sink a frame takes about ``max(H*W, H'*W'*K*K) * C/lanes`` cycles: for
     non-overlapping pools (``stride >= kernel``) that is the input rate, one beat per
-    cycle. Latency: an output beat leaves one cycle after the window generator emits
-    the last beat of its window (three cycles after the last input it depends on).
+    cycle. Latency: an output beat is valid in the cycle the window generator emits
+    the last beat of its window (two cycles after the last input it depends on).
     """
 
     def __init__(self, *, height, width, channels, kernel, stride=None, bits, lanes):
@@ -103,14 +105,14 @@ class MaxPool(wiring.Component):
             best = (a | b) if self.bits == 1 else Mux(a > b, a, b)
             m.d.comb += merged[lane].eq(Mux(first, a, best))
 
-        out_valid = Signal()
-        out_data = Signal(layout)
+        # The finished maxima leave straight from the window's output register and the
+        # running maxima (both hold while stalled): no extra register stage.
         take = Signal()
         m.d.comb += [
-            win.ready.eq(~last | ~out_valid | self.o.ready),
+            self.o.valid.eq(win.valid & last),
+            self.o.payload.eq(merged),
+            win.ready.eq(~last | self.o.ready),
             take.eq(win.valid & win.ready),
-            self.o.valid.eq(out_valid),
-            self.o.payload.eq(out_data),
         ]
         with m.If(take):
             m.d.sync += partial[0].eq(merged)
@@ -119,10 +121,6 @@ class MaxPool(wiring.Component):
             m.d.sync += cf.eq(Mux(cf == CF - 1, 0, cf + 1))
             with m.If(cf == CF - 1):
                 m.d.sync += kk.eq(Mux(last, 0, kk + 1))
-        with m.If(take & last):
-            m.d.sync += [out_valid.eq(1), out_data.eq(merged)]
-        with m.Elif(self.o.ready):
-            m.d.sync += out_valid.eq(0)
         return m
 
 
