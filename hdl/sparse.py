@@ -410,7 +410,6 @@ class SparseCSC(wiring.Component):
             return internal
         return internal << self.emin
 
-
     # --- cycle model ------------------------------------------------------------------
 
     def _steps(self) -> list[list[tuple[int, int, bool]]]:
