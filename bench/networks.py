@@ -1,0 +1,534 @@
+"""Network benchmarks: FINN's reference topologies and the shipped digits models on boards.
+
+``python -m bench.networks [--quick] [--networks a,b] [--boards x,y] [--no-synth]``
+
+For every (network, board) row: the folding chosen by the compiler's cycle model for a
+target (a published anchor's frame rate, see :data:`TARGETS`), cycles per frame from the
+model and, where the design is small enough for Amaranth's simulator, measured with a
+free-running source and sink over back-to-back frames (scores checked against
+``sim.golden``), frames/s at the assumed clock, Yosys ``synth_xilinx`` LUT/FF/BRAM18/DSP
+and logic levels (sum over the stages' engines, each synthesised alone and cached by
+netlist hash, the same cache ``hdl.build`` uses, so an interrupted run resumes), whether
+it fits the board, and the toolflow time (model to figures) of this run.
+
+Also: finn-examples' CNV-W1A1 folding reproduced stage by stage, FINN's cycle model and
+FINN's MVAU LUT cost model for it (:func:`finn_mvau_luts`), and each goal of issue 8,
+met or not, with the gap.
+
+Results: ``bench/results/networks.json`` (rows, goals, FINN comparison) and
+``bench/results.json`` (the list of rows). The last line printed is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import boards
+from hdl import ir, synth
+from hdl.network import Network, build_engine
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+ROWS_FILE = REPO / "bench" / "results.json"
+
+#: (board, assumed clock in MHz) of every row.
+BOARDS = (("pynq-z2", 100.0), ("zc706", 200.0), ("zcu102", 200.0))
+
+#: Published anchors (figure, source).
+ANCHORS = {
+    "cnv-w1a1/pynq-z2": {"fps": 9_150, "lut": 26_072, "bram18": 124 * 2, "bram36": 124,
+                         "source": "BNN-PYNQ CNV-W1A1 notebook and utilization report (124 BRAM36)"},
+    "cnv-w1a1-finn/pynq-z2": {"fps": 3_020, "fps_model": 3_052,
+                              "source": "finn-examples cnv-w1a1 notebook, 100 MHz"},
+    "lfc-w1a1/pynq-z2": {"fps": 356_633, "lut": 31_046, "source": "BNN-PYNQ LFC-W1A1"},
+    "cnv-w1a1/zc706": {"fps": 21_906, "source": "FINN 2017 paper, CNV on ZC706 at 200 MHz"},
+    "sfc-w1a1/zc706": {"fps": 12_300_000, "source": "FINN 2017 paper, SFC on ZC706 at 200 MHz"},
+}
+
+#: Target frame rate per network (folding = cheapest meeting it, by the cycle model).
+#: A frame rate is turned into cycles per frame at the row's clock.
+TARGETS = {
+    "sfc-w1a1": {"pynq-z2": 356_633, "zc706": 12_300_000, "zcu102": 12_300_000},
+    "lfc-w1a1": {"pynq-z2": 356_633, "zc706": 356_633, "zcu102": 356_633},
+    # One folding for all boards: 9,130 cycles meets both CNV goals (>= 10,000 fps at
+    # 100 MHz, >= 21,906 fps at 200 MHz); the xc7 boards then share the synthesis.
+    "cnv-w1a1": {"cycles": 9_130},
+    "cnv-w2a2": {"cycles": 9_130},
+    # hdl.build's default target: 20,000 fps at 100 MHz.
+    "digits-w1a2": {"cycles": 5_000},
+    "digits-pot4": {"cycles": 5_000},
+    "digits-pot4-sparse": {"cycles": 5_000},
+}
+
+#: finn-examples build/bnn-pynq/folding_config/cnv-w1a1_folding_config.json, its
+#: MatrixVectorActivation_0..8 mapped onto this compiler's stages (the max-pools, which
+#: FINN runs as separate StreamingMaxPool layers, are folded by the compiler to meet
+#: the same cycle count).
+FINN_CNV_FOLDING = {
+    "conv0": (16, 3), "conv1": (32, 32), "conv2": (16, 32), "conv3": (16, 32),
+    "conv4": (4, 32), "conv5": (1, 32), "fc6": (1, 4), "fc7": (1, 8), "fc8": (5, 1),
+}
+
+#: Python-simulator budget: rows whose engines have more lanes (PE x SIMD summed) than
+#: this are not simulated (their measured cycles are "not measured").
+SIM_MAX_LANES = 1_500
+#: Yosys time limit per stage.
+SYNTH_TIMEOUT_S = 1_800
+
+QUICK = {"networks": ("sfc-w1a1-quick", "digits-w1a2", "digits-pot4", "digits-pot4-sparse"),
+         "boards": ("pynq-z2",)}
+FULL_NETWORKS = ("digits-w1a2", "digits-pot4", "digits-pot4-sparse", "sfc-w1a1", "cnv-w1a1-finn",
+                 "cnv-w1a1", "lfc-w1a1", "cnv-w2a2")
+
+
+def command(args: list[str]) -> str:
+    return "python -m bench.networks" + "".join(f" {a}" for a in args)
+
+
+# ----------------------------------------------------------------------------- models
+
+def load_network(name: str) -> ir.Model:
+    """The model of a benchmark network (random weights for FINN's topologies)."""
+    from sim import random_model
+    if name in ("sfc-w1a1", "sfc-w1a1-quick"):
+        return random_model.sfc()
+    if name == "lfc-w1a1":
+        return random_model.lfc()
+    if name in ("cnv-w1a1", "cnv-w1a1-finn"):
+        return random_model.cnv(wbits=1, abits=1)
+    if name == "cnv-w2a2":
+        return random_model.cnv(wbits=2, abits=2)
+    if name.startswith("digits-"):
+        return ir.load(ir.model_path(REPO / "models" / name[len("digits-"):]))
+    raise ValueError(f"unknown network {name!r}")
+
+
+def network_available(name: str) -> bool:
+    if name.startswith("digits-"):
+        return (REPO / "models" / name[len("digits-"):]).exists()
+    return True
+
+
+def folding_for(name: str, board: str, clock_mhz: float) -> tuple[dict | None, int | None, str]:
+    """(explicit folding or None, target cycles or None, description of the choice)."""
+    if name == "cnv-w1a1-finn":
+        finn_ii = max(finn_cycles(load_network(name)).values())
+        return ({k: {"pe": p, "simd": s} for k, (p, s) in FINN_CNV_FOLDING.items()}, finn_ii,
+                "finn-examples cnv-w1a1 folding (max-pools folded to its cycle count)")
+    if name == "sfc-w1a1-quick":
+        return None, 4_096, "quick: 4,096 cycles per frame"
+    target = TARGETS[name]
+    if "cycles" in target:
+        return None, target["cycles"], f"target {target['cycles']:,} cycles per frame"
+    fps = target[board]
+    cycles = max(1, int(clock_mhz * 1e6 // fps))
+    return None, cycles, f"target {fps:,} fps at {clock_mhz:g} MHz = {cycles:,} cycles per frame"
+
+
+# ----------------------------------------------------------------------------- FINN models
+
+def finn_cycles(model: ir.Model) -> dict[str, int]:
+    """FINN's MVAU cycle model, ``(MH / PE) * (MW / SIMD) * output pixels``, at the
+    finn-examples folding (conv and fc stages only)."""
+    out = {}
+    for spec_in, layer in zip(model.specs(), model.layers):
+        if layer.name not in FINN_CNV_FOLDING:
+            continue
+        pe, simd = FINN_CNV_FOLDING[layer.name]
+        mw, mh, pixels = _mvau_shape(layer, spec_in)
+        out[layer.name] = (mh // pe) * (mw // simd) * pixels
+    return out
+
+
+def _mvau_shape(layer, spec_in):
+    h, w, c = spec_in.shape
+    if isinstance(layer, ir.Conv):
+        k = layer.kernel
+        oh = (h + 2 * layer.padding - k) // layer.stride + 1
+        ow = (w + 2 * layer.padding - k) // layer.stride + 1
+        return k * k * c, layer.out_channels, oh * ow
+    return h * w * c, layer.out_features, 1
+
+
+def finn_mvau_luts(mw: int, pe: int, simd: int, wbits: int, abits: int, *, signed_input: bool) -> int:
+    """FINN's MVAU LUT estimate (``matrixvectoractivation.py`` ``lut_estimation``, after
+    FINN-R, Blott et al. 2018), for ``mem_mode`` internal_decoupled with ``ram_style``
+    auto and threshold memory not distributed (so ``c2 = thr = comp = 0``) and LUT
+    multipliers::
+
+        LUT = c0 + c1 * P * (mult + addertree + acc),  c0 = 300, c1 = 1.1
+        mult      = Q * (2 * ceil((W + A) / 6) - 1) * (W + A)
+        addertree = (W + A) * (2 * Q - 1)
+        acc       = ceil(alpha + log2(1 + 2**-alpha) + 1),
+                    alpha = log2(MW) + W + A - 1 - signed(input)
+    """
+    w, a, q, p = wbits, abits, simd, pe
+    mult = q * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
+    adder = (w + a) * (2 * q - 1)
+    alpha = math.log2(mw) + w + a - 1 - int(signed_input)
+    acc = math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1)
+    return int(300 + 1.1 * (p * (mult + adder + acc)))
+
+
+def finn_cnv_comparison(model: ir.Model, stages) -> dict:
+    """FINN's cycle and LUT models at the finn-examples folding beside our cycle model."""
+    specs = {layer.name: spec for spec, layer in zip(model.specs(), model.layers)}
+    ours = {s.name: s.cycles_per_frame for s in stages}
+    fc = finn_cycles(model)
+    layers = {}
+    for layer in model.layers:
+        if layer.name not in FINN_CNV_FOLDING:
+            continue
+        pe, simd = FINN_CNV_FOLDING[layer.name]
+        mw, mh, pixels = _mvau_shape(layer, specs[layer.name])
+        abits = specs[layer.name].bits
+        wbits = layer.weights.bits
+        layers[layer.name] = {
+            "pe": pe, "simd": simd, "mw": mw, "mh": mh, "pixels": pixels,
+            "finn_cycles": fc[layer.name], "our_cycles": ours[layer.name],
+            "finn_lut_model": finn_mvau_luts(mw, pe, simd, wbits, abits,
+                                             signed_input=abits == 1),
+        }
+    ii = max(fc.values())
+    return {
+        "layers": layers,
+        "finn_cycles_per_frame": ii,
+        "finn_fps_at_100mhz": 100e6 / ii,
+        "our_cycles_per_frame": max(ours.values()),
+        "cycles_agree": all(v["finn_cycles"] == v["our_cycles"] for v in layers.values()),
+        "finn_lut_model_total": sum(v["finn_lut_model"] for v in layers.values()),
+        "finn_lut_formula": ("LUT = 300 + 1.1 * P * (Q*(2*ceil((W+A)/6)-1)*(W+A) + (W+A)*(2Q-1) + acc_bits), "
+                             "acc_bits = ceil(alpha + log2(1 + 2^-alpha) + 1), alpha = log2(MW)+W+A-1-signed(A); "
+                             "thresholds not in LUTRAM, LUT multipliers (FINN matrixvectoractivation.py lut_estimation)"),
+    }
+
+
+# ----------------------------------------------------------------------------- measurement
+
+def measure_cycles(net: Network, *, frames: int = 3, seed: int = 0) -> int:
+    """Free-running source and sink, back-to-back frames in Amaranth's simulator: the
+    cycles between the ends of the last two frames. Scores are checked against
+    ``sim.golden`` (AssertionError on a mismatch)."""
+    from amaranth.sim import Simulator
+    from sim import golden
+
+    model = net.model
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 1 << model.input.bits, size=(frames, *model.input.shape))
+    beats = codes.reshape(-1, net.in_lanes)
+    classes = len(model.classes)
+    per_frame = classes // net.out_lanes
+    got, ends = [], []
+    limit = 4 * (frames * net.cycles_per_frame + net.latency_bound) + 2_000
+
+    async def source(ctx):
+        ctx.set(net.i.valid, 1)
+        for beat in beats:
+            ctx.set(net.i.payload, [int(v) for v in beat])
+            await ctx.tick().until(net.i.ready)
+        ctx.set(net.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(net.o.ready, 1)
+        cycle = 0
+        while len(got) < frames * per_frame:
+            _, _, valid, payload = await ctx.tick().sample(net.o.valid, net.o.payload)
+            cycle += 1
+            if cycle > limit:
+                raise AssertionError(f"timed out after {cycle} cycles")
+            if valid:
+                got.append([int(v) for v in payload])
+                if len(got) % per_frame == 0:
+                    ends.append(cycle)
+
+    sim = Simulator(net)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    scores = np.array(got, dtype=np.int64).reshape(frames, classes)
+    want = golden.run(model, codes)
+    if not np.array_equal(scores, want):
+        raise AssertionError(f"{model.name}: simulated scores differ from sim.golden")
+    return ends[-1] - ends[-2]
+
+
+def lanes(net: Network) -> int:
+    return sum(s.pe * s.simd for s in net.stages)
+
+
+def synth_stages(net: Network, family: str, *, timeout: float = SYNTH_TIMEOUT_S,
+                 progress=None) -> dict:
+    """Yosys figures per stage (same names and cache as ``hdl.build``)."""
+    out = {}
+    for stage in net.stages:
+        if progress:
+            progress(f"synth {stage.name} ({family}, pe {stage.pe} simd {stage.simd})")
+        engine = build_engine(stage)
+        out[stage.name] = synth.synthesize_component(engine, family, name=f"layer_{stage.name}",
+                                                     timeout=timeout)
+    return out
+
+
+def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
+            measure: bool = True, cmd: str = "", progress=None, model: ir.Model | None = None,
+            target_cycles: int | None = None) -> dict:
+    """One benchmark row (see the module docstring). ``model`` and ``target_cycles``
+    replace the named network's model and folding target (for tests)."""
+    board = boards.get(board_name)
+    started = time.monotonic()
+    if model is None:
+        model = load_network(name)
+        folding, target, choice = folding_for(name, board_name, clock_mhz)
+    else:
+        folding, target = None, target_cycles
+        choice = f"target {target_cycles:,} cycles per frame"
+    net = Network(model, folding, target_cycles=target)
+    cycles = net.cycles_per_frame
+    row = {
+        "network": name, "model": model.name, "board": board.name, "clock_mhz": clock_mhz,
+        "folding_choice": choice, "target_cycles": target,
+        "folding": net.folding,
+        "engines": {s.name: s.engine for s in net.stages},
+        "stage_cycles": {s.name: s.cycles_per_frame for s in net.stages},
+        "cycles_per_frame": cycles, "fps": clock_mhz * 1e6 / cycles,
+        "lanes": lanes(net),
+        "cycles_measured": None, "cycles_measured_note": None,
+        "lut": None, "ff": None, "bram18": None, "dsp": None, "uram": None,
+        "logic_levels": None, "fits": None, "synth_note": None,
+        "capacity": board.capacity.as_dict(), "command": cmd,
+    }
+    if measure:
+        if row["lanes"] <= SIM_MAX_LANES:
+            if progress:
+                progress(f"simulate {name}")
+            row["cycles_measured"] = measure_cycles(net)
+            row["cycles_measured_note"] = "Amaranth simulator, free-running, back-to-back frames, scores = sim.golden"
+        else:
+            row["cycles_measured_note"] = (f"not measured: {row['lanes']:,} lanes exceed the Python "
+                                           f"simulator budget ({SIM_MAX_LANES:,})")
+    if do_synth:
+        try:
+            per = synth_stages(net, board.synth_family, progress=progress)
+        except Exception as exc:                     # a timeout or a Yosys failure: record it
+            row["synth_note"] = f"synthesis not finished: {type(exc).__name__}: {str(exc)[:200]}"
+        else:
+            totals = {k: sum(r.resources()[k] for r in per.values()) for k in ("lut", "ff", "bram18", "uram", "dsp")}
+            row.update(totals)
+            row["logic_levels"] = max(r.logic_levels for r in per.values())
+            row["stage_lut"] = {k: r.lut for k, r in per.items()}
+            row["stage_bram18"] = {k: r.bram18 for k, r in per.items()}
+            row["synth_cached_stages"] = sum(r.cached for r in per.values())
+            cap = board.capacity.as_dict()
+            row["fits"] = all(totals[k] <= cap[k] for k in ("lut", "ff", "bram18", "dsp"))
+            row["synth_note"] = (f"Yosys synth_xilinx -family {board.synth_family}: sum of the "
+                                 "stages' engines, each synthesised alone (FIFOs, width converters "
+                                 "and the AXI shell excluded)")
+    row["toolflow_s"] = round(time.monotonic() - started, 1)
+    return row
+
+
+# ----------------------------------------------------------------------------- goals
+
+def _row(rows, network, board):
+    for r in rows:
+        if r["network"] == network and r["board"] == board:
+            return r
+    return None
+
+
+def evaluate_goals(rows: list[dict], finn: dict | None) -> list[dict]:
+    """Each goal of issue 8: met (True/False, or None when not measured) and the gap."""
+    goals = []
+
+    def add(goal, met, figure, gap, limit=""):
+        goals.append({"goal": goal, "met": met, "figure": figure, "gap": gap, "limit": limit})
+
+    def fps_goal(network, board, fps_goal, lut_cap, what):
+        r = _row(rows, network, board)
+        if r is None:
+            add(what, None, "not measured", "not measured")
+            return
+        fps_ok = r["fps"] >= fps_goal
+        parts = [f"{r['fps']:,.0f} fps at {r['clock_mhz']:g} MHz ({r['cycles_per_frame']:,} cycles/frame)"]
+        gaps = [f"fps {r['fps'] - fps_goal:+,.0f} ({r['fps'] / fps_goal - 1:+.1%})"]
+        if r["lut"] is None:
+            parts.append("LUT not measured")
+            met = None if fps_ok else False
+            gaps.append("resources not measured")
+        else:
+            cap_lut = lut_cap if lut_cap is not None else r["capacity"]["lut"]
+            lut_ok = r["lut"] <= cap_lut
+            bram_ok = r["bram18"] <= r["capacity"]["bram18"]
+            parts.append(f"{r['lut']:,} LUT, {r['bram18']} BRAM18 (board {r['capacity']['bram18']}), "
+                         f"{r['logic_levels']} logic levels")
+            gaps.append(f"LUT {r['lut'] - cap_lut:+,} vs {cap_lut:,}")
+            met = fps_ok and lut_ok and bram_ok and bool(r["fits"])
+        add(what, met, "; ".join(parts), "; ".join(gaps))
+
+    fps_goal("cnv-w1a1", "pynq-z2", 10_000, 26_000,
+             "CNV-W1A1 on PYNQ-Z2 at 100 MHz: >= 10,000 fps within 26,000 LUT and the board's BRAM")
+    fps_goal("cnv-w1a1", "zc706", 21_906, None,
+             "CNV-W1A1 on ZC706 at 200 MHz: >= 21,906 fps, fitting")
+    fps_goal("sfc-w1a1", "zc706", 12_300_000, None,
+             "SFC-W1A1 on ZC706 at 200 MHz: >= 12.3 M fps, fitting")
+    goals[-1]["limit"] = _sfc_limit(_row(rows, "sfc-w1a1", "zc706"))
+    fps_goal("lfc-w1a1", "pynq-z2", 356_633, 31_000,
+             "LFC-W1A1 on PYNQ-Z2 at 100 MHz: >= 356,633 fps within 31,000 LUT")
+    goals[-1]["limit"] = _lfc_limit(_row(rows, "lfc-w1a1", "pynq-z2"))
+
+    r = _row(rows, "cnv-w1a1-finn", "pynq-z2")
+    what = "CNV-W1A1 at the finn-examples folding: fewer LUTs than FINN's cost model predicts"
+    if finn is None or r is None:
+        add(what, None, "not measured", "not measured")
+    elif r["lut"] is None:
+        add(what, None, f"FINN model {finn['finn_lut_model_total']:,} LUT (MVAUs); ours not measured",
+            "not measured")
+    else:
+        ours = sum(v for k, v in r["stage_lut"].items() if k in FINN_CNV_FOLDING)
+        model_total = finn["finn_lut_model_total"]
+        add(what, ours < model_total,
+            f"ours {ours:,} LUT (Yosys, conv/fc stages incl. sliding windows) vs FINN model "
+            f"{model_total:,} LUT (MVAUs only)",
+            f"{ours - model_total:+,} LUT ({ours / model_total - 1:+.1%})")
+    return goals
+
+
+def _sfc_limit(r) -> str:
+    if r is None:
+        return ""
+    f = r["folding"].get("fc0", {})
+    return (f"16 cycles per frame at 200 MHz: the 8-bit first layer (784 inputs x 256 outputs) needs "
+            f"PE x SIMD >= 784*256/16 = 12,544 8-bit lanes; chosen fc0 PE {f.get('pe')} x SIMD "
+            f"{f.get('simd')} (FINN 2017's SFC took binarized input)")
+
+
+def _lfc_limit(r) -> str:
+    if r is None:
+        return ""
+    weights_bits = 784 * 1024 + 1024 * 1024 * 2 + 1024 * 10
+    return (f"280 cycles per frame at 100 MHz: {weights_bits / 1e6:.2f} Mbit of weights must be read "
+            f"every 280 cycles = {weights_bits / 280:,.0f} bits/cycle; PYNQ-Z2's 140 BRAM36 give "
+            f"140 x 72 = 10,080 bits/cycle (about {100e6 / (weights_bits / 10_080):,.0f} fps), "
+            f"the rest must come from LUTRAM/registers")
+
+
+# ----------------------------------------------------------------------------- main
+
+def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=RESULTS_DIR,
+        rows_file=ROWS_FILE, progress=None) -> dict:
+    cmd = command(list(args))
+    rows, skipped = [], []
+    for name in networks:
+        if not network_available(name):
+            skipped.append(f"{name}: model files not present")
+            continue
+        for board_name, clock in BOARDS:
+            if board_name not in board_list:
+                continue
+            if name == "cnv-w1a1-finn" and board_name != "pynq-z2":
+                continue                          # the finn-examples figure is a PYNQ-Z2 one
+            rows.append(run_row(name, board_name, clock, do_synth=do_synth, measure=measure,
+                                cmd=cmd, progress=progress))
+            _write(rows, skipped, out_dir, rows_file, cmd)   # resumable: results so far on disk
+    return _write(rows, skipped, out_dir, rows_file, cmd)
+
+
+def _write(rows, skipped, out_dir, rows_file, cmd) -> dict:
+    finn = None
+    if any(r["network"] == "cnv-w1a1-finn" for r in rows):
+        model = load_network("cnv-w1a1-finn")
+        folding, target, _ = folding_for("cnv-w1a1-finn", "pynq-z2", 100.0)
+        from hdl.network import plan
+        finn = finn_cnv_comparison(model, plan(model, folding, target_cycles=target))
+    result = {"bench": "networks", "command": cmd, "rows": rows, "skipped": skipped,
+              "finn_cnv": finn, "goals": evaluate_goals(rows, finn),
+              "anchors": ANCHORS,
+              "notes": ["fps at an assumed clock (the row's clock_mhz), logic levels beside them; "
+                        "no place and route was run",
+                        "Yosys synth_xilinx and Vivado count LUTs differently (Vivado packs and "
+                        "optimises more); resources are Yosys estimates",
+                        "random weights for SFC, LFC and CNV (hardware figures only)"]}
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "networks.json").write_text(json.dumps(result, indent=1, default=_json) + "\n")
+    if rows_file is not None:
+        Path(rows_file).write_text(json.dumps(rows, indent=1, default=_json) + "\n")
+    return result
+
+
+def _json(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.networks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="SFC (relaxed folding) and the digits models on PYNQ-Z2 only")
+    parser.add_argument("--networks", default=None, help=f"comma list from {', '.join(FULL_NETWORKS)}")
+    parser.add_argument("--boards", default=None, help="comma list from pynq-z2, zc706, zcu102")
+    parser.add_argument("--no-synth", action="store_true", help="cycle model (and simulation) only")
+    parser.add_argument("--no-sim", action="store_true", help="skip the measured cycles")
+    args = parser.parse_args(argv)
+    raw = list(argv if argv is not None else sys.argv[1:])
+    networks = QUICK["networks"] if args.quick else FULL_NETWORKS
+    board_list = QUICK["boards"] if args.quick else tuple(b for b, _ in BOARDS)
+    if args.networks:
+        networks = tuple(n.strip() for n in args.networks.split(","))
+        bad = [n for n in networks if n not in FULL_NETWORKS + QUICK["networks"]]
+        if bad:
+            print(f"error: unknown network(s) {', '.join(bad)}", file=sys.stderr)
+            return 2
+    if args.boards:
+        board_list = tuple(b.strip() for b in args.boards.split(","))
+    out_dir, rows_file = RESULTS_DIR, ROWS_FILE
+    if args.quick or args.networks or args.boards:
+        # A partial run must not overwrite the full results: merge by (network, board).
+        out_dir, rows_file = None, None
+
+    def progress(text):
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
+                 args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress)
+    if out_dir is None:
+        result = merge(result["rows"], result["skipped"])
+    for r in result["rows"]:
+        print(f"{r['network']:20s} {r['board']:8s} {r['clock_mhz']:5g} MHz {r['cycles_per_frame']:>8,} cyc "
+              f"{r['fps']:>14,.0f} fps meas {r['cycles_measured']} LUT {r['lut']} BRAM18 {r['bram18']} "
+              f"fits {r['fits']} {r['toolflow_s']} s")
+    summary = {"rows": len(result["rows"]),
+               "goals": [{"goal": g["goal"], "met": g["met"], "gap": g["gap"]} for g in result["goals"]]}
+    print(json.dumps(summary))
+    return 0
+
+
+def merge(rows: list[dict], skipped: list[str]) -> dict:
+    """Merge rows of a partial run into the stored results (replacing equal (network, board))."""
+    old = []
+    if ROWS_FILE.exists():
+        try:
+            old = json.loads(ROWS_FILE.read_text())
+        except ValueError:
+            old = []
+    keys = {(r["network"], r["board"]) for r in rows}
+    merged = [r for r in old if (r["network"], r["board"]) not in keys] + rows
+    order = {n: i for i, n in enumerate(FULL_NETWORKS + QUICK["networks"])}
+    merged.sort(key=lambda r: (order.get(r["network"], 99), [b for b, _ in BOARDS].index(r["board"])))
+    result = _write(merged, skipped, RESULTS_DIR, ROWS_FILE, merged[0]["command"] if merged else "")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""Render ``docs/benchmarks.md`` from the benchmarks' JSON results.
+
+``python -m bench.report [--results bench/results] [--models models] [--out docs/benchmarks.md]``
+
+Reads every ``<results>/*.json`` (one file per benchmark: ``networks``, ``sparse``,
+``shift``, ``popcount``, ``mvtu``, ``golden``, ``training``, and any other as a generic
+section) and the shipped models' ``metrics.json``. It renders only what those files
+hold: a missing file or figure is written "not measured", nothing is computed from
+assumptions. Every section names the command that produced its figures (the file's
+``"command"`` key, else ``python -m bench.<name>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+NOT_MEASURED = "not measured"
+
+__all__ = ["render", "main", "NOT_MEASURED"]
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cmd(data, name: str) -> str:
+    if isinstance(data, dict) and isinstance(data.get("command"), str) and data["command"]:
+        return data["command"]
+    return f"python -m bench.{name}"
+
+
+def _n(value, fmt: str = ",") -> str:
+    """A number formatted, or "not measured"."""
+    if value is None:
+        return NOT_MEASURED
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return format(value, fmt)
+    return str(value)
+
+
+def _met(value) -> str:
+    return {True: "**met**", False: "**not met**"}.get(value, NOT_MEASURED)
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |")
+    return out
+
+
+def _source(lines, cmd):
+    lines.append(f"Command: `{cmd}`")
+    lines.append("")
+
+
+# ----------------------------------------------------------------------------- networks
+
+ANCHOR_ROWS = [
+    # (label, network, board, anchor text)
+    ("CNV-W1A1, PYNQ-Z2", "cnv-w1a1", "pynq-z2", "BNN-PYNQ: 9,150 fps, 26,072 LUT, 124 BRAM36"),
+    ("CNV-W1A1, PYNQ-Z2, finn-examples folding", "cnv-w1a1-finn", "pynq-z2",
+     "finn-examples: 3,020 fps at 100 MHz (FINN model 3,052)"),
+    ("LFC-W1A1, PYNQ-Z2", "lfc-w1a1", "pynq-z2", "BNN-PYNQ: 356,633 fps, 31,046 LUT"),
+    ("CNV-W1A1, ZC706, 200 MHz", "cnv-w1a1", "zc706", "FINN 2017: 21,906 fps"),
+    ("SFC-W1A1, ZC706, 200 MHz", "sfc-w1a1", "zc706", "FINN 2017: 12.3 M fps"),
+]
+
+
+def _networks(lines, data):
+    lines += ["## Networks on boards", ""]
+    if not data:
+        lines += [f"Network benchmarks: {NOT_MEASURED} (no `bench/results/networks.json`).", ""]
+        return
+    _source(lines, _cmd(data, "networks"))
+    lines += ["fps are at an **assumed clock** (the row's MHz; no place and route), with the "
+              "logic levels (LUTs on the longest register-to-register path, Yosys netlist) "
+              "beside them. LUT/FF/BRAM18/DSP are **Yosys `synth_xilinx` estimates**: Yosys and "
+              "Vivado count LUTs differently, so compare with the anchors' Vivado figures with "
+              "care. Resources are the sum of the stages' engines synthesised alone (FIFOs, "
+              "width converters and the AXI shell excluded). Toolflow time: model to figures "
+              "in the run that wrote the row (Yosys results are cached by netlist hash, so a "
+              "row with cached stages is faster than a first build).", ""]
+    rows = data.get("rows") or []
+    table = []
+    for r in rows:
+        meas = r.get("cycles_measured")
+        table.append([r["network"], r["board"], _n(r.get("clock_mhz"), "g"),
+                      _n(r.get("cycles_per_frame")),
+                      _n(meas) if meas is not None else NOT_MEASURED,
+                      _n(r.get("fps"), ",.0f"), _n(r.get("logic_levels")),
+                      _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")),
+                      _n(r.get("fits")), _n(r.get("toolflow_s"), ",.1f"), r.get("command", "")])
+    lines += _table(["network", "board", "MHz", "cycles/frame (model)", "cycles/frame (measured)",
+                     "fps (assumed clock)", "logic levels", "LUT", "FF", "BRAM18", "DSP", "fits",
+                     "toolflow s", "command"], table)
+    lines.append("")
+    lines += ["Folding per row (stage: PE x SIMD) and how it was chosen:", ""]
+    for r in rows:
+        fold = ", ".join(f"{k} {v['pe']}x{v['simd']}" for k, v in (r.get("folding") or {}).items())
+        notes = [r.get("folding_choice") or ""]
+        target = r.get("target_cycles")
+        if target and r.get("cycles_per_frame", 0) > target:
+            notes.append(f"target not reached: the fastest legal folding gives "
+                         f"{r['cycles_per_frame']:,} cycles")
+        if r.get("cycles_measured") is None and r.get("cycles_measured_note"):
+            notes.append(r["cycles_measured_note"])
+        if r.get("lut") is None and r.get("synth_note"):
+            notes.append(r["synth_note"])
+        lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
+    lines.append("")
+    for note in data.get("notes") or []:
+        lines.append(f"- {note}")
+    for s in data.get("skipped") or []:
+        lines.append(f"- skipped: {s}")
+    lines.append("")
+
+    lines += ["### Side by side with the published figures", ""]
+    table = []
+    for label, net, board, anchor in ANCHOR_ROWS:
+        r = next((x for x in rows if x["network"] == net and x["board"] == board), None)
+        if r is None:
+            table.append([label, anchor, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED])
+            continue
+        table.append([label, anchor,
+                      f"{_n(r.get('fps'), ',.0f')} fps at {r['clock_mhz']:g} MHz (assumed), "
+                      f"{_n(r.get('logic_levels'))} logic levels",
+                      _n(r.get("lut")), _n(r.get("bram18")), _n(r.get("fits"))])
+    lines += _table(["network", "anchor (Vivado, measured on board)", "ours (cycle model)",
+                     "ours LUT (Yosys)", "ours BRAM18 (Yosys)", "fits"], table)
+    lines.append("")
+
+    lines += ["### Goals", ""]
+    table = [[g["goal"], _met(g.get("met")), g.get("figure", NOT_MEASURED), g.get("gap", NOT_MEASURED),
+              g.get("limit") or ""] for g in data.get("goals") or []]
+    lines += _table(["goal", "status", "figure", "gap", "what limits it"], table)
+    lines.append("")
+
+    finn = data.get("finn_cnv")
+    lines += ["### finn-examples CNV-W1A1 folding: cycle and LUT models", ""]
+    if not finn:
+        lines += [f"{NOT_MEASURED}", ""]
+        return
+    r = next((x for x in rows if x["network"] == "cnv-w1a1-finn"), None)
+    stage_lut = (r or {}).get("stage_lut") or {}
+    lines += [f"FINN's cycle model: {_n(finn.get('finn_cycles_per_frame'))} cycles per frame = "
+              f"{_n(finn.get('finn_fps_at_100mhz'), ',.0f')} fps at 100 MHz; this compiler's cycle "
+              f"model at the same folding: {_n(finn.get('our_cycles_per_frame'))} cycles "
+              f"(per-layer agreement: {_n(finn.get('cycles_agree'))}).", "",
+              f"FINN's LUT cost model: {finn.get('finn_lut_formula', '')}", ""]
+    table = []
+    for name, v in (finn.get("layers") or {}).items():
+        table.append([name, f"{v['pe']} x {v['simd']}", v["mw"], v["mh"], _n(v["finn_cycles"]),
+                      _n(v["our_cycles"]), _n(v["finn_lut_model"]), _n(stage_lut.get(name))])
+    table.append(["total", "", "", "", _n(finn.get("finn_cycles_per_frame")),
+                  _n(finn.get("our_cycles_per_frame")), _n(finn.get("finn_lut_model_total")),
+                  _n(sum(stage_lut.get(k, 0) for k in finn.get("layers") or {}) if stage_lut else None)])
+    lines += _table(["layer", "PE x SIMD", "MW", "MH", "FINN cycles", "our cycles",
+                     "FINN LUT model (MVAU)", "our LUT (Yosys, engine incl. sliding window)"], table)
+    lines.append("")
+
+
+# ----------------------------------------------------------------------------- other benches
+
+def _sparse(lines, data):
+    lines += ["## Sparse (CSC) engine: speedup against density", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/sparse.json`).", ""]
+        return
+    _source(lines, _cmd(data, "sparse"))
+    for key in ("layer", "matching", "goal"):
+        if key in data:
+            lines.append(f"- {key}: {data[key]}")
+    lines += [f"- goal met: {_n(data.get('goal_met'))}; worst speedup / goal: "
+              f"{_n(data.get('worst_speedup_over_goal'))}; cycle model exact: {_n(data.get('model_exact'))}", ""]
+    rows = data.get("rows") or []
+    if rows:
+        table = [[r.get("kind"), r.get("pattern"), _n(r.get("density"), "g"), _n(r.get("cycles")),
+                  _n(r.get("dense_cycles")), _n(r.get("speedup"), "g"), _n(r.get("goal_speedup"), "g"),
+                  _met(r.get("goal_met")), _n(r.get("storage_ratio"), "g")] for r in rows]
+        lines += _table(["weights", "pattern", "density", "cycles", "dense cycles", "speedup",
+                         "goal (0.6/density)", "goal", "storage / dense"], table)
+    elif data.get("speedup"):
+        lines += _table(["density %", "worst speedup"], [[k, v] for k, v in data["speedup"].items()])
+    lines.append("")
+
+
+def _shift(lines, data):
+    lines += ["## Power-of-two weights on shift-add MACs against int MACs (DSP and LUT)", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/shift.json`).", ""]
+        return
+    _source(lines, _cmd(data, "shift"))
+    lines += [f"- layer: {data.get('layer', '')}; Yosys family {data.get('family', '')}; "
+              f"largest DSP count of a power-of-two engine: {_n(data.get('max_pot_dsp'))}", ""]
+    table = [[k, c.get("kind"), f"{c.get('pe')} x {c.get('simd')}", _n(c.get("lut")), _n(c.get("ff")),
+              _n(c.get("dsp")), _n(c.get("lut_per_lane"), "g"), _n(c.get("logic_levels"))]
+             for k, c in (data.get("configs") or {}).items()]
+    lines += _table(["config", "weights", "PE x SIMD", "LUT", "FF", "DSP", "LUT/lane", "logic levels"], table)
+    lines.append("")
+    comp = data.get("comparison") or {}
+    if comp:
+        table = [[fold, pair, _n(v.get("lut_ratio"), "g"), _n(v.get("dsp_saved"))]
+                 for fold, pairs in comp.items() for pair, v in pairs.items()]
+        lines += _table(["folding", "comparison", "LUT ratio", "DSP saved"], table)
+        lines.append("")
+
+
+def _popcount(lines, data):
+    lines += ["## XNOR-popcount: LUT per lane", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/popcount.json`).", ""]
+        return
+    _source(lines, _cmd(data, "popcount"))
+    lines += [f"- {data.get('what', '')} ({data.get('tool', '')})",
+              f"- goal {data.get('goal_lut_per_lane_at_64')} LUT/lane at SIMD 64: {_met(data.get('goal_met'))}"
+              + (f", gap {data['gap_at_64']}" if data.get("gap_at_64") is not None else ""), ""]
+    lpl, gen, lev = (data.get("lut_per_lane") or {}), (data.get("generic_lut_per_lane") or {}), \
+        (data.get("logic_levels") or {})
+    xc7 = data.get("xc7_lut_per_lane") or {}
+    table = [[simd, _n(v, "g"), _n(xc7.get(simd), "g") if xc7 else NOT_MEASURED,
+              _n(gen.get(simd), "g"), _n(lev.get(simd))] for simd, v in lpl.items()]
+    lines += _table(["SIMD", "LUT/lane (xcup)", "LUT/lane (xc7)", "generic-logic twin LUT/lane",
+                     "logic levels"], table)
+    base = data.get("baselines_at_64") or {}
+    if base:
+        lines.append("")
+        lines += [f"- baseline at SIMD 64, {k}: {v} LUT/lane" for k, v in base.items()]
+    lines.append("")
+
+
+def _mvtu(lines, data):
+    lines += ["## MVTU engines against FINN's LUT model", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/mvtu.json`).", ""]
+        return
+    _source(lines, _cmd(data, "mvtu"))
+    lines += [f"- {data.get('tool', '')}, family {data.get('family', '')}; FINN model: {data.get('finn_model', '')}", ""]
+    table = [[k, c.get("mode"), f"{c.get('outputs')} x {c.get('inputs')}", f"{c.get('pe')} x {c.get('simd')}",
+              _n(c.get("lut")), _n(c.get("bram18")), _n(c.get("dsp")), _n(c.get("lut_per_lane"), "g"),
+              _n(c.get("finn_lut_model"), "g"), _n(c.get("lut_vs_finn"), "g"), _n(c.get("logic_levels"))]
+             for k, c in (data.get("configs") or {}).items()]
+    lines += _table(["config", "mode", "out x in", "PE x SIMD", "LUT", "BRAM18", "DSP", "LUT/lane",
+                     "FINN model LUT", "ours / FINN", "logic levels"], table)
+    lines.append("")
+
+
+def _golden(lines, data):
+    lines += ["## Golden model speed against PyTorch", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/golden.json`).", ""]
+        return
+    _source(lines, _cmd(data, "golden"))
+    table = [[r.get("row", r.get("model")), _n(r.get("frames")), _n(r.get("golden_frames_per_s"), ",.0f"),
+              _n(r.get("torch_frames_per_s"), ",.0f"), _n(r.get("speedup_vs_torch"), ".2f")]
+             for r in data.get("rows") or []]
+    lines += _table(["case", "frames", "golden frames/s", "PyTorch frames/s", "speedup"], table)
+    lines += ["", f"- goal speedup {data.get('goal_speedup')}: {_met(data.get('goal_met'))}; "
+              f"{data.get('cpus')} CPUs, load average {_n(data.get('load_average_1min'), '.1f')} "
+              f"during the run; numpy {data.get('numpy')}, torch {data.get('torch')}", ""]
+
+
+def _training(lines, data, models_dir: Path):
+    lines += ["## Training: accuracy and compression per preset", ""]
+    presets, cmd = {}, None
+    if data and data.get("presets"):
+        presets, cmd = data["presets"], _cmd(data, "training")
+    else:
+        for metrics in sorted(models_dir.glob("*/metrics.json")):
+            m = _load(metrics)
+            if isinstance(m, dict):
+                m.setdefault("source", str(metrics.relative_to(models_dir.parent)
+                                           if models_dir.parent in metrics.parents else metrics))
+                presets[metrics.parent.name] = m
+        cmd = "python -m scripts.make_models --all (read from models/*/metrics.json)"
+    if not presets:
+        lines += [f"{NOT_MEASURED} (no `bench/results/training.json`, no `models/*/metrics.json`).", ""]
+        return
+    _source(lines, cmd)
+    targets = (data or {}).get("targets") or {}
+    table = []
+    for name, m in presets.items():
+        t = targets.get(name) or {}
+        table.append([name, _n(m.get("accuracy"), ".2%") if m.get("accuracy") is not None else NOT_MEASURED,
+                      _n(m.get("float_accuracy"), ".2%") if m.get("float_accuracy") is not None else NOT_MEASURED,
+                      _n(m.get("compression_ratio"), "g"), _n(m.get("sparsity_total"), ".1%")
+                      if m.get("sparsity_total") is not None else NOT_MEASURED,
+                      _n(m.get("epochs")), _met(t.get("met")) if t else "",
+                      t.get("detail", ""), m.get("source", "")])
+    lines += _table(["preset", "accuracy (exported model, digits test)", "float accuracy",
+                     "compression vs fp32", "sparsity", "epochs", "target", "detail", "source"], table)
+    est = (data or {}).get("w1a1_estimators") or {}
+    if est:
+        lines.append("")
+        lines += _table(["w1a1 estimator", "accuracy", "epochs"],
+                        [[k, _n(v.get("accuracy"), ".2%"), _n(v.get("epochs"))] for k, v in est.items()])
+    lines.append("")
+
+
+def _generic(lines, name, data):
+    lines += [f"## {name}", ""]
+    _source(lines, _cmd(data, name))
+    if isinstance(data, dict):
+        scalars = [[k, v] for k, v in data.items() if isinstance(v, (int, float, str, bool)) and k != "command"]
+        if scalars:
+            lines += _table(["key", "value"], scalars)
+    lines.append("")
+
+
+KNOWN = ("networks", "sparse", "shift", "popcount", "mvtu", "golden", "training")
+
+
+def render(results_dir, models_dir=None) -> str:
+    """The markdown of ``docs/benchmarks.md`` from the JSON files in ``results_dir``."""
+    results_dir = Path(results_dir)
+    models_dir = Path(models_dir) if models_dir is not None else REPO / "models"
+    files = {p.stem: _load(p) for p in sorted(results_dir.glob("*.json"))} if results_dir.exists() else {}
+    lines = ["# Benchmarks", "",
+             "Generated by `python -m bench.report` from `bench/results/*.json`; do not edit by "
+             "hand. Each section names the command that produced its figures; a figure that no "
+             "results file holds is written \"not measured\".", ""]
+    _networks(lines, files.get("networks"))
+    _sparse(lines, files.get("sparse"))
+    _shift(lines, files.get("shift"))
+    _popcount(lines, files.get("popcount"))
+    _mvtu(lines, files.get("mvtu"))
+    _golden(lines, files.get("golden"))
+    _training(lines, files.get("training"), models_dir)
+    for name, data in files.items():
+        if name not in KNOWN:
+            _generic(lines, name, data)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report",
+                                     description="Render docs/benchmarks.md from bench/results/*.json.")
+    parser.add_argument("--results", default=str(REPO / "bench" / "results"), help="results directory")
+    parser.add_argument("--models", default=str(REPO / "models"), help="shipped models directory")
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="markdown file to write")
+    args = parser.parse_args(argv)
+    text = render(args.results, args.models)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(json.dumps({"out": str(out), "lines": text.count("\n")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

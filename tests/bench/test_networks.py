@@ -1,0 +1,134 @@
+"""bench.networks and bench.report: row contents, measured cycles against the cycle model,
+FINN's cycle and LUT models at the finn-examples folding, and the generated markdown."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from bench import networks, report
+from sim.random_model import LayerPlan, build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+ROW_KEYS = {"network", "board", "clock_mhz", "fps", "cycles_per_frame", "lut", "ff", "bram18",
+            "dsp", "fits", "folding", "toolflow_s", "logic_levels", "cycles_measured", "command"}
+
+
+def tiny_sfc():
+    """SFC in miniature: 8-bit input, binary FCs, 1-bit activations, scores."""
+    plans = [LayerPlan(op="fc", out=16), LayerPlan(op="fc", out=16),
+             LayerPlan(op="fc", out=4, act_bits=None)]
+    return build_model(plans, input_shape=(4, 4, 1), input_bits=8, seed=3, name="tiny-sfc")
+
+
+@pytest.fixture(scope="module")
+def tiny_row(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("synth_cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QNN_SYNTH_CACHE", str(cache))
+    try:
+        row = networks.run_row("tiny-sfc", "pynq-z2", 100.0, model=tiny_sfc(), target_cycles=32,
+                               cmd="pytest tiny")
+    finally:
+        mp.undo()
+    return row
+
+
+def test_row_keys_and_figures(tiny_row):
+    row = tiny_row
+    assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+    assert row["cycles_per_frame"] <= 32
+    assert row["fps"] == pytest.approx(100e6 / row["cycles_per_frame"])
+    assert set(row["folding"]) == {"fc0", "fc1", "fc2"}
+    # Synthesised: every figure present and the fit decided against the board.
+    for key in ("lut", "ff", "bram18", "dsp", "logic_levels"):
+        assert isinstance(row[key], int) and row[key] >= 0, (key, row[key])
+    assert row["lut"] > 0 and row["logic_levels"] > 0
+    assert row["fits"] is True
+    assert row["toolflow_s"] > 0
+    json.dumps(row)                                    # JSON-able as written
+
+
+def test_measured_cycles_match_model(tiny_row):
+    """Free-running, back-to-back frames: measured within 2% of the cycle model."""
+    got, want = tiny_row["cycles_measured"], tiny_row["cycles_per_frame"]
+    assert got is not None, tiny_row["cycles_measured_note"]
+    assert abs(got - want) <= 0.02 * want, (got, want, tiny_row["folding"])
+
+
+def test_finn_cnv_folding_cycles_agree():
+    model = networks.load_network("cnv-w1a1-finn")
+    folding, target, _ = networks.folding_for("cnv-w1a1-finn", "pynq-z2", 100.0)
+    from hdl.network import plan
+    stages = plan(model, folding, target_cycles=target)
+    finn = networks.finn_cnv_comparison(model, stages)
+    assert finn["cycles_agree"]
+    assert finn["finn_cycles_per_frame"] == 32_768          # fc6: 512 * 256 / 4
+    assert round(finn["finn_fps_at_100mhz"]) == 3_052       # finn-examples' predicted figure
+    assert finn["our_cycles_per_frame"] == 32_768
+    assert {s.name: (s.pe, s.simd) for s in stages if s.name in networks.FINN_CNV_FOLDING} \
+        == networks.FINN_CNV_FOLDING
+
+
+def test_finn_lut_model_by_hand():
+    # conv3 of CNV: MW 1152, P 16, Q 32, W1A1 (bipolar input is signed).
+    # mult 32*1*2 = 64, adder 2*63 = 126, alpha = log2(1152) + 0 = 10.17 -> acc 12
+    assert networks.finn_mvau_luts(1152, 16, 32, 1, 1, signed_input=True) == \
+        int(300 + 1.1 * 16 * (64 + 126 + 12))
+    # conv0: 8-bit unsigned input, W 1: W + A = 9, mult = 3 * (2*2 - 1) * 9 = 81
+    alpha = math.log2(27) + 1 + 8 - 1
+    acc = math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1)
+    assert networks.finn_mvau_luts(27, 16, 3, 1, 8, signed_input=False) == \
+        int(300 + 1.1 * 16 * (81 + 9 * 5 + acc))
+
+
+def test_goals_not_measured_without_rows():
+    goals = networks.evaluate_goals([], None)
+    assert len(goals) == 5
+    assert all(g["met"] is None and g["gap"] == "not measured" for g in goals)
+
+
+def test_report_missing_files(tmp_path):
+    text = report.render(tmp_path / "results", tmp_path / "models")
+    assert text.startswith("# Benchmarks")
+    for section in ("Networks on boards", "Sparse", "Power-of-two", "popcount", "Golden", "Training"):
+        assert section in text
+    # Every section says "not measured" when its file is missing.
+    assert text.count(report.NOT_MEASURED) >= 7
+
+
+def test_report_renders_rows(tmp_path, tiny_row):
+    results = tmp_path / "results"
+    data = networks._write([tiny_row], [], results, tmp_path / "rows.json", "pytest tiny")
+    assert json.loads((tmp_path / "rows.json").read_text())[0]["network"] == "tiny-sfc"
+    (results / "golden.json").write_text(json.dumps({"rows": [], "command": "python -m bench.golden --x"}))
+    text = report.render(results, tmp_path / "models")
+    assert "| tiny-sfc | pynq-z2 |" in text
+    assert f"{tiny_row['lut']:,}" in text
+    assert "`python -m bench.golden --x`" in text
+    assert "Yosys and Vivado count LUTs differently" in text
+    assert "assumed clock" in text
+    assert len(data["goals"]) == 5
+
+
+def test_cli_help():
+    out = subprocess.run([sys.executable, "-m", "bench.networks", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "--quick" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench.networks", "--networks", "nope", "--no-synth"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown network" in bad.stderr
+
+
+@pytest.mark.slow
+def test_quick_mode(tmp_path):
+    """The real quick mode (SFC at 4,096 cycles and the digits models on PYNQ-Z2)."""
+    rows = [networks.run_row(n, "pynq-z2", 100.0) for n in networks.QUICK["networks"]
+            if networks.network_available(n)]
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        if row["cycles_measured"] is not None and row["network"].startswith("sfc"):
+            assert abs(row["cycles_measured"] - row["cycles_per_frame"]) <= 0.02 * row["cycles_per_frame"]
