@@ -181,6 +181,7 @@ def test_dense_matrix_input():
     w = pruned(rng, 8, 10, "ternary", None, "random")
     a = SparseCSC(w.matrix(), kind="ternary", in_bits=2, pe=2, simd=2, index_bits=2)
     b = SparseCSC(w, kind="ternary", in_bits=2, pe=2, simd=2, index_bits=2)
+    b._MustUse__silence = True                      # built only for its figures
     assert a.storage_bits == b.storage_bits and a.cycles_per_vector == b.cycles_per_vector
     codes = rng.integers(0, 4, size=(4, 10))
     got, _ = simulate(a, codes, seed=4)
