@@ -81,19 +81,21 @@ class SlidingWindow(wiring.Component):
 
     Latency and throughput
     ----------------------
-    A window element leaves two cycles after it is both available (its input beat was
-    accepted, or it is padding and the frame's first input beat was accepted) and the
-    output register is free: nothing of a frame is emitted before its first input. ``o.valid`` and
-    ``o.payload`` come from registers; ``i.ready`` depends only on registers.
-    The output side emits one beat per cycle whenever the input needed is there, and
-    the input side accepts one beat per cycle whenever the buffer has room, the two
-    overlapping. With a free-running source and sink a frame takes about
-    ``max(H*W*CF, H'*W'*K*K*CF)`` cycles plus a bounded start-up of up to
-    ``(K - 1 - padding) * W * CF + K * CF`` cycles (the first window's input) per frame
-    where the input side is the bottleneck. Frames may be sent back to back: the next
-    frame's first rows are accepted while the previous frame's last windows are
-    emitted (the input side runs at most one frame ahead), and nothing deadlocks under
-    any pattern of input gaps and output stalls.
+    ``o.valid`` and ``o.payload`` come from registers (the memory's read register and
+    a padding flag, through one multiplexer); ``i.ready`` depends only on registers.
+    An element that waits for its input beat is valid on ``o`` two cycles after the
+    cycle in which that beat was transferred (if the output register is free). Padding
+    elements need no input, but nothing of a frame is emitted before its first input
+    beat. The output side emits one beat per cycle whenever the input it needs is
+    there; the input side accepts one beat per cycle whenever the buffer has room; the
+    two overlap. With a free-running source and sink a frame takes about
+    ``max(H*W*CF, H'*W'*K*K*CF)`` cycles, plus once a start-up of up to
+    ``(K - 1 - padding) * W * CF + K * CF`` cycles (the first window's input). Measured
+    in Amaranth's simulator over 4 back-to-back frames (16x16 images, K 1..5, stride
+    1..4, start-up included): 0.98 to 1.035 times that ideal. Frames may be sent back
+    to back: the next frame's first rows are accepted while the previous frame's last
+    windows are emitted (the input side runs at most one frame ahead), and nothing
+    deadlocks under any pattern of input gaps and output stalls.
     """
 
     def __init__(self, *, height, width, channels, kernel, stride=1, padding=0, pad_value=0,
