@@ -82,6 +82,17 @@ class MaxPool(wiring.Component):
             "o": Out(stream.Signature(layout)),
         })
 
+    @classmethod
+    def for_layer(cls, layer, in_spec, lanes):
+        """The max-pool of an IR ``MaxPool`` layer on input ``in_spec`` (an
+        ``ir.TensorSpec`` of codes), ``lanes`` channels per beat."""
+        if in_spec.bits is None:
+            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
+                             "not accumulators")
+        h, w, c = in_spec.shape
+        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.step,
+                   bits=in_spec.bits, lanes=lanes)
+
     def elaborate(self, platform):
         m = Module()
         K = self.kernel

@@ -136,6 +136,21 @@ class SlidingWindow(wiring.Component):
             "o": Out(stream.Signature(layout)),
         })
 
+    @classmethod
+    def for_conv(cls, layer, in_spec, simd):
+        """The window generator in front of an IR ``Conv`` layer.
+
+        ``in_spec`` is the layer's input ``ir.TensorSpec`` (activation codes); ``simd``
+        elements per beat. Its output is the conv's im2col vectors in weight-column order.
+        """
+        if in_spec.bits is None:
+            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
+                             "not accumulators")
+        h, w, c = in_spec.shape
+        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.stride,
+                   padding=layer.padding, pad_value=layer.pad_value, bits=in_spec.bits,
+                   simd=simd)
+
     def elaborate(self, platform):
         m = Module()
         H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.padding

@@ -236,3 +236,24 @@ def test_maxpool_verilator():
     rep = result.reports[result.seeds[-1]]
     assert rep["out_beats"] == p["frames"] * dut.out_beats
     assert rep["cycles"] <= 1.05 * p["frames"] * dut.in_beats + 20, rep
+
+
+def test_maxpool_for_layer_matches_the_model():
+    """End to end with the IR: the MaxPool of a model's pool layer, fed the golden model's
+    input to that layer, gives the golden model's output of that layer."""
+    from hdl import ir
+    from sim.random_model import LayerPlan, build_model
+
+    model = build_model([
+        LayerPlan(op="conv", out=4, kind="binary", act_bits=2, kernel=3, padding=1, pool=2),
+        LayerPlan(op="fc", out=3, kind="binary", act_bits=None),
+    ], input_shape=(7, 6, 1), input_bits=2, seed=5)
+    specs = model.specs()
+    index = next(i for i, layer in enumerate(model.layers) if isinstance(layer, ir.MaxPool))
+    x = np.random.default_rng(5).integers(0, 4, size=(3, *model.input.shape))
+    outs = golden.run(model, x, all_layers=True)
+    dut = MaxPool.for_layer(model.layers[index], specs[index], lanes=2)
+    got, _ = run_stream(dut, outs[index - 1].reshape(-1, 2).tolist(),
+                        dut.out_beats * len(x), seed=5)
+    got = np.array([unpack(v, dut.bits, 2) for v in got]).reshape(outs[index].shape)
+    assert np.array_equal(got, outs[index])

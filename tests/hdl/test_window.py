@@ -232,3 +232,58 @@ def test_window_verilator():
     startup = p["kernel"] * p["width"] * 2 + 8
     assert rep["out_beats"] == p["frames"] * dut.out_beats
     assert rep["cycles"] <= 1.10 * ideal + startup, rep
+
+
+def test_window_for_conv_feeds_the_model_conv():
+    """End to end with the IR: the window of a model's padded, strided conv layer, times
+    the layer's weight matrix, gives the golden model's accumulators of that layer."""
+    from hdl import ir
+    from sim.random_model import LayerPlan, build_model
+
+    model = build_model([
+        LayerPlan(op="conv", out=4, kind="int", wbits=3, act_bits=2, kernel=3),
+        LayerPlan(op="conv", out=3, kind="ternary", act_bits=2, kernel=3, stride=2,
+                  padding=1, pad_value=3, bias=True),
+        LayerPlan(op="fc", out=3, kind="binary", act_bits=None),
+    ], input_shape=(7, 8, 2), input_bits=2, seed=4)
+    specs = model.specs()
+    index = next(i for i, layer in enumerate(model.layers)
+                 if isinstance(layer, ir.Conv) and layer.padding)
+    layer, in_spec = model.layers[index], specs[index]
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 4, size=(2, *model.input.shape))
+    outs = golden.run(model, x, all_layers=True)
+    layer_in = outs[index - 1]
+    dut = SlidingWindow.for_conv(layer, in_spec, simd=in_spec.shape[2])
+    assert (dut.out_height, dut.out_width) == specs[index + 1].shape[:2]
+    want_beats = dut.out_beats * len(x)
+    got, _ = run_stream(dut, layer_in.reshape(-1, dut.simd).tolist(), want_beats, seed=4)
+    cols = np.array(got).reshape(len(x), dut.out_height, dut.out_width, -1)
+    acc = ir.act_values(cols, in_spec.bits) @ layer.weights.matrix().T
+    if layer.bias is not None:
+        acc = acc + layer.bias
+    assert np.array_equal(acc, outs[index])
+
+
+def test_window_for_conv_refuses_accumulators():
+    from hdl import ir
+    layer = ir.Conv(name="c", out_channels=1, kernel=1, weights=None)
+    with pytest.raises(ValueError, match="layer 'c' needs activation codes as input"):
+        SlidingWindow.for_conv(layer, ir.TensorSpec(shape=(2, 2, 1), bits=None), simd=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 160))
+def test_window_sweep_slow(seed):
+    """Wide sweep (pytest -m slow): random shapes up to 9x9, K 1..5, channel folds 1..3."""
+    rng = random.Random(seed)
+    k = rng.randint(1, 5)
+    s = rng.randint(1, 4)
+    p = rng.randint(0, k - 1)
+    h = rng.randint(max(1, k - 2 * p), 9)
+    w = rng.randint(max(1, k - 2 * p), 9)
+    simd = rng.choice([1, 2, 3])
+    c = simd * rng.randint(1, 3)
+    bits = rng.randint(1, 4)
+    check_window(h, w, c, k, s, p, rng.randrange(1 << bits), bits, simd, frames=3,
+                 seed=seed, gap=rng.choice([0, 0.3, 0.7]), stall=rng.choice([0, 0.3, 0.7]))
