@@ -90,14 +90,21 @@ def parse_folding(text: str | None) -> dict | None:
     return value
 
 
-def _synth_stages(stages, family, progress):
-    results = {}
-    for stage in stages:
-        progress.set_postfix_str(stage.name)
-        engine = build_engine(stage)
-        results[stage.name] = synth.synthesize_component(engine, family, name=f"layer_{stage.name}")
+def _synth(jobs: dict, family, progress) -> dict:
+    """Synthesise ``label -> (verilog, top)`` two at a time (cached per netlist)."""
+    def done(label, result):
+        progress.set_postfix_str(label)
         progress.update()
-    return results
+    return synth.synthesize_many(jobs, family, workers=2, progress=done)
+
+
+def _stage_jobs(stages, platform) -> dict:
+    """Each stage's engine alone, elaborated for the board (Xilinx primitives included)."""
+    jobs = {}
+    for stage in stages:
+        name = f"layer_{stage.name}"
+        jobs[stage.name] = (verilog.convert(build_engine(stage), name=name, platform=platform), name)
+    return jobs
 
 
 def _fits(board, totals: dict) -> bool:
@@ -105,7 +112,7 @@ def _fits(board, totals: dict) -> bool:
     return totals["lut"] <= cap["lut"] and totals["bram18"] <= cap["bram18"]
 
 
-def _max_fit_folding(model, board, family, progress) -> tuple[dict, int]:
+def _max_fit_folding(model, board, platform, progress) -> tuple[dict, int]:
     """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
 
     Candidate targets are the distinct cycle counts the stages can reach; a binary
@@ -120,7 +127,7 @@ def _max_fit_folding(model, board, family, progress) -> tuple[dict, int]:
         mid = (lo + hi) // 2
         folding = choose_folding(model, candidates[mid])
         trial = plan(model, folding)
-        results = _synth_stages(trial, family, progress)
+        results = _synth(_stage_jobs(trial, platform), board.synth_family, progress)
         totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
         if _fits(board, totals):
             best, hi = (folding, candidates[mid]), mid - 1
@@ -159,14 +166,14 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
     started = time.monotonic()
 
-    family = board.synth_family
+    platform = board()          # engines elaborate with Xilinx primitives for this part
     n_stages = len(plan(model))
-    progress = _progress(2 * n_stages + 2 if run_synth else 1, f"build {board.name}")
+    progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
     try:
         if max_fit:
             if not run_synth:
                 raise BuildError("--max-fit needs synthesis: drop --no-synth")
-            folding, target_cycles = _max_fit_folding(model, board, family, progress)
+            folding, target_cycles = _max_fit_folding(model, board, platform, progress)
         else:
             target_cycles = int(clock * 1e6 // (target_fps or DEFAULT_TARGET_FPS))
         try:
@@ -175,7 +182,7 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
             raise BuildError(f"--folding: {exc}") from None
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
         top = AxiTop(net, frame_elements=frame_elements, classes=len(model.classes))
-        core_v = verilog.convert(top, name=CORE_MODULE)
+        core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
         project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
@@ -184,10 +191,9 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
 
         report = None
         if run_synth:
-            layer_synth = _synth_stages(net.stages, family, progress)
-            progress.set_postfix_str("whole accelerator")
-            whole = synth.synthesize(core_v, CORE_MODULE, family)
-            progress.update()
+            jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(net.stages, platform)}
+            layer_synth = _synth(jobs, board.synth_family, progress)
+            whole = layer_synth["whole accelerator"]
             layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,
                                              simd=s.simd, cycles_per_frame=s.cycles_per_frame,
                                              synth=layer_synth[s.name])
