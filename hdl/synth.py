@@ -67,13 +67,13 @@ from . import toolchain
 __all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_component",
            "synthesize_many",
            "FAMILIES", "default_cache_dir", "yosys_version", "count_cells", "logic_depth",
-           "RULES_VERSION"]
+           "critical_path", "RULES_VERSION"]
 
 #: Yosys ``synth_xilinx -family`` values this module supports.
 FAMILIES = ("xc7", "xcup")
 
 #: Bump when a counting rule changes, so that cached results are recomputed.
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 _LUT_LOGIC = {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1,
               "LUT6_2": 1, "INV": 1}
@@ -126,6 +126,7 @@ class SynthResult:
     cells: dict = field(default_factory=dict)
     yosys_version: str = ""
     mapper: str = "abc9"
+    critical_path: tuple = ()
     cached: bool = False
 
     def resources(self) -> dict:
@@ -140,7 +141,9 @@ class SynthResult:
 
     @classmethod
     def from_json(cls, data: Mapping, *, cached: bool = False) -> "SynthResult":
-        return cls(**dict(data), cached=cached)
+        data = dict(data)
+        data["critical_path"] = tuple(data.get("critical_path", ()))
+        return cls(**data, cached=cached)
 
 
 def default_cache_dir() -> Path:
@@ -199,17 +202,13 @@ def _combinational_inputs(kind: str, ports: Mapping[str, str]) -> list[str] | No
     return None
 
 
-def logic_depth(netlist: Mapping, top: str | None = None) -> tuple[int, int]:
-    """``(logic_levels, path_cells)`` of a flattened Yosys JSON netlist (``write_json``).
-
-    ``logic_levels``: most LUTs on a path between sequential elements / ports;
-    ``path_cells``: most combinational cells (LUT, carry, MUXF) on such a path.
-    """
+def _analyse(netlist: Mapping, top: str | None):
     modules = netlist["modules"]
     if top is None:
         tops = [n for n, m in modules.items() if "top" in m.get("attributes", {})]
         top = tops[0] if tops else next(iter(modules))
-    cells = modules[top]["cells"]
+    module = modules[top]
+    cells = module["cells"]
 
     comb = {}            # cell name -> (weight_lut, input bits, output bits)
     driver = {}          # bit -> combinational cell driving it
@@ -237,20 +236,58 @@ def logic_depth(netlist: Mapping, top: str | None = None) -> tuple[int, int]:
         for d in ds:
             users[d].append(name)
     ready = [n for n, k in pending.items() if k == 0]
-    levels = {}
-    cells_on = {}
+    levels, cells_on, pred = {}, {}, {}
     while ready:
         n = ready.pop()
         weight = comb[n][0]
         ds = deps[n]
-        levels[n] = weight + max((levels[d] for d in ds), default=0)
+        best = max(ds, key=lambda d: (levels[d], cells_on[d]), default=None)
+        levels[n] = weight + (levels[best] if best is not None else 0)
+        pred[n] = best
         cells_on[n] = 1 + max((cells_on[d] for d in ds), default=0)
         for u in users[n]:
             pending[u] -= 1
             if pending[u] == 0:
                 ready.append(u)
     # Cells left in ``pending`` > 0 sit on a combinational loop; they are not measured.
+    return module, comb, levels, cells_on, pred
+
+
+def logic_depth(netlist: Mapping, top: str | None = None) -> tuple[int, int]:
+    """``(logic_levels, path_cells)`` of a flattened Yosys JSON netlist (``write_json``).
+
+    ``logic_levels``: most LUTs on a path between sequential elements / ports;
+    ``path_cells``: most combinational cells (LUT, carry, MUXF) on such a path.
+    """
+    _, _, levels, cells_on, _ = _analyse(netlist, top)
     return max(levels.values(), default=0), max(cells_on.values(), default=0)
+
+
+def critical_path(netlist: Mapping, top: str | None = None, *, limit: int = 40) -> list[str]:
+    """The path with the most LUTs, source first: ``"<cell type> -> <net>"`` per cell.
+
+    The net is a named (public) wire the cell drives when there is one, which points at
+    the HDL signal; otherwise the cell's own name. At most ``limit`` entries (the last
+    ones).
+    """
+    module, comb, levels, _, pred = _analyse(netlist, top)
+    if not levels:
+        return []
+    names = {}
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name", 0):
+            continue
+        for k, b in enumerate(info.get("bits", [])):
+            if isinstance(b, int) and b not in names:
+                names[b] = net if len(info["bits"]) == 1 else f"{net}[{k}]"
+    end = max(levels, key=lambda n: levels[n])
+    path = []
+    while end is not None:
+        out = comb[end][2]
+        label = next((names[b] for b in out if b in names), end)
+        path.append(f"{module['cells'][end]['type']} -> {label}")
+        end = pred[end]
+    return path[::-1][-limit:]
 
 
 def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
@@ -364,7 +401,8 @@ def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool) 
     levels, path_cells = logic_depth(netlist, name)
     return SynthResult(top=name, family=family, logic_levels=levels, path_cells=path_cells,
                        cells=dict(sorted(cells.items())), yosys_version=yosys_version(),
-                       mapper=stat.get("mapper", "abc9"), **count_cells(cells))
+                       mapper=stat.get("mapper", "abc9"),
+                       critical_path=tuple(critical_path(netlist, name)), **count_cells(cells))
 
 
 def synthesize_modules(verilog: str, top: str, family: str, *, keep, 

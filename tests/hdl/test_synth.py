@@ -39,6 +39,7 @@ def test_tiny_design_numbers(tiny):
     assert r.path_cells >= r.logic_levels
     assert sum(n for k, n in r.cells.items() if k.startswith("FD")) == 9
     assert r.resources() == {"lut": r.lut, "ff": 9, "bram18": 0, "uram": 0, "dsp": 0}
+    assert len(r.critical_path) >= r.logic_levels and r.critical_path[-1].startswith("LUT")
 
 
 def test_cache_hit_does_not_run_yosys(tiny, monkeypatch):
@@ -111,6 +112,11 @@ def test_logic_depth_counts_luts_between_registers():
     levels, path_cells = synth.logic_depth(netlist)
     assert levels == 3
     assert path_cells == 4                   # l1, carry, l2, l3
+    assert synth.critical_path(netlist) == ["LUT2 -> l1", "CARRY4 -> c", "LUT1 -> l2",
+                                            "LUT3 -> l3"]
+    netlist["modules"]["t"]["netnames"] = {"acc": {"hide_name": 0, "bits": [5, 6]},
+                                           "$auto$x": {"hide_name": 1, "bits": [3]}}
+    assert synth.critical_path(netlist)[-2:] == ["LUT1 -> acc[0]", "LUT3 -> acc[1]"]
     # the RAM's data input (from l3) does not make a combinational loop
     cells["l5"] = _cell("LUT1", {"I0": [6], "O": [11]})
     cells["ff1"] = _cell("FDRE", {"C": [1], "D": [11], "Q": [12]})
