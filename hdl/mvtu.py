@@ -17,8 +17,9 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 ``"xnor"``
     binary weights x 1-bit (bipolar) activations: XNOR and popcount. The hardware
     accumulates the popcount ``p``; the IR's accumulator is ``2 * p - n``. Thresholds are
-    converted to the popcount domain at build time (exact, see :func:`_to_internal`);
-    scores are converted back (a shift and a constant) before the output stage.
+    converted to the popcount domain at build time: ``2*p - n + b >= t`` exactly when
+    ``p >= ceil((t - b + n) / 2)``; scores are converted back (a shift and a constant)
+    before the output stage.
 ``"binary"``
     binary weights x k-bit activations: with ``b = (w + 1) / 2`` the dot product is
     ``2 * sum(b * x) - sum(x)``, each sum as popcounts of the activation bit planes
@@ -37,7 +38,7 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
