@@ -1,6 +1,14 @@
 """Network benchmarks: FINN's reference topologies and the shipped digits models on boards.
 
-``python -m bench.networks [--quick] [--networks a,b] [--boards x,y] [--no-synth]``
+``python -m bench.networks [--quick] [--networks a,b] [--boards x,y] [--no-synth] [--no-sim]
+[--cache-only] [--rewrite]``
+
+The full run (no options) takes every network on every board; a run restricted by
+``--quick``, ``--networks`` or ``--boards`` merges its rows, one by one as they finish,
+into the stored results (replacing the same network and board), so that the full table
+is built up, and resumed, piece by piece. ``--cache-only`` takes resource figures only
+from the synthesis cache; ``--rewrite`` recomputes goals and the FINN comparison of the
+stored rows without running anything.
 
 For every (network, board) row: the folding chosen by the compiler's cycle model for a
 target (a published anchor's frame rate, see :data:`TARGETS`), cycles per frame from the
@@ -157,7 +165,8 @@ def _mvau_shape(layer, spec_in):
     return h * w * c, layer.out_features, 1
 
 
-def finn_mvau_luts(mw: int, pe: int, simd: int, wbits: int, abits: int, *, signed_input: bool) -> int:
+def finn_mvau_luts(mw: int, pe: int, simd: int, wbits: int, abits: int, *, signed_input: bool,
+                   acc_type_bits: int | None = None) -> int:
     """FINN's MVAU LUT estimate (``matrixvectoractivation.py`` ``lut_estimation``, after
     FINN-R, Blott et al. 2018), for ``mem_mode`` internal_decoupled with ``ram_style``
     auto and threshold memory not distributed (so ``c2 = thr = comp = 0``) and LUT
@@ -166,14 +175,19 @@ def finn_mvau_luts(mw: int, pe: int, simd: int, wbits: int, abits: int, *, signe
         LUT = c0 + c1 * P * (mult + addertree + acc),  c0 = 300, c1 = 1.1
         mult      = Q * (2 * ceil((W + A) / 6) - 1) * (W + A)
         addertree = (W + A) * (2 * Q - 1)
-        acc       = ceil(alpha + log2(1 + 2**-alpha) + 1),
+        acc       = min(accDataType bits, ceil(alpha + log2(1 + 2**-alpha) + 1)),
                     alpha = log2(MW) + W + A - 1 - signed(input)
+
+    ``acc_type_bits`` is FINN's minimised accumulator type width (``accDataType``; for an
+    XNOR layer the popcount, ``ceil(log2(MW + 1))`` bits); None leaves only the bound.
     """
     w, a, q, p = wbits, abits, simd, pe
     mult = q * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
     adder = (w + a) * (2 * q - 1)
     alpha = math.log2(mw) + w + a - 1 - int(signed_input)
     acc = math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1)
+    if acc_type_bits is not None:
+        acc = min(acc, acc_type_bits)
     return int(300 + 1.1 * (p * (mult + adder + acc)))
 
 
@@ -193,8 +207,10 @@ def finn_cnv_comparison(model: ir.Model, stages) -> dict:
         layers[layer.name] = {
             "pe": pe, "simd": simd, "mw": mw, "mh": mh, "pixels": pixels,
             "finn_cycles": fc[layer.name], "our_cycles": ours[layer.name],
-            "finn_lut_model": finn_mvau_luts(mw, pe, simd, wbits, abits,
-                                             signed_input=abits == 1),
+            "finn_lut_model": finn_mvau_luts(
+                mw, pe, simd, wbits, abits, signed_input=abits == 1,
+                # FINN's XNOR MVAU accumulates a popcount (0 .. MW).
+                acc_type_bits=math.ceil(math.log2(mw + 1)) if wbits == abits == 1 else None),
         }
     ii = max(fc.values())
     return {
@@ -204,9 +220,12 @@ def finn_cnv_comparison(model: ir.Model, stages) -> dict:
         "our_cycles_per_frame": max(ours.values()),
         "cycles_agree": all(v["finn_cycles"] == v["our_cycles"] for v in layers.values()),
         "finn_lut_model_total": sum(v["finn_lut_model"] for v in layers.values()),
-        "finn_lut_formula": ("LUT = 300 + 1.1 * P * (Q*(2*ceil((W+A)/6)-1)*(W+A) + (W+A)*(2Q-1) + acc_bits), "
-                             "acc_bits = ceil(alpha + log2(1 + 2^-alpha) + 1), alpha = log2(MW)+W+A-1-signed(A); "
-                             "thresholds not in LUTRAM, LUT multipliers (FINN matrixvectoractivation.py lut_estimation)"),
+        "finn_lut_formula": ("LUT = 300 + 1.1 * P * (Q*(2*ceil((W+A)/6)-1)*(W+A) + (W+A)*(2Q-1) + acc_bits) (+ c2 = 0 "
+                             "for BRAM weights), acc_bits = min(accDataType bits, ceil(alpha + log2(1 + 2^-alpha) + 1)), "
+                             "alpha = log2(MW)+W+A-1-signed(input); XNOR layers accumulate a popcount of "
+                             "ceil(log2(MW+1)) bits; thresholds not in LUTRAM (thr = comp = 0); LUT multipliers "
+                             "(FINN MVAU lut_estimation, after FINN-R, Blott et al. 2018). Covers the MVAU only: "
+                             "sliding windows, pools and FIFOs are outside it"),
     }
 
 
@@ -264,22 +283,31 @@ def lanes(net: Network) -> int:
     return sum(s.pe * s.simd for s in net.stages)
 
 
+class NotCached(RuntimeError):
+    """``--cache-only``: a stage's synthesis result is not in the cache."""
+
+
 def synth_stages(net: Network, family: str, *, timeout: float = SYNTH_TIMEOUT_S,
-                 progress=None) -> dict:
+                 progress=None, cache_only: bool = False) -> dict:
     """Yosys figures per stage (same names and cache as ``hdl.build``)."""
+    from amaranth.back import verilog
     out = {}
     for stage in net.stages:
         if progress:
             progress(f"synth {stage.name} ({family}, pe {stage.pe} simd {stage.simd})")
-        engine = build_engine(stage)
-        out[stage.name] = synth.synthesize_component(engine, family, name=f"layer_{stage.name}",
-                                                     timeout=timeout)
+        top = f"layer_{stage.name}"
+        text = verilog.convert(build_engine(stage), name=top)
+        if cache_only:
+            key = synth._cache_key(text, top, family, {"flatten": True, "noiopad": True, "noclkbuf": True})
+            if not (synth.default_cache_dir() / f"{key}.json").exists():
+                raise NotCached(f"stage {stage.name} not synthesised yet (run without --cache-only)")
+        out[stage.name] = synth.synthesize(text, top, family, timeout=timeout)
     return out
 
 
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
             measure: bool = True, cmd: str = "", progress=None, model: ir.Model | None = None,
-            target_cycles: int | None = None) -> dict:
+            target_cycles: int | None = None, cache_only: bool = False) -> dict:
     """One benchmark row (see the module docstring). ``model`` and ``target_cycles``
     replace the named network's model and folding target (for tests)."""
     board = boards.get(board_name)
@@ -316,7 +344,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
                                            f"simulator budget ({SIM_MAX_LANES:,})")
     if do_synth:
         try:
-            per = synth_stages(net, board.synth_family, progress=progress)
+            per = synth_stages(net, board.synth_family, progress=progress, cache_only=cache_only)
         except Exception as exc:                     # a timeout or a Yosys failure: record it
             row["synth_note"] = f"synthesis not finished: {type(exc).__name__}: {str(exc)[:200]}"
         else:
@@ -423,7 +451,7 @@ def _lfc_limit(r) -> str:
 # ----------------------------------------------------------------------------- main
 
 def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=RESULTS_DIR,
-        rows_file=ROWS_FILE, progress=None) -> dict:
+        rows_file=ROWS_FILE, progress=None, cache_only=False, merge_partial=False) -> dict:
     cmd = command(list(args))
     rows, skipped = [], []
     for name in networks:
@@ -436,8 +464,11 @@ def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=R
             if name == "cnv-w1a1-finn" and board_name != "pynq-z2":
                 continue                          # the finn-examples figure is a PYNQ-Z2 one
             rows.append(run_row(name, board_name, clock, do_synth=do_synth, measure=measure,
-                                cmd=cmd, progress=progress))
-            _write(rows, skipped, out_dir, rows_file, cmd)   # resumable: results so far on disk
+                                cmd=cmd, progress=progress, cache_only=cache_only))
+            if out_dir is None and merge_partial:
+                merge(rows[-1:], [])                  # a partial run: merge row by row
+            else:
+                _write(rows, skipped, out_dir, rows_file, cmd)   # results so far on disk
     return _write(rows, skipped, out_dir, rows_file, cmd)
 
 
@@ -480,7 +511,16 @@ def main(argv=None) -> int:
     parser.add_argument("--boards", default=None, help="comma list from pynq-z2, zc706, zcu102")
     parser.add_argument("--no-synth", action="store_true", help="cycle model (and simulation) only")
     parser.add_argument("--no-sim", action="store_true", help="skip the measured cycles")
+    parser.add_argument("--cache-only", action="store_true",
+                        help="use synthesis results from the cache only (rows with a stage not "
+                             "in it get no resource figures)")
+    parser.add_argument("--rewrite", action="store_true",
+                        help="run nothing: recompute goals and the FINN comparison of the stored rows")
     args = parser.parse_args(argv)
+    if args.rewrite:
+        result = merge([], [])
+        print(json.dumps({"rows": len(result["rows"]), "goals": [g["met"] for g in result["goals"]]}))
+        return 0
     raw = list(argv if argv is not None else sys.argv[1:])
     networks = QUICK["networks"] if args.quick else FULL_NETWORKS
     board_list = QUICK["boards"] if args.quick else tuple(b for b, _ in BOARDS)
@@ -501,7 +541,8 @@ def main(argv=None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
     result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
-                 args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress)
+                 args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress,
+                 cache_only=args.cache_only, merge_partial=out_dir is None)
     if out_dir is None:
         result = merge(result["rows"], result["skipped"])
     for r in result["rows"]:
@@ -526,7 +567,7 @@ def merge(rows: list[dict], skipped: list[str]) -> dict:
     merged = [r for r in old if (r["network"], r["board"]) not in keys] + rows
     order = {n: i for i, n in enumerate(FULL_NETWORKS + QUICK["networks"])}
     merged.sort(key=lambda r: (order.get(r["network"], 99), [b for b, _ in BOARDS].index(r["board"])))
-    result = _write(merged, skipped, RESULTS_DIR, ROWS_FILE, merged[0]["command"] if merged else "")
+    result = _write(merged, skipped, RESULTS_DIR, ROWS_FILE, "python -m bench.networks (rows merged from the commands below)")
     return result
 
 

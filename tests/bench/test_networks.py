@@ -59,6 +59,15 @@ def test_measured_cycles_match_model(tiny_row):
     assert abs(got - want) <= 0.02 * want, (got, want, tiny_row["folding"])
 
 
+def test_cache_only_leaves_resources_unmeasured(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path))
+    row = networks.run_row("tiny-sfc", "zcu102", 200.0, model=tiny_sfc(), target_cycles=64,
+                           measure=False, cache_only=True)
+    assert row["lut"] is None and row["fits"] is None and row["cycles_measured"] is None
+    assert "not synthesised" in row["synth_note"]
+    assert row["fps"] == pytest.approx(200e6 / row["cycles_per_frame"])
+
+
 def test_finn_cnv_folding_cycles_agree():
     model = networks.load_network("cnv-w1a1-finn")
     folding, target, _ = networks.folding_for("cnv-w1a1-finn", "pynq-z2", 100.0)
@@ -75,9 +84,12 @@ def test_finn_cnv_folding_cycles_agree():
 
 def test_finn_lut_model_by_hand():
     # conv3 of CNV: MW 1152, P 16, Q 32, W1A1 (bipolar input is signed).
-    # mult 32*1*2 = 64, adder 2*63 = 126, alpha = log2(1152) + 0 = 10.17 -> acc 12
+    # mult 32*1*2 = 64, adder 2*63 = 126, alpha = log2(1152) + 0 = 10.17 -> acc 12,
+    # or the popcount's 11 bits when FINN's accumulator type is given.
     assert networks.finn_mvau_luts(1152, 16, 32, 1, 1, signed_input=True) == \
         int(300 + 1.1 * 16 * (64 + 126 + 12))
+    assert networks.finn_mvau_luts(1152, 16, 32, 1, 1, signed_input=True, acc_type_bits=11) == \
+        int(300 + 1.1 * 16 * (64 + 126 + 11))
     # conv0: 8-bit unsigned input, W 1: W + A = 9, mult = 3 * (2*2 - 1) * 9 = 81
     alpha = math.log2(27) + 1 + 8 - 1
     acc = math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1)
