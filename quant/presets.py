@@ -126,7 +126,7 @@ PRESETS = {p.name: p for p in [
                     "peak": (0.96, 0.97, 0.98), "peak_epochs": 3}),
     Preset(name="slim", mode="slim",
            spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1),
-           options={"gamma_l1": 1e-4, "ratio": 0.5, "finetune": 30}),
+           options={"gamma_l1": 1e-4, "ratio": 0.42, "per_layer": True, "finetune": 50}),
 ]}
 
 
