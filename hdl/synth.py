@@ -344,9 +344,10 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
         tmp = Path(tmp)
         (tmp / "design.v").write_text(verilog)
-        steps = ["read_verilog -sv design.v"]
+        # The early proc/opt_clean avoids a silent ABC9 crash of yowasp 0.70 on designs
+        # with a registered ArrayLayout output (seen on MaxPool and OutputStage).
+        steps = ["read_verilog -sv design.v", f"hierarchy -top {top}", "proc", "opt_clean -purge"]
         if keep:
-            steps.append(f"hierarchy -top {top}")
             steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))
         synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf"
         # "write_json" of everything (the primitive library too) crashes yowasp 0.70 on some
