@@ -289,7 +289,9 @@ def _training(lines, data, models_dir: Path):
                 m.setdefault("source", str(metrics.relative_to(models_dir.parent)
                                            if models_dir.parent in metrics.parents else metrics))
                 presets[metrics.parent.name] = m
-        cmd = "python -m scripts.make_models --all (read from models/*/metrics.json)"
+        cmd = "python -m scripts.make_models --all"
+        lines.append("Read from `models/*/metrics.json` (no `bench/results/training.json`).")
+        lines.append("")
     if not presets:
         lines += [f"{NOT_MEASURED} (no `bench/results/training.json`, no `models/*/metrics.json`).", ""]
         return
