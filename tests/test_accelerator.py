@@ -71,8 +71,8 @@ def run(name: str, images: int):
         "scores": scores.astype(np.int64), "labels": labels.astype(np.int64),
         "input_shape": list(model.input.shape), "in_bits": model.input.bits,
         "classes": len(model.classes), "cycles_per_frame": net.cycles_per_frame,
-        "latency_bound": net.latency_bound, "stalled": images, "timing_frames": 5,
-        "after_reset": 3, "driver_frames": 4, "ident": DEFAULT_IDENT,
+        "latency_bound": net.latency_bound, "stalled": images, "timing_frames": 4,
+        "after_reset": 2, "driver_frames": 3, "ident": DEFAULT_IDENT,
         "version": DEFAULT_VERSION,
     }
     result = run_cocotb(top, name=f"accel_{name}", test_module="tests.cocotb_accelerator",
@@ -82,13 +82,15 @@ def run(name: str, images: int):
     assert all(abs(c - net.cycles_per_frame) <= 0.02 * net.cycles_per_frame for c in steady), \
         (rep["intervals"], net.cycles_per_frame)
     # the accuracy the hardware reaches is the golden model's on these images
-    assert np.array_equal(rep["driver_labels"], labels[:4])
+    assert np.array_equal(rep["driver_labels"], labels[:3])
     return net, rep
 
 
 @pytest.mark.parametrize("name", [available(n) for n in FOLDINGS])
 def test_accelerator(name):
-    """40 digits test images per model with stalls; throughput; resets; host driver."""
+    """40 digits test images per model with random stalls, bit-exact; steady-state
+    cycles per frame within 2% of the model; pin and soft reset with frames in flight;
+    the host driver on the simulation."""
     run(name, SUBSET)
 
 
