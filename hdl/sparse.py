@@ -123,7 +123,9 @@ class SparseCSC(wiring.Component):
 
     Latency: 4 cycles from the transfer of a vector's last input beat to its first
     output beat when the PEs are idle (queue, entry read, accumulate, output-stage
-    register); a PE's backlog of queued work adds to it.
+    register); a PE's backlog of queued work adds to it. After a reset the engine
+    spends ``outputs / pe`` cycles zeroing its accumulator banks before it takes input
+    (memories keep their contents through a reset).
 
     Parameters
     ----------
@@ -514,6 +516,15 @@ class SparseCSC(wiring.Component):
         with m.If(drain_done):
             m.d.sync += drain_bank.eq(~drain_bank)
 
+        # --- after reset: zero both accumulator banks (memories keep their contents
+        # through a reset, and a vector cut short by one leaves partial sums behind) ---
+        clearing = Signal(init=1)
+        clear_row = Signal(range(rows_l))
+        with m.If(clearing):
+            m.d.sync += clear_row.eq(clear_row + 1)
+            with m.If(clear_row == rows_l - 1):
+                m.d.sync += clearing.eq(0)
+
         # --- column sequencer: one non-empty column per cycle into the queues -------
         beat = Signal(range(beats))
         lane = Signal(range(simd + 1), init=first_words[0])
@@ -560,7 +571,7 @@ class SparseCSC(wiring.Component):
             push.append(want)
             stall.append(want & ~q.w_rdy)
         m.d.comb += [
-            issue.eq(self.i.valid & ~Cat(stall).any()),
+            issue.eq(self.i.valid & ~Cat(stall).any() & ~clearing),
             self.i.ready.eq(issue & beat_end),
         ]
         with m.If(issue):
@@ -579,7 +590,7 @@ class SparseCSC(wiring.Component):
             go, act, last = Signal(name=f"go{p}"), Signal(name=f"act{p}"), Signal(name=f"last{p}")
             blocked = Mux(bank, done[p][1], done[p][0]) & ~(drain_done & (drain_bank == bank))
             m.d.comb += [
-                go.eq(q.r_rdy & ~blocked),
+                go.eq(q.r_rdy & ~blocked & ~clearing),
                 act.eq(go & (head.count != 0)),
                 last.eq((head.count == 0) | (step == head.count - 1)),
                 q.r_en.eq(go & last),
@@ -627,9 +638,9 @@ class SparseCSC(wiring.Component):
             m.d.comb += new.eq(cur + self._product(code, x1))
             for k, (ard, awr, compute) in enumerate(banks):
                 m.d.comb += [
-                    awr.addr.eq(Mux(compute, row, fold)),
+                    awr.addr.eq(Mux(clearing, clear_row, Mux(compute, row, fold))),
                     awr.data.eq(Mux(compute, new, 0)),
-                    awr.en.eq(compute | (drain_take & (drain_bank == k))),
+                    awr.en.eq(clearing | compute | (drain_take & (drain_bank == k))),
                 ]
             drained = Mux(drain_bank, banks[1][0].data, banks[0][0].data)
             m.d.comb += stage.i.payload[p].eq(self._to_stage(drained))
