@@ -46,12 +46,18 @@ from amaranth.utils import ceil_log2
 
 from hdl import ir
 from hdl.popcount import PRIMITIVES, Popcount
-from hdl.threshold import OutputStage, range_shape
+from hdl.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
 __all__ = ["MVTU", "KINDS", "MODES"]
 
 KINDS = ("binary", "ternary", "int", "pot")
 MODES = ("xnor", "binary", "int", "pot")
+
+#: Adder-tree levels between two pipeline registers in the ``int`` and ``pot`` modes.
+#: Yosys merges an adder tree into one multi-operand adder and maps it as a full-adder
+#: tree in LUTs (``synth_xilinx -family xcup``: 5 LUT levels for 8 operands, 7 for 16),
+#: so a register after every 3 levels (8 operands) keeps each stage within 6 levels.
+TREE_LEVELS = 3
 
 #: Widest activation code the MVTU accepts (the IR's input limit).
 MAX_IN_BITS = ir.MAX_INPUT_BITS
@@ -155,9 +161,23 @@ class MVTU(wiring.Component):
     Throughput: one ``pe`` x ``simd`` step per cycle, ``cycles_per_vector =
     (outputs / pe) * (inputs / simd)`` in steady state with a free-running source and
     sink. Input beats are accepted only during the first neuron fold of a vector.
-    Latency: 4 cycles from the transfer of the step that completes a fold (the last
-    input beat when ``outputs == pe``) to the valid output beat of that fold (memory
-    read, partial-sum register, accumulator register, output-stage register).
+    Latency: ``latency`` cycles from the transfer of the step that completes a fold (the
+    last input beat when ``outputs == pe``) to the valid output beat of that fold:
+    input and weight-address register, input and weight-word registers,
+    ``datapath_stages`` datapath registers (1 for ``xnor``, 2 for ``binary``, for
+    ``int``/``pot`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree),
+    accumulator register, and the two registers of the output stage: 6 cycles for
+    ``xnor``, 7 for ``binary``, for ``int`` 7 up to SIMD 8 and 8 up to SIMD 64, for
+    ``pot`` (whose tree also adds the lanes' sign bits) 7 up to SIMD 4, 8 up to SIMD 32
+    and 9 up to SIMD 256.
+
+    Logic depth: every register-to-register path stays at or below 6 LUT levels under
+    Yosys ``synth_xilinx -family xcup`` (elaborated for a Xilinx platform, so that the
+    popcounts are LUT/carry primitives) for SIMD up to 64, PE up to 16, activations and
+    int/pot weights up to 4 bits and up to 15 thresholds per channel
+    (``tests/hdl/test_logic_levels.py``). All registers load on one enable (the output
+    stage can take a beat, or no finished fold is waiting), so a stalled sink stops the
+    whole pipeline and a free-running one sees no bubble.
 
     Parameters
     ----------
@@ -351,20 +371,73 @@ class MVTU(wiring.Component):
         return words
 
     # --- datapath ---------------------------------------------------------------------
+    #
+    # Every datapath is a pipeline of registers that all load on the MVTU's single
+    # enable ``advance`` (see ``elaborate``); ``_reg`` makes one such register. The
+    # number of register stages a mode needs is ``datapath_stages``.
 
-    def _bitplane_sum(self, m: Module, mask, x, name: str):
-        """``sum_j x[j]`` (or ``sum_j mask[j] * x[j]``) as popcounts of the bit planes."""
-        total = 0
+    def _reg(self, m: Module, value, name: str):
+        r = Signal(value.shape(), name=name)
+        with m.If(self._advance):
+            m.d.sync += r.eq(value)
+        return r
+
+    @property
+    def _tree_terms(self) -> int:
+        """Terms of the adder tree of the ``int`` and ``pot`` modes."""
+        return self.simd + (self.simd if self.mode == "pot" else 0)
+
+    @property
+    def datapath_stages(self) -> int:
+        """Register stages from the weight/input registers to the partial sum of a PE.
+
+        ``xnor``: the popcount (1). ``binary``: the bit-plane popcounts, then the
+        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``/``pot``: the lane products,
+        then the adder tree with a register after every ``TREE_LEVELS`` levels.
+        """
+        if self.mode == "xnor":
+            return 1
+        if self.mode == "binary":
+            return 2
+        return 1 + max(1, -(-ceil_log2(self._tree_terms) // TREE_LEVELS))
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the transfer of a fold's last step to that fold's valid output."""
+        return 2 + self.datapath_stages + 1 + OUTPUT_LATENCY
+
+    def _pipelined_sum(self, m: Module, terms: list, name: str):
+        """Balanced adder tree with a register after every ``TREE_LEVELS`` levels and at
+        the end; returns the registered sum."""
+        terms = list(terms)
+        level = 0
+        while len(terms) > 1:
+            nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms = nxt
+            level += 1
+            if level % TREE_LEVELS == 0 and len(terms) > 1:
+                terms = [self._reg(m, t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
+        return self._reg(m, terms[0], f"{name}_sum")
+
+    def _bitplane_counts(self, m: Module, mask, x, name: str) -> list:
+        """Registered popcounts of the activation bit planes (under ``mask`` if given)."""
+        counts = []
         for k in range(self.in_bits):
             plane = Cat(x[j][k] for j in range(self.simd))
-            pc = Popcount(self.simd, registered=False, primitives=self.primitives)
+            pc = Popcount(self.simd, mask=mask is not None, registered=False,
+                          primitives=self.primitives)
             m.submodules[f"{name}_plane{k}"] = pc
-            m.d.comb += pc.a.eq(plane if mask is None else plane & mask)
-            total = total + (pc.o << k)
-        return total
+            m.d.comb += pc.a.eq(plane)
+            if mask is not None:
+                m.d.comb += pc.b.eq(mask)
+            counts.append(self._reg(m, pc.o, f"{name}_count{k}"))
+        return counts
 
     def _partial(self, m: Module, p: int, w_word, x, shared: dict):
-        """Combinational dot product of one PE's ``simd`` weights with ``x`` (internal domain)."""
+        """Dot product of one PE's ``simd`` weights with ``x`` (internal domain), through
+        ``datapath_stages`` registers."""
         wb = self.weight_bits
         lanes = [w_word[j * wb:(j + 1) * wb] for j in range(self.simd)]
         if self.mode == "xnor":
@@ -372,15 +445,18 @@ class MVTU(wiring.Component):
             pc = Popcount(self.simd, xnor=True, registered=False, primitives=self.primitives)
             m.submodules[f"popcount{p}"] = pc
             m.d.comb += [pc.a.eq(Cat(lanes[j][0] for j in range(self.simd))), pc.b.eq(x.as_value())]
-            return pc.o
+            return self._reg(m, pc.o, f"popcount{p}_q")
         if self.mode == "binary":
             # sum(b * x) bit plane by bit plane: sum_k 2**k * popcount(b & x_bit_k);
-            # the total sum(x) likewise, once for all PEs.
+            # the total sum(x) likewise, once for all PEs. Stage 1 registers the plane
+            # counts, stage 2 the weighted combination.
             b = Cat(lanes[j][0] for j in range(self.simd))
             if "total" not in shared:
-                shared["total"] = self._bitplane_sum(m, None, x, "total")
-            plus = self._bitplane_sum(m, b, x, f"plus{p}")
-            return (plus << 1) - shared["total"]
+                counts = self._bitplane_counts(m, None, x, "total")
+                shared["total"] = _tree_sum([c << k for k, c in enumerate(counts)])
+            counts = self._bitplane_counts(m, b, x, f"plus{p}")
+            plus = _tree_sum([c << k for k, c in enumerate(counts)])
+            return self._reg(m, (plus << 1) - shared["total"], f"combine{p}")
         terms, signs = [], []
         for j in range(self.simd):
             a, w = x[j], lanes[j]
@@ -392,7 +468,7 @@ class MVTU(wiring.Component):
                     term = Mux(w[0], Mux(w[1], -a, a), 0)
                 else:
                     term = ws * a
-            else:  # pot: sign ? ~t : t, and the +1 of each negation comes in as a count below
+            else:  # pot: sign ? ~t : t, and the +1 of each negation comes in as a term below
                 mag, sign = w[:self._mag_bits], w[self._mag_bits]
                 if self.in_bits == 1:
                     xv = Mux(a, Const(1, signed(2)), Const(-1, signed(2)))
@@ -402,11 +478,12 @@ class MVTU(wiring.Component):
                 shifted = (xv << (mag - 1)[:sb]) if sb else xv
                 masked = Mux(mag == 0, 0, shifted)
                 term = Mux(sign, ~masked, masked)
-                signs.append(sign)
-            terms.append(term)
+                signs.append(self._reg(m, sign, f"pe{p}_sign{j}"))
+            terms.append(self._reg(m, term, f"pe{p}_term{j}"))
+        # Lane j's sign bit (the +1 of its negation) pairs with lane j's term.
         if signs:
-            terms.append(_tree_sum(signs))
-        return _tree_sum(terms)
+            terms = [t for pair in zip(terms, signs) for t in pair]
+        return self._pipelined_sum(m, terms, f"pe{p}_tree")
 
     def _to_stage(self, internal):
         """Internal accumulator to what the output stage compares (see ``stage_thresholds``)."""
@@ -421,10 +498,12 @@ class MVTU(wiring.Component):
         nf_count, sf_count, pe, simd = self.neuron_folds, self.synapse_folds, self.pe, self.simd
         depth = nf_count * sf_count
 
-        # Accumulator output register, handed to the output stage.
+        # Accumulator output register, handed to the output stage. Every pipeline
+        # register of the MVTU loads on ``advance``: the pipeline moves as one, and stops
+        # only while a finished fold is held for the output stage.
         out_valid = Signal()
         out_data = Signal(data.ArrayLayout(self.stage_acc_shape, pe))
-        advance = Signal()          # the whole pipeline moves (no held result blocks it)
+        advance = self._advance = Signal()
         m.d.comb += [
             advance.eq(~out_valid | stage.i.ready),
             stage.i.valid.eq(out_valid),
@@ -451,23 +530,16 @@ class MVTU(wiring.Component):
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 
-        # Stage 1: weight words and the input word.
-        words = self.weight_words()
-        w_data = []
-        for p in range(pe):
-            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p])
-            m.submodules[f"weights{p}"] = mem
-            port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(waddr), port.en.eq(advance)]
-            w_data.append(port.data)
-
+        # Stage 1: the input word (from the stream, or read back from the buffer), and
+        # the weight address.
         x_layout = data.ArrayLayout(unsigned(self.in_bits), simd)
         x_reg = Signal(x_layout)
         src1 = Signal()
+        waddr1 = Signal.like(waddr)
         v1, first1, last1 = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [v1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1),
-                         src1.eq(from_stream)]
+                         src1.eq(from_stream), waddr1.eq(waddr)]
             with m.If(from_stream):
                 m.d.sync += x_reg.eq(self.i.payload)
         if nf_count > 1:
@@ -483,26 +555,40 @@ class MVTU(wiring.Component):
         else:
             x1 = x_reg
 
-        # Stage 2: partial dot products per PE.
-        shared = {}
-        partial = [Signal(self.partial_shape, name=f"partial{p}") for p in range(pe)]
+        # Stage 2: the input word registered (no multiplexer in front of the datapath),
+        # the weight words read from the memories (a synchronous read of ``waddr1``).
+        x2 = Signal(x_layout)
         v2, first2, last2 = Signal(), Signal(), Signal()
         with m.If(advance):
-            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1)]
-            for p in range(pe):
-                m.d.sync += partial[p].eq(self._partial(m, p, w_data[p], x1, shared))
+            m.d.sync += [x2.eq(x1), v2.eq(v1), first2.eq(first1), last2.eq(last1)]
+        words = self.weight_words()
+        w_data = []
+        for p in range(pe):
+            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p])
+            m.submodules[f"weights{p}"] = mem
+            port = mem.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(waddr1), port.en.eq(advance)]
+            w_data.append(port.data)
 
-        # Stage 3: accumulate; at the end of a fold, hand the PE results to the output stage.
+        # Stages 3 .. 2 + datapath_stages: partial dot products per PE; the valid and
+        # fold flags travel alongside.
+        shared = {}
+        partial = [self._partial(m, p, w_data[p], x2, shared) for p in range(pe)]
+        vq, firstq, lastq = v2, first2, last2
+        for k in range(self.datapath_stages):
+            vq, firstq, lastq = (self._reg(m, sig, f"{sig.name}_d{k}") for sig in (vq, firstq, lastq))
+
+        # Accumulate; at the end of a fold, hand the PE results to the output stage.
         acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
         with m.If(stage.i.ready):
             m.d.sync += out_valid.eq(0)
-        with m.If(advance & v2):
+        with m.If(advance & vq):
             for p in range(pe):
                 nxt = Signal(self.acc_shape, name=f"acc_next{p}")
-                m.d.comb += nxt.eq(Mux(first2, 0, acc[p]) + partial[p])
+                m.d.comb += nxt.eq(Mux(firstq, 0, acc[p]) + partial[p])
                 m.d.sync += acc[p].eq(nxt)
-                with m.If(last2):
+                with m.If(lastq):
                     m.d.sync += out_data[p].eq(self._to_stage(nxt))
-            with m.If(last2):
+            with m.If(lastq):
                 m.d.sync += out_valid.eq(1)
         return m

@@ -269,51 +269,55 @@ class _XilinxBuilder(_Builder):
         return [(j, o[j]) for j in range(len(o))]
 
     def adder(self, columns, width):
-        # Ternary adder on the carry chain, one LUT per column. Position j adds X = the
-        # XOR of (some of) the column's bits and Y = the bit m[j-1] that column j-1's LUT
-        # hands up on its O5 (routed to DI through the slice's bypass input), or in a
-        # column without one, Y = the column's last bit. What the pair cannot hold (the
-        # AND / majority of the X bits) is m[j], for column j+1's LUT. Column 0 adds its
-        # first two bits (DI0 from the LUT's O5) and its third bit as the chain's carry-in,
-        # so the bypass input of position 0 is never needed twice.
+        # Ternary adder on the carry chain, without LUT-to-LUT chaining. With X[j] the XOR
+        # and M[j] the carry (AND / majority) of column j's bits, the sum is
+        # sum_j 2**j * (X[j] + M[j-1]): chain position j adds X[j] and M[j-1], so its
+        # LUT (S = X[j] ^ M[j-1]) reads the bits of columns j and j-1 (at most six) and
+        # no LUT waits for another: one LUT level in front of the carry chain. DI (either
+        # addend) is the column's lone bit when it has one, 0 when an addend is 0, else
+        # X[j] from the same LUT's O5 (at most five inputs) or from a LUT of its own.
+        # Column 0 adds its first two bits on position 0 and its third as the carry-in.
         name = self._name("add")
         o = Signal(width, name=name)
         zero = Const(0, 1)
         columns = [list(c) for c in columns]
-        assert len(columns[0]) <= 3
+        assert len(columns[0]) <= 3 and all(len(c) <= 3 for c in columns)
         ci = columns[0].pop() if len(columns[0]) == 3 else zero
+
+        def carries(j):          # column j's bits whose carry M[j] enters position j + 1
+            return columns[j] if 1 <= j < len(columns) and len(columns[j]) >= 2 else []
+
+        def carry_of(bits):
+            return (bits[0] & bits[1]) if len(bits) == 2 else int(sum(bits) >= 2)
+
         s, di = [], []
-        m_prev = None
         j = 0
-        while j < len(columns) or m_prev is not None:
-            bits = columns[j] if j < len(columns) else []
-            assert len(bits) <= 3
+        while j < len(columns) or carries(j - 1):
+            cur = columns[j] if j < len(columns) else []
+            prev = carries(j - 1)
             lname = f"{name}_c{j}"
-            m = None
-            if m_prev is None:
-                if not bits:
-                    s.append(zero)
-                    di.append(zero)
-                elif len(bits) <= 2:
-                    s6, d = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: v[0], bits, lname)
-                    s.append(s6)
-                    di.append(d)
-                else:
-                    s6, m = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: v[0] & v[1], bits, lname)
-                    s.append(s6)
-                    di.append(bits[2])
+            n = len(cur)
+            inputs = cur + prev
+
+            def fs(*v, n=n, k=len(prev)):
+                return (sum(v[:n]) + (carry_of(v[n:]) if k else 0)) & 1
+            if j == 0 and n == 2:                    # position 0: b0 + b1 (+ ci)
+                s6, d = self._lut6_2(lambda *v: (v[0] + v[1]) & 1, lambda *v: v[0], cur, lname)
+                s.append(s6)
+                di.append(d)
+            elif not inputs:
+                s.append(zero)
+                di.append(zero)
+            elif n <= 1 or not prev:
+                s.append(self._lut(fs, inputs, lname))
+                di.append(cur[0] if n == 1 else zero)
+            elif len(inputs) <= 5:
+                s6, d = self._lut6_2(fs, lambda *v, n=n: sum(v[:n]) & 1, inputs, lname)
+                s.append(s6)
+                di.append(d)
             else:
-                if not bits:
-                    s.append(self._lut(lambda v: v, [m_prev], lname))
-                elif len(bits) == 1:
-                    s.append(self._lut(lambda *v: sum(v) & 1, bits + [m_prev], lname))
-                else:
-                    n = len(bits)
-                    s6, m = self._lut6_2(lambda *v: sum(v) & 1, lambda *v: sum(v[:n]) >= 2,
-                                         bits + [m_prev], lname)
-                    s.append(s6)
-                di.append(m_prev)
-            m_prev = m
+                s.append(self._lut(fs, inputs, lname))
+                di.append(self._lut(lambda *v: sum(v) & 1, cur, lname + "_x"))
             j += 1
         outs, couts = self._carry(s, di, ci, name)
         bits_out = outs + [couts[-1]]

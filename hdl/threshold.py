@@ -9,13 +9,16 @@ its weights alone: the output path is the same.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["OutputStage", "range_shape"]
+__all__ = ["OutputStage", "range_shape", "OUTPUT_LATENCY"]
+
+#: Cycles from an input transfer to the valid output beat of :class:`OutputStage`.
+OUTPUT_LATENCY = 2
 
 
 def range_shape(lo: int, hi: int) -> Shape:
@@ -48,9 +51,20 @@ class OutputStage(wiring.Component):
     holds every possible sum.
 
     Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
-    constants when there is one fold. Latency: 1 cycle (a registered output).
-    Throughput: one beat per cycle; ``i.ready`` follows ``o.ready`` through a single
-    output register.
+    constants when there is one fold.
+
+    Two register stages keep every path short (at most 4 LUT levels for up to 15
+    thresholds under Yosys ``synth_xilinx -family xcup``, see
+    ``tests/hdl/test_logic_levels.py``): the first registers the ``2**k - 1`` compare
+    results (or ``acc + bias``), the second turns the compare results into the code.
+    As the thresholds of a channel are sorted, the compare results form a thermometer
+    code (``acc >= t[j]`` implies ``acc >= t[j - 1]``), so the code is decoded from the
+    edges of that thermometer (``count == c`` exactly when hit ``c - 1`` is set and hit
+    ``c`` is not) rather than counted by an adder tree.
+
+    Latency: ``OUTPUT_LATENCY`` = 2 cycles (input transfer to valid output). Throughput: one beat per cycle;
+    both stages advance together when ``~o.valid | o.ready`` (``i.ready`` is that
+    signal), so a stalled sink holds the whole stage and no beat is lost or repeated.
 
     Parameters
     ----------
@@ -136,29 +150,53 @@ class OutputStage(wiring.Component):
             params = self._fold_params(m, fold, self.bias[:, None], range_shape(
                 min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
 
-        result = Signal(data.ArrayLayout(self.out_shape, self.pe))
-        for p in range(self.pe):
-            acc = self.i.payload[p]
-            if self.thresholds is not None:
-                hits = [acc >= params[p][j] for j in range(self.thresholds.shape[1])]
-                m.d.comb += result[p].eq(_count(hits))
-            else:
-                m.d.comb += result[p].eq(acc + params[p][0])
+        # Both registers move together when the output register is free or taken.
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
 
-        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
-        with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
-        with m.If(take):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(result)]
+        # Stage 1: compare results (thermometer code per lane), or acc + bias.
+        valid1 = Signal()
+        result = Signal(data.ArrayLayout(self.out_shape, self.pe))
+        if self.thresholds is not None:
+            n = self.thresholds.shape[1]
+            hits = Signal(data.ArrayLayout(unsigned(n), self.pe))
+            with m.If(advance):
+                for p in range(self.pe):
+                    acc = self.i.payload[p]
+                    m.d.sync += hits[p].eq(Cat(acc >= params[p][j] for j in range(n)))
+            for p in range(self.pe):
+                m.d.comb += result[p].eq(_thermometer_to_binary(hits[p], self.bits))
+        else:
+            sums = Signal(data.ArrayLayout(self.out_shape, self.pe))
+            with m.If(advance):
+                for p in range(self.pe):
+                    m.d.sync += sums[p].eq(self.i.payload[p] + params[p][0])
+            m.d.comb += result.eq(sums)
+        with m.If(advance):
+            m.d.sync += valid1.eq(self.i.valid)
+
+        # Stage 2: the output register.
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(valid1), self.o.payload.eq(result)]
         return m
 
 
-def _count(bits: list) -> object:
-    """Number of true one-bit values, as a balanced adder tree."""
-    terms = [b.as_unsigned() if hasattr(b, "as_unsigned") else b for b in bits]
-    while len(terms) > 1:
-        nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
-        if len(terms) % 2:
-            nxt.append(terms[-1])
-        terms = nxt
-    return terms[0]
+def _thermometer_to_binary(hits, bits: int):
+    """Number of set bits of a thermometer code ``hits`` (bit ``j`` set implies every bit
+    below it set), as ``bits`` bits: bit ``b`` of the count is the OR, over the counts
+    ``c`` with bit ``b`` set, of the edge ``hits[c - 1] & ~hits[c]``."""
+    n = len(hits)
+
+    def edge(c):                            # count == c
+        below = hits[c - 1] if c >= 1 else Const(1, 1)
+        return below & ~hits[c] if c < n else below
+
+    return Cat(_any(edge(c) for c in range(1, n + 1) if (c >> b) & 1) for b in range(bits))
+
+
+def _any(terms):
+    terms = list(terms)
+    out = terms[0]
+    for t in terms[1:]:
+        out = out | t
+    return out

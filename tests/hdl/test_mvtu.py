@@ -140,6 +140,11 @@ CASES = [
     ("pot", 5, 3, 4, 6, 4, 3, None, False),
     ("pot", 4, 1, 4, 8, 2, 2, 1, False),              # pot x bipolar
     ("pot", 5, 4, 3, 5, 1, 5, 3, True),
+    # wide SIMD: a pipeline register inside the adder tree, 64-lane popcounts
+    ("int", 4, 4, 4, 64, 2, 32, 3, True),
+    ("pot", 4, 2, 4, 48, 2, 24, None, True),
+    ("binary", None, 4, 4, 128, 2, 64, 3, False),
+    ("binary", None, 1, 4, 128, 2, 64, None, True),
 ]
 
 
@@ -293,3 +298,48 @@ def test_extreme_thresholds(kind, in_bits):
     got, _ = simulate(dut, codes, seed=4)
     assert np.array_equal(got, reference(w, codes, in_bits, t, np.arange(4), kind=kind,
                                          wbits=4 if kind == "pot" else None))
+
+
+@pytest.mark.parametrize("kind,wbits,in_bits,simd,tbits,stages", [
+    ("binary", None, 1, 64, 1, 1),
+    ("binary", None, 2, 32, None, 2),
+    ("int", 4, 4, 8, 2, 2),               # adder tree of 3 levels
+    ("int", 4, 4, 32, None, 3),           # adder tree of 5 levels: one register inside
+    ("pot", 4, 2, 16, 2, 3),              # 32 terms (lanes and their sign bits)
+    ("pot", 4, 2, 64, None, 4),           # 128 terms: two registers inside the tree
+])
+def test_latency(kind, wbits, in_bits, simd, tbits, stages):
+    """Measured cycles from the last input beat of a vector (``outputs == pe``) to the
+    valid output equal the documented ``latency``; ``datapath_stages`` as documented."""
+    rng = np.random.default_rng(7)
+    weights = random_matrix(rng, 2, 2 * simd, kind, wbits)
+    thresholds = None if tbits is None else random_thresholds(rng, np.full(2, -5), np.full(2, 5), tbits)
+    dut = MVTU(weights, kind=kind, wbits=wbits, in_bits=in_bits, pe=2, simd=simd,
+               thresholds=thresholds)
+    assert dut.datapath_stages == stages
+    assert dut.latency == 2 + stages + 1 + 2
+    measured = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.valid, 1)
+        sent, cycle, last = 0, 0, None
+        while True:
+            if sent < dut.synapse_folds and ctx.get(dut.i.ready):
+                sent += 1
+                if sent == dut.synapse_folds:
+                    last = cycle
+            if ctx.get(dut.o.valid):
+                measured.append(cycle - last)
+                return
+            await ctx.tick()
+            cycle += 1
+            if sent == dut.synapse_folds:
+                ctx.set(dut.i.valid, 0)
+            assert cycle < 100
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert measured == [dut.latency], (measured, dut.latency)
