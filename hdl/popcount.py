@@ -13,9 +13,12 @@ The count of ones of an ``n``-bit vector is built as a compressor tree in three 
    three bits (weights 1, 2, 4) with two LUTs on two carry-chain positions (position 0
    adds parity(b0..b4), b5 and b6 as carry-in; position 1 adds [s >= 2] and [s >= 4] of
    s = b0 + .. + b4); a full adder (3;2) is one dual-output LUT.
-3. **Final adder.** A ternary adder on the carry chain, one LUT per column: each LUT
-   gives the column's XOR to the chain and hands the column's carry (majority, on its
-   second output) to the next column's LUT; column 0's third bit is the carry-in.
+3. **Final adder.** A ternary adder on the carry chain: with ``X[j]`` the XOR and
+   ``M[j]`` the carry (majority) of column ``j``, position ``j`` adds ``X[j]`` and
+   ``M[j-1]``, so its LUT reads the bits of columns ``j`` and ``j-1`` (at most six) and
+   no LUT feeds another: one LUT level in front of the carry chain (a second LUT gives
+   ``X[j]`` to the chain's DI input where the six inputs leave no second output);
+   column 0's third bit is the carry-in.
 
 With ``primitives="xilinx"`` every node is a Xilinx primitive (``LUT1``..``LUT6``,
 ``LUT6_2`` with ``INIT`` computed here, ``CARRY8`` on UltraScale(+), ``CARRY4`` on
@@ -30,10 +33,13 @@ elaborates without a platform, hence generic logic under ``"auto"``; to get the
 primitives into a Verilog netlist, pass the board: ``verilog.convert(top,
 platform=boards.get("zcu104")())`` (UltraScale+: ``CARRY8``; a Zynq-7000 board: ``CARRY4``).
 
-Cost under Yosys ``synth_xilinx -family xcup`` (``python -m bench.popcount``), one XNOR
-popcount with registered output: 0.92 LUT per lane at 64 lanes (59 LUTs, 6 LUT levels;
-0.91 at 32, 0.90 at 128),
-against about 1.9 for the generic twin and 2.16 for a naive adder tree.
+Cost of one XNOR popcount with primitives: 61 LUTs at 64 lanes (0.95 per lane; 29 at
+32, 116 at 128; the builder's count, ``_tree_luts``), 5 LUT levels under Yosys
+``synth_xilinx -family xcup`` (leaf thread 2, two counter stages, final adder 1;
+``tests/hdl/test_logic_levels.py``). The earlier final adder, which handed each column's
+carry from LUT to LUT, used 59 LUTs but grew to 9 LUT levels at 64 lanes. The generic
+twin maps to about 1.9 LUT per lane and a naive adder tree to 2.16
+(``python -m bench.popcount``).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ _LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
 #: LUTs per leaf thread: a thread of ``2 * THREAD`` lanes is a chain of ``THREAD``
 #: dual-output LUTs, each adding two XNOR lanes to the running weight-1 bit. Longer
 #: threads save a few LUTs but add logic levels (64 lanes, threads of 1, 2, 3 LUTs:
-#: 69, 59, 57 LUTs at 6, 6, 7 LUT levels).
+#: 69, 59, 57 LUTs at 6, 6, 7 LUT levels, measured with the earlier final adder).
 THREAD = 2
 
 
@@ -467,8 +473,8 @@ class Popcount(wiring.Component):
         Cycles from ``a``/``b`` to ``o``: 1 if ``registered`` else 0. The register has no
         enable; a consumer delays its valid by ``latency`` cycles to match.
 
-    Throughput: one vector per cycle. Cost with primitives: 0.92 LUT per XNOR lane at 64
-    lanes, 6 LUT levels (``python -m bench.popcount``); the generic twin maps to ~1.9.
+    Throughput: one vector per cycle. Cost with primitives: 0.95 LUT per XNOR lane at 64
+    lanes, 5 LUT levels; the generic twin maps to ~1.9.
     """
 
     def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,

@@ -62,9 +62,12 @@ class OutputStage(wiring.Component):
     edges of that thermometer (``count == c`` exactly when hit ``c - 1`` is set and hit
     ``c`` is not) rather than counted by an adder tree.
 
-    Latency: ``OUTPUT_LATENCY`` = 2 cycles (input transfer to valid output). Throughput: one beat per cycle;
-    both stages advance together when ``~o.valid | o.ready`` (``i.ready`` is that
-    signal), so a stalled sink holds the whole stage and no beat is lost or repeated.
+    Latency: ``OUTPUT_LATENCY`` = 2 cycles (input transfer to valid output). Throughput:
+    one beat per cycle. The output register has a skid register beside it: when the sink
+    stalls, the beat leaving the first stage waits there and both stages stop. So
+    ``i.ready`` is a register output (no combinational path from ``o.ready`` to
+    ``i.ready``, and none through the engine in front, whose registers load on this
+    ``i.ready``): stalls do not chain through the layers of a network.
 
     Parameters
     ----------
@@ -150,9 +153,13 @@ class OutputStage(wiring.Component):
             params = self._fold_params(m, fold, self.bias[:, None], range_shape(
                 min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
 
-        # Both registers move together when the output register is free or taken.
+        # Both stages move together unless the skid register holds a beat; ``i.ready`` is
+        # therefore a register output, and ``o.ready`` reaches no logic but the output
+        # and skid registers.
+        skid_valid = Signal()
+        skid = Signal(data.ArrayLayout(self.out_shape, self.pe))
         advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        m.d.comb += [advance.eq(~skid_valid), self.i.ready.eq(advance)]
 
         # Stage 1: compare results (thermometer code per lane), or acc + bias.
         valid1 = Signal()
@@ -175,9 +182,15 @@ class OutputStage(wiring.Component):
         with m.If(advance):
             m.d.sync += valid1.eq(self.i.valid)
 
-        # Stage 2: the output register.
-        with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid1), self.o.payload.eq(result)]
+        # Stage 2: the output register, and the skid register that catches the beat
+        # leaving stage 1 while the output register is held.
+        with m.If(~self.o.valid | self.o.ready):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(skid), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.valid.eq(valid1), self.o.payload.eq(result)]
+        with m.Elif(advance & valid1):
+            m.d.sync += [skid_valid.eq(1), skid.eq(result)]
         return m
 
 
