@@ -14,11 +14,12 @@ bipolar codes) and the stored weight code ``(sign, mag)``:
 2. Barrel shift: ``t = x << (mag - 1)``, a shifter of ``ceil_log2(emax - emin + 1)``
    control bits; ``t`` is forced to 0 when ``mag == 0``.
 3. Conditional negate by one's complement: the lane emits ``~t`` (``= -t - 1``) for a
-   negative weight and ``t`` otherwise; the ``+1`` of every negated lane is added once
-   per PE as the count of sign bits, a ``simd``-input tree, instead of a carry chain per
-   lane.
-4. The ``simd`` lane terms and the sign count go through one adder tree into the
-   partial sum, which the PE accumulates over the ``inputs / simd`` synapse folds.
+   negative weight and ``t`` otherwise; the ``+1`` of every negated lane is its sign bit,
+   a one-bit operand of the adder tree, instead of a carry chain per lane.
+4. The lane terms and sign bits are registered, then summed by one adder tree of
+   ``2 * simd`` operands with a register after every ``hdl.mvtu.TREE_LEVELS`` levels
+   (at most 6 LUT levels per stage) into the partial sum, which the PE accumulates over
+   the ``inputs / simd`` synapse folds.
 
 The accumulator therefore holds ``acc / 2**emin``; its width is the exact worst case of
 the weights divided by ``2**emin``. Thresholds are divided by ``2**emin`` at build time
