@@ -284,24 +284,43 @@ def lanes(net: Network) -> int:
 
 
 class NotCached(RuntimeError):
-    """``--cache-only``: a stage's synthesis result is not in the cache."""
+    """``--cache-only``: some stages' synthesis results are not in the cache; ``found``
+    holds those that are."""
+
+    def __init__(self, missing, found):
+        self.missing, self.found = missing, found
+        super().__init__(f"stage(s) {', '.join(missing)} not synthesised yet "
+                         f"(run without --cache-only)")
+
+
+def _cached(text: str, top: str, family: str):
+    key = synth._cache_key(text, top, family, {"flatten": True, "noiopad": True, "noclkbuf": True})
+    path = synth.default_cache_dir() / f"{key}.json"
+    if path.exists():
+        return synth.synthesize(text, top, family)            # a cache hit: no Yosys run
+    return None
 
 
 def synth_stages(net: Network, family: str, *, timeout: float = SYNTH_TIMEOUT_S,
                  progress=None, cache_only: bool = False) -> dict:
     """Yosys figures per stage (same names and cache as ``hdl.build``)."""
     from amaranth.back import verilog
-    out = {}
+    out, missing = {}, []
     for stage in net.stages:
         if progress:
             progress(f"synth {stage.name} ({family}, pe {stage.pe} simd {stage.simd})")
         top = f"layer_{stage.name}"
         text = verilog.convert(build_engine(stage), name=top)
         if cache_only:
-            key = synth._cache_key(text, top, family, {"flatten": True, "noiopad": True, "noclkbuf": True})
-            if not (synth.default_cache_dir() / f"{key}.json").exists():
-                raise NotCached(f"stage {stage.name} not synthesised yet (run without --cache-only)")
+            hit = _cached(text, top, family)
+            if hit is None:
+                missing.append(stage.name)
+            else:
+                out[stage.name] = hit
+            continue
         out[stage.name] = synth.synthesize(text, top, family, timeout=timeout)
+    if missing:
+        raise NotCached(missing, out)
     return out
 
 
@@ -345,6 +364,11 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     if do_synth:
         try:
             per = synth_stages(net, board.synth_family, progress=progress, cache_only=cache_only)
+        except NotCached as exc:
+            row["synth_note"] = f"synthesis not finished: {exc}"
+            row["stage_lut"] = {k: r.lut for k, r in exc.found.items()}
+            row["stage_bram18"] = {k: r.bram18 for k, r in exc.found.items()}
+            row["stage_logic_levels"] = {k: r.logic_levels for k, r in exc.found.items()}
         except Exception as exc:                     # a timeout or a Yosys failure: record it
             row["synth_note"] = f"synthesis not finished: {type(exc).__name__}: {str(exc)[:200]}"
         else:
@@ -353,6 +377,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
             row["logic_levels"] = max(r.logic_levels for r in per.values())
             row["stage_lut"] = {k: r.lut for k, r in per.items()}
             row["stage_bram18"] = {k: r.bram18 for k, r in per.items()}
+            row["stage_logic_levels"] = {k: r.logic_levels for k, r in per.items()}
             row["synth_cached_stages"] = sum(r.cached for r in per.values())
             cap = board.capacity.as_dict()
             row["fits"] = all(totals[k] <= cap[k] for k in ("lut", "ff", "bram18", "dsp"))
@@ -417,8 +442,19 @@ def evaluate_goals(rows: list[dict], finn: dict | None) -> list[dict]:
     if finn is None or r is None:
         add(what, None, "not measured", "not measured")
     elif r["lut"] is None:
-        add(what, None, f"FINN model {finn['finn_lut_model_total']:,} LUT (MVAUs); ours not measured",
-            "not measured")
+        done = {k: v for k, v in (r.get("stage_lut") or {}).items() if k in finn["layers"]}
+        if done:
+            ours = sum(done.values())
+            model_part = sum(finn["layers"][k]["finn_lut_model"] for k in done)
+            add(what, None,
+                f"partial, {len(done)} of {len(finn['layers'])} layers synthesised "
+                f"({', '.join(done)}): ours {ours:,} LUT vs FINN model {model_part:,} LUT for them; "
+                f"FINN model total {finn['finn_lut_model_total']:,} LUT",
+                f"{ours - model_part:+,} LUT ({ours / model_part - 1:+.1%}) on the synthesised layers; "
+                f"the rest not measured")
+        else:
+            add(what, None, f"FINN model {finn['finn_lut_model_total']:,} LUT (MVAUs); ours not measured",
+                "not measured")
     else:
         ours = sum(v for k, v in r["stage_lut"].items() if k in FINN_CNV_FOLDING)
         model_total = finn["finn_lut_model_total"]

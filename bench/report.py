@@ -169,9 +169,16 @@ def _networks(lines, data):
     for name, v in (finn.get("layers") or {}).items():
         table.append([name, f"{v['pe']} x {v['simd']}", v["mw"], v["mh"], _n(v["finn_cycles"]),
                       _n(v["our_cycles"]), _n(v["finn_lut_model"]), _n(stage_lut.get(name))])
+    layers = finn.get("layers") or {}
+    done = [k for k in layers if k in stage_lut]
+    ours_total = NOT_MEASURED
+    if done:
+        ours_total = _n(sum(stage_lut[k] for k in done))
+        if len(done) < len(layers):
+            part = sum(layers[k]["finn_lut_model"] for k in done)
+            ours_total += f" ({len(done)} of {len(layers)} layers; FINN model for them: {part:,})"
     table.append(["total", "", "", "", _n(finn.get("finn_cycles_per_frame")),
-                  _n(finn.get("our_cycles_per_frame")), _n(finn.get("finn_lut_model_total")),
-                  _n(sum(stage_lut.get(k, 0) for k in finn.get("layers") or {}) if stage_lut else None)])
+                  _n(finn.get("our_cycles_per_frame")), _n(finn.get("finn_lut_model_total")), ours_total])
     lines += _table(["layer", "PE x SIMD", "MW", "MH", "FINN cycles", "our cycles",
                      "FINN LUT model (MVAU)", "our LUT (Yosys, engine incl. sliding window)"], table)
     lines.append("")
