@@ -45,6 +45,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
+from hdl._checks import check_bias, check_int, check_thresholds
 from hdl.popcount import PRIMITIVES, Popcount
 from hdl.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
@@ -64,13 +65,8 @@ MAX_IN_BITS = ir.MAX_INPUT_BITS
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        bound = f"at least {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ValueError(f"{name} must be {bound}, not {value}")
-    return value
+    """``hdl._checks.check_int`` that also takes NumPy integers (sizes read off arrays)."""
+    return check_int(name, value, lo, hi, numpy=True)
 
 
 def _row_bounds(m: np.ndarray, lo_a: int, hi_a: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,24 +215,8 @@ class MVTU(wiring.Component):
             raise ValueError(f"SIMD must divide the input width {inputs}, not {simd}")
         if outputs % pe:
             raise ValueError(f"PE must divide the output count {outputs}, not {pe}")
-        if bias is not None:
-            bias = np.asarray(bias)
-            if bias.dtype.kind not in "iu":
-                raise TypeError(f"bias must be an integer array, not dtype {bias.dtype}")
-            if bias.shape != (outputs,):
-                raise ValueError(f"bias must have shape ({outputs},), not {bias.shape}")
-            bias = bias.astype(np.int64)
-        if thresholds is not None:
-            thresholds = np.asarray(thresholds)
-            if thresholds.dtype.kind not in "iu":
-                raise TypeError(f"thresholds must be an integer array, not dtype {thresholds.dtype}")
-            n = thresholds.shape[1] if thresholds.ndim == 2 else 0
-            if thresholds.ndim != 2 or thresholds.shape[0] != outputs or n < 1 or (n + 1) & n:
-                raise ValueError(f"thresholds must have shape ({outputs}, 2**bits - 1), "
-                                 f"not {thresholds.shape}")
-            if np.any(np.diff(thresholds, axis=1) < 0):
-                raise ValueError("thresholds must be non-decreasing in every channel")
-            thresholds = thresholds.astype(np.int64)
+        bias = check_bias(bias, outputs)
+        thresholds = check_thresholds(thresholds, outputs)
 
         self.weights = m
         self.kind, self.wbits, self.in_bits = kind, wbits, in_bits

@@ -9,15 +9,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from ._checks import check_int as _check_int
+
 __all__ = ["StreamFIFO", "WidthConverter"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
 
 
 class StreamFIFO(wiring.Component):

@@ -5,17 +5,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from ._checks import check_int as _check_int
 from .window import SlidingWindow, window_output_shape
 
 __all__ = ["MaxPool", "LabelSelect"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
 
 
 class MaxPool(wiring.Component):

@@ -12,15 +12,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ._checks import check_int as _check_int
+
 __all__ = ["SlidingWindow", "window_output_shape"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
 
 
 def window_output_shape(height, width, kernel, stride=1, padding=0):
