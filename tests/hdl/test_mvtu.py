@@ -1,14 +1,13 @@
 """MVTU: bit-exact against the golden model in every mode and folding, under random input
 gaps and output backpressure (Amaranth simulator); throughput; parameter errors."""
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hdl import ir
 from hdl.mvtu import MVTU
+from sim import amsim
 from sim.random_model import random_thresholds, random_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -43,45 +42,8 @@ def simulate(dut: MVTU, codes: np.ndarray, *, seed: int, gap=0.3, stall=0.3):
     """
     beats = codes.reshape(-1, dut.simd)
     n_out = len(codes) * dut.neuron_folds
-    got, cycles = [], []
-
-    async def source(ctx):
-        rng = random.Random(seed)
-        for beat in beats:
-            while rng.random() < gap:
-                await ctx.tick()
-            ctx.set(dut.i.payload, [int(v) for v in beat])
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-
-    async def sink(ctx):
-        rng = random.Random(seed + 1)
-        held = None
-        cycle = 0
-        while len(got) < n_out:
-            ready = rng.random() >= stall
-            ctx.set(dut.o.ready, ready)
-            await ctx.delay(1e-9)
-            valid, payload = ctx.get(dut.o.valid), ctx.get(dut.o.payload)
-            if held is not None:
-                assert valid and [int(v) for v in payload] == held, \
-                    f"seed {seed}: output changed while held"
-            if valid and ready:
-                got.append([int(v) for v in payload])
-                cycles.append(cycle)
-                held = None
-            elif valid:
-                held = [int(v) for v in payload]
-            await ctx.tick()
-            cycle += 1
-            assert cycle < 50 * (len(beats) + n_out) * dut.neuron_folds + 200, f"seed {seed}: hang"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    got, cycles = amsim.simulate(dut, beats, n_out, seed=seed, gap=gap, stall=stall,
+                                 max_cycles=50 * (len(beats) + n_out) * dut.neuron_folds + 200)
     return np.array(got).reshape(len(codes), dut.outputs), cycles
 
 

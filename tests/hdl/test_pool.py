@@ -1,15 +1,13 @@
 """MaxPool and LabelSelect: bit-exact under random input gaps and output stalls."""
 
 import gc
-import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Value
-from amaranth.sim import Simulator
 
 from hdl.pool import LabelSelect, MaxPool
-from sim import golden
+from sim import amsim, golden
+from sim.streams import unpack
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
@@ -46,61 +44,10 @@ def test_golden_maxpool_matches_plain_loops(k, s):
 
 
 def run_stream(dut, in_beats, n_out, seed, gap=0.3, stall=0.3):
-    """Send ``in_beats``, collect ``n_out`` output payloads (raw values) under random
-    gaps and stalls, checking that a held output does not change. Returns (payloads,
-    cycle of the last output transfer)."""
-    got = []
-    last = [0]
-    max_cycles = 50 * (len(in_beats) + n_out) + 200
-
-    async def source(ctx):
-        rng = random.Random(seed)
-        for beat in in_beats:
-            while gap and rng.random() < gap:
-                await ctx.tick()
-            ctx.set(dut.i.payload, beat)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-
-    async def sink(ctx):
-        rng = random.Random(seed + 1)
-        held = None
-        cycle = 0
-        while len(got) < n_out:
-            assert cycle < max_cycles, f"seed {seed}: timeout after {len(got)}/{n_out} beats"
-            ready = not (stall and rng.random() < stall)
-            ctx.set(dut.o.ready, ready)
-            await ctx.delay(1e-9)
-            valid = ctx.get(dut.o.valid)
-            payload = ctx.get(Value.cast(dut.o.payload)) if valid else None
-            if held is not None:
-                assert valid and payload == held, f"seed {seed}: output changed while held"
-            if valid and ready:
-                got.append(payload)
-                last[0] = cycle
-                held = None
-            elif valid:
-                held = payload
-            await ctx.tick()
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return got, last[0]
-
-
-def unpack(word, bits, lanes, signed=False):
-    out = []
-    for lane in range(lanes):
-        v = (word >> (lane * bits)) & ((1 << bits) - 1)
-        if signed and v >> (bits - 1):
-            v -= 1 << bits
-        out.append(v)
-    return out
+    """``sim.amsim.simulate`` with raw payloads; returns (payloads, cycle of the last
+    output transfer)."""
+    got, cycles = amsim.simulate(dut, in_beats, n_out, seed=seed, gap=gap, stall=stall, raw=True)
+    return got, cycles[-1]
 
 
 def check_maxpool(h, w, c, k, s, bits, lanes, frames, seed, gap=0.3, stall=0.3):

@@ -3,15 +3,13 @@ densities and pruning patterns, weight kinds, thresholds and scores, under rando
 gaps and output backpressure (Amaranth simulator); cycle model against measured cycles;
 storage; parameter errors; one Verilator build."""
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from hdl import ir
 from hdl.sparse import SparseCSC
-from sim import golden
+from sim import amsim, golden
 from sim.random_model import random_thresholds, random_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -41,46 +39,9 @@ def simulate(dut: SparseCSC, codes: np.ndarray, *, seed: int, gap=0.3, stall=0.3
     """
     beats = codes.reshape(-1, dut.simd)
     n_out = len(codes) * dut.local_rows
-    got, cycles = [], []
     limit = 20 * len(codes) * (dut.cycles_per_vector + dut.local_rows + len(beats)) + 200
-
-    async def source(ctx):
-        rng = random.Random(seed)
-        for beat in beats:
-            while rng.random() < gap:
-                await ctx.tick()
-            ctx.set(dut.i.payload, [int(v) for v in beat])
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-
-    async def sink(ctx):
-        rng = random.Random(seed + 1)
-        held = None
-        cycle = 0
-        while len(got) < n_out:
-            ready = rng.random() >= stall
-            ctx.set(dut.o.ready, ready)
-            await ctx.delay(1e-9)
-            valid, payload = ctx.get(dut.o.valid), ctx.get(dut.o.payload)
-            if held is not None:
-                assert valid and [int(v) for v in payload] == held, \
-                    f"seed {seed}: output changed while held"
-            if valid and ready:
-                got.append([int(v) for v in payload])
-                cycles.append(cycle)
-                held = None
-            elif valid:
-                held = [int(v) for v in payload]
-            await ctx.tick()
-            cycle += 1
-            assert cycle < limit, f"seed {seed}: hang"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    got, cycles = amsim.simulate(dut, beats, n_out, seed=seed, gap=gap, stall=stall,
+                                 max_cycles=limit)
     return np.array(got).reshape(len(codes), dut.outputs), cycles
 
 

@@ -1,13 +1,11 @@
 """OutputStage: thresholds and scores, bit-exact under random stalls (Amaranth simulator)."""
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.hdl import signed
-from amaranth.sim import Simulator
 
 from hdl.threshold import OutputStage, range_shape
+from sim import amsim
 
 
 def _expected(acc, thresholds, bias):
@@ -19,41 +17,8 @@ def _expected(acc, thresholds, bias):
 
 
 def _simulate(stage: OutputStage, acc: np.ndarray, seed: int, gap=0.3, stall=0.3):
-    rng = random.Random(seed)
     beats = acc.reshape(-1, stage.pe)
-    got = []
-
-    async def source(ctx):
-        for beat in beats:
-            while rng.random() < gap:
-                await ctx.tick()
-            ctx.set(stage.i.payload, [int(v) for v in beat])
-            ctx.set(stage.i.valid, 1)
-            await ctx.tick().until(stage.i.ready)
-            ctx.set(stage.i.valid, 0)
-
-    async def sink(ctx):
-        sink_rng = random.Random(seed + 1)
-        held = None
-        while len(got) < len(beats):
-            ready = sink_rng.random() >= stall
-            ctx.set(stage.o.ready, ready)
-            await ctx.delay(1e-9)
-            valid, payload = ctx.get(stage.o.valid), ctx.get(stage.o.payload)
-            if held is not None:
-                assert valid and list(payload) == held, f"seed {seed}: output changed while held"
-            if valid and ready:
-                got.append([int(v) for v in payload])
-                held = None
-            elif valid:
-                held = list(payload)
-            await ctx.tick()
-
-    sim = Simulator(stage)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
+    got, _ = amsim.simulate(stage, beats, len(beats), seed=seed, gap=gap, stall=stall)
     return np.array(got).reshape(acc.shape)
 
 

@@ -5,10 +5,9 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from hdl.window import SlidingWindow, window_output_shape
-from sim import golden
+from sim import amsim, golden
 
 # Components refused by __init__ (or only inspected) are never elaborated.
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
@@ -44,53 +43,11 @@ def golden_im2col(codes, kernel, stride, padding, pad_value):
 
 
 def run_stream(dut, in_beats, n_out, seed, gap=0.3, stall=0.3, max_cycles=None):
-    """Drive ``dut.i`` with ``in_beats`` (lists of lane values) and collect ``n_out``
-    beats from ``dut.o`` under random gaps and stalls; checks that a held beat stays.
-
-    Returns (list of output beats, cycle of the last output transfer).
-    """
-    got = []
-    last = [0]
-    max_cycles = max_cycles or 50 * (len(in_beats) + n_out) + 200
-
-    async def source(ctx):
-        rng = random.Random(seed)
-        for beat in in_beats:
-            while gap and rng.random() < gap:
-                await ctx.tick()
-            ctx.set(dut.i.payload, beat)
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
-
-    async def sink(ctx):
-        rng = random.Random(seed + 1)
-        held = None
-        cycle = 0
-        while len(got) < n_out:
-            assert cycle < max_cycles, f"seed {seed}: timeout after {len(got)}/{n_out} beats"
-            ready = not (stall and rng.random() < stall)
-            ctx.set(dut.o.ready, ready)
-            await ctx.delay(1e-9)
-            valid = ctx.get(dut.o.valid)
-            payload = [int(v) for v in ctx.get(dut.o.payload)] if valid else None
-            if held is not None:
-                assert valid and payload == held, f"seed {seed}: output changed while held"
-            if valid and ready:
-                got.append(payload)
-                last[0] = cycle
-                held = None
-            elif valid:
-                held = payload
-            await ctx.tick()
-            cycle += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run()
-    return got, last[0]
+    """``sim.amsim.simulate`` with lane-list payloads; returns (output beats, cycle of
+    the last output transfer)."""
+    got, cycles = amsim.simulate(dut, in_beats, n_out, seed=seed, gap=gap, stall=stall,
+                                 max_cycles=max_cycles)
+    return got, cycles[-1]
 
 
 def check_window(h, w, c, k, s, p, pad_value, bits, simd, frames, seed, gap=0.3, stall=0.3):
