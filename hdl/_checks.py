@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_int", "check_bias", "check_thresholds"]
+from hdl import ir
+
+__all__ = ["check_int", "check_folds", "check_bias", "check_thresholds", "check_fc_layer"]
 
 
 def check_int(name: str, value, lo: int, hi: int | None = None, *, numpy: bool = False) -> int:
@@ -55,3 +57,19 @@ def check_thresholds(thresholds, outputs: int):
     if np.any(np.diff(thresholds, axis=1) < 0):
         raise ValueError("thresholds must be non-decreasing in every channel")
     return thresholds.astype(np.int64)
+
+
+def check_folds(outputs: int, inputs: int, pe: int, simd: int) -> None:
+    """SIMD must divide the input width and PE the output count."""
+    if inputs % simd:
+        raise ValueError(f"SIMD must divide the input width {inputs}, not {simd}")
+    if outputs % pe:
+        raise ValueError(f"PE must divide the output count {outputs}, not {pe}")
+
+
+def check_fc_layer(layer, threshold) -> None:
+    """``layer`` an IR ``Conv`` or ``FC``, ``threshold`` an IR ``Threshold`` or None."""
+    if not isinstance(layer, (ir.Conv, ir.FC)):
+        raise TypeError(f"layer must be an ir.Conv or ir.FC, not {type(layer).__name__}")
+    if threshold is not None and not isinstance(threshold, ir.Threshold):
+        raise TypeError(f"threshold must be an ir.Threshold or None, not {type(threshold).__name__}")

@@ -45,7 +45,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
-from hdl._checks import check_bias, check_int, check_thresholds
+from hdl._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.popcount import PRIMITIVES, Popcount
 from hdl.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
@@ -211,10 +211,7 @@ class MVTU(wiring.Component):
         pe = _check_int("PE", pe, 1)
         simd = _check_int("SIMD", simd, 1)
         outputs, inputs = m.shape
-        if inputs % simd:
-            raise ValueError(f"SIMD must divide the input width {inputs}, not {simd}")
-        if outputs % pe:
-            raise ValueError(f"PE must divide the output count {outputs}, not {pe}")
+        check_folds(outputs, inputs, pe, simd)
         bias = check_bias(bias, outputs)
         thresholds = check_thresholds(thresholds, outputs)
 
@@ -289,10 +286,7 @@ class MVTU(wiring.Component):
         ``in_bits`` is the code width of the layer's input tensor. Sparse (CSC) weights
         are expanded to a dense matrix.
         """
-        if not isinstance(layer, (ir.Conv, ir.FC)):
-            raise TypeError(f"layer must be an ir.Conv or ir.FC, not {type(layer).__name__}")
-        if threshold is not None and not isinstance(threshold, ir.Threshold):
-            raise TypeError(f"threshold must be an ir.Threshold or None, not {type(threshold).__name__}")
+        check_fc_layer(layer, threshold)
         w = layer.weights
         return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
                    thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias)

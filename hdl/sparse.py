@@ -52,7 +52,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
-from hdl._checks import check_bias, check_thresholds
+from hdl._checks import check_bias, check_fc_layer, check_folds, check_thresholds
 from hdl.mvtu import KINDS, MAX_IN_BITS, _check_int, _check_weights, _row_bounds
 from hdl.threshold import OutputStage, range_shape
 
@@ -194,10 +194,7 @@ class SparseCSC(wiring.Component):
         index_bits = _check_int("index_bits", index_bits, 1, MAX_INDEX_BITS)
         queue_depth = _check_int("queue_depth", queue_depth, 1, MAX_QUEUE_DEPTH)
         outputs, inputs = m.shape
-        if inputs % simd:
-            raise ValueError(f"SIMD must divide the input width {inputs}, not {simd}")
-        if outputs % pe:
-            raise ValueError(f"PE must divide the output count {outputs}, not {pe}")
+        check_folds(outputs, inputs, pe, simd)
         bias = check_bias(bias, outputs)
         thresholds = check_thresholds(thresholds, outputs)
 
@@ -249,10 +246,7 @@ class SparseCSC(wiring.Component):
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, index_bits=4):
         """A sparse engine for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
-        if not isinstance(layer, (ir.Conv, ir.FC)):
-            raise TypeError(f"layer must be an ir.Conv or ir.FC, not {type(layer).__name__}")
-        if threshold is not None and not isinstance(threshold, ir.Threshold):
-            raise TypeError(f"threshold must be an ir.Threshold or None, not {type(threshold).__name__}")
+        check_fc_layer(layer, threshold)
         w = layer.weights if layer.weights.sparse else layer.weights.to_csc()
         return cls(w, kind=w.kind, in_bits=in_bits, pe=pe, simd=simd, index_bits=index_bits,
                    thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias)
