@@ -38,11 +38,6 @@ FOLDINGS = {
 SUBSET = 40
 
 
-def available(name):
-    return pytest.param(name, marks=pytest.mark.skipif(
-        not (MODELS / name).exists(), reason=f"models/{name} is not in this checkout"))
-
-
 def run(name: str, images: int):
     from sim.harness import run_cocotb
 
@@ -74,7 +69,7 @@ def run(name: str, images: int):
     return net, rep
 
 
-@pytest.mark.parametrize("name", [available(n) for n in FOLDINGS])
+@pytest.mark.parametrize("name", list(FOLDINGS))
 def test_accelerator(name):
     """40 digits test images per model with random stalls, bit-exact; steady-state
     cycles per frame within 2% of the model; pin and soft reset with frames in flight;
@@ -83,7 +78,7 @@ def test_accelerator(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [available(n) for n in FOLDINGS])
+@pytest.mark.parametrize("name", list(FOLDINGS))
 def test_accelerator_all_images(name):
     """Every digits test image (450) through the accelerator, bit-exact."""
     images = len(load_dataset("digits").x_test)
