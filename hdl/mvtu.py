@@ -137,6 +137,13 @@ def _check_weights(weights, kind: str, wbits) -> tuple[np.ndarray, int]:
     return m, wbits
 
 
+def pot_field_bits(emin: int, emax: int) -> tuple[int, int]:
+    """Stored magnitude bits and barrel-shifter control bits of power-of-two weights
+    whose exponents span ``emin .. emax``: the magnitude field holds 0 for a zero weight
+    and ``e - emin + 1`` otherwise; the shifter shifts by ``e - emin``."""
+    return max(1, ceil_log2(emax - emin + 2)), ceil_log2(emax - emin + 1)
+
+
 class MVTU(wiring.Component):
     """Folded matrix-vector product with multi-threshold activation or score output.
 
@@ -308,12 +315,11 @@ class MVTU(wiring.Component):
 
     @property
     def _mag_bits(self) -> int:
-        # magnitude field: 0 = zero weight, e - emin + 1 otherwise
-        return max(1, ceil_log2(self.emax - self.emin + 2))
+        return pot_field_bits(self.emin, self.emax)[0]
 
     @property
     def _shift_bits(self) -> int:
-        return ceil_log2(self.emax - self.emin + 1)
+        return pot_field_bits(self.emin, self.emax)[1]
 
     def _lane_codes(self) -> np.ndarray:
         """Per-weight stored code (unsigned int, ``weight_bits`` wide)."""

@@ -44,6 +44,8 @@ twin maps to about 1.9 LUT per lane and a naive adder tree to 2.16
 
 from __future__ import annotations
 
+import abc
+
 from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -91,7 +93,7 @@ _LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
 THREAD = 2
 
 
-class _Builder:
+class _Builder(abc.ABC):
     """Builds the nodes of the tree; subclasses decide generic logic or primitives.
 
     Every node's outputs are fresh named Signals, named identically by both builders so
@@ -109,19 +111,19 @@ class _Builder:
         self.count += 1
         return f"{self.prefix}{kind}{self.count}"
 
+    @abc.abstractmethod
     def lane_node(self, pairs, r):
         """Count of lanes in ``pairs`` (one or two) whose ``op`` is 1, plus the bit ``r``.
 
         Returns [(0, weight-1 bit), (1, weight-2 bit)], or one bit for a lone lane."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def counter(self, bits):
         """Sum of 3..7 bits of one column: [(offset, bit), ...]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def adder(self, columns, width):
         """Sum of columns of at most 3 bits as one ``width``-bit Value."""
-        raise NotImplementedError
 
 
 class _GenericBuilder(_Builder):

@@ -53,7 +53,7 @@ from amaranth.utils import ceil_log2
 
 from hdl import ir
 from hdl._checks import check_bias, check_fc_layer, check_folds, check_thresholds
-from hdl.mvtu import KINDS, MAX_IN_BITS, _check_int, _check_weights, _row_bounds
+from hdl.mvtu import KINDS, MAX_IN_BITS, _check_int, _check_weights, _row_bounds, pot_field_bits
 from hdl.threshold import OutputStage, range_shape
 
 __all__ = ["SparseCSC", "MAX_INDEX_BITS", "MAX_QUEUE_DEPTH"]
@@ -268,11 +268,11 @@ class SparseCSC(wiring.Component):
 
     @property
     def _mag_bits(self) -> int:
-        return max(1, ceil_log2(self.emax - self.emin + 2))
+        return pot_field_bits(self.emin, self.emax)[0]
 
     @property
     def _shift_bits(self) -> int:
-        return ceil_log2(self.emax - self.emin + 1)
+        return pot_field_bits(self.emin, self.emax)[1]
 
     def _codes(self, values: np.ndarray) -> np.ndarray:
         """Stored codes of internal-domain weight values (0 for padding)."""
