@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import command
 from hdl import ir
 from sim import golden
 from sim.random_model import cnv
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min": os.getloadavg()[0], "machine": platform.processor() or platform.machine(),
         "numpy": np.__version__, "torch": torch.__version__,
     }
+    result["command"] = command("golden", argv)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

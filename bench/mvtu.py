@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from bench import command
 from hdl.mvtu import MVTU
 from hdl.synth import synthesize_many
 from sim.random_model import random_thresholds, random_weights
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"bench": "mvtu", "family": "xcup", "tool": f"yosys {next(iter(results.values())).yosys_version}",
                "finn_model": "300 + 1.1*PE*(mult + addertree + acc + thr + comp) + c2 "
                              "(MVAU_hls.lut_estimation, resType lut)",
-               "configs": rows}
+               "configs": rows, "command": command("mvtu", argv)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 import boards
+from bench import command
 from hdl import ir, synth
-from hdl.network import Network, build_engine
+from hdl.network import Network, build_engine, weight_bram_budget
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -94,10 +95,6 @@ QUICK = {"networks": ("sfc-w1a1-quick", "digits-w1a2", "digits-pot4", "digits-po
          "boards": ("pynq-z2",)}
 FULL_NETWORKS = ("digits-w1a2", "digits-pot4", "digits-pot4-sparse", "sfc-w1a1", "cnv-w1a1-finn",
                  "cnv-w1a1", "lfc-w1a1", "cnv-w2a2")
-
-
-def command(args: list[str]) -> str:
-    return "python -m bench.networks" + "".join(f" {a}" for a in args)
 
 
 # ----------------------------------------------------------------------------- models
@@ -267,6 +264,9 @@ def measure_cycles(net: Network, *, frames: int = 3, seed: int = 0) -> int:
                 if len(got) % per_frame == 0:
                     ends.append(cycle)
 
+    # Amaranth's Python simulator compiles a wide adder tree (SFC's 784-input first
+    # layer) into one deeply nested expression, beyond Python's default recursion limit.
+    sys.setrecursionlimit(max(20_000, sys.getrecursionlimit()))
     sim = Simulator(net)
     sim.add_clock(1e-8)
     sim.add_testbench(source)
@@ -301,16 +301,19 @@ def _cached(text: str, top: str, family: str):
     return None
 
 
-def synth_stages(net: Network, family: str, *, timeout: float = SYNTH_TIMEOUT_S,
+def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
                  progress=None, cache_only: bool = False) -> dict:
-    """Yosys figures per stage (same names and cache as ``hdl.build``)."""
+    """Yosys figures per stage: the engines elaborated for ``board``'s platform (Xilinx
+    primitives where an engine has them), the same names, netlists and cache as
+    ``hdl.build``."""
     from amaranth.back import verilog
+    family, platform = board.synth_family, board()
     out, missing = {}, []
     for stage in net.stages:
         if progress:
             progress(f"synth {stage.name} ({family}, pe {stage.pe} simd {stage.simd})")
         top = f"layer_{stage.name}"
-        text = verilog.convert(build_engine(stage), name=top)
+        text = verilog.convert(build_engine(stage), name=top, platform=platform)
         if cache_only:
             hit = _cached(text, top, family)
             if hit is None:
@@ -337,7 +340,8 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     else:
         folding, target = None, target_cycles
         choice = f"target {target_cycles:,} cycles per frame"
-    net = Network(model, folding, target_cycles=target)
+    net = Network(model, folding, target_cycles=target,
+                  bram18_budget=weight_bram_budget(board.capacity.bram18))
     cycles = net.cycles_per_frame
     row = {
         "network": name, "model": model.name, "board": board.name, "clock_mhz": clock_mhz,
@@ -363,7 +367,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
                                            f"simulator budget ({SIM_MAX_LANES:,})")
     if do_synth:
         try:
-            per = synth_stages(net, board.synth_family, progress=progress, cache_only=cache_only)
+            per = synth_stages(net, board, progress=progress, cache_only=cache_only)
         except NotCached as exc:
             row["synth_note"] = f"synthesis not finished: {exc}"
             row["stage_lut"] = {k: r.lut for k, r in exc.found.items()}
@@ -488,7 +492,7 @@ def _lfc_limit(r) -> str:
 
 def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=RESULTS_DIR,
         rows_file=ROWS_FILE, progress=None, cache_only=False, merge_partial=False) -> dict:
-    cmd = command(list(args))
+    cmd = command("networks", list(args))
     rows, skipped = [], []
     for name in networks:
         if not network_available(name):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from bench import command
 from hdl.popcount import Popcount
 from hdl.toolchain import run_yosys
 
@@ -170,6 +171,7 @@ def main(argv=None) -> dict:
         got = chosen["64"]["lut_per_lane"]
         result["goal_met"] = got <= GOAL
         result["gap_at_64"] = round(got - GOAL, 4)
+    result["command"] = command("popcount", argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for s in chosen:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
+from bench import command
 from hdl.mvtu import MVTU
 from hdl.shiftmac import ShiftMAC
 from hdl.synth import synthesize_many
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     summary = {"bench": "shift", "family": "xcup", "layer": f"{OUTPUTS}x{INPUTS}, {IN_BITS}-bit activations, scores",
                "max_pot_dsp": max(row["dsp"] for n, row in rows.items() if n.startswith("pot")),
-               "configs": rows, "comparison": comparison}
+               "configs": rows, "comparison": comparison, "command": command("shift", argv)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

@@ -48,6 +48,7 @@ from amaranth.hdl import UnusedElaboratable
 from amaranth.sim import Simulator
 from tqdm import tqdm
 
+from bench import command
 from hdl.mvtu import MVTU
 from hdl.sparse import SparseCSC
 
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "storage_breakeven_without_pointers_pct": {
             k: round(100 * dense[k]["weight_bits"] / (rows_bits[k] + args.index_bits), 1) for k in KINDS},
         "rows": rows,
+        "command": command("sparse", argv),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ import json
 import sys
 from pathlib import Path
 
+from bench import command
+
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("w1a1", "w1a2", "w2a2", "pot4", "pot4-sparse", "slim")
 ESTIMATORS = ("ste", "approx", "swish", "expect")
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                       "epochs": epochs, "seed": m["seed"], "train_seconds": m["train_seconds"]}
             print(f"w1a1 estimator {e:7s} accuracy {m['accuracy']:.4f}", file=sys.stderr)
     out = {"presets": results, "targets": checks, "w1a1_estimators": est,
-           "quick": args.quick, "retrain": args.retrain}
+           "quick": args.quick, "retrain": args.retrain, "command": command("training", argv)}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")

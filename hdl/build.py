@@ -26,7 +26,8 @@ from amaranth.back import verilog
 import boards
 from . import ir, synth
 from .axi import AxiTop, verilog_wrapper
-from .network import FoldingError, Network, build_engine, choose_folding, plan, stage_cycles
+from .network import (FoldingError, Network, build_engine, choose_folding, plan, plan_ram_styles,
+                      stage_cycles, weight_bram_budget)
 from .report import BuildReport, LayerReport, write_report
 from .vivado import run_vivado, write_project
 
@@ -126,7 +127,7 @@ def _max_fit_folding(model, board, platform, progress) -> tuple[dict, int]:
     while lo <= hi:
         mid = (lo + hi) // 2
         folding = choose_folding(model, candidates[mid])
-        trial = plan(model, folding)
+        trial = plan_ram_styles(plan(model, folding), weight_bram_budget(board.capacity.bram18))
         results = _synth(_stage_jobs(trial, platform), board.synth_family, progress)
         totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
         if _fits(board, totals):
@@ -177,7 +178,8 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
         else:
             target_cycles = int(clock * 1e6 // (target_fps or DEFAULT_TARGET_FPS))
         try:
-            net = Network(model, folding, target_cycles=max(1, target_cycles))
+            net = Network(model, folding, target_cycles=max(1, target_cycles),
+                          bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]

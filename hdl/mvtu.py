@@ -49,7 +49,7 @@ from hdl._checks import check_bias, check_fc_layer, check_folds, check_int, chec
 from hdl.popcount import PRIMITIVES, Popcount
 from hdl.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
-__all__ = ["MVTU", "KINDS", "MODES"]
+__all__ = ["MVTU", "KINDS", "MODES", "RAM_STYLES"]
 
 KINDS = ("binary", "ternary", "int", "pot")
 MODES = ("xnor", "binary", "int", "pot")
@@ -137,6 +137,10 @@ def _check_weights(weights, kind: str, wbits) -> tuple[np.ndarray, int]:
     return m, wbits
 
 
+#: Weight-memory placements (``MVTU(ram_style=...)``), as FINN's MVAU ``ram_style``.
+RAM_STYLES = ("auto", "block", "distributed")
+
+
 def pot_field_bits(emin: int, emax: int) -> tuple[int, int]:
     """Stored magnitude bits and barrel-shifter control bits of power-of-two weights
     whose exponents span ``emin .. emax``: the magnitude field holds 0 for a zero weight
@@ -204,13 +208,21 @@ class MVTU(wiring.Component):
         How the popcounts of the ``xnor`` and ``binary`` modes are built
         (:class:`hdl.popcount.Popcount`): ``"auto"`` uses Xilinx LUT/carry primitives when
         elaborated for a Xilinx platform and generic logic otherwise (simulation).
+    ram_style : "auto" | "block" | "distributed"
+        Where the weight memories go, as FINN's MVAU ``ram_style``: ``"auto"`` leaves it
+        to synthesis, ``"block"`` asks for block RAM, ``"distributed"`` for LUTs. Written
+        as the memories' ``rom_style`` attribute (Vivado; :mod:`hdl.synth` maps it for
+        Yosys).
     """
 
     def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None,
-                 primitives="auto"):
+                 primitives="auto", ram_style="auto"):
         if primitives not in PRIMITIVES:
             raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
         self.primitives = primitives
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
+        self.ram_style = ram_style
         if not isinstance(kind, str):
             raise TypeError(f"kind must be a string, not {kind!r}")
         m, wbits = _check_weights(weights, kind, wbits)
@@ -287,7 +299,7 @@ class MVTU(wiring.Component):
         })
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
         """An MVTU for an IR ``Conv`` or ``FC`` layer, optionally fused with its ``Threshold``.
 
         ``in_bits`` is the code width of the layer's input tensor. Sparse (CSC) weights
@@ -296,7 +308,8 @@ class MVTU(wiring.Component):
         check_fc_layer(layer, threshold)
         w = layer.weights
         return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
-                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias)
+                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
+                   ram_style=ram_style)
 
     def _output_stage(self) -> OutputStage:
         return OutputStage(self.outputs, self.pe, self.stage_acc_shape,
@@ -544,7 +557,9 @@ class MVTU(wiring.Component):
         words = self.weight_words()
         w_data = []
         for p in range(pe):
-            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p])
+            attrs = None if self.ram_style == "auto" else {"rom_style": self.ram_style}
+            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p],
+                         attrs=attrs)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port(domain="sync")
             m.d.comb += [port.addr.eq(waddr1), port.en.eq(advance)]

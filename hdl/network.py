@@ -17,21 +17,22 @@ takes as long as its slowest stage (the initiation interval), see :func:`plan`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import ir
-from .mvtu import MVTU
+from .mvtu import MVTU, RAM_STYLES
 from .plumbing import StreamFIFO, WidthConverter
 from .pool import MaxPool
 from .shiftmac import ShiftMAC
 from .window import SlidingWindow
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network",
-           "ConvEngine", "build_engine", "engine_name", "burst_depth"]
+           "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
+           "weight_memory", "bram18_estimate", "weight_bram_budget"]
 
 
 class FoldingError(ValueError):
@@ -43,7 +44,8 @@ class Stage:
     """One hardware stage and its folding.
 
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
-    channels per cycle); a max-pool stage has ``pe == simd == lanes``.
+    channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
+    places a dense engine's weight memories (:data:`hdl.mvtu.RAM_STYLES`).
     """
     name: str
     op: str
@@ -53,6 +55,7 @@ class Stage:
     out_spec: ir.TensorSpec
     pe: int
     simd: int
+    ram_style: str = "auto"
 
     @property
     def in_lanes(self) -> int:
@@ -174,6 +177,16 @@ def _check_folding(layer, in_spec, pe, simd):
         raise FoldingError(f"{where}: SIMD must divide the input width {in_spec.size}, not {simd}")
 
 
+def _check_ram_style(layer, in_spec, ram_style):
+    if ram_style not in RAM_STYLES:
+        raise FoldingError(f"layer '{layer.name}': ram_style must be one of {', '.join(RAM_STYLES)}, "
+                           f"not {ram_style!r}")
+    if ram_style != "auto" and (isinstance(layer, ir.MaxPool)
+                                or engine_name(layer, in_spec.bits) == "sparse"):
+        raise FoldingError(f"layer '{layer.name}': ram_style applies to the dense engines' weight "
+                           f"memories only; this stage has none")
+
+
 def _fold_options(layer, in_spec):
     """Every legal (pe, simd) of a stage."""
     h, w, c = in_spec.shape
@@ -222,8 +235,9 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     """The stages of ``model`` at a folding.
 
     ``folding`` maps stage names (the conv/fc/maxpool layer's name) to ``(pe, simd)`` or
-    ``{"pe": .., "simd": ..}``; stages it does not name get the cheapest folding that
-    meets ``target_cycles`` (default: fully folded, ``pe = simd = 1`` where legal).
+    ``{"pe": .., "simd": .., "ram_style": ..}`` (each key optional); stages it does not
+    name get the cheapest folding that meets ``target_cycles`` (default: fully folded,
+    ``pe = simd = 1`` where legal).
     """
     folding = dict(folding or {})
     groups = _groups(model)
@@ -236,12 +250,14 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     stages = []
     for layer, threshold, in_spec, out_spec in groups:
         value = folding.get(layer.name, auto[layer.name])
+        ram_style = "auto"
         if isinstance(value, dict):
-            extra = set(value) - {"pe", "simd"}
+            extra = set(value) - {"pe", "simd", "ram_style"}
             if extra:
                 raise FoldingError(f"layer '{layer.name}': unknown folding key(s) {', '.join(sorted(extra))}")
             pe = value.get("pe", auto[layer.name][0])
             simd = value.get("simd", pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
+            ram_style = value.get("ram_style", "auto")
         else:
             try:
                 pe, simd = value
@@ -249,9 +265,77 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
                 raise FoldingError(f"layer '{layer.name}': folding must be (pe, simd) or "
                                    f"{{'pe': .., 'simd': ..}}, not {value!r}") from None
         _check_folding(layer, in_spec, pe, simd)
+        _check_ram_style(layer, in_spec, ram_style)
         stages.append(Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold,
-                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd))
+                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style))
     return stages
+
+
+#: Block RAM18 aspect ratios (width, depth) a read-only weight memory can use.
+BRAM18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+#: A weight memory goes to block RAM only if each BRAM18 it takes saves this many LUTs.
+MIN_LUTS_PER_BRAM18 = 32
+#: Share of a board's BRAM18 that :func:`weight_bram_budget` gives the weights; the rest
+#: is for line buffers, threshold memories, FIFOs and the DMA.
+WEIGHT_BRAM_SHARE = 0.9
+
+
+def weight_bram_budget(bram18: int) -> int:
+    """BRAM18s for the weight memories on a board with ``bram18`` of them."""
+    return int(WEIGHT_BRAM_SHARE * bram18)
+
+
+def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
+    """``(memories, width, depth)`` of a dense engine's weight ROMs (one per PE), or None
+    for a stage without them (max-pool, sparse)."""
+    if isinstance(stage.layer, ir.MaxPool) or stage.engine == "sparse":
+        return None
+    engine = _compute_engine(stage)
+    engine._MustUse__silence = True                 # built only to read its memory shape
+    return stage.pe, stage.simd * engine.weight_bits, engine.neuron_folds * engine.synapse_folds
+
+
+def bram18_estimate(width: int, depth: int) -> int:
+    """BRAM18s of one ``width`` x ``depth`` ROM: the best aspect ratio."""
+    return min(-(-width // w) * -(-depth // d) for w, d in BRAM18_SHAPES)
+
+
+def rom_lut_estimate(width: int, depth: int) -> int:
+    """LUT6s of one ``width`` x ``depth`` ROM built from logic (64 bits per LUT6)."""
+    return width * -(-depth // 64)
+
+
+def plan_ram_styles(stages: list[Stage], bram18_budget: int) -> list[Stage]:
+    """Place the weight memories of the stages left at ``ram_style="auto"``: block RAM
+    for the set of stages that saves the most LUTs (a 0/1 knapsack over the BRAM18
+    estimates) while the weights' BRAM18 (explicit ``"block"`` stages included) stay
+    within ``bram18_budget``, among stages where a BRAM18 saves at least
+    :data:`MIN_LUTS_PER_BRAM18` LUTs; LUTs (``"distributed"``) for the rest. Synthesis
+    alone puts shallow ROMs in LUTs however much block RAM the board has spare."""
+    used, items = 0, []
+    for stage in stages:
+        mem = weight_memory(stage)
+        if mem is None:
+            continue
+        n, width, depth = mem
+        bram, luts = n * bram18_estimate(width, depth), n * rom_lut_estimate(width, depth)
+        if stage.ram_style == "block":
+            used += bram
+        elif stage.ram_style == "auto":
+            items.append((stage.name, bram, luts if luts >= MIN_LUTS_PER_BRAM18 * bram else 0))
+    room = max(0, bram18_budget - used)
+    # best[c]: (LUTs saved, stages in block RAM) within c BRAM18s.
+    best = [(0, frozenset())] * (room + 1)
+    for name, bram, saving in items:
+        if not saving or bram > room:
+            continue
+        for c in range(room, bram - 1, -1):
+            cand = best[c - bram][0] + saving
+            if cand > best[c][0]:
+                best[c] = (cand, best[c - bram][1] | {name})
+    block = best[room][1]
+    styles = {name: "block" if name in block else "distributed" for name, _, _ in items}
+    return [replace(s, ram_style=styles[s.name]) if s.name in styles else s for s in stages]
 
 
 def frame_cycles(stages: list[Stage]) -> int:
@@ -313,7 +397,8 @@ def _compute_engine(stage: Stage):
         from .sparse import SparseCSC
         return SparseCSC.from_layer(layer, stage.threshold, in_bits=bits, pe=stage.pe, simd=stage.simd)
     cls = ShiftMAC if engine == "shiftmac" else MVTU
-    return cls.from_layer(layer, stage.threshold, in_bits=bits, pe=stage.pe, simd=stage.simd)
+    return cls.from_layer(layer, stage.threshold, in_bits=bits, pe=stage.pe, simd=stage.simd,
+                          ram_style=stage.ram_style)
 
 
 def build_engine(stage: Stage) -> wiring.Component:
@@ -348,16 +433,21 @@ class Network(wiring.Component):
     :class:`~hdl.plumbing.StreamFIFO` of ``fifo_depth`` beats, or of one input vector in
     front of a fully connected stage with several neuron folds (:func:`burst_depth`), so
     that a stage that is not the slowest never holds up the one before it.
+
+    ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
+    left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
     """
 
     def __init__(self, model: ir.Model, folding: dict | None = None, *, target_cycles=None,
-                 fifo_depth: int = 2):
+                 fifo_depth: int = 2, bram18_budget: int | None = None):
         if not isinstance(model, ir.Model):
             raise TypeError(f"model must be an ir.Model, not {type(model).__name__}")
         if not isinstance(fifo_depth, int) or fifo_depth < 1:
             raise ValueError(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
         self.model = model
         self.stages = plan(model, folding, target_cycles=target_cycles)
+        if bram18_budget is not None:
+            self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
         self.engines = [build_engine(s) for s in self.stages]
         self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s)) for s in self.stages[1:]]
@@ -371,8 +461,11 @@ class Network(wiring.Component):
                           "o": Out(stream.Signature(out_layout))})
 
     @property
-    def folding(self) -> dict[str, dict[str, int]]:
-        return {s.name: {"pe": s.pe, "simd": s.simd} for s in self.stages}
+    def folding(self) -> dict[str, dict]:
+        """Per stage ``{"pe", "simd"}`` (and ``"ram_style"`` where it is not ``"auto"``)."""
+        return {s.name: {"pe": s.pe, "simd": s.simd,
+                         **({"ram_style": s.ram_style} if s.ram_style != "auto" else {})}
+                for s in self.stages}
 
     def elaborate(self, platform):
         m = Module()

@@ -60,7 +60,7 @@ class ShiftMAC(MVTU):
     """
 
     def __init__(self, weights, *, kind="pot", wbits=None, in_bits, pe, simd, thresholds=None,
-                 bias=None):
+                 bias=None, ram_style="auto"):
         if kind != "pot":
             raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {kind!r}")
         arr = np.asarray(weights)
@@ -70,15 +70,16 @@ class ShiftMAC(MVTU):
                 bad = int(arr.flat[int(np.argmax((mag & (mag - 1)) != 0))])
                 raise ValueError(f"ShiftMAC weights must be 0 or ±2**e, not {bad}")
         super().__init__(weights, kind="pot", wbits=wbits, in_bits=in_bits, pe=pe, simd=simd,
-                         thresholds=thresholds, bias=bias)
+                         thresholds=thresholds, bias=bias, ram_style=ram_style)
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
         """A ShiftMAC for an IR ``Conv``/``FC`` layer with ``pot`` weights."""
         if isinstance(layer, (ir.Conv, ir.FC)) and layer.weights.kind != "pot":
             raise ValueError(f"ShiftMAC needs a layer with pot weights; layer '{layer.name}' has "
                              f"{layer.weights.kind} weights")
-        return super().from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd)
+        return super().from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
+                                  ram_style=ram_style)
 
     @property
     def shift_bits(self) -> int:

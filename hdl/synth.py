@@ -346,7 +346,10 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
         (tmp / "design.v").write_text(verilog)
         # The early proc/opt_clean avoids a silent ABC9 crash of yowasp 0.70 on designs
         # with a registered ArrayLayout output (seen on MaxPool and OutputStage).
-        steps = ["read_verilog -sv design.v", f"hierarchy -top {top}", "proc", "opt_clean -purge"]
+        # rom_style "distributed" (Vivado: a ROM in LUTs) is "logic" to Yosys, whose
+        # distributed-RAM mapping needs a write port.
+        steps = ["read_verilog -sv design.v", f"hierarchy -top {top}", "proc", "opt_clean -purge",
+                 'attrmap -map rom_style="distributed" rom_style="logic"']
         if keep:
             steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))
         synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf"

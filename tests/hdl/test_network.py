@@ -264,6 +264,8 @@ def test_choose_folding_meets_target(name):
     ({"conv0": {"pe": 2, "lanes": 1}}, r"layer 'conv0': unknown folding key\(s\) lanes"),
     ({"conv0": 4}, r"layer 'conv0': folding must be \(pe, simd\)"),
     ({"act0": (1, 1)}, r"unknown stage\(s\) act0; stages are conv0, pool0, fc1, fc2"),
+    ({"fc1": {"ram_style": "ultra"}}, r"layer 'fc1': ram_style must be one of auto, block, distributed"),
+    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the dense engines"),
 ])
 def test_folding_errors(folding, match):
     with pytest.raises(FoldingError, match=match):
@@ -291,3 +293,37 @@ def test_explicit_dict_folding():
     assert net.folding["fc2"] == {"pe": 1, "simd": 1}
     assert (net.in_lanes, net.out_lanes) == (1, 1)
     check_exact(net, frames=2, seed=5)
+
+
+def test_ram_style_reaches_the_weight_memories():
+    """A stage's ram_style is the rom_style attribute of its weight memories (Vivado's
+    name; hdl.synth maps it for Yosys), and only where it is asked for."""
+    from amaranth.back import verilog
+    net = Network(model("xnor"), {"fc1": {"pe": 2, "ram_style": "distributed"},
+                                  "fc2": {"ram_style": "block"}})
+    assert net.folding["fc1"] == {"pe": 2, "simd": 1, "ram_style": "distributed"}
+    assert "ram_style" not in net.folding["conv0"]
+    text = verilog.convert(net, name="top")
+    assert text.count('(* rom_style = "distributed" *)') == 2        # one memory per PE
+    assert text.count('(* rom_style = "block" *)') == 1
+
+
+def test_plan_ram_styles_knapsack():
+    """LFC at 256 cycles on PYNQ-Z2's weight budget: fc1 and fc2 (1 Mbit each) fill the
+    block RAM and fc0 goes to LUTs, though fc0 alone saves the most LUTs per BRAM18."""
+    from hdl.network import plan_ram_styles, weight_bram_budget, weight_memory, bram18_estimate
+    from sim.random_model import lfc
+    m = lfc()
+    stages = plan(m, {"fc0": (4, 784), "fc1": (4, 1024), "fc2": (4, 1024), "fc3": (5, 8)})
+    budget = weight_bram_budget(280)
+    styles = {s.name: s.ram_style for s in plan_ram_styles(stages, budget)}
+    assert styles == {"fc0": "distributed", "fc1": "block", "fc2": "block", "fc3": "block"}
+    used = sum(n * bram18_estimate(w, d) for s in plan_ram_styles(stages, budget)
+               if s.ram_style == "block" for n, w, d in [weight_memory(s)])
+    assert used <= budget
+    # An explicit choice is kept and counted; no budget: everything in LUTs.
+    forced = plan(m, {"fc0": (4, 784), "fc1": {"pe": 4, "simd": 1024, "ram_style": "distributed"},
+                      "fc2": (4, 1024), "fc3": (5, 8)})
+    styles = {s.name: s.ram_style for s in plan_ram_styles(forced, budget)}
+    assert styles == {"fc0": "block", "fc1": "distributed", "fc2": "block", "fc3": "block"}
+    assert {s.ram_style for s in plan_ram_styles(stages, 0)} == {"distributed"}

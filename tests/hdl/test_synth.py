@@ -158,3 +158,20 @@ def test_abc_fallback_when_abc9_fails(tmp_path, monkeypatch):
                         lambda *a, **k: (_ for _ in ()).throw(RuntimeError("syntax error")))
     with pytest.raises(RuntimeError, match="syntax error"):
         synth.synthesize(TINY + "\n", "tiny", "xc7", cache_dir=tmp_path)
+
+
+def test_rom_style_places_weights(tmp_path):
+    """An MVTU's weight ROM goes to block RAM or to LUTs as its ram_style says (Yosys
+    rejects Vivado's rom_style "distributed" for a ROM; hdl.synth maps it to logic)."""
+    import numpy as np
+    from amaranth.back import verilog
+    from hdl.mvtu import MVTU
+    w = np.where(np.random.default_rng(0).random((64, 512)) < 0.5, -1, 1)
+    got = {}
+    for style in ("block", "distributed"):
+        mvtu = MVTU(w, kind="binary", in_bits=1, pe=1, simd=64, ram_style=style)
+        got[style] = synth.synthesize(verilog.convert(mvtu, name="top"), "top", "xc7",
+                                      cache_dir=tmp_path)
+    assert got["block"].bram18 >= 2
+    assert got["distributed"].bram18 == 0
+    assert got["distributed"].lut >= got["block"].lut + 64 * 8      # 512 x 64 bits in LUTs
