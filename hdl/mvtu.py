@@ -23,7 +23,8 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 ``"binary"``
     binary weights x k-bit activations: with ``b = (w + 1) / 2`` the dot product is
     ``2 * sum(b * x) - sum(x)``, each sum as popcounts of the activation bit planes
-    (``sum_k 2**k * popcount(b & x_bit_k)``); ``sum(x)`` is shared by all PEs.
+    (``sum_k 2**k * popcount(b & x_bit_k)``), or up to SIMD :data:`BINARY_ADD_MAX_SIMD`
+    as an adder tree of the masked codes; ``sum(x)`` is shared by all PEs.
 ``"int"``
     ternary or signed int-k weights x k-bit or bipolar activations: a product per lane
     (a multiplexer for ternary and bipolar operands) and an adder tree.
@@ -59,6 +60,9 @@ MODES = ("xnor", "binary", "int", "pot")
 #: tree in LUTs (``synth_xilinx -family xcup``: 5 LUT levels for 8 operands, 7 for 16),
 #: so a register after every 3 levels (8 operands) keeps each stage within 6 levels.
 TREE_LEVELS = 3
+#: Binary weights x k-bit codes: up to this SIMD the masked codes are added directly;
+#: above it, bit-plane popcounts (about ``k`` LUTs per lane) are cheaper.
+BINARY_ADD_MAX_SIMD = 8
 
 #: Widest activation code the MVTU accepts (the IR's input limit).
 MAX_IN_BITS = ir.MAX_INPUT_BITS
@@ -439,6 +443,14 @@ class MVTU(wiring.Component):
             m.submodules[f"popcount{p}"] = pc
             m.d.comb += [pc.a.eq(Cat(lanes[j][0] for j in range(self.simd))), pc.b.eq(x.as_value())]
             return self._reg(m, pc.o, f"popcount{p}_q")
+        if self.mode == "binary" and self.simd <= BINARY_ADD_MAX_SIMD:
+            # Few lanes: the bit-plane counts' weighting would cost more than adding the
+            # codes. Stage 1 registers sum(b * x) and sum(x), stage 2 the combination.
+            if "total" not in shared:
+                shared["total"] = self._reg(m, _tree_sum([x[j] for j in range(self.simd)]), "total_sum")
+            plus = _tree_sum([Mux(lanes[j][0], x[j], 0) for j in range(self.simd)])
+            plus = self._reg(m, plus, f"plus{p}_sum")
+            return self._reg(m, (plus << 1) - shared["total"], f"combine{p}")
         if self.mode == "binary":
             # sum(b * x) bit plane by bit plane: sum_k 2**k * popcount(b & x_bit_k);
             # the total sum(x) likewise, once for all PEs. Stage 1 registers the plane
