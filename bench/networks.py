@@ -88,8 +88,9 @@ FINN_CNV_FOLDING = {
 #: Python-simulator budget: rows whose engines have more lanes (PE x SIMD summed) than
 #: this are not simulated (their measured cycles are "not measured").
 SIM_MAX_LANES = 1_500
-#: Yosys time limit per stage.
+#: Yosys time limit per stage, and Yosys runs at once (the stages of a row).
 SYNTH_TIMEOUT_S = 1_800
+SYNTH_WORKERS = 2
 
 QUICK = {"networks": ("sfc-w1a1-quick", "digits-w1a2", "digits-pot4", "digits-pot4-sparse"),
          "boards": ("pynq-z2",)}
@@ -302,29 +303,31 @@ def _cached(text: str, top: str, family: str):
 
 
 def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
-                 progress=None, cache_only: bool = False) -> dict:
+                 progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS) -> dict:
     """Yosys figures per stage: the engines elaborated for ``board``'s platform (Xilinx
     primitives where an engine has them), the same names, netlists and cache as
-    ``hdl.build``."""
+    ``hdl.build``; ``workers`` Yosys runs at once."""
     from amaranth.back import verilog
     family, platform = board.synth_family, board()
-    out, missing = {}, []
-    for stage in net.stages:
+    jobs = {stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
+                                         platform=platform), f"layer_{stage.name}")
+            for stage in net.stages}
+    if cache_only:
+        out = {name: hit for name, (text, top) in jobs.items()
+               if (hit := _cached(text, top, family)) is not None}
+        missing = [name for name in jobs if name not in out]
+        if missing:
+            raise NotCached(missing, out)
+        return out
+    if progress:
+        progress(f"synth {len(jobs)} stages ({family}, {workers} Yosys at a time): "
+                 + ", ".join(f"{s.name} {s.pe}x{s.simd}" for s in net.stages))
+
+    def done(name, result):
         if progress:
-            progress(f"synth {stage.name} ({family}, pe {stage.pe} simd {stage.simd})")
-        top = f"layer_{stage.name}"
-        text = verilog.convert(build_engine(stage), name=top, platform=platform)
-        if cache_only:
-            hit = _cached(text, top, family)
-            if hit is None:
-                missing.append(stage.name)
-            else:
-                out[stage.name] = hit
-            continue
-        out[stage.name] = synth.synthesize(text, top, family, timeout=timeout)
-    if missing:
-        raise NotCached(missing, out)
-    return out
+            progress(f"  {name}: {result.lut:,} LUT, {result.bram18} BRAM18"
+                     + (" (cached)" if result.cached else ""))
+    return synth.synthesize_many(jobs, family, workers=workers, timeout=timeout, progress=done)
 
 
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
@@ -482,10 +485,19 @@ def _lfc_limit(r) -> str:
     if r is None:
         return ""
     weights_bits = 784 * 1024 + 1024 * 1024 * 2 + 1024 * 10
-    return (f"280 cycles per frame at 100 MHz: {weights_bits / 1e6:.2f} Mbit of weights must be read "
-            f"every 280 cycles = {weights_bits / 280:,.0f} bits/cycle; PYNQ-Z2's 140 BRAM36 give "
-            f"140 x 72 = 10,080 bits/cycle (about {100e6 / (weights_bits / 10_080):,.0f} fps), "
-            f"the rest must come from LUTRAM/registers")
+    cycles = r["cycles_per_frame"]
+    bram_bits = 140 * 72
+    text = (f"{cycles} cycles per frame at 100 MHz (the layers' power-of-two sizes give 256 or "
+            f"512 cycles, nothing between): {weights_bits / 1e6:.2f} Mbit of weights read every "
+            f"{cycles} cycles = {weights_bits / cycles:,.0f} bits/cycle, beyond the "
+            f"{bram_bits:,} bits/cycle of PYNQ-Z2's 140 BRAM36 (about "
+            f"{100e6 / (weights_bits / bram_bits):,.0f} fps from block RAM alone)")
+    placed = {k: v.get("ram_style", "auto") for k, v in r["folding"].items()}
+    lut_side = [k for k, v in placed.items() if v == "distributed"]
+    if lut_side:
+        text += (f"; the BRAM planner put {', '.join(lut_side)} in LUTs and "
+                 f"{', '.join(k for k, v in placed.items() if v == 'block')} in block RAM")
+    return text
 
 
 # ----------------------------------------------------------------------------- main

@@ -123,16 +123,17 @@ def cnv(*, wbits: int = 1, abits: int = 1, seed: int = 0) -> ir.Model:
                        name=f"cnv-w{wbits}a{abits}")
 
 
-def _mlp(name: str, hidden: int, seed: int) -> ir.Model:
+def _mlp(name: str, hidden: int, seed: int, input_bits: int) -> ir.Model:
     plans = [LayerPlan(op="fc", out=hidden) for _ in range(3)] + [LayerPlan(op="fc", out=10, act_bits=None)]
-    return build_model(plans, input_shape=(28, 28, 1), input_bits=8, seed=seed, name=name)
+    return build_model(plans, input_shape=(28, 28, 1), input_bits=input_bits, seed=seed, name=name)
 
 
 def sfc(seed: int = 0) -> ir.Model:
     """FINN's SFC: 784-256-256-256-10, W1A1, 8-bit input."""
-    return _mlp("sfc-w1a1", 256, seed)
+    return _mlp("sfc-w1a1", 256, seed, input_bits=8)
 
 
 def lfc(seed: int = 0) -> ir.Model:
-    """FINN's LFC: 784-1024-1024-1024-10, W1A1, 8-bit input."""
-    return _mlp("lfc-w1a1", 1024, seed)
+    """FINN's LFC: 784-1024-1024-1024-10, W1A1 with binarized input pixels, as BNN-PYNQ's
+    LFC-W1A1 (the anchor it is compared with), so every layer is XNOR-popcount."""
+    return _mlp("lfc-w1a1", 1024, seed, input_bits=1)
