@@ -112,9 +112,13 @@ def _networks(lines, data):
     for c, i in ids.items():
         lines.append(f"- [{i}] `{c}`")
     lines.append("")
-    lines += ["Folding per row (stage: PE x SIMD) and how it was chosen:", ""]
+    lines += ["Folding per row (stage: PE x SIMD; weights in block RAM `B` or LUTs `L`, as "
+              "`hdl.network.plan_ram_styles` placed them for 90% of the board's BRAM18) and "
+              "how it was chosen:", ""]
+    place = {"block": " B", "distributed": " L"}
     for r in rows:
-        fold = ", ".join(f"{k} {v['pe']}x{v['simd']}" for k, v in (r.get("folding") or {}).items())
+        fold = ", ".join(f"{k} {v['pe']}x{v['simd']}{place.get(v.get('ram_style'), '')}"
+                         for k, v in (r.get("folding") or {}).items())
         notes = [r.get("folding_choice") or ""]
         target = r.get("target_cycles")
         if target and r.get("cycles_per_frame", 0) > target:
