@@ -359,8 +359,17 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
         with _cache_lock:
             yosys_runs += 1
         try:
-            toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
-            mapper = "abc9"
+            try:
+                toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
+                mapper = "abc9"
+            except RuntimeError as exc:
+                if "lutrams_" not in str(exc) or "OPTION_ABITS/WIDTH" not in str(exc):
+                    raise
+                # yowasp 0.70's UltraScale LUT-RAM techmap rejects some memory shapes it
+                # chose itself (seen: a 512 x 1 input buffer); map without LUT-RAM.
+                synth += " -nolutram"
+                toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
+                mapper = "abc9 -nolutram"
         except RuntimeError as exc:
             if "ABC9" not in str(exc):
                 raise
