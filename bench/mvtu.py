@@ -5,7 +5,7 @@
 Each configuration is a whole MVTU (weight memories, input buffer, datapath,
 accumulators, output stage) with random weights of its kind and, unless it is a score
 layer, random thresholds; it is synthesized with Yosys ``synth_xilinx -family xcup``
-(``hdl.synth``: LUT = every LUT1..LUT6/LUT6_2 plus LUT-RAM sites, FF, BRAM18, DSP). The
+(``hdl.flow.synth``: LUT = every LUT1..LUT6/LUT6_2 plus LUT-RAM sites, FF, BRAM18, DSP). The
 XNOR and binary-weight popcounts use Xilinx primitives (``primitives="xilinx"``), as
 they would in a Vivado build.
 
@@ -40,8 +40,8 @@ import numpy as np
 from amaranth.back import verilog
 
 from bench import command
-from hdl.mvtu import MVTU
-from hdl.synth import synthesize_many
+from hdl.engines.mvtu import MVTU
+from hdl.flow.synth import synthesize_many
 from sim.random_model import random_thresholds, random_weights
 
 # name: (kind, wbits, in_bits, outputs, inputs, pe, simd, out_bits or None for scores)

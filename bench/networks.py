@@ -16,7 +16,7 @@ model and, where the design is small enough for Amaranth's simulator, measured w
 free-running source and sink over back-to-back frames (scores checked against
 ``sim.golden``), frames/s at the assumed clock, Yosys ``synth_xilinx`` LUT/FF/BRAM18/DSP
 and logic levels (sum over the stages' engines, each synthesised alone and cached by
-netlist hash, the same cache ``hdl.build`` uses, so an interrupted run resumes), whether
+netlist hash, the same cache ``python -m hdl.build`` uses, so an interrupted run resumes), whether
 it fits the board, and the toolflow time (model to figures) of this run.
 
 Also: finn-examples' CNV-W1A1 folding reproduced stage by stage, FINN's cycle model and
@@ -40,8 +40,9 @@ import numpy as np
 
 import boards
 from bench import command
-from hdl import ir, synth
-from hdl.network import Network, build_engine, weight_bram_budget
+from hdl import ir
+from hdl.flow import synth
+from hdl.flow.network import Network, build_engine, weight_bram_budget
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -70,7 +71,7 @@ TARGETS = {
     # 100 MHz, >= 21,906 fps at 200 MHz); the xc7 boards then share the synthesis.
     "cnv-w1a1": {"cycles": 9_130},
     "cnv-w2a2": {"cycles": 9_130},
-    # hdl.build's default target: 20,000 fps at 100 MHz.
+    # hdl.flow.build's default target: 20,000 fps at 100 MHz.
     "digits-w1a2": {"cycles": 5_000},
     "digits-pot4": {"cycles": 5_000},
     "digits-pot4-sparse": {"cycles": 5_000},
@@ -306,7 +307,7 @@ def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
                  progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS) -> dict:
     """Yosys figures per stage: the engines elaborated for ``board``'s platform (Xilinx
     primitives where an engine has them), the same names, netlists and cache as
-    ``hdl.build``; ``workers`` Yosys runs at once."""
+    ``hdl.flow.build``; ``workers`` Yosys runs at once."""
     from amaranth.back import verilog
     family, platform = board.synth_family, board()
     jobs = {stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
@@ -529,7 +530,7 @@ def _write(rows, skipped, out_dir, rows_file, cmd) -> dict:
     if any(r["network"] == "cnv-w1a1-finn" for r in rows):
         model = load_network("cnv-w1a1-finn")
         folding, target, _ = folding_for("cnv-w1a1-finn", "pynq-z2", 100.0)
-        from hdl.network import plan
+        from hdl.flow.network import plan
         finn = finn_cnv_comparison(model, plan(model, folding, target_cycles=target))
     result = {"bench": "networks", "command": cmd, "rows": rows, "skipped": skipped,
               "finn_cnv": finn, "goals": evaluate_goals(rows, finn),

@@ -3,7 +3,7 @@
     python -m bench.popcount [--simd 32 64 128] [--out bench/results/popcount.json]
 
 For each SIMD width, one PE's XNOR + popcount with a registered output and no accumulator
-(``hdl.popcount.Popcount(simd, xnor=True)``) is synthesized twice for ``xcup``
+(``hdl.engines.popcount.Popcount(simd, xnor=True)``) is synthesized twice for ``xcup``
 (UltraScale+): as generic logic and with Xilinx primitives; at SIMD 64 the primitive
 version is also synthesized for ``xc7`` (7-series, ``CARRY4``). LUTs are all LUT1..LUT6 cells plus LUT6_2 cells (one LUT6 site
 each). Logic levels are the most LUTs on any path from an input or flip-flop to a
@@ -26,8 +26,8 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from bench import command
-from hdl.popcount import Popcount
-from hdl.toolchain import run_yosys
+from hdl.engines.popcount import Popcount
+from hdl.flow.toolchain import run_yosys
 
 GOAL = 1.3          # LUT per XNOR lane at SIMD 64 (issue 5)
 BASELINES = {"naive adder tree": 2.16, "plain 6:3 counter tree": 1.75}   # shared/TOOLCHAIN.md

@@ -113,7 +113,7 @@ def _networks(lines, data):
         lines.append(f"- [{i}] `{c}`")
     lines.append("")
     lines += ["Folding per row (stage: PE x SIMD; weights in block RAM `B` or LUTs `L`, as "
-              "`hdl.network.plan_ram_styles` placed them for 90% of the board's BRAM18) and "
+              "`hdl.flow.network.plan_ram_styles` placed them for 90% of the board's BRAM18) and "
               "how it was chosen:", ""]
     place = {"block": " B", "distributed": " L"}
     for r in rows:

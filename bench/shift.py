@@ -5,11 +5,11 @@
 For each folding (PE x SIMD lanes) one layer of 32 outputs x 64 inputs with 4-bit
 activations and score output (no thresholds, so that only the datapath differs) is
 built four ways from random weights of its kind and synthesized with Yosys
-``synth_xilinx -family xcup`` (``hdl.synth``):
+``synth_xilinx -family xcup`` (``hdl.flow.synth``):
 
-* ``pot4`` / ``pot5``: :class:`hdl.shiftmac.ShiftMAC`, 4- and 5-bit power-of-two codes
+* ``pot4`` / ``pot5``: :class:`hdl.engines.shiftmac.ShiftMAC`, 4- and 5-bit power-of-two codes
   using their whole exponent window (``±2**0 .. ±2**6`` and ``±2**0 .. ±2**14``);
-* ``int4`` / ``int8``: :class:`hdl.mvtu.MVTU` in int mode, a ``*`` per lane (Yosys maps
+* ``int4`` / ``int8``: :class:`hdl.engines.mvtu.MVTU` in int mode, a ``*`` per lane (Yosys maps
   products of at least 9 result bits to DSP48E2 slices, smaller ones to LUTs).
 
 Per-lane figures divide the whole engine (memories, accumulators, output stage
@@ -30,9 +30,9 @@ import numpy as np
 from amaranth.back import verilog
 
 from bench import command
-from hdl.mvtu import MVTU
-from hdl.shiftmac import ShiftMAC
-from hdl.synth import synthesize_many
+from hdl.engines.mvtu import MVTU
+from hdl.engines.shiftmac import ShiftMAC
+from hdl.flow.synth import synthesize_many
 from sim.random_model import random_weights
 
 OUTPUTS, INPUTS, IN_BITS = 32, 64, 4

@@ -49,8 +49,8 @@ from amaranth.sim import Simulator
 from tqdm import tqdm
 
 from bench import command
-from hdl.mvtu import MVTU
-from hdl.sparse import SparseCSC
+from hdl.engines.mvtu import MVTU
+from hdl.engines.sparse import SparseCSC
 
 DENSITIES = (0.5, 0.25, 0.1, 0.05)
 PATTERNS = ("random", "columns", "channels")

@@ -4,13 +4,13 @@
 
 A two-layer perceptron on 4-bit inputs, without a model file or PyTorch:
 
-* layer 1: :class:`hdl.mvtu.MVTU` with ternary weights (32 inputs -> 16 outputs), fused
+* layer 1: :class:`hdl.engines.mvtu.MVTU` with ternary weights (32 inputs -> 16 outputs), fused
   per-channel thresholds giving 2-bit activation codes; folded PE 4 x SIMD 8;
-* layer 2: :class:`hdl.shiftmac.ShiftMAC` with power-of-two weights (16 -> 6), integer
+* layer 2: :class:`hdl.engines.shiftmac.ShiftMAC` with power-of-two weights (16 -> 6), integer
   scores plus a bias; folded PE 2 x SIMD 4, no multiplier anywhere.
 
 Layer 1 emits 4 codes per beat and layer 2 takes 4 per beat, so the two streams connect
-directly (``wiring.connect``); otherwise put a ``hdl.plumbing.WidthConverter`` between
+directly (``wiring.connect``); otherwise put a ``hdl.engines.plumbing.WidthConverter`` between
 them. The script simulates the design in Amaranth's simulator with random input gaps
 and output stalls, checks every score against NumPy, writes ``build/two_layer.v`` with
 ``--verilog``, and exits non-zero on a mismatch.
@@ -28,8 +28,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hdl.mvtu import MVTU
-from hdl.shiftmac import ShiftMAC
+from hdl.engines.mvtu import MVTU
+from hdl.engines.shiftmac import ShiftMAC
 
 
 class TwoLayer(wiring.Component):

@@ -2,7 +2,7 @@
 
 Trains each preset with its fixed default seed (``quant.presets``) and writes
 ``models/<preset>/model.npz`` and ``metrics.json`` (accuracy measured by the golden
-model on the exported file). Default: ``w1a2`` (the model ``hdl.build`` uses), ``pot4``,
+model on the exported file). Default: ``w1a2`` (the model ``python -m hdl.build`` uses), ``pot4``,
 ``pot4-sparse``; ``--all`` adds ``w1a1``, ``w2a2`` and ``slim``.
 """
 

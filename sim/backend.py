@@ -1,8 +1,8 @@
 """The host driver's backend on a cocotb simulation of the whole accelerator.
 
-:class:`SimBackend` implements :class:`hdl.driver.Backend` against the ports of
-:class:`hdl.axi.AxiTop` in a running cocotb test, so that the very
-:class:`hdl.driver.Accelerator` that drives a board through PYNQ drives the Verilator
+:class:`SimBackend` implements :class:`hdl.host.driver.Backend` against the ports of
+:class:`hdl.shell.axi.AxiTop` in a running cocotb test, so that the very
+:class:`hdl.host.driver.Accelerator` that drives a board through PYNQ drives the Verilator
 simulation:
 
 * ``write_reg`` / ``read_reg``: AXI4-Lite transactions on ``s_axi_*``
@@ -26,7 +26,7 @@ then hands a coroutine to the simulator with ``cocotb.task.resume`` (formerly
 ``function``) and blocks until it is done::
 
     from cocotb.task import bridge
-    from hdl.driver import Accelerator
+    from hdl.host.driver import Accelerator
     from sim.backend import SimBackend
 
     backend = SimBackend(dut, seed=1)            # after start_clock(dut), reset(dut)
@@ -284,7 +284,7 @@ class AxisReader:
 
 
 class SimBackend:
-    """:class:`hdl.driver.Backend` on the ports of a simulated :class:`hdl.axi.AxiTop`.
+    """:class:`hdl.host.driver.Backend` on the ports of a simulated :class:`hdl.shell.axi.AxiTop`.
 
     Parameters
     ----------

@@ -12,7 +12,7 @@ pytest side (``tests/hdl/test_adder.py``)::
     def test_adder():
         dut = LaneAdder(bits=8, lanes=4)       # an amaranth.lib.wiring.Component
         x = np.random.default_rng(0).integers(0, 256, (200, 4))
-        result = run_cocotb(dut, name="adder_b8_l4", test_module="tests.hdl.cocotb_adder",
+        result = run_cocotb(dut, name="adder_b8_l4", test_module="tests.hdl.engines.cocotb_adder",
                             parameters={"bits": 8, "lanes": 4, "x": x}, seeds=(1, 2))
         # values the cocotb test passed to report(), per seed:
         assert result.reports[1]["cycles"] >= 200
@@ -53,7 +53,7 @@ What :func:`run_cocotb` does:
    signature; a stream port ``i`` becomes ``i__valid``, ``i__ready``, ``i__payload``),
    or takes Verilog text / a ``.v`` path as is.
 2. Builds with Verilator (``-Wno-fatal``, timescale 1ns/1ps, VCD tracing compiled in
-   but off) or, without Verilator, Icarus (``hdl.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
+   but off) or, without Verilator, Icarus (``hdl.flow.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
    it). The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
    the options and the simulator; it is shared by every test with the same hardware
    (an ``fcntl`` lock makes it safe under pytest-xdist) and never rebuilt.
@@ -465,7 +465,7 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
     name : str
         Short name of this test configuration; used for run folders, waveforms, logs.
     test_module : str
-        Importable module path of the cocotb tests, e.g. ``"tests.hdl.cocotb_mvtu"``
+        Importable module path of the cocotb tests, e.g. ``"tests.hdl.engines.cocotb_mvtu"``
         (the repository root is put on the simulator's ``PYTHONPATH``).
     parameters : dict, optional
         JSON-able values (NumPy arrays allowed as top-level values) given to the
@@ -483,7 +483,7 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
     testcase : str or list of str, optional
         Run only these cocotb tests of the module.
     simulator : {"verilator", "icarus"}, optional
-        Default ``hdl.toolchain.simulator()`` (Verilator unless missing, or ``QNN_SIM``).
+        Default ``hdl.flow.toolchain.simulator()`` (Verilator unless missing, or ``QNN_SIM``).
 
     Returns
     -------
@@ -495,7 +495,7 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
         A cocotb test failed or the simulation died: the message names the failing
         tests, the seed (replay with ``QNN_SEED=<seed>``), the waveform and the log.
     """
-    from hdl import toolchain
+    from hdl.flow import toolchain
 
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty string, not {name!r}")

@@ -14,8 +14,8 @@ import numpy as np
 from cocotb.task import bridge
 from cocotb.triggers import ClockCycles, FallingEdge
 
-from hdl.axi import CONTROL_CLEAR, CONTROL_SOFT_RESET, REGISTERS
-from hdl.driver import Accelerator, Geometry, pack_frame, unpack_output
+from hdl.shell.axi import CONTROL_CLEAR, CONTROL_SOFT_RESET, REGISTERS
+from hdl.host.driver import Accelerator, Geometry, pack_frame, unpack_output
 from sim.backend import SimBackend, cycle
 from sim.harness import params, report, seed
 from sim.streams import reset
@@ -151,7 +151,7 @@ async def reset_between_frames(dut):
 
 @cocotb.test()
 async def host_driver(dut):
-    """The host driver (hdl.driver.Accelerator, the class that runs on the board) in a
+    """The host driver (hdl.host.driver.Accelerator, the class that runs on the board) in a
     thread, on SimBackend: labels and scores equal the golden model's."""
     p, s = params(), seed()
     n = int(p["driver_frames"])

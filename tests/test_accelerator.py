@@ -1,6 +1,6 @@
 """Whole-network verification: the generated accelerator (``AxiTop`` around ``Network``)
 for the shipped models under cocotb and Verilator, on digits test images, through its
-AXI ports and through the host driver (``hdl.driver.Accelerator`` on ``sim.backend``).
+AXI ports and through the host driver (``hdl.host.driver.Accelerator`` on ``sim.backend``).
 
 One Verilator build per model, at a fixed small folding so that builds stay short; the
 cocotb tests are in ``tests/cocotb_accelerator.py``. The default suite runs a subset of
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from hdl import ir
-from hdl.axi import DEFAULT_IDENT, DEFAULT_VERSION, AxiTop
-from hdl.network import Network
+from hdl.shell.axi import DEFAULT_IDENT, DEFAULT_VERSION, AxiTop
+from hdl.flow.network import Network
 from sim import golden
 from sim.data import load_dataset
 

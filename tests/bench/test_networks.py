@@ -71,7 +71,7 @@ def test_cache_only_leaves_resources_unmeasured(tmp_path, monkeypatch):
 def test_finn_cnv_folding_cycles_agree():
     model = networks.load_network("cnv-w1a1-finn")
     folding, target, _ = networks.folding_for("cnv-w1a1-finn", "pynq-z2", 100.0)
-    from hdl.network import plan
+    from hdl.flow.network import plan
     stages = plan(model, folding, target_cycles=target)
     finn = networks.finn_cnv_comparison(model, stages)
     assert finn["cycles_agree"]

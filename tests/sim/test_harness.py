@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl import toolchain
+from hdl.flow import toolchain
 from sim.harness import load_arrays, run_cocotb, save_arrays
 from sim.streams import pack, unpack
 

@@ -1,0 +1,17 @@
+"""The engines: one ``wiring.Component`` per layer kind, with stream ports.
+
+Compute engines (``MVTU``, ``ShiftMAC``, ``SparseCSC``) share the output stage of
+:mod:`hdl.engines.threshold`; ``SlidingWindow`` and ``MaxPool`` handle the spatial
+side; :mod:`hdl.engines.plumbing` holds FIFOs and width converters.
+"""
+
+from hdl.engines.mvtu import MVTU
+from hdl.engines.plumbing import StreamFIFO, WidthConverter
+from hdl.engines.pool import LabelSelect, MaxPool
+from hdl.engines.shiftmac import ShiftMAC
+from hdl.engines.sparse import SparseCSC
+from hdl.engines.threshold import OutputStage
+from hdl.engines.window import SlidingWindow
+
+__all__ = ["MVTU", "ShiftMAC", "SparseCSC", "OutputStage", "SlidingWindow", "MaxPool", "LabelSelect",
+           "StreamFIFO", "WidthConverter"]

@@ -1,0 +1,236 @@
+"""Max-pooling on a code stream, and label select (argmax) at the end of a network."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ._checks import check_int as _check_int
+from .window import SlidingWindow, window_output_shape
+
+__all__ = ["MaxPool", "LabelSelect"]
+
+
+class MaxPool(wiring.Component):
+    """Max of codes over KxK windows, per channel (the IR's ``maxpool``).
+
+    Input: the ``(H, W, C)`` code tensor of one frame after another in ``(y, x, c)``
+    order, ``lanes`` channels per beat. Output: the ``(H', W', C)`` maxima in the same
+    order and lane width, ``H' = (H - K) // stride + 1`` (floor mode, no padding), likewise
+    ``W'``. Codes compare as unsigned integers, which for 1-bit (bipolar) codes is OR.
+
+    Parameters
+    ----------
+    height, width, channels : int
+        Input size; ``kernel`` must not exceed ``height`` or ``width``.
+    kernel : int
+        Window size K.
+    stride : int or None
+        Step between windows; ``None`` means ``kernel`` (the IR's default).
+    bits : int
+        Code width.
+    lanes : int
+        Channels per beat on both ports; must divide ``channels``.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(unsigned(bits), lanes)))``
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(bits), lanes)))``
+
+    Implementation, storage, latency and throughput
+    -----------------------------------------------
+    A :class:`~hdl.engines.window.SlidingWindow` (padding 0) feeds a reducer that keeps the
+    running maxima of one output pixel's ``C/lanes`` beats in a shift register
+    (``C * bits`` flip-flops); a finished beat is the max of the window's last beat
+    (from the window's output register) and the shift register's head, so ``o.valid``
+    and ``o.payload`` come from registers through one level of logic.
+    Storage is the window's line buffer, ``(K + stride - 2) * W + 2K`` pixels of ``C``
+    codes. The reducer takes one window beat per cycle, so with a free-running
+    source and sink a frame takes about ``max(H*W, H'*W'*K*K) * C/lanes`` cycles: for
+    non-overlapping pools (``stride >= kernel``) that is the input rate, one beat per
+    cycle. Latency: an output beat is valid in the cycle the window generator emits
+    the last beat of its window (two cycles after the last input it depends on).
+    """
+
+    def __init__(self, *, height, width, channels, kernel, stride=None, bits, lanes):
+        for name, value in (("height", height), ("width", width), ("channels", channels),
+                            ("kernel", kernel), ("bits", bits), ("lanes", lanes)):
+            _check_int(name, value, 1)
+        if stride is None:
+            stride = kernel
+        _check_int("stride", stride, 1)
+        if channels % lanes:
+            raise ValueError(f"lanes must divide the channel count {channels}, not {lanes}")
+        if kernel > height or kernel > width:
+            raise ValueError(f"kernel {kernel} is larger than the input {height}x{width}")
+        self.height, self.width, self.channels = height, width, channels
+        self.kernel, self.stride, self.bits, self.lanes = kernel, stride, bits, lanes
+        self.out_height, self.out_width = window_output_shape(height, width, kernel, stride)
+        #: Input and output beats per frame.
+        self.in_beats = height * width * channels // lanes
+        self.out_beats = self.out_height * self.out_width * channels // lanes
+        layout = data.ArrayLayout(unsigned(bits), lanes)
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
+        })
+
+    @classmethod
+    def for_layer(cls, layer, in_spec, lanes):
+        """The max-pool of an IR ``MaxPool`` layer on input ``in_spec`` (an
+        ``ir.TensorSpec`` of codes), ``lanes`` channels per beat."""
+        if in_spec.bits is None:
+            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
+                             "not accumulators")
+        h, w, c = in_spec.shape
+        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.step,
+                   bits=in_spec.bits, lanes=lanes)
+
+    def elaborate(self, platform):
+        m = Module()
+        K = self.kernel
+        CF = self.channels // self.lanes
+        layout = data.ArrayLayout(unsigned(self.bits), self.lanes)
+        m.submodules.window = window = SlidingWindow(
+            height=self.height, width=self.width, channels=self.channels, kernel=K,
+            stride=self.stride, bits=self.bits, simd=self.lanes)
+        wiring.connect(m, wiring.flipped(self.i), window.i)
+        win = window.o
+
+        # Running maxima of the current output pixel: CF beats, rotating.
+        partial = [Signal(layout, name=f"partial{j}") for j in range(CF)]
+        head = partial[-1]
+        kk = Signal(range(K * K))             # window position (ky*K + kx) of this beat
+        cf = Signal(range(CF))
+        first, last = kk == 0, kk == K * K - 1
+        merged = Signal(layout)
+        for lane in range(self.lanes):
+            a, b = win.payload[lane], head[lane]
+            best = (a | b) if self.bits == 1 else Mux(a > b, a, b)
+            m.d.comb += merged[lane].eq(Mux(first, a, best))
+
+        # The finished maxima leave straight from the window's output register and the
+        # running maxima (both hold while stalled): no extra register stage.
+        take = Signal()
+        m.d.comb += [
+            self.o.valid.eq(win.valid & last),
+            self.o.payload.eq(merged),
+            win.ready.eq(~last | self.o.ready),
+            take.eq(win.valid & win.ready),
+        ]
+        with m.If(take):
+            m.d.sync += partial[0].eq(merged)
+            for j in range(1, CF):
+                m.d.sync += partial[j].eq(partial[j - 1])
+            m.d.sync += cf.eq(Mux(cf == CF - 1, 0, cf + 1))
+            with m.If(cf == CF - 1):
+                m.d.sync += kk.eq(Mux(last, 0, kk + 1))
+        return m
+
+
+class LabelSelect(wiring.Component):
+    """Argmax of a frame's scores (ties to the lowest index), with the scores forwarded.
+
+    Input: the ``n_classes`` signed scores of a frame, ``lanes`` per beat, class
+    ``f*lanes + p`` in lane ``p`` of beat ``f`` (the output order of the last layer's
+    :class:`~hdl.engines.threshold.OutputStage`), ``n_classes / lanes`` beats per frame.
+    Output: one beat per frame with payload ::
+
+        StructLayout({"label": unsigned(max(1, ceil_log2(n_classes))),
+                      "scores": ArrayLayout(signed(width), n_classes)})
+
+    ``label`` in the lowest bits, then score 0, score 1, ... (score ``j`` at bit offset
+    ``label_bits + j*width``), ready to be sliced into AXI-Stream words.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of scores per frame, at least 2.
+    width : int
+        Width of a signed score.
+    lanes : int
+        Scores per input beat; must divide ``n_classes``.
+
+    Latency and throughput
+    ----------------------
+    Accepts one input beat per cycle (``n_classes / lanes`` cycles per frame); the
+    result is valid the cycle after the frame's last beat is taken and stays in an
+    output register, so the next frame's beats stream in meanwhile (only its last
+    beat waits for the register to be free). The lane argmax is a comparison tree of
+    depth ``ceil_log2(lanes)`` followed by one comparison with the running maximum.
+    """
+
+    def __init__(self, n_classes, *, width, lanes):
+        _check_int("n_classes", n_classes, 2)
+        _check_int("width", width, 1)
+        _check_int("lanes", lanes, 1)
+        if n_classes % lanes:
+            raise ValueError(f"lanes must divide the class count {n_classes}, not {lanes}")
+        self.n_classes, self.width, self.lanes = n_classes, width, lanes
+        self.label_bits = max(1, ceil_log2(n_classes))
+        self.payload_layout = data.StructLayout({
+            "label": unsigned(self.label_bits),
+            "scores": data.ArrayLayout(signed(width), n_classes),
+        })
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(signed(width), lanes))),
+            "o": Out(stream.Signature(self.payload_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, L = self.n_classes, self.lanes
+        beats = n // L
+        beat = Signal(range(beats))
+        first, last = beat == 0, beat == beats - 1
+
+        # Argmax within the beat: a tree; on equal scores the lower lane wins.
+        nodes = [(self.i.payload[p], p) for p in range(L)]
+        while len(nodes) > 1:
+            merged = []
+            for j in range(0, len(nodes) - 1, 2):
+                (va, ia), (vb, ib) = nodes[j], nodes[j + 1]
+                take_b = vb > va
+                v = Signal(signed(self.width), name=f"tree_v{len(nodes)}_{j}")
+                i = Signal(range(L), name=f"tree_i{len(nodes)}_{j}")
+                m.d.comb += [v.eq(Mux(take_b, vb, va)), i.eq(Mux(take_b, ib, ia))]
+                merged.append((v, i))
+            if len(nodes) % 2:
+                merged.append(nodes[-1])
+            nodes = merged
+        beat_best, beat_lane = nodes[0]
+
+        best = Signal(signed(self.width))
+        best_label = Signal(range(n))
+        scores = [Signal(signed(self.width), name=f"score{j}") for j in range(n)]
+
+        out_valid = Signal()
+        out = Signal(self.payload_layout)
+        take = Signal()
+        replace = Signal()
+        label_now = Signal(range(n))
+        m.d.comb += [
+            self.i.ready.eq(~last | ~out_valid | self.o.ready),
+            take.eq(self.i.valid & self.i.ready),
+            replace.eq(first | (beat_best > best)),
+            label_now.eq(Mux(replace, beat * L + beat_lane, best_label)),
+            self.o.valid.eq(out_valid),
+            self.o.payload.eq(out),
+        ]
+        with m.If(take):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+            with m.If(replace):
+                m.d.sync += [best.eq(beat_best), best_label.eq(beat * L + beat_lane)]
+            with m.Switch(beat):
+                for f in range(beats):
+                    with m.Case(f):
+                        m.d.sync += [scores[f * L + p].eq(self.i.payload[p]) for p in range(L)]
+        with m.If(take & last):
+            m.d.sync += [out_valid.eq(1), out.label.eq(label_now)]
+            for j in range(n - L):
+                m.d.sync += out.scores[j].eq(scores[j])
+            for p in range(L):
+                m.d.sync += out.scores[n - L + p].eq(self.i.payload[p])
+        with m.Elif(self.o.ready):
+            m.d.sync += out_valid.eq(0)
+        return m

@@ -1,0 +1,86 @@
+"""Shift MAC: the MVTU datapath for power-of-two weights, with no multipliers.
+
+A power-of-two weight is ``0`` or ``±2**e``. Its product with an activation is a shift,
+so a lane needs no multiplier (and synthesis maps no DSP slice). :class:`ShiftMAC` is
+the :class:`hdl.engines.mvtu.MVTU` in ``"pot"`` mode under its own name; it refuses weights
+that are not powers of two.
+
+Datapath of one lane, for the activation value ``x`` (the code, or ``±1`` for 1-bit
+bipolar codes) and the stored weight code ``(sign, mag)``:
+
+1. ``emin .. emax`` is the exponent window of the *actual* non-zero weights of the
+   layer. The memory stores ``mag = e - emin + 1`` (``0`` for a zero weight) in
+   ``ceil_log2(emax - emin + 2)`` bits and the sign in one more bit.
+2. Barrel shift: ``t = x << (mag - 1)``, a shifter of ``ceil_log2(emax - emin + 1)``
+   control bits; ``t`` is forced to 0 when ``mag == 0``.
+3. Conditional negate by one's complement: the lane emits ``~t`` (``= -t - 1``) for a
+   negative weight and ``t`` otherwise; the ``+1`` of every negated lane is its sign bit,
+   a one-bit operand of the adder tree, instead of a carry chain per lane.
+4. The lane terms and sign bits are registered, then summed by one adder tree of
+   ``2 * simd`` operands with a register after every ``hdl.engines.mvtu.TREE_LEVELS`` levels
+   (at most 6 LUT levels per stage) into the partial sum, which the PE accumulates over
+   the ``inputs / simd`` synapse folds.
+
+The accumulator therefore holds ``acc / 2**emin``; its width is the exact worst case of
+the weights divided by ``2**emin``. Thresholds are divided by ``2**emin`` at build time
+(rounded up, which is exact for integer comparisons), and scores are shifted back by
+the constant ``emin`` before the bias is added. Folding, memories, stream ports,
+throughput and latency are those of :class:`hdl.engines.mvtu.MVTU`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hdl import ir
+from hdl.engines.mvtu import MVTU
+
+__all__ = ["ShiftMAC"]
+
+
+class ShiftMAC(MVTU):
+    """MVTU for power-of-two weights: barrel shift, conditional negate, add; 0 DSP.
+
+    Parameters are those of :class:`hdl.engines.mvtu.MVTU` without ``kind`` (always ``"pot"``).
+
+    weights : int ndarray (outputs, inputs)
+        Weight values, each 0 or ``±2**e`` with ``e <= 2**(wbits - 1) - 2``.
+    wbits : int or None
+        The IR's code width, 4 (``e <= 6``) or 5 (``e <= 14``); default the narrowest that
+        holds the weights. The hardware stores only the exponent window actually used.
+    in_bits, pe, simd, thresholds, bias :
+        As for :class:`hdl.engines.mvtu.MVTU`.
+
+    Attributes
+    ----------
+    emin, emax : int
+        The exponent window of the non-zero weights.
+    shift_bits : int
+        Control bits of each lane's barrel shifter, ``ceil_log2(emax - emin + 1)``.
+    """
+
+    def __init__(self, weights, *, kind="pot", wbits=None, in_bits, pe, simd, thresholds=None,
+                 bias=None, ram_style="auto"):
+        if kind != "pot":
+            raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {kind!r}")
+        arr = np.asarray(weights)
+        if arr.dtype.kind in "iu" and arr.size:
+            mag = np.abs(arr.astype(np.int64))
+            if np.any((mag & (mag - 1)) != 0):
+                bad = int(arr.flat[int(np.argmax((mag & (mag - 1)) != 0))])
+                raise ValueError(f"ShiftMAC weights must be 0 or ±2**e, not {bad}")
+        super().__init__(weights, kind="pot", wbits=wbits, in_bits=in_bits, pe=pe, simd=simd,
+                         thresholds=thresholds, bias=bias, ram_style=ram_style)
+
+    @classmethod
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
+        """A ShiftMAC for an IR ``Conv``/``FC`` layer with ``pot`` weights."""
+        if isinstance(layer, (ir.Conv, ir.FC)) and layer.weights.kind != "pot":
+            raise ValueError(f"ShiftMAC needs a layer with pot weights; layer '{layer.name}' has "
+                             f"{layer.weights.kind} weights")
+        return super().from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
+                                  ram_style=ram_style)
+
+    @property
+    def shift_bits(self) -> int:
+        return self._shift_bits

@@ -1,0 +1,234 @@
+"""The main job behind ``python -m hdl.build BOARD``: a model file becomes a board project.
+
+Steps: load and validate the model; choose the folding by the cycle model (a target
+frame rate, the largest that fits the board, or per-layer overrides); generate the
+accelerator (:class:`hdl.flow.network.Network` inside :class:`hdl.shell.axi.AxiTop`) as Verilog
+with its Vivado wrapper; estimate every layer and the whole accelerator with Yosys
+``synth_xilinx`` (cached by netlist hash); write the Vivado project around the Zynq
+processing system (and run Vivado when it is on PATH); write ``report.json``,
+``report.md`` and ``report.png``.
+
+Errors (unknown board, bad model file, impossible folding, a design that does not
+fit) print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+import boards
+from hdl import ir
+from hdl.flow import synth
+from hdl.shell.axi import AxiTop, verilog_wrapper
+from hdl.flow.network import (FoldingError, Network, build_engine, choose_folding, plan, plan_ram_styles,
+                      stage_cycles, weight_bram_budget)
+from hdl.flow.report import BuildReport, LayerReport, write_report
+from hdl.flow.vivado import run_vivado, write_project
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET_FPS", "BuildError", "BuildResult", "build", "parse_folding"]
+
+REPO = Path(__file__).resolve().parents[2]
+#: The model ``python -m hdl.build`` uses when none is given.
+DEFAULT_MODEL = REPO / "models" / "w1a2"
+#: Default target frame rate at the board's clock; the folding is the cheapest that
+#: reaches it (the shipped digits models build, synthesis included, in under 3 minutes).
+DEFAULT_TARGET_FPS = 20_000
+CORE_MODULE, TOP_MODULE = "qnn_core", "qnn_accel"
+
+
+class BuildError(RuntimeError):
+    """A build cannot go on; the message is one line."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildResult:
+    report: BuildReport | None
+    out_dir: Path
+    folding: dict
+    cycles_per_frame: int
+    messages: tuple[str, ...]
+
+
+def _progress(total: int, desc: str):
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
+    except ImportError:                                  # base install: plain lines
+        class _Plain:
+            def __init__(self):
+                self.n = 0
+
+            def update(self, k=1):
+                self.n += k
+                print(f"{desc}: {self.n}/{total}", file=sys.stderr)
+
+            def set_postfix_str(self, s):
+                pass
+
+            def close(self):
+                pass
+        return _Plain()
+
+
+def parse_folding(text: str | None) -> dict | None:
+    """``--folding``: a JSON object (inline or a file path) of stage -> {pe, simd}."""
+    if text is None:
+        return None
+    source = Path(text)
+    raw = source.read_text() if source.exists() else text
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BuildError(f"--folding: not JSON and not a file ({exc})") from None
+    if not isinstance(value, dict):
+        raise BuildError("--folding: must be a JSON object mapping layer names to {\"pe\": .., \"simd\": ..}")
+    return value
+
+
+def _synth(jobs: dict, family, progress) -> dict:
+    """Synthesise ``label -> (verilog, top)`` two at a time (cached per netlist)."""
+    def done(label, result):
+        progress.set_postfix_str(label)
+        progress.update()
+    return synth.synthesize_many(jobs, family, workers=2, progress=done)
+
+
+def _stage_jobs(stages, platform) -> dict:
+    """Each stage's engine alone, elaborated for the board (Xilinx primitives included)."""
+    jobs = {}
+    for stage in stages:
+        name = f"layer_{stage.name}"
+        jobs[stage.name] = (verilog.convert(build_engine(stage), name=name, platform=platform), name)
+    return jobs
+
+
+def _fits(board, totals: dict) -> bool:
+    cap = board.capacity.as_dict()
+    return totals["lut"] <= cap["lut"] and totals["bram18"] <= cap["bram18"]
+
+
+def _max_fit_folding(model, board, platform, progress) -> tuple[dict, int]:
+    """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
+
+    Candidate targets are the distinct cycle counts the stages can reach; a binary
+    search over them synthesises each tried folding's engines (cached by netlist).
+    """
+    stages = plan(model)
+    candidates = sorted({stage_cycles(s.layer, s.in_spec, p, q)
+                         for s in stages for p, q in _options(s)})
+    lo, hi = 0, len(candidates) - 1        # hi: slowest candidate, assumed to fit
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        folding = choose_folding(model, candidates[mid])
+        trial = plan_ram_styles(plan(model, folding), weight_bram_budget(board.capacity.bram18))
+        results = _synth(_stage_jobs(trial, platform), board.synth_family, progress)
+        totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
+        if _fits(board, totals):
+            best, hi = (folding, candidates[mid]), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        raise BuildError(f"{board.name}: even the most folded design does not fit the board")
+    return best
+
+
+def _options(stage):
+    from hdl.flow.network import _fold_options
+    return _fold_options(stage.layer, stage.in_spec)
+
+
+def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
+          target_fps: float | None = None, max_fit: bool = False, folding: dict | None = None,
+          out_dir=None, run_synth: bool = True, quiet: bool = False) -> BuildResult:
+    """Run the whole build; raises :class:`BuildError` (or ``ir.IRError``) with one line."""
+    try:
+        board = boards.get(board_name)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    model_file = ir.model_path(model_path or DEFAULT_MODEL)
+    model = ir.load(model_file)
+    clock = float(clock_mhz or board.default_clock_mhz)
+    if not 1 <= clock <= 800:
+        raise BuildError(f"--clock must be between 1 and 800 MHz, not {clock}")
+    if target_fps is not None and target_fps <= 0:
+        raise BuildError(f"--target-fps must be positive, not {target_fps}")
+    if max_fit and (target_fps is not None or folding):
+        raise BuildError("--max-fit chooses the folding itself: drop --target-fps/--folding")
+    out = Path(out_dir or REPO / "build" / board.name)
+    out.mkdir(parents=True, exist_ok=True)
+    messages = []
+    say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    started = time.monotonic()
+
+    platform = board()          # engines elaborate with Xilinx primitives for this part
+    n_stages = len(plan(model))
+    progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
+    try:
+        if max_fit:
+            if not run_synth:
+                raise BuildError("--max-fit needs synthesis: drop --no-synth")
+            folding, target_cycles = _max_fit_folding(model, board, platform, progress)
+        else:
+            target_cycles = int(clock * 1e6 // (target_fps or DEFAULT_TARGET_FPS))
+        try:
+            net = Network(model, folding, target_cycles=max(1, target_cycles),
+                          bram18_budget=weight_bram_budget(board.capacity.bram18))
+        except FoldingError as exc:
+            raise BuildError(f"--folding: {exc}") from None
+        frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
+        top = AxiTop(net, frame_elements=frame_elements, classes=len(model.classes))
+        core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
+        wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
+        progress.update()
+        project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
+                                sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
+        (out / "folding.json").write_text(json.dumps(net.folding, indent=2) + "\n")
+
+        report = None
+        if run_synth:
+            jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(net.stages, platform)}
+            layer_synth = _synth(jobs, board.synth_family, progress)
+            whole = layer_synth["whole accelerator"]
+            layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,
+                                             simd=s.simd, cycles_per_frame=s.cycles_per_frame,
+                                             synth=layer_synth[s.name])
+                      for s in net.stages]
+            report = BuildReport.for_board(board, model=model.name, layers=layers,
+                                           latency_cycles=net.latency_bound, clock_mhz=clock,
+                                           totals=whole.resources(),
+                                           cycles_per_frame=net.cycles_per_frame)
+            notes = [f"folding: {json.dumps(net.folding)}",
+                     f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
+                     "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
+                     "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
+                     f"toolflow time: {time.monotonic() - started:.1f} s"]
+            write_report(report, out, notes=notes)
+        vivado = run_vivado(out / "vivado")
+    finally:
+        progress.close()
+
+    messages.append(vivado.message)
+    if report is not None:
+        say(f"{board.name}: {model.name}, {net.cycles_per_frame} cycles/frame, "
+            f"{report.fps:,.0f} fps at {clock:g} MHz, {report.totals['lut']:,} LUT, "
+            f"{report.totals['ff']:,} FF, {report.totals['bram18']} BRAM18, {report.totals['dsp']} DSP "
+            f"-> {out / 'report.md'}")
+    else:
+        say(f"{board.name}: {model.name}, {net.cycles_per_frame} cycles/frame "
+            f"({clock * 1e6 / net.cycles_per_frame:,.0f} fps at {clock:g} MHz); synthesis skipped")
+    say(vivado.message)
+    if report is not None and not report.fits:
+        over = [k for k in report.totals if report.totals[k] > report.capacity[k]]
+        raise BuildError(f"{board.name}: the design does not fit ({', '.join(f'{k} {report.totals[k]:,} > {report.capacity[k]:,}' for k in over)}); "
+                         f"lower --target-fps or use --max-fit (report in {out})")
+    if vivado.ran and not vivado.ok:
+        raise BuildError(vivado.message)
+    return BuildResult(report=report, out_dir=out, folding=net.folding,
+                       cycles_per_frame=net.cycles_per_frame, messages=tuple(messages))

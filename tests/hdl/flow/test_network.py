@@ -1,0 +1,329 @@
+"""Network compiler: whole random models in Amaranth's simulator, bit-exact against
+``sim.golden.run`` under random input gaps and output backpressure, at many foldings;
+the cycle model against measured steady-state cycles per frame; folding errors."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hdl import ir
+from hdl.flow.network import FoldingError, Network, choose_folding, frame_cycles, plan
+from sim import golden
+from sim.random_model import LayerPlan, build_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+
+def simulate(net: Network, codes: np.ndarray, *, seed: int, gap=0.3, stall=0.3):
+    """Frames ``codes`` (N, H, W, C) through ``net``; returns (scores (N, classes),
+    cycle of each frame's last output beat).
+
+    The source idles before a beat with probability ``gap``, the sink drops ready with
+    probability ``stall`` and checks that a held output beat does not change.
+    """
+    n = len(codes)
+    beats = np.asarray(codes).reshape(-1, net.in_lanes)
+    classes = len(net.model.classes)
+    per_frame = classes // net.out_lanes
+    got, ends = [], []
+    slack = 1 / (1 - max(gap, stall))
+    limit = int(4 * slack * (n * net.cycles_per_frame + net.latency_bound)) + 2000
+
+    async def source(ctx):
+        rng = random.Random(seed)
+        for beat in beats:
+            while gap and rng.random() < gap:
+                await ctx.tick()
+            ctx.set(net.i.payload, [int(v) for v in beat])
+            ctx.set(net.i.valid, 1)
+            await ctx.tick().until(net.i.ready)
+            ctx.set(net.i.valid, 0)
+
+    async def sink(ctx):
+        rng = random.Random(seed + 1)
+        cycle, held = 0, None
+        while len(got) < n * per_frame:
+            ready = not (stall and rng.random() < stall)
+            ctx.set(net.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(net.o.valid, net.o.payload)
+            cycle += 1
+            assert cycle < limit, (f"seed {seed}: timed out after {cycle} cycles with "
+                                   f"{len(got)} of {n * per_frame} output beats")
+            beat = [int(v) for v in payload] if valid else None
+            if held is not None:
+                assert beat == held, f"seed {seed}: output beat changed while held: {held} -> {beat}"
+            held = None
+            if valid and ready:
+                got.append(beat)
+                if len(got) % per_frame == 0:
+                    ends.append(cycle)
+            elif valid:
+                held = beat
+
+    sim = Simulator(net)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run()
+    return np.array(got, dtype=np.int64).reshape(n, classes), ends
+
+
+def random_codes(model: ir.Model, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 1 << model.input.bits, size=(n, *model.input.shape))
+
+
+def check_exact(net: Network, *, frames=3, seed=0, gap=0.3, stall=0.3):
+    codes = random_codes(net.model, frames, seed)
+    got, _ = simulate(net, codes, seed=seed, gap=gap, stall=stall)
+    want = golden.run(net.model, codes)
+    for f in range(frames):
+        assert np.array_equal(got[f], want[f]), (
+            f"seed {seed}, folding {net.folding}: frame {f}: scores {got[f].tolist()}, "
+            f"golden {want[f].tolist()}")
+
+
+def measured_cycles(net: Network, *, frames=3, seed=0) -> int:
+    """Free-running source and sink, back-to-back frames: the interval between the ends
+    of the last two frames (the first ones fill the pipeline)."""
+    codes = random_codes(net.model, frames, seed)
+    got, ends = simulate(net, codes, seed=seed, gap=0.0, stall=0.0)
+    assert np.array_equal(got, golden.run(net.model, codes))
+    return ends[-1] - ends[-2]
+
+
+# Small models of every op and weight kind. (plans, input shape, input bits)
+C, F = "conv", "fc"
+MODELS = {
+    # XNOR: bipolar input, padding with +1 and -1, max-pool, then binary FCs.
+    "xnor": ([LayerPlan(op=C, out=4, kind="binary", act_bits=1, padding=1, pad_value=1, pool=2),
+              LayerPlan(op=F, out=8, kind="binary", act_bits=1),
+              LayerPlan(op=F, out=4, kind="binary", act_bits=None)], (6, 6, 2), 1),
+    "xnor-pad0": ([LayerPlan(op=C, out=4, kind="binary", act_bits=1, padding=1, pad_value=0),
+                   LayerPlan(op=C, out=2, kind="binary", act_bits=None, stride=2)], (5, 5, 2), 1),
+    # Binary weights x k-bit activations, strided conv.
+    "binary-k": ([LayerPlan(op=C, out=4, kind="binary", act_bits=2, stride=2, padding=1),
+                  LayerPlan(op=F, out=6, kind="binary", act_bits=3),
+                  LayerPlan(op=F, out=3, kind="binary", act_bits=None, bias=True)], (7, 7, 2), 2),
+    "ternary": ([LayerPlan(op=C, out=4, kind="ternary", act_bits=2, pool=2, bias=True),
+                 LayerPlan(op=F, out=4, kind="ternary", act_bits=None)], (6, 6, 2), 3),
+    "int": ([LayerPlan(op=C, out=2, kind="int", wbits=4, act_bits=2, kernel=2),
+             LayerPlan(op=C, out=4, kind="int", wbits=3, act_bits=1, kernel=1, stride=2),
+             LayerPlan(op=F, out=4, kind="int", wbits=5, act_bits=None, bias=True)], (5, 5, 1), 4),
+    "pot4": ([LayerPlan(op=C, out=4, kind="pot", wbits=4, act_bits=2, padding=1, pool=2),
+              LayerPlan(op=F, out=4, kind="pot", wbits=4, act_bits=None, bias=True)], (6, 6, 1), 4),
+    "pot5": ([LayerPlan(op=C, out=2, kind="pot", wbits=5, act_bits=3, stride=2),
+              LayerPlan(op=F, out=5, kind="pot", wbits=5, act_bits=None)], (7, 7, 2), 2),
+    "pool-odd": ([LayerPlan(op=C, out=4, kind="binary", act_bits=2, pool=2),
+                  LayerPlan(op=F, out=4, kind="int", wbits=2, act_bits=None)], (7, 7, 1), 2),
+}
+
+try:
+    import hdl.engines.sparse  # noqa: F401
+    MODELS.update({
+        "sparse-fc": ([LayerPlan(op=F, out=8, kind="ternary", act_bits=2, density=0.4),
+                       LayerPlan(op=F, out=4, kind="int", wbits=4, act_bits=None, density=0.5)],
+                      (3, 3, 2), 2),
+        "sparse-conv": ([LayerPlan(op=C, out=4, kind="pot", wbits=4, act_bits=2, padding=1,
+                                   density=0.4, pool=2),
+                         LayerPlan(op=F, out=4, kind="binary", act_bits=None, density=0.5)],
+                        (6, 6, 1), 3),
+        "sparse-xnor": ([LayerPlan(op=C, out=4, kind="binary", act_bits=1, density=0.5),
+                         LayerPlan(op=F, out=4, kind="ternary", act_bits=None, density=0.3)],
+                        (5, 5, 2), 1),
+    })
+except ImportError:          # the sparse engine is not there yet
+    pass
+
+
+def model(name: str, seed: int = 0) -> ir.Model:
+    plans, shape, bits = MODELS[name]
+    return build_model(plans, input_shape=shape, input_bits=bits, seed=seed, name=name)
+
+
+def fastest(m: ir.Model) -> dict:
+    return choose_folding(m, 1)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("fold", ["auto", "ones", "fastest"])
+def test_exact(name, fold):
+    """Every frame's scores equal the golden model's, under gaps and backpressure."""
+    m = model(name)
+    if fold == "auto":
+        # Halfway (geometrically) between fully folded and fully parallel.
+        slow = frame_cycles(plan(m))
+        quick = frame_cycles(plan(m, fastest(m)))
+        net = Network(m, target_cycles=int((slow * quick) ** 0.5))
+    elif fold == "ones":
+        net = Network(m, {s.name: (1, 1) for s in plan(m)})
+    else:
+        net = Network(m, fastest(m))
+    check_exact(net, frames=3, seed=sum(map(ord, name + fold)))
+
+
+def window_startup(net: Network) -> int:
+    """The sliding window's per-frame start-up bound (``hdl.engines.window``): the input beats of
+    a frame's first window, ``(K - 1 - padding) * W * CF + K * CF``, for the first stage
+    when it is a convolution (later stages' windows are fed at their producer's rate)."""
+    s = net.stages[0]
+    if s.op != "conv":
+        return 0
+    h, w, c = s.in_spec.shape
+    k, cf = s.layer.kernel, c // s.simd
+    return max(0, k - 1 - s.layer.padding) * w * cf + k * cf
+
+
+#: Foldings where the first stage is a convolution whose compute runs at 100% with an
+#: unpadded window: its window cannot take the next frame's first rows until the last
+#: windows of the current frame are out, a stall of up to its start-up per frame.
+WINDOW_BOUND = {("int", "auto"), ("int", "fastest"), ("pool-odd", "fastest"),
+                ("ternary", "fastest")}
+
+
+def folded(m: ir.Model, fold: str) -> Network:
+    if fold == "auto":
+        slow = frame_cycles(plan(m))
+        quick = frame_cycles(plan(m, fastest(m)))
+        return Network(m, target_cycles=int((slow * quick) ** 0.5))
+    if fold == "ones":
+        return Network(m, {s.name: (1, 1) for s in plan(m)})
+    return Network(m, fastest(m))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("fold", ["auto", "ones", "fastest"])
+def test_cycles_per_frame(name, fold):
+    """Free-running, back-to-back frames: steady-state cycles per frame within 2% of
+    the cycle model (``Network.cycles_per_frame``)."""
+    net = folded(model(name), fold)
+    got = measured_cycles(net)
+    want = net.cycles_per_frame
+    if (name, fold) in WINDOW_BOUND:
+        assert want <= got <= want + window_startup(net), (net.folding, got, want)
+    else:
+        assert abs(got - want) <= 0.02 * want, (
+            f"{name} at {net.folding}: measured {got} cycles per frame, model {want} "
+            f"(stages {[s.cycles_per_frame for s in net.stages]})")
+
+
+def test_fifo_holds_a_vector():
+    """A fully connected stage with several neuron folds takes its input only during the
+    first fold: the FIFO in front holds one input vector so that the producer runs on."""
+    m = model("binary-k")
+    net = Network(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
+    assert net.fifo_depths[1:] == [64, 6]
+    net = Network(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=3)
+    assert net.fifo_depths[1:] == [3, 3]
+
+
+@pytest.mark.parametrize("name", ["xnor", "ternary", "pot5", "int"])
+def test_choose_folding_meets_target(name):
+    """The cheapest folding meets the target whenever some folding can, and the folding
+    with the fewest lanes among those that do (per stage)."""
+    m = model(name)
+    best = frame_cycles(plan(m, fastest(m)))
+    for target in (1, best, 2 * best, 5 * best, 10 ** 9):
+        f = choose_folding(m, target)
+        stages = plan(m, f)
+        if target >= best:
+            assert frame_cycles(stages) <= target, (target, f)
+        else:
+            assert frame_cycles(stages) == best
+        for s in stages:
+            if s.op == "maxpool" or s.cycles_per_frame > target:
+                continue
+            lanes = s.pe * s.simd
+            # no folding with fewer lanes meets the target for this stage
+            for pe in range(1, lanes):
+                for simd in range(1, lanes // pe + 1):
+                    if pe * simd >= lanes:
+                        continue
+                    try:
+                        other = plan(m, {s.name: (pe, simd)})
+                    except FoldingError:
+                        continue
+                    o = next(x for x in other if x.name == s.name)
+                    assert o.cycles_per_frame > target, (s.name, (s.pe, s.simd), (pe, simd))
+    # the network built at a target reports that folding and cycle count
+    net = Network(m, target_cycles=2 * best)
+    assert net.cycles_per_frame == frame_cycles(plan(m, choose_folding(m, 2 * best))) <= 2 * best
+
+
+@pytest.mark.parametrize("folding, match", [
+    ({"conv0": (3, 1)}, r"layer 'conv0': PE must divide the output count 4, not 3"),
+    ({"conv0": (1, 3)}, r"layer 'conv0': SIMD must divide the input channel count 2, not 3"),
+    ({"fc1": (1, 7)}, r"layer 'fc1': SIMD must divide the input width 36, not 7"),
+    ({"fc1": (5, 1)}, r"layer 'fc1': PE must divide the output count 8, not 5"),
+    ({"pool0": (2, 1)}, r"layer 'pool0': max-pool lanes .* pe=2 simd=1"),
+    ({"pool0": (3, 3)}, r"layer 'pool0': max-pool lanes must divide the channel count 4"),
+    ({"conv0": (0, 1)}, r"layer 'conv0': pe must be a positive integer, not 0"),
+    ({"conv0": (1, 2.0)}, r"layer 'conv0': simd must be a positive integer, not 2.0"),
+    ({"conv0": {"pe": 2, "lanes": 1}}, r"layer 'conv0': unknown folding key\(s\) lanes"),
+    ({"conv0": 4}, r"layer 'conv0': folding must be \(pe, simd\)"),
+    ({"act0": (1, 1)}, r"unknown stage\(s\) act0; stages are conv0, pool0, fc1, fc2"),
+    ({"fc1": {"ram_style": "ultra"}}, r"layer 'fc1': ram_style must be one of auto, block, distributed"),
+    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the dense engines"),
+])
+def test_folding_errors(folding, match):
+    with pytest.raises(FoldingError, match=match):
+        Network(model("xnor"), folding)
+
+
+def test_folding_error_is_value_error():
+    assert issubclass(FoldingError, ValueError)
+    with pytest.raises(FoldingError, match="target cycles per frame must be at least 1"):
+        choose_folding(model("xnor"), 0)
+    with pytest.raises(TypeError, match="model must be an ir.Model"):
+        Network("models/w1a2")
+    with pytest.raises(ValueError, match="fifo_depth must be a positive integer"):
+        Network(model("xnor"), fifo_depth=0)
+
+
+def test_explicit_dict_folding():
+    """Per-stage dicts and tuples mix; unnamed stages get the automatic folding."""
+    m = model("xnor")
+    net = Network(m, {"conv0": {"pe": 2}, "fc1": (4, 6), "pool0": {"pe": 2}},
+                  target_cycles=10 ** 9)
+    assert net.folding["conv0"] == {"pe": 2, "simd": 1}
+    assert net.folding["fc1"] == {"pe": 4, "simd": 6}
+    assert net.folding["pool0"] == {"pe": 2, "simd": 2}
+    assert net.folding["fc2"] == {"pe": 1, "simd": 1}
+    assert (net.in_lanes, net.out_lanes) == (1, 1)
+    check_exact(net, frames=2, seed=5)
+
+
+def test_ram_style_reaches_the_weight_memories():
+    """A stage's ram_style is the rom_style attribute of its weight memories (Vivado's
+    name; hdl.flow.synth maps it for Yosys), and only where it is asked for."""
+    from amaranth.back import verilog
+    net = Network(model("xnor"), {"fc1": {"pe": 2, "ram_style": "distributed"},
+                                  "fc2": {"ram_style": "block"}})
+    assert net.folding["fc1"] == {"pe": 2, "simd": 1, "ram_style": "distributed"}
+    assert "ram_style" not in net.folding["conv0"]
+    text = verilog.convert(net, name="top")
+    assert text.count('(* rom_style = "distributed" *)') == 2        # one memory per PE
+    assert text.count('(* rom_style = "block" *)') == 1
+
+
+def test_plan_ram_styles_knapsack():
+    """LFC at 256 cycles on PYNQ-Z2's weight budget: fc1 and fc2 (1 Mbit each) fill the
+    block RAM and fc0 goes to LUTs, though fc0 alone saves the most LUTs per BRAM18."""
+    from hdl.flow.network import plan_ram_styles, weight_bram_budget, weight_memory, bram18_estimate
+    from sim.random_model import lfc
+    m = lfc()
+    stages = plan(m, {"fc0": (4, 784), "fc1": (4, 1024), "fc2": (4, 1024), "fc3": (5, 8)})
+    budget = weight_bram_budget(280)
+    styles = {s.name: s.ram_style for s in plan_ram_styles(stages, budget)}
+    assert styles == {"fc0": "distributed", "fc1": "block", "fc2": "block", "fc3": "block"}
+    used = sum(n * bram18_estimate(w, d) for s in plan_ram_styles(stages, budget)
+               if s.ram_style == "block" for n, w, d in [weight_memory(s)])
+    assert used <= budget
+    # An explicit choice is kept and counted; no budget: everything in LUTs.
+    forced = plan(m, {"fc0": (4, 784), "fc1": {"pe": 4, "simd": 1024, "ram_style": "distributed"},
+                      "fc2": (4, 1024), "fc3": (5, 8)})
+    styles = {s.name: s.ram_style for s in plan_ram_styles(forced, budget)}
+    assert styles == {"fc0": "block", "fc1": "distributed", "fc2": "block", "fc3": "block"}
+    assert {s.ram_style for s in plan_ram_styles(stages, 0)} == {"distributed"}

@@ -1,0 +1,178 @@
+import pytest
+
+from hdl.flow import synth
+from hdl.flow import toolchain
+
+# Two modules: flattening leaves $scopeinfo cells, which must not count as unmapped.
+TINY = """
+module parity(input [11:0] a, output p);
+  assign p = ^a;
+endmodule
+module tiny(input clk, input [11:0] a, output reg [7:0] cnt, output reg y);
+  wire p;
+  parity u(.a(a), .p(p));
+  always @(posedge clk) begin
+    cnt <= cnt + 8'd1;
+    y <= p;
+  end
+endmodule
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("synth_cache")
+    before = synth.yosys_runs
+    result = synth.synthesize(TINY, "tiny", "xc7", cache_dir=cache)
+    assert synth.yosys_runs == before + 1
+    return cache, result
+
+
+def test_tiny_design_numbers(tiny):
+    _, r = tiny
+    assert not r.cached
+    assert r.ff == 9                        # 8-bit counter + one output register
+    assert r.bram18 == r.uram == r.dsp == 0
+    # a 12-input XOR needs two LUT6 and a LUT2: at least 3 LUTs, 2 levels
+    assert 3 <= r.lut <= 20
+    assert r.lut == r.lut_logic + r.lut_memory
+    assert r.logic_levels == 2
+    assert r.path_cells >= r.logic_levels
+    assert sum(n for k, n in r.cells.items() if k.startswith("FD")) == 9
+    assert r.resources() == {"lut": r.lut, "ff": 9, "bram18": 0, "uram": 0, "dsp": 0}
+    assert len(r.critical_path) >= r.logic_levels and r.critical_path[-1].startswith("LUT")
+
+
+def test_cache_hit_does_not_run_yosys(tiny, monkeypatch):
+    cache, first = tiny
+
+    def no_yosys(*args, **kwargs):
+        raise AssertionError("Yosys ran although the result was cached")
+
+    monkeypatch.setattr(toolchain, "run_yosys", no_yosys)
+    before = synth.yosys_runs
+    again = synth.synthesize(TINY, "tiny", "xc7", cache_dir=cache)
+    assert again.cached and synth.yosys_runs == before
+    assert again.to_json() == first.to_json()
+    # a different family is a different key: it would have to run Yosys
+    with pytest.raises(AssertionError, match="Yosys ran"):
+        synth.synthesize(TINY, "tiny", "xcup", cache_dir=cache)
+    # so is a different netlist
+    with pytest.raises(AssertionError, match="Yosys ran"):
+        synth.synthesize(TINY.replace("8'd1", "8'd3"), "tiny", "xc7", cache_dir=cache)
+
+
+def test_many_uses_cache_and_keeps_order(tiny, monkeypatch):
+    cache, first = tiny
+    monkeypatch.setattr(toolchain, "run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    seen = []
+    out = synth.synthesize_many({"b": (TINY, "tiny"), "a": (TINY, "tiny")}, "xc7",
+                                cache_dir=cache, workers=2,
+                                progress=lambda label, r: seen.append(label))
+    assert list(out) == ["b", "a"] and sorted(seen) == ["a", "b"]
+    assert out["a"].lut == first.lut
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="family must be one of xc7, xcup, not 'xcu'"):
+        synth.synthesize(TINY, "tiny", "xcu")
+    with pytest.raises(TypeError, match="verilog must be a str"):
+        synth.synthesize(b"x", "tiny", "xc7")
+    with pytest.raises(ValueError, match="workers must be a positive int"):
+        synth.synthesize_many({}, "xc7", workers=0)
+
+
+def test_count_cells_rules():
+    got = synth.count_cells({"LUT6": 10, "LUT6_2": 2, "LUT1": 1, "RAM32M": 3, "SRLC32E": 2,
+                             "RAM64X1D": 1, "FDRE": 7, "FDCE": 1, "RAMB36E2": 3,
+                             "RAMB18E2": 1, "URAM288": 2, "DSP48E2": 4, "CARRY8": 5,
+                             "MUXF7": 6, "IBUF": 9})
+    assert got == {"lut_logic": 13, "lut_memory": 3 * 4 + 2 + 2, "lut": 13 + 16, "ff": 8,
+                   "bram18": 7, "uram": 2, "dsp": 4, "carry": 5, "muxf": 6}
+
+
+def _cell(kind, conns):
+    dirs = {p: ("output" if p in ("O", "Q", "CO", "SPO", "DPO") else "input") for p in conns}
+    return {"type": kind, "port_directions": dirs, "connections": conns}
+
+
+def test_logic_depth_counts_luts_between_registers():
+    # FF(q=2) -> LUT -> CARRY4 -> LUT -> LUT -> FF; a LUT-RAM read (addr 7 -> 8) -> LUT
+    cells = {
+        "ff0": _cell("FDRE", {"C": [1], "D": [6], "Q": [2]}),
+        "l1": _cell("LUT2", {"I0": [2], "I1": [2], "O": [3]}),
+        "c": _cell("CARRY4", {"S": [3, 3, 3, 3], "CI": ["0"], "CO": [4, 40, 41, 42]}),
+        "l2": _cell("LUT1", {"I0": [4], "O": [5]}),
+        "l3": _cell("LUT3", {"I0": [5], "I1": [2], "I2": [9], "O": [6]}),
+        "ram": _cell("RAM32X1D", {"A0": [2], "DPRA0": [2], "D": [6], "WCLK": [1], "WE": ["1"],
+                                  "SPO": [8], "DPO": [10]}),
+        "l4": _cell("LUT1", {"I0": [8], "O": [9]}),
+    }
+    netlist = {"modules": {"t": {"attributes": {"top": "1"}, "cells": cells}}}
+    # longest: ff0 -> l1 -> c -> l2 -> l3 = 3 LUTs; ff0 -> ram -> l4 -> l3 = 3 LUTs too
+    levels, path_cells = synth.logic_depth(netlist)
+    assert levels == 3
+    assert path_cells == 4                   # l1, carry, l2, l3
+    assert synth.critical_path(netlist) == ["LUT2 -> l1", "CARRY4 -> c", "LUT1 -> l2",
+                                            "LUT3 -> l3"]
+    netlist["modules"]["t"]["netnames"] = {"acc": {"hide_name": 0, "bits": [5, 6]},
+                                           "$auto$x": {"hide_name": 1, "bits": [3]}}
+    assert synth.critical_path(netlist)[-2:] == ["LUT1 -> acc[0]", "LUT3 -> acc[1]"]
+    # the RAM's data input (from l3) does not make a combinational loop
+    cells["l5"] = _cell("LUT1", {"I0": [6], "O": [11]})
+    cells["ff1"] = _cell("FDRE", {"C": [1], "D": [11], "Q": [12]})
+    assert synth.logic_depth(netlist)[0] == 4
+
+
+def test_modules_in_one_run(tmp_path, monkeypatch):
+    before = synth.yosys_runs
+    out = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert synth.yosys_runs == before + 1
+    whole, parity = out["tiny"], out["parity"]
+    assert parity.ff == 0 and parity.lut >= 3 and parity.logic_levels == 2
+    assert whole.ff == 9 and whole.lut >= parity.lut
+    assert not any(k in ("parity", "$scopeinfo") for k in whole.cells)
+    monkeypatch.setattr(toolchain, "run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    again = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert again["parity"].cached and again["parity"].to_json() == parity.to_json()
+    with pytest.raises(ValueError, match="module names to keep must be non-empty"):
+        synth.synthesize_modules(TINY, "tiny", "xc7", keep=["a b"])
+
+
+def test_abc_fallback_when_abc9_fails(tmp_path, monkeypatch):
+    """yowasp's ABC9 dies on some designs: the LUTs are then mapped with classic ABC."""
+    real = toolchain.run_yosys
+    scripts = []
+
+    def flaky(script, **kwargs):
+        scripts.append(script)
+        if len(scripts) == 1:
+            raise RuntimeError("Yosys failed (exit 1):\n2.49.14.5. Executing ABC9.")
+        return real(script, **kwargs)
+
+    monkeypatch.setattr(toolchain, "run_yosys", flaky)
+    r = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
+    assert len(scripts) == 2 and "abc -luts" in scripts[1] and "-run :map_luts" in scripts[1]
+    assert r.mapper == "abc" and r.ff == 9 and r.logic_levels == 2 and r.lut >= 3
+    # any other failure is not retried
+    monkeypatch.setattr(toolchain, "run_yosys",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("syntax error")))
+    with pytest.raises(RuntimeError, match="syntax error"):
+        synth.synthesize(TINY + "\n", "tiny", "xc7", cache_dir=tmp_path)
+
+
+def test_rom_style_places_weights(tmp_path):
+    """An MVTU's weight ROM goes to block RAM or to LUTs as its ram_style says (Yosys
+    rejects Vivado's rom_style "distributed" for a ROM; hdl.flow.synth maps it to logic)."""
+    import numpy as np
+    from amaranth.back import verilog
+    from hdl.engines.mvtu import MVTU
+    w = np.where(np.random.default_rng(0).random((64, 512)) < 0.5, -1, 1)
+    got = {}
+    for style in ("block", "distributed"):
+        mvtu = MVTU(w, kind="binary", in_bits=1, pe=1, simd=64, ram_style=style)
+        got[style] = synth.synthesize(verilog.convert(mvtu, name="top"), "top", "xc7",
+                                      cache_dir=tmp_path)
+    assert got["block"].bram18 >= 2
+    assert got["distributed"].bram18 == 0
+    assert got["distributed"].lut >= got["block"].lut + 64 * 8      # 512 x 64 bits in LUTs

@@ -1,0 +1,198 @@
+"""Host driver: packing and unpacking against an in-process fake, and against hdl.shell.axi.
+
+The fake backend re-implements the documented beat packing and register map
+independently; a second backend runs hdl.shell.axi.AxiTop (with a small test core) in
+Amaranth's simulator, so the driver's bytes are checked against the real adapters.
+The Verilator backend of the whole network comes with the network compiler.
+"""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hdl.shell import axi
+from hdl.host import driver
+from hdl.shell.axi import REGISTERS
+from hdl.host.driver import Accelerator, AcceleratorError, Geometry
+
+from tests.hdl.shell.test_axi import SumCore, axis_recv, axis_send, lite_read
+
+
+class FakeBackend:
+    """Registers and frames as docs/hardware.md describes them; ``fn(codes) -> scores``."""
+
+    def __init__(self, fn, geometry, *, ident=axi.DEFAULT_IDENT, corrupt_label=False):
+        self.fn, self.g = fn, geometry
+        self.regs = {REGISTERS["ID"]: ident, REGISTERS["VERSION"]: axi.DEFAULT_VERSION,
+                     REGISTERS["IN_ELEMENTS"]: geometry.in_elements,
+                     REGISTERS["CLASSES"]: geometry.classes,
+                     REGISTERS["IN_FORMAT"]: geometry.in_format(),
+                     REGISTERS["FRAMES_DONE"]: 0, REGISTERS["STATUS"]: 0,
+                     REGISTERS["CYCLES"]: 0}
+        self.pending = []
+        self.corrupt_label = corrupt_label
+        self.sent = []
+
+    def write_reg(self, offset, value):
+        if offset == REGISTERS["CONTROL"] and value & axi.CONTROL_CLEAR:
+            for name in ("FRAMES_DONE", "CYCLES", "STATUS"):
+                self.regs[REGISTERS[name]] = 0
+
+    def read_reg(self, offset):
+        return self.regs.get(offset, 0)
+
+    def send_frame(self, data):
+        data = np.asarray(data, dtype=np.uint8)
+        beat = self.g.in_width // 8
+        assert data.size % beat == 0, "not a whole number of beats"
+        self.sent.append(data.copy())
+        slot = 1 if self.g.in_bits <= 8 else 2
+        codes = [int.from_bytes(bytes(data[k * slot:(k + 1) * slot]), "little")
+                 for k in range(self.g.in_elements)]
+        assert not data[self.g.in_elements * slot:].any(), "padding must be zero"
+        if data.size // beat != -(-self.g.in_elements * slot // beat):
+            self.regs[REGISTERS["STATUS"]] |= axi.STATUS_ERR_LONG
+        self.pending.append(codes)
+
+    def recv_frame(self, nbytes):
+        codes = self.pending.pop(0)
+        scores = [int(s) for s in self.fn(codes)]
+        label = max(range(len(scores)), key=lambda k: (scores[k], -k))
+        if self.corrupt_label:
+            label = (label + 1) % len(scores)
+        out = b"".join(s.to_bytes(4, "little", signed=True) for s in scores)
+        out += label.to_bytes(4, "little")
+        beat = self.g.out_width // 8
+        out += bytes(-len(out) % beat)
+        assert len(out) == nbytes
+        self.regs[REGISTERS["FRAMES_DONE"]] += 1
+        return np.frombuffer(out, dtype=np.uint8)
+
+
+def weighted_sums(classes, elements, seed):
+    w = np.random.default_rng(seed).integers(-50, 50, size=(classes, elements))
+    return lambda codes: w @ np.asarray(codes, dtype=np.int64)
+
+
+@pytest.mark.parametrize("bits, elements, classes, in_width, out_width", [
+    (8, 64, 10, 32, 32), (2, 30, 10, 64, 64), (12, 7, 3, 32, 64), (1, 5, 4, 64, 32),
+])
+def test_run_against_fake(bits, elements, classes, in_width, out_width):
+    g = Geometry(in_elements=elements, in_bits=bits, classes=classes, in_width=in_width,
+                 out_width=out_width)
+    fn = weighted_sums(classes, elements, seed=bits)
+    backend = FakeBackend(fn, g)
+    acc = Accelerator(backend)                       # geometry from the registers
+    assert acc.geometry == g
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 1 << bits, size=(6, elements))
+    labels, scores = acc.run(codes)
+    expect = np.stack([fn(c) for c in codes])
+    assert np.array_equal(scores, expect)
+    assert np.array_equal(labels, np.argmax(expect, axis=1))
+    assert acc.frames_done() == 6
+    assert all(d.size == g.in_bytes for d in backend.sent)
+    acc.clear()
+    assert acc.frames_done() == 0
+    assert acc.status() == {"busy": False, "short_frame": False, "long_frame": False}
+
+
+def test_pack_layout():
+    g = Geometry(in_elements=5, in_bits=12, classes=2, in_width=64)
+    data = driver.pack_frame(np.array([1, 0x234, 0xFFF, 7, 0x100]), g)
+    assert data.tolist() == [1, 0, 0x34, 2, 0xFF, 0x0F, 7, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    g8 = Geometry(in_elements=3, in_bits=8, classes=2)
+    assert driver.pack_frame([[9], [8], [7]], g8).tolist() == [9, 8, 7, 0]
+    with pytest.raises(ValueError, match="a frame has 3 input codes, not 2"):
+        driver.pack_frame([1, 2], g8)
+    with pytest.raises(ValueError, match="input codes must be in 0..255"):
+        driver.pack_frame([1, 2, 256], g8)
+    g64 = Geometry(in_elements=3, in_bits=8, classes=2, out_width=64)
+    out = np.frombuffer((-5).to_bytes(4, "little", signed=True) + (3).to_bytes(4, "little")
+                        + (1).to_bytes(4, "little") + bytes(4), dtype=np.uint8)
+    scores, label = driver.unpack_output(out, g64)
+    assert scores.tolist() == [-5, 3] and label == 1
+    with pytest.raises(AcceleratorError, match="an output frame has 12 bytes, not 16"):
+        driver.unpack_output(out, g8)
+
+
+def test_driver_checks():
+    g = Geometry(in_elements=4, in_bits=8, classes=3)
+    fn = weighted_sums(3, 4, seed=1)
+    with pytest.raises(AcceleratorError, match="ID register reads 0x00000000"):
+        Accelerator(FakeBackend(fn, g, ident=0))
+    acc = Accelerator(FakeBackend(fn, g, corrupt_label=True))
+    with pytest.raises(AcceleratorError, match="frame 0: label word"):
+        acc.run(np.ones((1, 4), dtype=np.int64))
+    acc = Accelerator(FakeBackend(fn, g))
+    with pytest.raises(ValueError, match="codes must hold whole frames of 4 codes"):
+        acc.run(np.ones(6))
+    with pytest.raises(TypeError, match="backend must implement"):
+        Accelerator(object())
+    with pytest.raises(ValueError, match="in_bits must be at most 16"):
+        Geometry(in_elements=4, in_bits=17, classes=3)
+
+
+class AmaranthBackend:
+    """hdl.shell.axi.AxiTop around SumCore in Amaranth's simulator, one simulation per call."""
+
+    def __init__(self, frame, classes):
+        self.frame, self.classes = frame, classes
+        self.queue = []
+
+    def _top(self):
+        return axi.AxiTop(SumCore(self.frame, self.classes, out_lanes=2),
+                          frame_elements=self.frame, classes=self.classes)
+
+    def read_reg(self, offset):
+        top, got = self._top(), []
+
+        async def bench(ctx):
+            got.append(await lite_read(ctx, top, offset))
+
+        sim = Simulator(top)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        sim.run()
+        return got[0]
+
+    def write_reg(self, offset, value):
+        pass
+
+    def send_frame(self, data):
+        self.queue.append(np.asarray(data, dtype=np.uint8))
+
+    def recv_frame(self, nbytes):
+        data = self.queue.pop(0)
+        top, got = self._top(), []
+        words = data.view("<u4")
+        beats = [(int(w), int(k == len(words) - 1)) for k, w in enumerate(words)]
+        rng = random.Random(len(self.queue))
+
+        async def src(ctx):
+            await axis_send(ctx, top, beats, rng, prefix="s_axis_")
+
+        async def sink(ctx):
+            await axis_recv(ctx, top, nbytes // 4, rng, prefix="m_axis_", out=got)
+
+        sim = Simulator(top)
+        sim.add_clock(1e-8)
+        sim.add_testbench(src)
+        sim.add_testbench(sink)
+        sim.run()
+        assert got[-1][1] == 1 and all(b[1] == 0 for b in got[:-1])
+        return np.frombuffer(b"".join(b[0].to_bytes(4, "little") for b in got),
+                             dtype=np.uint8)
+
+
+def test_driver_packing_matches_hdl_axi():
+    frame, classes = 10, 4
+    acc = Accelerator(AmaranthBackend(frame, classes))
+    assert acc.geometry == Geometry(in_elements=frame, in_bits=8, classes=classes)
+    codes = np.random.default_rng(2).integers(0, 256, size=(3, frame))
+    labels, scores = acc.run(codes)
+    expect = np.stack([[c[k::classes].sum() for k in range(classes)] for c in codes])
+    assert np.array_equal(scores, expect)
+    assert np.array_equal(labels, np.argmax(expect, axis=1))
