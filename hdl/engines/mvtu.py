@@ -45,14 +45,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
+from hdl.engines.core import (KINDS, MAX_IN_BITS, AccumulatorDomain, WeightCodes, act_bounds,
+                              check_weights, row_bounds)
 from hdl.engines.popcount import PRIMITIVES, Popcount
-from hdl.engines.threshold import OUTPUT_LATENCY, OutputStage, range_shape
+from hdl.engines.threshold import OUTPUT_LATENCY, OutputStage, output_shape, range_shape
 
-__all__ = ["MVTU", "KINDS", "MODES", "RAM_STYLES"]
+__all__ = ["MVTU", "MVTUSpec", "KINDS", "MODES", "RAM_STYLES"]
 
-KINDS = ("binary", "ternary", "int", "pot")
 MODES = ("xnor", "binary", "int", "pot")
 
 #: Adder-tree levels between two pipeline registers in the ``int`` and ``pot`` modes.
@@ -64,20 +64,8 @@ TREE_LEVELS = 3
 #: above it, bit-plane popcounts (about ``k`` LUTs per lane) are cheaper.
 BINARY_ADD_MAX_SIMD = 8
 
-#: Widest activation code the MVTU accepts (the IR's input limit).
-MAX_IN_BITS = ir.MAX_INPUT_BITS
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    """``hdl.engines._checks.check_int`` that also takes NumPy integers (sizes read off arrays)."""
-    return check_int(name, value, lo, hi, numpy=True)
-
-
-def _row_bounds(m: np.ndarray, lo_a: int, hi_a: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (min, max) of ``m @ a`` along the last axis for ``a`` in ``[lo_a, hi_a]``."""
-    pos = np.where(m > 0, m, 0).sum(axis=-1)
-    neg = np.where(m < 0, m, 0).sum(axis=-1)
-    return pos * lo_a + neg * hi_a, pos * hi_a + neg * lo_a
+#: Weight-memory placements (``MVTU(ram_style=...)``), as FINN's MVAU ``ram_style``.
+RAM_STYLES = ("auto", "block", "distributed")
 
 
 def _tree_sum(terms: list):
@@ -93,63 +81,137 @@ def _tree_sum(terms: list):
     return terms[0]
 
 
-def _check_weights(weights, kind: str, wbits) -> tuple[np.ndarray, int]:
-    """Validate a weight-value matrix for ``kind``; return it as int64 and the weight width."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    arr = np.asarray(weights)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"weights must be an integer array, not dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"weights must be a non-empty (outputs, inputs) matrix, not shape {arr.shape}")
-    m = arr.astype(np.int64)
-    if kind == "binary":
-        if wbits not in (None, 1):
-            raise ValueError(f"binary weights are 1 bit wide, not {wbits}")
-        if np.any(np.abs(m) != 1):
-            raise ValueError("binary weights must all be -1 or +1")
-        return m, 1
-    if kind == "ternary":
-        if wbits not in (None, 2):
-            raise ValueError(f"ternary weights are 2 bits wide, not {wbits}")
-        if np.any(np.abs(m) > 1):
-            raise ValueError("ternary weights must be -1, 0 or +1")
-        return m, 2
-    if kind == "int":
-        if wbits is None:
-            need = max(int(m.max()).bit_length(), int(-m.min() - 1).bit_length()) + 1
-            wbits = max(2, need)
-        wbits = _check_int("wbits", wbits, 2, 16)
-        lo, hi = -(1 << (wbits - 1)), (1 << (wbits - 1)) - 1
-        if m.min() < lo or m.max() > hi:
-            raise ValueError(f"int weights must be in {lo}..{hi} for wbits {wbits}, "
-                             f"not {int(m.min())}..{int(m.max())}")
-        return m, wbits
-    # pot
-    if wbits is None:
-        wbits = 4
-        try:
-            ir.pot_encode(m, 4)
-        except ValueError:
-            wbits = 5
-    wbits = _check_int("wbits", wbits, 4, 5)
-    try:
-        ir.pot_encode(m, wbits)
-    except ValueError:
-        raise ValueError(f"pot weights must be 0 or ±2**e with e <= {(1 << (wbits - 1)) - 2} "
-                         f"for {wbits}-bit codes") from None
-    return m, wbits
+class MVTUSpec:
+    """The MVTU's description apart from its hardware: validated parameters, datapath
+    mode, weight codes and memory contents, accumulator domain, ports, cycles and
+    latency. The compiler, benches and reports read it; :class:`MVTU` builds from it.
 
+    Parameters are those of :class:`MVTU` except ``primitives``.
+    """
 
-#: Weight-memory placements (``MVTU(ram_style=...)``), as FINN's MVAU ``ram_style``.
-RAM_STYLES = ("auto", "block", "distributed")
+    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None,
+                 ram_style="auto"):
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
+        self.ram_style = ram_style
+        m, wbits = check_weights(weights, kind, wbits)
+        in_bits = check_int("in_bits", in_bits, 1, MAX_IN_BITS, numpy=True)
+        pe = check_int("PE", pe, 1, numpy=True)
+        simd = check_int("SIMD", simd, 1, numpy=True)
+        outputs, inputs = m.shape
+        check_folds(outputs, inputs, pe, simd)
+        bias = check_bias(bias, outputs)
+        thresholds = check_thresholds(thresholds, outputs)
 
+        self.weights = m
+        self.kind, self.wbits, self.in_bits = kind, wbits, in_bits
+        self.outputs, self.inputs, self.pe, self.simd = outputs, inputs, pe, simd
+        self.neuron_folds = outputs // pe
+        self.synapse_folds = inputs // simd
+        self.cycles_per_vector = self.neuron_folds * self.synapse_folds
+        self.thresholds, self.bias = thresholds, bias
+        if kind == "binary":
+            self.mode = "xnor" if in_bits == 1 else "binary"
+        elif kind == "pot":
+            self.mode = "pot"
+        else:
+            self.mode = "int"
+        self.codes = WeightCodes.for_weights(m, kind, wbits, in_bits)
 
-def pot_field_bits(emin: int, emax: int) -> tuple[int, int]:
-    """Stored magnitude bits and barrel-shifter control bits of power-of-two weights
-    whose exponents span ``emin .. emax``: the magnitude field holds 0 for a zero weight
-    and ``e - emin + 1`` otherwise; the shifter shifts by ``e - emin``."""
-    return max(1, ceil_log2(emax - emin + 2)), ceil_log2(emax - emin + 1)
+        lo_a, hi_a = act_bounds(in_bits)
+        if self.mode == "xnor":
+            # The popcount of matches: real acc = 2 * internal - inputs.
+            self.internal = (m > 0).astype(np.int64)
+            self.domain = AccumulatorDomain.of(self.internal, in_bits, scale=2, offset=-inputs, bounds=(
+                np.zeros(outputs, np.int64), np.full(outputs, inputs, np.int64)))
+            chunk_lo, chunk_hi = 0, simd
+        else:
+            self.internal = m >> self.codes.emin if self.mode == "pot" else m   # exact
+            self.domain = AccumulatorDomain.of(self.internal, in_bits, scale=self.codes.scale)
+            c_lo, c_hi = row_bounds(self.internal.reshape(outputs, self.synapse_folds, simd), lo_a, hi_a)
+            chunk_lo, chunk_hi = int(c_lo.min()), int(c_hi.max())
+        self.scale, self.offset = self.domain.scale, self.domain.offset
+        self.acc_shape = self.domain.acc_shape
+        self.partial_shape = range_shape(chunk_lo, chunk_hi)
+        self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
+            self.domain.stage_params(thresholds, bias)
+        self.out_shape = output_shape(self.stage_acc_shape, self.stage_thresholds, self.stage_bias)
+        self.out_bits = None if thresholds is None else self.out_shape.width
+        self.signature = wiring.Signature({
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
+        })
+
+    @classmethod
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
+        """The description for an IR ``Conv`` or ``FC`` layer, optionally fused with its
+        ``Threshold``. Sparse (CSC) weights are expanded to a dense matrix."""
+        check_fc_layer(layer, threshold)
+        w = layer.weights
+        return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
+                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
+                   ram_style=ram_style)
+
+    @property
+    def emin(self) -> int:
+        return self.codes.emin
+
+    @property
+    def emax(self) -> int:
+        return self.codes.emax
+
+    @property
+    def weight_bits(self) -> int:
+        """Stored bits per weight in the weight memories."""
+        return self.codes.bits
+
+    @property
+    def weight_memory(self) -> tuple[int, int, int]:
+        """``(memories, width, depth)`` of the weight ROMs (one per PE)."""
+        return self.pe, self.simd * self.weight_bits, self.neuron_folds * self.synapse_folds
+
+    def internal_exponents(self) -> np.ndarray:
+        """``e - emin`` per weight (pot mode; 0 where the weight is 0)."""
+        a = np.abs(self.internal)
+        return np.where(a > 0, np.log2(np.maximum(a, 1)).round().astype(np.int64), 0)
+
+    def weight_words(self) -> list[list[int]]:
+        """Memory contents per PE: word ``f * SF + s`` holds row ``f*pe + p``, columns
+        ``s*simd .. s*simd + simd - 1`` (lane ``j`` at bits ``j*weight_bits``)."""
+        codes = self.codes.encode(self.internal if self.mode == "pot" else self.weights)
+        wb, simd = self.weight_bits, self.simd
+        words = []
+        for p in range(self.pe):
+            rows = codes[p::self.pe].reshape(self.neuron_folds * self.synapse_folds, simd)
+            bits = (rows[:, :, None] >> np.arange(wb)) & 1            # lane-major, LSB first
+            packed = np.packbits(bits.reshape(len(rows), simd * wb).astype(np.uint8),
+                                 axis=1, bitorder="little")
+            words.append([int.from_bytes(row.tobytes(), "little") for row in packed])
+        return words
+
+    @property
+    def tree_terms(self) -> int:
+        """Terms of the adder tree of the ``int`` and ``pot`` modes (pot adds the sign bits)."""
+        return self.simd + (self.simd if self.mode == "pot" else 0)
+
+    @property
+    def datapath_stages(self) -> int:
+        """Register stages from the weight/input registers to the partial sum of a PE.
+
+        ``xnor``: the popcount (1). ``binary``: the bit-plane popcounts, then the
+        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``/``pot``: the lane products,
+        then the adder tree with a register after every ``TREE_LEVELS`` levels.
+        """
+        if self.mode == "xnor":
+            return 1
+        if self.mode == "binary":
+            return 2
+        return 1 + max(1, -(-ceil_log2(self.tree_terms) // TREE_LEVELS))
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the transfer of a fold's last step to that fold's valid output."""
+        return 2 + self.datapath_stages + 1 + OUTPUT_LATENCY
 
 
 class MVTU(wiring.Component):
@@ -219,153 +281,34 @@ class MVTU(wiring.Component):
         Yosys).
     """
 
-    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None,
-                 primitives="auto", ram_style="auto"):
+    def __init__(self, weights=None, *, spec: MVTUSpec | None = None, primitives="auto", **params):
         if primitives not in PRIMITIVES:
             raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
+        if spec is None:
+            spec = MVTUSpec(weights, **params)
+        elif weights is not None or params:
+            raise TypeError("give either a spec or the MVTU's parameters, not both")
+        elif not isinstance(spec, MVTUSpec):
+            raise TypeError(f"spec must be an MVTUSpec, not {type(spec).__name__}")
+        self.spec = spec
         self.primitives = primitives
-        if ram_style not in RAM_STYLES:
-            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
-        self.ram_style = ram_style
-        if not isinstance(kind, str):
-            raise TypeError(f"kind must be a string, not {kind!r}")
-        m, wbits = _check_weights(weights, kind, wbits)
-        in_bits = _check_int("in_bits", in_bits, 1, MAX_IN_BITS)
-        pe = _check_int("PE", pe, 1)
-        simd = _check_int("SIMD", simd, 1)
-        outputs, inputs = m.shape
-        check_folds(outputs, inputs, pe, simd)
-        bias = check_bias(bias, outputs)
-        thresholds = check_thresholds(thresholds, outputs)
+        super().__init__(spec.signature)
 
-        self.weights = m
-        self.kind, self.wbits, self.in_bits = kind, wbits, in_bits
-        self.outputs, self.inputs, self.pe, self.simd = outputs, inputs, pe, simd
-        self.neuron_folds = outputs // pe
-        self.synapse_folds = inputs // simd
-        self.cycles_per_vector = self.neuron_folds * self.synapse_folds
-        self.thresholds, self.bias = thresholds, bias
-        if kind == "binary":
-            self.mode = "xnor" if in_bits == 1 else "binary"
-        elif kind == "pot":
-            self.mode = "pot"
-        else:
-            self.mode = "int"
-
-        lo_a, hi_a = (-1, 1) if in_bits == 1 else (0, (1 << in_bits) - 1)
-        # Internal accumulator domain: real acc = scale * internal + offset (bias excluded).
-        self.scale, self.offset = 1, 0
-        if self.mode == "xnor":
-            self.scale, self.offset = 2, -inputs
-            internal = (m > 0).astype(np.int64)             # popcount of matches, 0..1 per lane
-            lo_i, hi_i = np.zeros(outputs, np.int64), np.full(outputs, inputs, np.int64)
-            chunk_lo, chunk_hi = 0, simd
-        else:
-            if self.mode == "pot":
-                nz = m != 0
-                exps = np.log2(np.abs(m[nz])).round().astype(np.int64) if nz.any() else np.zeros(1, np.int64)
-                self.emin, self.emax = int(exps.min()), int(exps.max())
-                self.scale = 1 << self.emin
-                internal = m >> self.emin                    # exact: every non-zero is a multiple
-            else:
-                internal = m
-            lo_i, hi_i = _row_bounds(internal, lo_a, hi_a)
-            chunks = internal.reshape(outputs, self.synapse_folds, simd)
-            c_lo, c_hi = _row_bounds(chunks, lo_a, hi_a)
-            chunk_lo, chunk_hi = int(c_lo.min()), int(c_hi.max())
-        self.internal = internal
-        self.acc_shape = range_shape(int(lo_i.min()), int(hi_i.max()))
-        self.partial_shape = range_shape(chunk_lo, chunk_hi)
-        bias0 = np.zeros(outputs, np.int64) if bias is None else bias
-        if thresholds is not None:
-            # acc + b >= t  <=>  scale * internal >= t - b - offset
-            #               <=>  internal >= ceil((t - b - offset) / scale)   (scale > 0)
-            # First clip t into [lo + b, hi + b + 1] (always / never reached: same codes),
-            # so that the conversion cannot overflow int64.
-            real_lo = self.scale * lo_i + self.offset + bias0
-            real_hi = self.scale * hi_i + self.offset + bias0
-            t = np.clip(thresholds, real_lo[:, None], real_hi[:, None] + 1)
-            self.stage_thresholds = -((self.offset + bias0[:, None] - t) // self.scale)
-            self.stage_bias = None
-            self.stage_acc_shape = self.acc_shape
-        else:
-            self.stage_thresholds = None
-            self.stage_bias = bias
-            self.stage_acc_shape = range_shape(self.scale * int(lo_i.min()) + self.offset,
-                                               self.scale * int(hi_i.max()) + self.offset)
-        stage = self._output_stage()
-        stage._MustUse__silence = True      # built only to learn the output shape
-        self.out_shape = stage.out_shape
-        self.out_bits = stage.bits
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
-        })
+    def __getattr__(self, name):
+        # The description's figures read as the engine's own (``mvtu.cycles_per_vector``).
+        if name == "spec" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
-        """An MVTU for an IR ``Conv`` or ``FC`` layer, optionally fused with its ``Threshold``.
-
-        ``in_bits`` is the code width of the layer's input tensor. Sparse (CSC) weights
-        are expanded to a dense matrix.
-        """
-        check_fc_layer(layer, threshold)
-        w = layer.weights
-        return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
-                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
-                   ram_style=ram_style)
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto", **kwargs):
+        """An MVTU for an IR ``Conv`` or ``FC`` layer, optionally fused with its ``Threshold``."""
+        return cls(spec=MVTUSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
+                                            ram_style=ram_style), **kwargs)
 
     def _output_stage(self) -> OutputStage:
         return OutputStage(self.outputs, self.pe, self.stage_acc_shape,
                            thresholds=self.stage_thresholds, bias=self.stage_bias)
-
-    # --- weight storage --------------------------------------------------------------
-
-    @property
-    def weight_bits(self) -> int:
-        """Stored bits per weight in the weight memories."""
-        if self.mode in ("xnor", "binary"):
-            return 1
-        if self.mode == "int":
-            return self.wbits
-        return 1 + self._mag_bits
-
-    @property
-    def _mag_bits(self) -> int:
-        return pot_field_bits(self.emin, self.emax)[0]
-
-    @property
-    def _shift_bits(self) -> int:
-        return pot_field_bits(self.emin, self.emax)[1]
-
-    def _lane_codes(self) -> np.ndarray:
-        """Per-weight stored code (unsigned int, ``weight_bits`` wide)."""
-        m = self.weights
-        if self.mode in ("xnor", "binary"):
-            return (m > 0).astype(np.int64)
-        if self.mode == "int":
-            return m & ((1 << self.wbits) - 1)
-        mag = np.where(m != 0, self.internal_exponents() + 1, 0)
-        return mag | np.where(m < 0, 1 << self._mag_bits, 0)
-
-    def internal_exponents(self) -> np.ndarray:
-        """``e - emin`` per weight (pot mode; 0 where the weight is 0)."""
-        a = np.abs(self.internal)
-        return np.where(a > 0, np.log2(np.maximum(a, 1)).round().astype(np.int64), 0)
-
-    def weight_words(self) -> list[list[int]]:
-        """Memory contents per PE: word ``f * SF + s`` holds row ``f*pe + p``, columns
-        ``s*simd .. s*simd + simd - 1`` (lane ``j`` at bits ``j*weight_bits``)."""
-        codes = self._lane_codes()
-        wb, simd = self.weight_bits, self.simd
-        words = []
-        for p in range(self.pe):
-            rows = codes[p::self.pe].reshape(self.neuron_folds * self.synapse_folds, simd)
-            bits = (rows[:, :, None] >> np.arange(wb)) & 1            # lane-major, LSB first
-            packed = np.packbits(bits.reshape(len(rows), simd * wb).astype(np.uint8),
-                                 axis=1, bitorder="little")
-            words.append([int.from_bytes(row.tobytes(), "little") for row in packed])
-        return words
 
     # --- datapath ---------------------------------------------------------------------
     #
@@ -378,30 +321,6 @@ class MVTU(wiring.Component):
         with m.If(self._advance):
             m.d.sync += r.eq(value)
         return r
-
-    @property
-    def _tree_terms(self) -> int:
-        """Terms of the adder tree of the ``int`` and ``pot`` modes."""
-        return self.simd + (self.simd if self.mode == "pot" else 0)
-
-    @property
-    def datapath_stages(self) -> int:
-        """Register stages from the weight/input registers to the partial sum of a PE.
-
-        ``xnor``: the popcount (1). ``binary``: the bit-plane popcounts, then the
-        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``/``pot``: the lane products,
-        then the adder tree with a register after every ``TREE_LEVELS`` levels.
-        """
-        if self.mode == "xnor":
-            return 1
-        if self.mode == "binary":
-            return 2
-        return 1 + max(1, -(-ceil_log2(self._tree_terms) // TREE_LEVELS))
-
-    @property
-    def latency(self) -> int:
-        """Cycles from the transfer of a fold's last step to that fold's valid output."""
-        return 2 + self.datapath_stages + 1 + OUTPUT_LATENCY
 
     def _pipelined_sum(self, m: Module, terms: list, name: str):
         """Balanced adder tree with a register after every ``TREE_LEVELS`` levels and at
@@ -464,26 +383,10 @@ class MVTU(wiring.Component):
             return self._reg(m, (plus << 1) - shared["total"], f"combine{p}")
         terms, signs = [], []
         for j in range(self.simd):
-            a, w = x[j], lanes[j]
-            if self.mode == "int":
-                ws = w.as_signed()
-                if self.in_bits == 1:
-                    term = Mux(a, ws, -ws)
-                elif self.kind == "ternary":
-                    term = Mux(w[0], Mux(w[1], -a, a), 0)
-                else:
-                    term = ws * a
-            else:  # pot: sign ? ~t : t, and the +1 of each negation comes in as a term below
-                mag, sign = w[:self._mag_bits], w[self._mag_bits]
-                if self.in_bits == 1:
-                    xv = Mux(a, Const(1, signed(2)), Const(-1, signed(2)))
-                else:
-                    xv = Cat(a, Const(0, 1)).as_signed()
-                sb = self._shift_bits
-                shifted = (xv << (mag - 1)[:sb]) if sb else xv
-                masked = Mux(mag == 0, 0, shifted)
-                term = Mux(sign, ~masked, masked)
-                signs.append(self._reg(m, sign, f"pe{p}_sign{j}"))
+            # pot: the +1 of a negated lane (its sign bit) comes in as a tree operand below
+            term, carry = self.codes.terms(lanes[j], x[j])
+            if carry is not None:
+                signs.append(self._reg(m, carry, f"pe{p}_sign{j}"))
             terms.append(self._reg(m, term, f"pe{p}_term{j}"))
         # Lane j's sign bit (the +1 of its negation) pairs with lane j's term.
         if signs:
@@ -492,10 +395,7 @@ class MVTU(wiring.Component):
 
     def _to_stage(self, internal):
         """Internal accumulator to what the output stage compares (see ``stage_thresholds``)."""
-        if self.stage_thresholds is not None:
-            return internal
-        shift = ceil_log2(self.scale)                   # scale is a power of two
-        return (internal << shift) + self.offset if self.offset else internal << shift
+        return internal if self.stage_thresholds is not None else self.domain.to_real(internal)
 
     def elaborate(self, platform):
         m = Module()

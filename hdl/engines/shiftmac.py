@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from hdl import ir
-from hdl.engines.mvtu import MVTU
+from hdl.engines.mvtu import MVTU, MVTUSpec
 
 __all__ = ["ShiftMAC"]
 
@@ -59,18 +59,20 @@ class ShiftMAC(MVTU):
         Control bits of each lane's barrel shifter, ``ceil_log2(emax - emin + 1)``.
     """
 
-    def __init__(self, weights, *, kind="pot", wbits=None, in_bits, pe, simd, thresholds=None,
-                 bias=None, ram_style="auto"):
-        if kind != "pot":
-            raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {kind!r}")
-        arr = np.asarray(weights)
-        if arr.dtype.kind in "iu" and arr.size:
-            mag = np.abs(arr.astype(np.int64))
-            if np.any((mag & (mag - 1)) != 0):
-                bad = int(arr.flat[int(np.argmax((mag & (mag - 1)) != 0))])
-                raise ValueError(f"ShiftMAC weights must be 0 or ±2**e, not {bad}")
-        super().__init__(weights, kind="pot", wbits=wbits, in_bits=in_bits, pe=pe, simd=simd,
-                         thresholds=thresholds, bias=bias, ram_style=ram_style)
+    def __init__(self, weights=None, *, spec: MVTUSpec | None = None, kind="pot", **params):
+        if spec is None:
+            if kind != "pot":
+                raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {kind!r}")
+            arr = np.asarray(weights)
+            if arr.dtype.kind in "iu" and arr.size:
+                mag = np.abs(arr.astype(np.int64))
+                if np.any((mag & (mag - 1)) != 0):
+                    bad = int(arr.flat[int(np.argmax((mag & (mag - 1)) != 0))])
+                    raise ValueError(f"ShiftMAC weights must be 0 or ±2**e, not {bad}")
+            spec = MVTUSpec(weights, kind="pot", **params)
+        elif spec.kind != "pot":
+            raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {spec.kind!r}")
+        super().__init__(spec=spec)
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
@@ -83,4 +85,4 @@ class ShiftMAC(MVTU):
 
     @property
     def shift_bits(self) -> int:
-        return self._shift_bits
+        return self.codes.shift_bits

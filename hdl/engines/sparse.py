@@ -52,9 +52,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
-from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_thresholds
-from hdl.engines.mvtu import KINDS, MAX_IN_BITS, _check_int, _check_weights, _row_bounds, pot_field_bits
-from hdl.engines.threshold import OutputStage, range_shape
+from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
+from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
+from hdl.engines.threshold import OutputStage, output_shape
 
 __all__ = ["SparseCSC", "MAX_INDEX_BITS", "MAX_QUEUE_DEPTH"]
 
@@ -62,28 +62,6 @@ __all__ = ["SparseCSC", "MAX_INDEX_BITS", "MAX_QUEUE_DEPTH"]
 MAX_INDEX_BITS = 16
 #: Deepest activation queue.
 MAX_QUEUE_DEPTH = 64
-
-
-def _check_matrix(weights, kind: str, wbits) -> tuple[np.ndarray, int]:
-    """Weight values (0 = pruned) validated for ``kind``; returns int64 matrix and width."""
-    if not isinstance(kind, str):
-        raise TypeError(f"kind must be a string, not {kind!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    if kind != "binary":
-        return _check_weights(weights, kind, wbits)
-    # binary: pruned entries are 0, the others ±1
-    arr = np.asarray(weights)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"weights must be an integer array, not dtype {arr.dtype}")
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"weights must be a non-empty (outputs, inputs) matrix, not shape {arr.shape}")
-    if wbits not in (None, 1):
-        raise ValueError(f"binary weights are 1 bit wide, not {wbits}")
-    m = arr.astype(np.int64)
-    if np.any(np.abs(m) > 1):
-        raise ValueError("binary weights must be -1 or +1 (0 where pruned)")
-    return m, 1
 
 
 class SparseCSC(wiring.Component):
@@ -185,14 +163,14 @@ class SparseCSC(wiring.Component):
         else:
             raise TypeError(f"weights must be an ir.Weights in CSC form or an integer matrix, "
                             f"not {type(weights).__name__}")
-        m, wbits = _check_matrix(matrix, kind, wbits)
+        m, wbits = check_weights(matrix, kind, wbits, pruned=True)
         if csc is None:
             csc = ir.Weights.from_matrix(m, kind, wbits, sparse=True)
-        in_bits = _check_int("in_bits", in_bits, 1, MAX_IN_BITS)
-        pe = _check_int("PE", pe, 1)
-        simd = _check_int("SIMD", simd, 1)
-        index_bits = _check_int("index_bits", index_bits, 1, MAX_INDEX_BITS)
-        queue_depth = _check_int("queue_depth", queue_depth, 1, MAX_QUEUE_DEPTH)
+        in_bits = check_int("in_bits", in_bits, 1, MAX_IN_BITS, numpy=True)
+        pe = check_int("PE", pe, 1)
+        simd = check_int("SIMD", simd, 1)
+        index_bits = check_int("index_bits", index_bits, 1, MAX_INDEX_BITS)
+        queue_depth = check_int("queue_depth", queue_depth, 1, MAX_QUEUE_DEPTH)
         outputs, inputs = m.shape
         check_folds(outputs, inputs, pe, simd)
         bias = check_bias(bias, outputs)
@@ -208,35 +186,18 @@ class SparseCSC(wiring.Component):
         self.beats = inputs // simd
         self.thresholds, self.bias = thresholds, bias
 
-        # Internal accumulator domain: real acc = scale * internal (bias excluded).
-        self.scale = 1
-        if kind == "pot":
-            nz = m != 0
-            exps = np.log2(np.abs(m[nz])).round().astype(np.int64) if nz.any() else np.zeros(1, np.int64)
-            self.emin, self.emax = int(exps.min()), int(exps.max())
-            self.scale = 1 << self.emin
-            self.internal = m >> self.emin
-        else:
-            self.internal = m
-        lo_a, hi_a = (-1, 1) if in_bits == 1 else (0, (1 << in_bits) - 1)
-        lo_i, hi_i = _row_bounds(self.internal, lo_a, hi_a)
-        self.acc_shape = range_shape(int(lo_i.min()), int(hi_i.max()))
-        bias0 = np.zeros(outputs, np.int64) if bias is None else bias
-        if thresholds is not None:
-            self.stage_thresholds = -((bias0[:, None] - thresholds) // self.scale)
-            self.stage_bias = None
-            self.stage_acc_shape = self.acc_shape
-        else:
-            self.stage_thresholds = None
-            self.stage_bias = bias
-            self.stage_acc_shape = range_shape(self.scale * int(lo_i.min()), self.scale * int(hi_i.max()))
+        self.codes = WeightCodes.for_weights(m, kind, wbits, in_bits, zero=True)
+        self.scale = self.codes.scale
+        self.internal = m >> self.codes.emin if kind == "pot" else m        # exact
+        self.domain = AccumulatorDomain.of(self.internal, in_bits, scale=self.scale)
+        self.acc_shape = self.domain.acc_shape
+        self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
+            self.domain.stage_params(thresholds, bias)
 
         self._build_storage(csc)
 
-        stage = self._output_stage()
-        stage._MustUse__silence = True      # built only to learn the output shape
-        self.out_shape = stage.out_shape
-        self.out_bits = stage.bits
+        self.out_shape = output_shape(self.stage_acc_shape, self.stage_thresholds, self.stage_bias)
+        self.out_bits = None if thresholds is None else self.out_shape.width
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
@@ -260,30 +221,15 @@ class SparseCSC(wiring.Component):
     @property
     def value_bits(self) -> int:
         """Stored bits per entry value."""
-        if self.kind in ("binary", "ternary"):
-            return 2
-        if self.kind == "int":
-            return self.wbits
-        return 1 + self._mag_bits
+        return self.codes.bits
 
     @property
-    def _mag_bits(self) -> int:
-        return pot_field_bits(self.emin, self.emax)[0]
+    def emin(self) -> int:
+        return self.codes.emin
 
     @property
-    def _shift_bits(self) -> int:
-        return pot_field_bits(self.emin, self.emax)[1]
-
-    def _codes(self, values: np.ndarray) -> np.ndarray:
-        """Stored codes of internal-domain weight values (0 for padding)."""
-        v = np.asarray(values, np.int64)
-        if self.kind in ("binary", "ternary"):
-            return np.where(v == 0, 0, 1 | np.where(v < 0, 2, 0))
-        if self.kind == "int":
-            return v & ((1 << self.wbits) - 1)
-        a = np.abs(v)
-        mag = np.where(a > 0, np.log2(np.maximum(a, 1)).round().astype(np.int64) + 1, 0)
-        return mag | np.where(v < 0, 1 << self._mag_bits, 0)
+    def emax(self) -> int:
+        return self.codes.emax
 
     def _build_storage(self, csc: ir.Weights):
         pe, b = self.pe, self.index_bits
@@ -339,8 +285,7 @@ class SparseCSC(wiring.Component):
         # Per PE its last non-empty column (-1: none, it gets an empty end-of-vector item).
         self.last_columns = [int(np.nonzero(counts[:, p])[0][-1]) if per_pe[p] else -1
                              for p in range(pe)]
-        dense_bits = {"binary": 1, "ternary": 2, "int": self.wbits}.get(
-            self.kind, 1 + self._mag_bits if self.kind == "pot" else None)
+        dense_bits = 1 if self.kind == "binary" else self.codes.bits
         self.dense_storage_bits = self.outputs * self.inputs * dense_bits
 
     def _memory_contents(self):
@@ -348,7 +293,7 @@ class SparseCSC(wiring.Component):
         vb = self.value_bits
         entry_words = []
         for e in self.entries:
-            words = self._codes(e[:, 1]) | (e[:, 0] << vb)
+            words = self.codes.encode(e[:, 1]) | (e[:, 0] << vb)
             entry_words.append([int(w) for w in words] or [0])
         simd, lb, cb = self.simd, self.lane_bits, self.count_bits
         steps = self.column_steps.reshape(self.beats, simd)
@@ -369,27 +314,8 @@ class SparseCSC(wiring.Component):
 
     # --- datapath ---------------------------------------------------------------------
 
-    def _product(self, code, x):
-        """Internal-domain product of a stored code with the activation code ``x``."""
-        if self.in_bits == 1:
-            xv = Mux(x[0], Const(1, signed(2)), Const(-1, signed(2)))
-        else:
-            xv = Cat(x, Const(0, 1)).as_signed()
-        if self.kind in ("binary", "ternary"):
-            return Mux(code[0], Mux(code[1], -xv, xv), 0)
-        if self.kind == "int":
-            w = code.as_signed()
-            return Mux(x[0], w, -w) if self.in_bits == 1 else w * xv
-        mag, sign = code[:self._mag_bits], code[self._mag_bits]
-        sb = self._shift_bits
-        shifted = (xv << (mag - 1)[:sb]) if sb else xv
-        t = Mux(mag == 0, 0, shifted)
-        return Mux(sign, -t, t)
-
     def _to_stage(self, internal):
-        if self.stage_thresholds is not None or self.scale == 1:
-            return internal
-        return internal << self.emin
+        return internal if self.stage_thresholds is not None else self.domain.to_real(internal)
 
     # --- cycle model ------------------------------------------------------------------
 
@@ -614,7 +540,7 @@ class SparseCSC(wiring.Component):
                 banks.append((ard, awr, compute))
             cur = Mux(bank1, banks[1][0].data, banks[0][0].data)
             new = Signal(self.acc_shape, name=f"acc_next{p}")
-            m.d.comb += new.eq(cur + self._product(code, x1))
+            m.d.comb += new.eq(cur + self.codes.product(code, x1))
             for k, (ard, awr, compute) in enumerate(banks):
                 m.d.comb += [
                     awr.addr.eq(Mux(clearing, clear_row, Mux(compute, row, fold))),

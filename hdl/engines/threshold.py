@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["OutputStage", "range_shape", "OUTPUT_LATENCY"]
+__all__ = ["OutputStage", "range_shape", "output_shape", "OUTPUT_LATENCY"]
 
 #: Cycles from an input transfer to the valid output beat of :class:`OutputStage`.
 OUTPUT_LATENCY = 2
@@ -28,6 +28,18 @@ def range_shape(lo: int, hi: int) -> Shape:
     while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
         width += 1
     return signed(width)
+
+
+def output_shape(acc_shape, thresholds=None, bias=None) -> Shape:
+    """Lane shape of :class:`OutputStage`'s output: ``unsigned(k)`` for ``2**k - 1``
+    thresholds per channel, else the narrowest signed shape of ``acc + bias``."""
+    if thresholds is not None:
+        return unsigned(ceil_log2(np.shape(thresholds)[1] + 1))
+    lo, hi = _shape_bounds(Shape.cast(acc_shape))
+    if bias is None:
+        return range_shape(lo, hi)
+    bias = np.asarray(bias)
+    return range_shape(lo + min(0, int(bias.min())), hi + max(0, int(bias.max())))
 
 
 def _shape_bounds(shape: Shape) -> tuple[int, int]:
@@ -118,7 +130,7 @@ class OutputStage(wiring.Component):
             self.bits = None
             self.thresholds = None
             self.bias = bias
-            out_shape = range_shape(lo + min(0, int(bias.min())), hi + max(0, int(bias.max())))
+            out_shape = output_shape(acc_shape, None, bias)
         self.out_shape = out_shape
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(acc_shape, pe))),

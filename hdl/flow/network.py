@@ -24,7 +24,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl import ir
-from hdl.engines.mvtu import MVTU, RAM_STYLES
+from hdl.engines.mvtu import MVTU, RAM_STYLES, MVTUSpec
 from hdl.engines.plumbing import StreamFIFO, WidthConverter
 from hdl.engines.pool import MaxPool
 from hdl.engines.shiftmac import ShiftMAC
@@ -290,9 +290,7 @@ def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
     for a stage without them (max-pool, sparse)."""
     if isinstance(stage.layer, ir.MaxPool) or stage.engine == "sparse":
         return None
-    engine = _compute_engine(stage)
-    engine._MustUse__silence = True                 # built only to read its memory shape
-    return stage.pe, stage.simd * engine.weight_bits, engine.neuron_folds * engine.synapse_folds
+    return _compute_spec(stage).weight_memory
 
 
 def bram18_estimate(width: int, depth: int) -> int:
@@ -390,15 +388,19 @@ def _payload(component: wiring.Component, port: str):
     return component.signature.members[port].signature.members["payload"].shape
 
 
+def _compute_spec(stage: Stage) -> MVTUSpec:
+    """The description of a dense stage's engine (MVTU or shift MAC)."""
+    return MVTUSpec.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits, pe=stage.pe,
+                               simd=stage.simd, ram_style=stage.ram_style)
+
+
 def _compute_engine(stage: Stage):
-    layer, bits = stage.layer, stage.in_spec.bits
-    engine = stage.engine
-    if engine == "sparse":
+    if stage.engine == "sparse":
         from hdl.engines.sparse import SparseCSC
-        return SparseCSC.from_layer(layer, stage.threshold, in_bits=bits, pe=stage.pe, simd=stage.simd)
-    cls = ShiftMAC if engine == "shiftmac" else MVTU
-    return cls.from_layer(layer, stage.threshold, in_bits=bits, pe=stage.pe, simd=stage.simd,
-                          ram_style=stage.ram_style)
+        return SparseCSC.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits,
+                                    pe=stage.pe, simd=stage.simd)
+    cls = ShiftMAC if stage.engine == "shiftmac" else MVTU
+    return cls(spec=_compute_spec(stage))
 
 
 def build_engine(stage: Stage) -> wiring.Component:

@@ -13,7 +13,7 @@ in ``tests.hdl.engines.cocotb_common``.
 import cocotb
 
 from hdl import ir
-from tests.hdl import cocotb_common as common
+from tests.hdl.engines import cocotb_common as common
 
 
 def _weights(p) -> ir.Weights:
