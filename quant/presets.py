@@ -165,7 +165,7 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
     seed = p.seed if seed is None else seed
     torch.manual_seed(seed)
     np.random.seed(seed)
-    torch.set_num_threads(1)  # the cores are shared: OpenMP spinning costs 30x here
+    torch.set_num_threads(1)  # the cores are shared: OpenMP threads spin on a busy machine
     d = prepare_data(data)
     t0, c0 = time.time(), time.process_time()
     net, info = p.train(d, epochs=epochs, seed=seed, progress=progress)
