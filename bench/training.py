@@ -50,7 +50,7 @@ def _target(name: str, m: dict, results: dict) -> tuple[bool, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from quant.train import run_preset
+    from quant.presets import run_preset
     ap = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs (estimator comparison: 10 epochs)")
     ap.add_argument("--retrain", action="store_true", help="retrain every preset instead of reading models/")

@@ -7,7 +7,13 @@
 * :mod:`quant.model`: the small CNN and its exact integer-accumulator eval pass.
 * :mod:`quant.export`: BatchNorm + quantizer folded into integer thresholds, CSC for
   sparse layers, integer scores with one ``output_scale``.
+* :mod:`quant.loop`: the training loop (``fit``), data preparation and evaluation.
 * :mod:`quant.prune` (reversed / peak magnitude pruning, network slimming),
-  :mod:`quant.inq` (incremental power-of-two quantization).
-* :mod:`quant.presets` and ``python -m quant.train --preset NAME --out DIR``.
+  :mod:`quant.inq` (incremental power-of-two quantization): steps over the loop.
+* :mod:`quant.presets`: the recipes over those steps, and ``run_preset`` (train, export,
+  measure, write the model file).
+* :mod:`quant.train`: the CLI, ``python -m quant.train --preset NAME --out DIR``.
+
+Imports run one way (``tests/quant/test_imports.py``): train -> presets -> prune, inq ->
+loop; presets and prune -> model -> layers -> quantizers; presets -> export -> model.
 """

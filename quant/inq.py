@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .loop import evaluate
+from .loop import fit as default_fit
 from .quantizers import pot_exponents
 
 __all__ = ["INQ_STEPS", "inq"]
@@ -45,7 +47,6 @@ def _freeze(layer, fraction: float):
 def inq(net, data, *, epochs_per_step: int, lr: float, seed: int, steps=INQ_STEPS,
         progress: bool = True, fit=None) -> dict:
     """Run INQ on every ``pot`` layer of ``net``; returns per-step accuracies (float32 path)."""
-    from .train import evaluate, fit as default_fit
     fit = fit or default_fit
     layers = _pot_layers(net)
     with torch.no_grad():

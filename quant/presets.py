@@ -11,16 +11,34 @@ Every preset starts with a float pretraining of the same network (quantizers dis
   layers), then INQ with the masks held;
 * ``slim``: ``w1a2`` with an L1 penalty on BatchNorm gamma, channel removal
   (network slimming) and fine-tuning of the smaller network.
+
+:func:`run_preset` trains one preset, exports it with :func:`quant.export.export`, and
+writes ``DIR/model.npz`` and ``DIR/metrics.json``; ``accuracy`` there comes from the
+golden model (``sim.golden.predict``) on the exported file, on the test split.
+
+Layering: the recipes sit above :mod:`quant.loop` (training loop, data, evaluation) and
+the steps :mod:`quant.prune` and :mod:`quant.inq`; the CLI :mod:`quant.train` sits above.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
+import torch
+
+from hdl import ir
+
+from . import inq, prune
+from .export import export, predict, storage_report
+from .loop import evaluate, evaluate_exact, fit, prepare_data
 from .model import Arch, QNet, QuantSpec
 
-__all__ = ["Preset", "PRESETS", "get", "names"]
+__all__ = ["Preset", "PRESETS", "get", "names", "run_preset"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,8 +65,6 @@ class Preset:
     def train(self, data, *, epochs: int | None = None, seed: int | None = None,
               progress: bool = True):
         """Train on ``data``; returns ``(net, info)``. ``epochs`` rescales every phase."""
-        from . import inq, prune
-        from .train import evaluate, fit
         seed = self.seed if seed is None else seed
         main_ep = self.epochs if epochs is None else epochs
         f = main_ep / self.epochs
@@ -138,3 +154,47 @@ def get(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None = None,
+               data: str = "digits", progress: bool = True, estimator: str | None = None) -> dict:
+    """Train, export and measure one preset; writes ``out/model.npz`` and ``metrics.json``."""
+    p = get(preset)
+    if estimator is not None:
+        p = p.with_estimator(estimator)
+    seed = p.seed if seed is None else seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(1)  # the cores are shared: OpenMP threads spin on a busy machine
+    d = prepare_data(data)
+    t0, c0 = time.time(), time.process_time()
+    net, info = p.train(d, epochs=epochs, seed=seed, progress=progress)
+    train_s, train_cpu = time.time() - t0, time.process_time() - c0
+    meta = {"preset": preset, "seed": seed, "epochs": info["epochs"],
+            "estimator": p.spec.estimator, "data": d.name}
+    model = export(net, d.input_spec, d.classes, name=f"{d.name}_{preset}", metadata=meta)
+    out = Path(out)
+    path = ir.save(model, out)
+    labels = predict(ir.load(path), d.codes_test)
+    acc = float(np.mean(labels == d.y_test.numpy()))
+    rep = storage_report(model)
+    cmd = f"python -m quant.train --preset {preset} --out {out}"
+    cmd += "".join(f" --{k} {v}" for k, v in (("epochs", epochs), ("seed", seed if seed != p.seed else None),
+                                              ("data", data if data != "digits" else None),
+                                              ("estimator", estimator)) if v is not None)
+    metrics = {
+        "command": cmd,
+        "preset": preset, "data": d.name, "seed": seed, "epochs": info["epochs"],
+        "estimator": p.spec.estimator,
+        "accuracy": acc,
+        "accuracy_pytorch_exact": evaluate_exact(net, d.x_test, d.y_test),
+        "float_accuracy": info.get("float_accuracy"),
+        **rep,
+        "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu, 1),
+        "input": {"bits": d.input_spec.bits, "scale": d.input_spec.scale,
+                  "offset": d.input_spec.offset},
+        **{k: v for k, v in info.items() if k not in ("epochs", "float_accuracy")},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics

@@ -27,6 +27,9 @@ import copy
 
 import torch
 
+from .loop import evaluate, fit
+from .model import QNet
+
 __all__ = ["layer_order", "prune_layer", "reversed_prune", "peak_prune", "slim", "conv_channels"]
 
 
@@ -64,7 +67,6 @@ def reversed_prune(net, data, targets: dict[int, float], *, schedule: str = "rev
                    increments: int = 2, epochs: int = 2, lr: float = 2e-3, seed: int = 0,
                    progress: bool = True) -> dict:
     """Prune each layer (schedule order) to ``targets[i]`` in ``increments``, fine-tuning."""
-    from .train import fit
     layers = net.quant_layers()
     done = {}
     for i in layer_order(net, schedule):
@@ -89,7 +91,6 @@ def peak_prune(net, data, val, *, candidates=(0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.
     then must be unpruned). Returns ``{"base_val_accuracy", "reached": {layer index:
     sparsity}}`` and leaves the masks applied.
     """
-    from .train import evaluate, fit
     x_val, y_val = val
     if base is None:
         base = evaluate(net, x_val, y_val)
@@ -126,7 +127,6 @@ def slim(net, ratio: float, *, per_layer: bool = False, min_keep: int = 4, conv_
     (a global |gamma| threshold, network slimming) or in every block (``per_layer``).
     Every block keeps at least ``min_keep`` channels.
     """
-    from .model import QNet
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), not {ratio}")
     blocks = [b for b in net.blocks if b.conv or not conv_only]

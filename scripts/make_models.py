@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent / "models"
 
 def main(argv: list[str] | None = None) -> int:
     from quant import presets
-    from quant.train import run_preset
     ap = argparse.ArgumentParser(prog="python -m scripts.make_models", description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these presets")
     ap.add_argument("--all", action="store_true", help="also the optional presets")
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     for name in names:
-        m = run_preset(name, Path(args.out) / name, progress=not args.quiet)
+        m = presets.run_preset(name, Path(args.out) / name, progress=not args.quiet)
         print(f"{name}: accuracy {m['accuracy']:.4f}, compression {m['compression_ratio']}x, "
               f"{m['train_seconds']} s ({m['train_cpu_seconds']} s CPU)", flush=True)
     return 0

@@ -238,8 +238,8 @@ class _XnorKernel:
                                                   axis=-1))
             self.wt = _packed_words_t(np.packbits(wbits, axis=-1))
         self.rows = self.xt.shape[1]
-        # NumPy's broadcast XOR is ~2.5x faster with rows of >= ~3000 words, so chunks
-        # of ~4096 rows (fewer for very wide layers), split evenly over the pool.
+        # NumPy's broadcast XOR is faster on long rows, so chunks of ~4096 rows (fewer
+        # for very wide layers), split evenly over the pool.
         target = max(1, min(_CHUNK // 16, 16 * _CHUNK // o))
         chunks = max(1, self.rows // target)
         if chunks >= _THREADS:

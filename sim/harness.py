@@ -43,9 +43,8 @@ cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
 
 Give each hardware configuration its own ``name`` (e.g. with the folding in it): the
 name labels run folders, waveforms and logs. Put many vectors and several seeds into
-one build rather than many builds: a Verilator build takes 4-60 s of CPU (the first
-one compiles Verilator's runtime, which later builds reuse), a run about 1 s of start-up
-plus some 10-20 µs of CPU per simulated cycle and agent (source, sink, monitor).
+one build rather than many builds: a Verilator build costs far more CPU than a run (the
+first one also compiles Verilator's runtime, which later builds reuse).
 
 What :func:`run_cocotb` does:
 
@@ -338,7 +337,7 @@ _RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_v
 
 
 def _runtime_dir(sim_version: str) -> Path:
-    """Shared cache of Verilator's runtime objects (about 3/4 of a small build's CPU).
+    """Shared cache of Verilator's runtime objects (most of a small build's CPU).
 
     They do not depend on the design, only on Verilator, the compiler and our flags.
     """

@@ -57,8 +57,8 @@ MODES = ("xnor", "binary", "int", "pot")
 
 #: Adder-tree levels between two pipeline registers in the ``int`` and ``pot`` modes.
 #: Yosys merges an adder tree into one multi-operand adder and maps it as a full-adder
-#: tree in LUTs (``synth_xilinx -family xcup``: 5 LUT levels for 8 operands, 7 for 16),
-#: so a register after every 3 levels (8 operands) keeps each stage within 6 levels.
+#: tree in LUTs, so a register after every 3 levels (8 operands) keeps each stage within
+#: the 6-level budget (``tests/hdl/engines/test_logic_levels.py``).
 TREE_LEVELS = 3
 #: Binary weights x k-bit codes: up to this SIMD the masked codes are added directly;
 #: above it, bit-plane popcounts (about ``k`` LUTs per lane) are cheaper.
@@ -248,7 +248,7 @@ class MVTU(wiring.Component):
     Yosys ``synth_xilinx -family xcup`` (elaborated for a Xilinx platform, so that the
     popcounts are LUT/carry primitives) for SIMD up to 64, PE up to 16, activations and
     int/pot weights up to 4 bits and up to 15 thresholds per channel
-    (``tests/hdl/test_logic_levels.py``). All registers load on one enable (the output
+    (``tests/hdl/engines/test_logic_levels.py``). All registers load on one enable (the output
     stage can take a beat, or no finished fold is waiting), so a stalled sink stops the
     whole pipeline and a free-running one sees no bubble.
 

@@ -24,7 +24,7 @@ With ``primitives="xilinx"`` every node is a Xilinx primitive (``LUT1``..``LUT6`
 ``LUT6_2`` with ``INIT`` computed here, ``CARRY8`` on UltraScale(+), ``CARRY4`` on
 7-series) so that synthesis keeps the structure. With ``"generic"`` the same tree is
 written in plain Amaranth arithmetic: the simulation twin, whose every node has the same
-name and value as in the primitive version (``tests/hdl/test_popcount.py`` proves the
+name and value as in the primitive version (``tests/hdl/engines/test_popcount.py`` proves the
 primitive netlist, run through Yosys's own Xilinx simulation models, equal to the twin
 node by node, and equal to a behavioural popcount for small widths). ``"auto"`` picks
 the primitives when elaborated for a Xilinx platform of a supported family and generic
@@ -33,13 +33,11 @@ elaborates without a platform, hence generic logic under ``"auto"``; to get the
 primitives into a Verilog netlist, pass the board: ``verilog.convert(top,
 platform=boards.get("zcu104")())`` (UltraScale+: ``CARRY8``; a Zynq-7000 board: ``CARRY4``).
 
-Cost of one XNOR popcount with primitives: 61 LUTs at 64 lanes (0.95 per lane; 29 at
-32, 116 at 128; the builder's count, ``_tree_luts``), 5 LUT levels under Yosys
-``synth_xilinx -family xcup`` (leaf thread 2, two counter stages, final adder 1;
-``tests/hdl/test_logic_levels.py``). The earlier final adder, which handed each column's
-carry from LUT to LUT, used 59 LUTs but grew to 9 LUT levels at 64 lanes. The generic
-twin maps to about 1.9 LUT per lane and a naive adder tree to 2.16
-(``python -m bench.popcount``).
+The final adder puts one LUT level in front of the carry chain, rather than handing each
+column's carry from LUT to LUT (a little smaller, but its depth grows with the width).
+LUT per lane and logic levels, with primitives, as the generic twin and against a naive
+adder tree: ``python -m bench.popcount`` (``docs/benchmarks.md``); the engines' depth
+budget is checked by ``tests/hdl/engines/test_logic_levels.py``.
 """
 
 from __future__ import annotations
@@ -88,8 +86,7 @@ _LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
 
 #: LUTs per leaf thread: a thread of ``2 * THREAD`` lanes is a chain of ``THREAD``
 #: dual-output LUTs, each adding two XNOR lanes to the running weight-1 bit. Longer
-#: threads save a few LUTs but add logic levels (64 lanes, threads of 1, 2, 3 LUTs:
-#: 69, 59, 57 LUTs at 6, 6, 7 LUT levels, measured with the earlier final adder).
+#: threads save a few LUTs but add logic levels.
 THREAD = 2
 
 
@@ -475,8 +472,7 @@ class Popcount(wiring.Component):
         Cycles from ``a``/``b`` to ``o``: 1 if ``registered`` else 0. The register has no
         enable; a consumer delays its valid by ``latency`` cycles to match.
 
-    Throughput: one vector per cycle. Cost with primitives: 0.95 LUT per XNOR lane at 64
-    lanes, 5 LUT levels; the generic twin maps to ~1.9.
+    Throughput: one vector per cycle. Cost: ``python -m bench.popcount``.
     """
 
     def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,

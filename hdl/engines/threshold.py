@@ -65,9 +65,7 @@ class OutputStage(wiring.Component):
     Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
     constants when there is one fold.
 
-    Two register stages keep every path short (Yosys ``synth_xilinx -family xcup``: 3 LUT
-    levels with 7 or 15 thresholds per channel, 6 with 255; 16 to 64 channels, PE 2 to
-    16, 16- and 20-bit accumulators): the first registers the ``2**k - 1`` compare
+    Two register stages keep every path short: the first registers the ``2**k - 1`` compare
     results (or ``acc + bias``), the second turns the compare results into the code.
     As the thresholds of a channel are sorted, the compare results form a thermometer
     code (``acc >= t[j]`` implies ``acc >= t[j - 1]``), so the code is decoded from the

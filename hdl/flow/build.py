@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: The model ``python -m hdl.build`` uses when none is given.
 DEFAULT_MODEL = REPO / "models" / "w1a2"
 #: Default target frame rate at the board's clock; the folding is the cheapest that
-#: reaches it (the shipped digits models build, synthesis included, in under 3 minutes).
+#: reaches it.
 DEFAULT_TARGET_FPS = 20_000
 CORE_MODULE, TOP_MODULE = "qnn_core", "qnn_accel"
 

@@ -10,7 +10,7 @@ import torch
 from hdl import ir
 from quant import presets, prune
 from quant.export import export, storage_report
-from quant.train import fit, prepare_data
+from quant.loop import fit, prepare_data
 from sim import golden
 
 

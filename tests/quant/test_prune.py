@@ -7,7 +7,7 @@ import torch
 
 from quant import inq, presets, prune
 from quant.model import Arch, QNet, QuantSpec
-from quant.train import fit, prepare_data
+from quant.loop import fit, prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_peak_prune_keeps_validation_accuracy(small):
     part, val = small.split_val(0.2, seed=0)
     res = prune.peak_prune(net, part, val, candidates=(0.5, 0.9), tolerance=0.005, epochs=1,
                            progress=False)
-    from quant.train import evaluate
+    from quant.loop import evaluate
     acc = evaluate(net, *val)
     assert acc >= res["base_val_accuracy"] - 0.005
     for i, s in res["reached"].items():
