@@ -30,7 +30,7 @@ from .regmap import (ADDR_WIDTH, CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDEN
                      DEFAULT_VERSION, REGISTERS, STATUS_BUSY, STATUS_ERR_LONG,
                      STATUS_ERR_SHORT, WORD, RegisterValues, code_slot_bits, pack_in_format)
 
-__all__ = ["AxiTop", "verilog_wrapper", "build_sources",
+__all__ = ["AxiTop", "formats_for", "verilog_wrapper", "build_sources",
            # re-exported from hdl.shell.regmap
            "REGISTERS", "DEFAULT_IDENT", "DEFAULT_VERSION", "ADDR_WIDTH", "STATUS_BUSY",
            "STATUS_ERR_SHORT", "STATUS_ERR_LONG", "CONTROL_SOFT_RESET", "CONTROL_CLEAR",
@@ -46,22 +46,34 @@ def _axis_members(prefix: str, data_width: int, *, master: bool) -> dict:
             f"{prefix}_tlast": fwd(1), f"{prefix}_tvalid": fwd(1), f"{prefix}_tready": back(1)}
 
 
-def _stream_elements(core, port: str, flow) -> data.ArrayLayout:
-    members = core.signature.members
+def _stream_elements(signature, port: str, flow) -> tuple[int, Shape]:
+    members = signature.members
     member = members[port] if port in members else None
     if (member is None or not member.is_signature or member.flow != flow
             or not isinstance(member.signature, stream.Signature)):
         raise ValueError(f"core must have stream ports 'i' (In) and 'o' (Out), "
                          f"not a fitting '{port}'")
-    layout = member.signature.payload_shape
+    layout = member.signature.members["payload"].shape
     if not isinstance(layout, data.ArrayLayout):
         raise TypeError(f"core payloads must be data.ArrayLayout, not {layout!r} on '{port}'")
-    return layout
-
-
-def _element_shape(layout: data.ArrayLayout) -> Shape:
     shape = layout.elem_shape
-    return shape.as_shape() if isinstance(shape, ShapeCastable) else Shape.cast(shape)
+    return layout.length, shape.as_shape() if isinstance(shape, ShapeCastable) else Shape.cast(shape)
+
+
+def formats_for(signature: wiring.Signature, *, frame_elements: int, classes: int,
+                in_width: int = 32, out_width: int = 32) -> tuple[InputFormat, OutputFormat]:
+    """The adapters' formats around a core of this ``signature`` (see :class:`AxiTop`);
+    raises ``TypeError`` or ``ValueError`` when it or the parameters do not fit."""
+    if not isinstance(signature, wiring.Signature):
+        raise TypeError(f"signature must be a wiring.Signature, not {type(signature).__name__}")
+    in_lanes, in_shape = _stream_elements(signature, "i", In)
+    out_lanes, out_shape = _stream_elements(signature, "o", Out)
+    if in_shape.signed:
+        raise ValueError("core input codes must be unsigned")
+    return (InputFormat(bits=in_shape.width, lanes=in_lanes, frame_elements=frame_elements,
+                        data_width=in_width),
+            OutputFormat(score_width=out_shape.width, lanes=out_lanes, classes=classes,
+                         data_width=out_width))
 
 
 class AxiTop(wiring.Component):
@@ -88,6 +100,8 @@ class AxiTop(wiring.Component):
     input and all ones on the output.
 
     A soft reset (CONTROL bit 0) resets the core, both adapters and the in-flight count.
+    The parameters are checked as :func:`formats_for` and
+    :class:`~hdl.shell.regmap.RegisterValues` check them.
     """
 
     def __init__(self, core: wiring.Component, *, frame_elements: int, classes: int,
@@ -95,20 +109,13 @@ class AxiTop(wiring.Component):
                  version: int = DEFAULT_VERSION):
         if not isinstance(core, wiring.Component):
             raise TypeError(f"core must be a wiring.Component, not {type(core).__name__}")
-        in_layout = _stream_elements(core, "i", In)
-        out_layout = _stream_elements(core, "o", Out)
-        in_shape, out_shape = _element_shape(in_layout), _element_shape(out_layout)
-        if in_shape.signed:
-            raise ValueError("core input codes must be unsigned")
-        self.core = core
-        self.input_format = InputFormat(bits=in_shape.width, lanes=in_layout.length,
-                                        frame_elements=frame_elements, data_width=in_width)
-        self.output_format = OutputFormat(score_width=out_shape.width,
-                                          lanes=out_layout.length, classes=classes,
-                                          data_width=out_width)
+        self.input_format, self.output_format = formats_for(
+            core.signature, frame_elements=frame_elements, classes=classes, in_width=in_width,
+            out_width=out_width)
         self.register_values = RegisterValues(
             ident=ident, version=version, in_elements=frame_elements, classes=classes,
-            in_format=pack_in_format(in_shape.width, in_width, out_width))
+            in_format=pack_in_format(self.input_format.bits, in_width, out_width))
+        self.core = core
         self.frame_elements, self.classes = frame_elements, classes
         members = {f"s_axi_{name}": member.flip()
                    for name, member in AXI4LiteSignature(ADDR_WIDTH, WORD).members.items()}
