@@ -69,9 +69,9 @@ class WidthConverter(wiring.Component):
 
     Element order is preserved: lane 0 of the first input beat is lane 0 of the first
     output beat, and so on. Any ratio works (``in_lanes`` dividing ``out_lanes``, the
-    reverse, or neither, e.g. 3 -> 4); no frame boundary is assumed, so for a frame of
-    ``n`` elements ``out_lanes`` should divide ``n`` (else the last output beat waits for
-    elements of the next frame).
+    reverse, or neither, e.g. 3 -> 4). Output beats do not respect frame boundaries, so
+    for a frame of ``n`` elements ``out_lanes`` should divide ``n`` (else the last output
+    beat waits for elements of the next frame).
 
     Parameters
     ----------
@@ -81,6 +81,11 @@ class WidthConverter(wiring.Component):
         Elements per input beat and per output beat.
     signed : bool
         Elements are ``signed(bits)`` instead of ``unsigned(bits)``.
+    frame : int or None
+        Elements per input frame, when ``in_lanes`` need not divide it: a frame is then
+        ``ceil(frame / in_lanes)`` input beats and its last beat holds the remaining
+        ``frame - (beats - 1) * in_lanes`` elements in its lowest lanes; its other lanes
+        are dropped (for example the padding of a bus word). ``None``: every lane counts.
 
     Ports
     -----
@@ -100,16 +105,19 @@ class WidthConverter(wiring.Component):
     cycle when ``in_lanes >= out_lanes`` (the ideal rate of the narrower side).
     """
 
-    def __init__(self, bits, in_lanes, out_lanes, *, signed=False):
+    def __init__(self, bits, in_lanes, out_lanes, *, signed=False, frame=None):
         _check_int("bits", bits, 1)
         _check_int("in_lanes", in_lanes, 1)
         _check_int("out_lanes", out_lanes, 1)
         if not isinstance(signed, bool):
             raise TypeError(f"signed must be a bool, not {signed!r}")
+        if frame is not None:
+            _check_int("frame", frame, 1)
         self.bits = bits
         self.in_lanes = in_lanes
         self.out_lanes = out_lanes
         self.signed = signed
+        self.frame = frame
         self.element_shape = Shape(bits, signed)
         self.capacity = in_lanes + out_lanes - 1
         super().__init__({
@@ -125,22 +133,32 @@ class WidthConverter(wiring.Component):
 
         out_fire = Signal()
         in_fire = Signal()
+        # Elements the input beat brings: n_in, or fewer on a frame's last beat.
+        n_beat = Signal(range(n_in + 1))
+        if self.frame is None or self.frame % n_in == 0:
+            m.d.comb += n_beat.eq(n_in)
+        else:
+            beats = -(-self.frame // n_in)
+            beat = Signal(range(beats))
+            m.d.comb += n_beat.eq(Mux(beat == beats - 1, self.frame - (beats - 1) * n_in, n_in))
+            with m.If(in_fire):
+                m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
         # Elements left after this cycle's output transfer.
         kept = Signal(range(cap + 1))
         m.d.comb += [
             self.o.valid.eq(count >= n_out),
             out_fire.eq(self.o.valid & self.o.ready),
             kept.eq(count - Mux(out_fire, n_out, 0)),
-            self.i.ready.eq(kept + n_in <= cap),
+            self.i.ready.eq(kept + n_beat <= cap),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
         for lane in range(n_out):
             m.d.comb += self.o.payload[lane].eq(buf[lane])
 
-        m.d.sync += count.eq(kept + in_fire * n_in)
+        m.d.sync += count.eq(kept + Mux(in_fire, n_beat, 0))
         for j in range(cap):
             shifted = buf[j + n_out] if j + n_out < cap else buf[j]
-            with m.If(in_fire & (j >= kept) & (j < kept + n_in)):
+            with m.If(in_fire & (j >= kept) & (j < kept + n_beat)):
                 with m.Switch(j - kept):
                     for lane in range(n_in):
                         if lane <= j:

@@ -129,51 +129,54 @@ class MaxPool(wiring.Component):
 
 
 class LabelSelect(wiring.Component):
-    """Argmax of a frame's scores (ties to the lowest index), with the scores forwarded.
+    """Argmax of a frame's scores (ties to the lowest index), found as the scores pass.
 
     Input: the ``n_classes`` signed scores of a frame, ``lanes`` per beat, class
     ``f*lanes + p`` in lane ``p`` of beat ``f`` (the output order of the last layer's
     :class:`~hdl.engines.threshold.OutputStage`), ``n_classes / lanes`` beats per frame.
-    Output: one beat per frame with payload ::
+    Output: the same beats, each with payload ::
 
-        StructLayout({"label": unsigned(max(1, ceil_log2(n_classes))),
-                      "scores": ArrayLayout(signed(width), n_classes)})
+        StructLayout({"scores": ArrayLayout(signed(width), lanes),
+                      "label": unsigned(max(1, ceil_log2(n_classes))), "last": 1})
 
-    ``label`` in the lowest bits, then score 0, score 1, ... (score ``j`` at bit offset
-    ``label_bits + j*width``), ready to be sliced into AXI-Stream words.
+    ``last`` marks a frame's final beat, whose ``label`` is the frame's label; on the
+    other beats ``label`` is the argmax of the frame's scores so far. The board shell
+    (:class:`hdl.shell.adapters.AxisOutput`) sends the scores and then that label.
 
     Parameters
     ----------
     n_classes : int
-        Number of scores per frame, at least 2.
+        Number of scores per frame.
     width : int
         Width of a signed score.
     lanes : int
-        Scores per input beat; must divide ``n_classes``.
+        Scores per beat; must divide ``n_classes``.
 
     Latency and throughput
     ----------------------
-    Accepts one input beat per cycle (``n_classes / lanes`` cycles per frame); the
-    result is valid the cycle after the frame's last beat is taken and stays in an
-    output register, so the next frame's beats stream in meanwhile (only its last
-    beat waits for the register to be free). The lane argmax is a comparison tree of
-    depth ``ceil_log2(lanes)`` followed by one comparison with the running maximum.
+    None added: ``valid``, ``ready`` and the scores are wired through, so a beat leaves
+    in the cycle it arrives and the consumer sets the pace. Storage is the running
+    maximum and its class. The beat's argmax is a comparison tree of depth
+    ``ceil_log2(lanes)``, then one comparison with the running maximum, on the
+    combinational path to ``label``.
     """
 
     def __init__(self, n_classes, *, width, lanes):
-        _check_int("n_classes", n_classes, 2)
+        _check_int("n_classes", n_classes, 1)
         _check_int("width", width, 1)
         _check_int("lanes", lanes, 1)
         if n_classes % lanes:
             raise ValueError(f"lanes must divide the class count {n_classes}, not {lanes}")
         self.n_classes, self.width, self.lanes = n_classes, width, lanes
         self.label_bits = max(1, ceil_log2(n_classes))
+        self.scores_layout = data.ArrayLayout(signed(width), lanes)
         self.payload_layout = data.StructLayout({
+            "scores": self.scores_layout,
             "label": unsigned(self.label_bits),
-            "scores": data.ArrayLayout(signed(width), n_classes),
+            "last": 1,
         })
         super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(width), lanes))),
+            "i": In(stream.Signature(self.scores_layout)),
             "o": Out(stream.Signature(self.payload_layout)),
         })
 
@@ -202,35 +205,21 @@ class LabelSelect(wiring.Component):
 
         best = Signal(signed(self.width))
         best_label = Signal(range(n))
-        scores = [Signal(signed(self.width), name=f"score{j}") for j in range(n)]
-
-        out_valid = Signal()
-        out = Signal(self.payload_layout)
-        take = Signal()
         replace = Signal()
         label_now = Signal(range(n))
+        take = Signal()
         m.d.comb += [
-            self.i.ready.eq(~last | ~out_valid | self.o.ready),
-            take.eq(self.i.valid & self.i.ready),
             replace.eq(first | (beat_best > best)),
             label_now.eq(Mux(replace, beat * L + beat_lane, best_label)),
-            self.o.valid.eq(out_valid),
-            self.o.payload.eq(out),
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+            self.o.payload.scores.eq(self.i.payload),
+            self.o.payload.label.eq(label_now),
+            self.o.payload.last.eq(last),
+            take.eq(self.i.valid & self.i.ready),
         ]
         with m.If(take):
             m.d.sync += beat.eq(Mux(last, 0, beat + 1))
             with m.If(replace):
-                m.d.sync += [best.eq(beat_best), best_label.eq(beat * L + beat_lane)]
-            with m.Switch(beat):
-                for f in range(beats):
-                    with m.Case(f):
-                        m.d.sync += [scores[f * L + p].eq(self.i.payload[p]) for p in range(L)]
-        with m.If(take & last):
-            m.d.sync += [out_valid.eq(1), out.label.eq(label_now)]
-            for j in range(n - L):
-                m.d.sync += out.scores[j].eq(scores[j])
-            for p in range(L):
-                m.d.sync += out.scores[n - L + p].eq(self.i.payload[p])
-        with m.Elif(self.o.ready):
-            m.d.sync += out_valid.eq(0)
+                m.d.sync += [best.eq(beat_best), best_label.eq(label_now)]
         return m

@@ -1,7 +1,8 @@
 """Host driver: run frames through the accelerator, on a board or against a simulation.
 
 :class:`Accelerator` packs input codes into AXI-Stream beats (the packing of
-:mod:`hdl.shell.axi` and docs/hardware.md), hands each frame to a *backend*, unpacks the
+:mod:`hdl.shell.adapters` and docs/hardware.md; registers from :mod:`hdl.shell.regmap`,
+so that no Amaranth is imported here), hands each frame to a *backend*, unpacks the
 scores and the label, and reads the registers (frames done, cycles, status).
 
 A backend implements four calls (:class:`Backend`):
@@ -25,8 +26,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hdl.shell.axi import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, REGISTERS,
-                  STATUS_BUSY, STATUS_ERR_LONG, STATUS_ERR_SHORT, WORD)
+from hdl.shell.regmap import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, REGISTERS,
+                              STATUS_BUSY, STATUS_ERR_LONG, STATUS_ERR_SHORT, WORD)
 
 __all__ = ["Backend", "PynqBackend", "Accelerator", "Geometry", "pack_frame",
            "unpack_output", "AcceleratorError"]

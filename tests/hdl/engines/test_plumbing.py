@@ -77,7 +77,31 @@ def test_width_converter_throughput(in_lanes, out_lanes):
     assert cycles <= ideal + 2, f"{cycles} cycles, ideal {ideal}"
 
 
+@pytest.mark.parametrize("in_lanes,out_lanes,frame", [
+    (4, 1, 10), (4, 2, 10), (4, 3, 9), (4, 5, 5), (8, 3, 9), (3, 4, 4), (4, 6, 30), (4, 1, 3),
+])
+def test_width_converter_frame_drops_unused_lanes(in_lanes, out_lanes, frame):
+    """With ``frame``, the lanes of a frame's last input beat past its elements (here
+    filled with garbage) are dropped; the frame's elements come out in order."""
+    bits, frames = 4, 5
+    seed = in_lanes * 100 + out_lanes * 10 + frame
+    rng = np.random.default_rng(seed)
+    dut = WidthConverter(bits, in_lanes, out_lanes, frame=frame)
+    elements = rng.integers(0, 16, size=(frames, frame))
+    beats = -(-frame // in_lanes)
+    in_beats = []
+    for f in elements:
+        padded = np.concatenate([f, rng.integers(0, 16, size=beats * in_lanes - frame)])
+        in_beats += padded.reshape(beats, in_lanes).tolist()
+    total = frames * frame
+    got, _ = run_stream(dut, in_beats, total // out_lanes, seed, gap=0.4, stall=0.4)
+    flat = [v for word in got for v in unpack(word, bits, out_lanes)]
+    assert flat == elements.reshape(-1)[:len(flat)].tolist(), f"seed {seed}"
+    assert len(flat) == total - total % out_lanes
+
+
 @pytest.mark.parametrize("args,kwargs,exc,msg", [
+    ((2, 1, 4), dict(frame=0), ValueError, "frame must be at least 1, not 0"),
     ((2, 0, 4), {}, ValueError, "in_lanes must be at least 1, not 0"),
     ((0, 1, 4), {}, ValueError, "bits must be at least 1, not 0"),
     ((2, 1, 4.0), {}, TypeError, "out_lanes must be an integer, not 4.0"),

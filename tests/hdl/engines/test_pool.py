@@ -115,19 +115,26 @@ def test_maxpool_bad_parameters(kwargs, exc, msg):
 # --- label select --------------------------------------------------------------------
 
 def check_labels(n, width, lanes, scores, seed, gap=0.3, stall=0.3):
+    """Every beat comes out unchanged, ``last`` on each frame's final beat, and there
+    ``label`` = numpy's argmax (the first maximum); ``label`` on the other beats is the
+    argmax of the frame's scores so far."""
     dut = LabelSelect(n, width=width, lanes=lanes)
     in_beats = scores.reshape(-1, lanes).tolist()
-    got, cycles = run_stream(dut, in_beats, len(scores), seed, gap, stall)
-    lb = dut.label_bits
-    labels = np.array([v & ((1 << lb) - 1) for v in got])
-    got_scores = np.array([unpack(v >> lb, width, n, signed=True) for v in got])
-    assert np.array_equal(got_scores, scores), f"seed {seed}: scores not forwarded"
-    want = np.argmax(scores, axis=1)    # numpy: first maximum, i.e. ties to the lowest index
-    assert np.array_equal(labels, want), f"seed {seed}: labels {labels} != {want}"
+    got, cycles = run_stream(dut, in_beats, len(in_beats), seed, gap, stall)
+    lb, sw = dut.label_bits, width * lanes
+    beats_per_frame = n // lanes
+    for k, v in enumerate(got):
+        frame, beat = divmod(k, beats_per_frame)
+        seen = scores[frame][:(beat + 1) * lanes]
+        assert unpack(v & ((1 << sw) - 1), width, lanes, signed=True) == in_beats[k], \
+            f"seed {seed}: beat {k} scores not forwarded"
+        assert (v >> sw) & ((1 << lb) - 1) == int(np.argmax(seen)), f"seed {seed}: beat {k}"
+        assert v >> (sw + lb) == int(beat == beats_per_frame - 1), f"seed {seed}: beat {k}"
     return dut, cycles
 
 
-@pytest.mark.parametrize("n,lanes", [(10, 1), (10, 2), (10, 5), (10, 10), (2, 1), (7, 7), (12, 4)])
+@pytest.mark.parametrize("n,lanes", [(10, 1), (10, 2), (10, 5), (10, 10), (2, 1), (7, 7),
+                                     (12, 4), (1, 1)])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_label_select(n, lanes, seed):
     rng = np.random.default_rng(seed)
@@ -142,6 +149,7 @@ def test_label_select(n, lanes, seed):
 
 
 def test_label_select_throughput():
+    """Wired through: one beat per cycle when neither side waits."""
     n, lanes, frames = 12, 3, 10
     scores = np.random.default_rng(3).integers(-100, 100, size=(frames, n))
     _, cycles = check_labels(n, 8, lanes, scores, seed=3, gap=0, stall=0)
@@ -151,13 +159,14 @@ def test_label_select_throughput():
 def test_label_select_layout():
     dut = LabelSelect(10, width=9, lanes=2)
     assert dut.label_bits == 4
-    assert dut.payload_layout.size == 4 + 10 * 9
-    assert dut.payload_layout["scores"].offset == 4
+    assert dut.payload_layout.size == 2 * 9 + 4 + 1
+    assert dut.payload_layout["label"].offset == 18
+    assert dut.payload_layout["last"].offset == 22
 
 
 @pytest.mark.parametrize("args,kwargs,exc,msg", [
     ((10,), dict(width=8, lanes=3), ValueError, "lanes must divide the class count 10, not 3"),
-    ((1,), dict(width=8, lanes=1), ValueError, "n_classes must be at least 2, not 1"),
+    ((0,), dict(width=8, lanes=1), ValueError, "n_classes must be at least 1, not 0"),
     ((10,), dict(width=0, lanes=1), ValueError, "width must be at least 1, not 0"),
     ((10.0,), dict(width=8, lanes=1), TypeError, "n_classes must be an integer, not 10.0"),
 ])

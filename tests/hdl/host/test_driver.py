@@ -14,10 +14,10 @@ from amaranth.sim import Simulator
 
 from hdl.shell import axi
 from hdl.host import driver
-from hdl.shell.axi import REGISTERS
+from hdl.shell.regmap import REGISTERS
 from hdl.host.driver import Accelerator, AcceleratorError, Geometry
 
-from tests.hdl.shell.test_axi import SumCore, axis_recv, axis_send, lite_read
+from tests.hdl.shell.axibench import SumCore, axis_recv, axis_send, lite_read
 
 
 class FakeBackend:

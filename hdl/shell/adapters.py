@@ -1,0 +1,298 @@
+"""AXI-Stream beats <-> the network's streams, as Amaranth streams.
+
+An AXI-Stream beat is a ``stream.Signature(axis_layout(width))``: payload ``data``
+(TDATA) and ``last`` (TLAST), with ``valid``/``ready`` as TVALID/TREADY. TKEEP is
+neither looked at nor produced here; :class:`hdl.shell.axi.AxiTop` names the ports the
+Xilinx way. Beat packing (docs/hardware.md): input codes in tensor order, one per
+:func:`~hdl.shell.regmap.code_slot_bits` slot, lowest index in the lowest slot; output
+32-bit score words, class 0 first, then the label word.
+
+:class:`InputFormat` and :class:`OutputFormat` are the adapters' parameters, checked
+before any hardware is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.engines.plumbing import WidthConverter
+from hdl.engines.pool import LabelSelect
+
+from .regmap import WORD, code_slot_bits
+
+__all__ = ["axis_layout", "InputFormat", "OutputFormat", "AxisInput", "AxisOutput"]
+
+
+def axis_layout(data_width: int) -> data.StructLayout:
+    """Payload of an AXI-Stream beat: TDATA and TLAST."""
+    return data.StructLayout({"data": unsigned(data_width), "last": 1})
+
+
+def _check_int(name, value, minimum=1):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {value}")
+
+
+def _check_width(name, value):
+    if value not in (32, 64) or isinstance(value, bool):
+        raise ValueError(f"{name} must be 32 or 64, not {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputFormat:
+    """Input frames: ``frame_elements`` codes of ``bits`` bits (1..16) in TDATA of
+    ``data_width`` bits (32 or 64), delivered ``lanes`` per beat to the network;
+    ``lanes`` must divide ``frame_elements``."""
+
+    bits: int
+    lanes: int
+    frame_elements: int
+    data_width: int = 32
+
+    def __post_init__(self):
+        for name in ("bits", "lanes", "frame_elements"):
+            _check_int(name, getattr(self, name))
+        if self.bits > 16:
+            raise ValueError(f"input code bits must be at most 16, not {self.bits}")
+        _check_width("data width", self.data_width)
+        if self.frame_elements % self.lanes:
+            raise ValueError(f"lanes must divide the frame length {self.frame_elements}, "
+                             f"not {self.lanes}")
+
+    @property
+    def slot(self) -> int:
+        """Bits of TDATA per code."""
+        return code_slot_bits(self.bits)
+
+    @property
+    def codes_per_beat(self) -> int:
+        return self.data_width // self.slot
+
+    @property
+    def beats_per_frame(self) -> int:
+        return -(-self.frame_elements // self.codes_per_beat)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputFormat:
+    """Output frames: ``classes`` signed scores of ``score_width`` bits (at most 32),
+    ``lanes`` per beat from the network (``lanes`` divides ``classes``), sent as 32-bit
+    words in TDATA of ``data_width`` bits (32 or 64) followed by the label word."""
+
+    score_width: int
+    lanes: int
+    classes: int
+    data_width: int = 32
+
+    def __post_init__(self):
+        for name in ("score_width", "lanes", "classes"):
+            _check_int(name, getattr(self, name))
+        if self.score_width > WORD:
+            raise ValueError(f"score width must be at most 32, not {self.score_width}")
+        if self.classes % self.lanes:
+            raise ValueError(f"lanes must divide the number of classes {self.classes}, "
+                             f"not {self.lanes}")
+        _check_width("data width", self.data_width)
+
+    @property
+    def words_per_beat(self) -> int:
+        return self.data_width // WORD
+
+    @property
+    def words_per_frame(self) -> int:
+        """The scores and the label."""
+        return self.classes + 1
+
+    @property
+    def beats_per_frame(self) -> int:
+        return -(-self.words_per_frame // self.words_per_beat)
+
+
+class AxisInput(wiring.Component):
+    """AXI-Stream beats of packed input codes -> the network's code stream.
+
+    A frame is ``beats_per_frame`` beats, the last with ``last`` set; the codes past the
+    frame's end in its last beat are dropped whatever they hold. Framing keeps exactly
+    ``beats_per_frame`` beats per frame, and a
+    :class:`~hdl.engines.plumbing.WidthConverter` (``frame=frame_elements``) repacks
+    ``codes_per_beat`` codes per beat into ``lanes``.
+
+    Frame errors: ``last`` on an earlier beat (short frame) pulses ``err_short``; the
+    frame is completed with zero codes so that the network stays aligned (its result is
+    garbage), then the next beat starts a new frame. The last expected beat without
+    ``last`` (long frame) pulses ``err_long``; the frame goes on normally and beats are
+    dropped up to and including the next ``last``. ``frame_start`` pulses when the first
+    beat of a frame is accepted.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(axis_layout(data_width)))``
+    o : ``Out(stream.Signature(ArrayLayout(unsigned(bits), lanes)))``
+    frame_start, err_short, err_long : ``Out(1)``
+
+    Latency and throughput
+    ----------------------
+    One cycle (the converter's register). The converter's rate: one output beat per
+    cycle when ``lanes <= codes_per_beat``, else one input beat per cycle, i.e.
+    ``min(lanes, codes_per_beat)`` codes per cycle.
+    """
+
+    def __init__(self, fmt: InputFormat):
+        if not isinstance(fmt, InputFormat):
+            raise TypeError(f"fmt must be an InputFormat, not {type(fmt).__name__}")
+        self.format = fmt
+        super().__init__({
+            "i": In(stream.Signature(axis_layout(fmt.data_width))),
+            "o": Out(stream.Signature(data.ArrayLayout(unsigned(fmt.bits), fmt.lanes))),
+            "frame_start": Out(1), "err_short": Out(1), "err_long": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, i = self.format, self.i
+        m.submodules.convert = conv = WidthConverter(fmt.bits, fmt.codes_per_beat, fmt.lanes,
+                                                     frame=fmt.frame_elements)
+        wiring.connect(m, conv.o, wiring.flipped(self.o))
+
+        beat = Signal(range(fmt.beats_per_frame))  # position of the next beat in its frame
+        last_beat = Signal()
+        pad = Signal()                             # completing a short frame with zeros
+        drop = Signal()                            # discarding the tail of a long frame
+        m.d.comb += last_beat.eq(beat == fmt.beats_per_frame - 1)
+
+        codes = [i.payload.data.bit_select(j * fmt.slot, fmt.bits)
+                 for j in range(fmt.codes_per_beat)]
+        with m.If(pad):
+            m.d.comb += conv.i.valid.eq(1)         # payload 0: a beat of zero codes
+        with m.Elif(drop):
+            m.d.comb += i.ready.eq(1)
+        with m.Else():
+            m.d.comb += [
+                conv.i.valid.eq(i.valid),
+                conv.i.payload.eq(Cat(*codes)),
+                i.ready.eq(conv.i.ready),
+            ]
+
+        with m.If(conv.i.valid & conv.i.ready):
+            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+            with m.If(last_beat):
+                m.d.sync += pad.eq(0)
+        with m.If(drop & i.valid & i.payload.last):
+            m.d.sync += drop.eq(0)
+        with m.If(~pad & ~drop & i.valid & i.ready):
+            m.d.comb += self.frame_start.eq(beat == 0)
+            with m.If(i.payload.last & ~last_beat):
+                m.d.comb += self.err_short.eq(1)
+                m.d.sync += pad.eq(1)
+            with m.If(~i.payload.last & last_beat):
+                m.d.comb += self.err_long.eq(1)
+                m.d.sync += drop.eq(1)
+        return m
+
+
+class AxisOutput(wiring.Component):
+    """The network's score stream -> AXI-Stream beats of 32-bit words: scores, label.
+
+    ``i`` carries a frame's ``classes`` scores, ``lanes`` per beat (class ``f*lanes + p``
+    in lane ``p`` of beat ``f``). Each score is sign-extended to a 32-bit word; the word
+    after the last score holds the label, found by a
+    :class:`~hdl.engines.pool.LabelSelect` as the scores pass (the first class with the
+    largest score). Words fill ``data_width / 32`` slots per beat, lowest first; the beat
+    holding the label has ``last`` set and zeros after the label. ``frame_done`` pulses
+    when that beat is taken.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(signed(score_width), lanes)))``
+    o : ``Out(stream.Signature(axis_layout(data_width)))``
+    frame_done : ``Out(1)``
+
+    Latency and throughput
+    ----------------------
+    One word per cycle (a beat leaves while the next one fills), plus one cycle per
+    frame after its label beat: ``classes + 2`` cycles per frame with no backpressure.
+    A word reaches ``o`` one cycle after its score is taken.
+    """
+
+    def __init__(self, fmt: OutputFormat):
+        if not isinstance(fmt, OutputFormat):
+            raise TypeError(f"fmt must be an OutputFormat, not {type(fmt).__name__}")
+        self.format = fmt
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(signed(fmt.score_width), fmt.lanes))),
+            "o": Out(stream.Signature(axis_layout(fmt.data_width))),
+            "frame_done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, o = self.format, self.o
+        wpb, lanes = fmt.words_per_beat, fmt.lanes
+        m.submodules.select = select = LabelSelect(fmt.classes, width=fmt.score_width,
+                                                   lanes=lanes)
+        wiring.connect(m, wiring.flipped(self.i), select.i)
+        src = select.o
+
+        slots = [Signal(WORD, name=f"slot{k}") for k in range(wpb)]
+        slot = Signal(range(wpb))                # next slot to write
+        word = Signal(range(fmt.words_per_frame))
+        lane = Signal(range(lanes))
+        full = Signal()                          # the beat in ``slots`` is presented
+        last = Signal()                          # ... and it holds the label
+        label = Signal(range(fmt.classes))
+
+        is_label = Signal()
+        m.d.comb += is_label.eq(word == fmt.classes)
+        transfer = Signal()                      # the presented beat is taken now
+        m.d.comb += transfer.eq(o.valid & o.ready)
+        can_write = Signal()                     # a word may be written this cycle
+        m.d.comb += can_write.eq(~full | (transfer & ~last))
+        take = Signal()                          # a word is written this cycle
+        m.d.comb += [
+            take.eq(can_write & (is_label | src.valid)),
+            src.ready.eq(can_write & ~is_label & (lane == lanes - 1)),
+        ]
+        with m.If(src.valid & src.ready & src.payload.last):
+            m.d.sync += label.eq(src.payload.label)
+        score = Signal(signed(fmt.score_width))
+        m.d.comb += score.eq(src.payload.scores[lane])
+        value = Signal(WORD)
+        with m.If(is_label):
+            m.d.comb += value.eq(label)
+        with m.Else():
+            m.d.comb += value.eq(score)          # sign-extends to 32 bits
+        wslot = Signal(range(wpb))               # a beat taken now frees every slot
+        m.d.comb += wslot.eq(Mux(full, 0, slot))
+
+        m.d.comb += [
+            o.valid.eq(full),
+            o.payload.data.eq(Cat(*slots)),
+            o.payload.last.eq(last),
+        ]
+        # The beat leaves first; a word written in the same cycle starts the next beat
+        # (statements below override these).
+        with m.If(transfer):
+            m.d.sync += [full.eq(0), slot.eq(0), last.eq(0)]
+            m.d.sync += [s.eq(0) for s in slots]
+            with m.If(last):
+                m.d.sync += word.eq(0)
+                m.d.comb += self.frame_done.eq(1)
+        with m.If(take):
+            with m.Switch(wslot):
+                for k in range(wpb):
+                    with m.Case(k):
+                        m.d.sync += slots[k].eq(value)
+            with m.If(is_label):
+                m.d.sync += [full.eq(1), last.eq(1)]
+            with m.Else():
+                m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1))]
+                with m.If(wslot == wpb - 1):
+                    m.d.sync += full.eq(1)
+            m.d.sync += slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))
+        return m
