@@ -54,6 +54,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import tempfile
 import threading
 from collections import defaultdict
@@ -296,11 +297,22 @@ def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: Names that reach a Yosys command line: Verilog simple identifiers (``top``), and for
+#: kept submodules also Amaranth's dotted hierarchy (``top.engine``). Anything else (a
+#: space, ``;``, ``#``, a quote, a selection wildcard) could change the script, so it is
+#: refused rather than quoted.
+_TOP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
+
+
 def _check(verilog, top, family):
     if not isinstance(verilog, str):
         raise TypeError(f"verilog must be a str, not {type(verilog).__name__}")
     if not isinstance(top, str) or not top:
         raise TypeError(f"top must be a non-empty str, not {top!r}")
+    if not _TOP_NAME.fullmatch(top):
+        raise ValueError(f"top must be a Verilog identifier (letters, digits, '_', '$'; "
+                         f"at most 128 characters), not {top[:60]!r}")
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
 
@@ -433,9 +445,9 @@ def synthesize_modules(verilog: str, top: str, family: str, *, keep,
     _check(verilog, top, family)
     keep = tuple(keep)
     for name in keep:
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise ValueError(f"module names to keep must be non-empty without spaces, "
-                             f"not {name!r}")
+        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
+            raise ValueError(f"module names to keep must be non-empty dotted identifiers "
+                             f"(like top.engine), not {name!r}")
     options = {"flatten": True, "noiopad": True, "noclkbuf": True, "keep": sorted(keep)}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"{_cache_key(verilog, top, family, options)}.json"

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hdl.flow import synth
 from hdl.flow import toolchain
@@ -176,3 +178,25 @@ def test_rom_style_places_weights(tmp_path):
     assert got["block"].bram18 >= 2
     assert got["distributed"].bram18 == 0
     assert got["distributed"].lut >= got["block"].lut + 64 * 8      # 512 x 64 bits in LUTs
+
+
+INJECTIONS = ["top; write_file injected.txt pwned; echo off", "a b", "top#x", "t\nshell", "a;b",
+              "x'y", 't"', "*", "top[0]", "1top", "", "top.sub", "%x", "-top"]
+
+
+@pytest.mark.parametrize("name", INJECTIONS)
+def test_names_that_could_change_the_yosys_script_are_refused(name, tmp_path, monkeypatch):
+    """A top or kept-module name is refused before any tool runs (never quoted, never run)."""
+    monkeypatch.setattr(toolchain, "run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    with pytest.raises((ValueError, TypeError), match="top must be"):
+        synth.synthesize(TINY, name, "xc7", cache_dir=tmp_path)
+    if name != "top.sub":
+        with pytest.raises(ValueError, match="module names to keep must be"):
+            synth.synthesize_modules(TINY, "tiny", "xc7", keep=[name], cache_dir=tmp_path)
+    assert not (tmp_path / "injected.txt").exists() and not list(tmp_path.iterdir())
+
+
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_$]{0,20}", fullmatch=True))
+@settings(max_examples=50, deadline=None, derandomize=True)
+def test_identifier_names_pass_the_check(name):
+    synth._check("module x; endmodule", name, "xc7")
