@@ -117,25 +117,41 @@ def parse_folding(text: str | None) -> dict | None:
     return value
 
 
+def _finite(value) -> bool:
+    """A real int or float (not bool) that is finite as a float64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:                             # an int beyond float64
+        return False
+
+
 def _number(value, name: str, lo: float, hi: float, unit: str = "") -> float:
     """A finite real number in ``lo .. hi`` (one-line BuildError otherwise)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BuildError(f"{name} must be a number, not {value!r}")
+    if not _finite(value):
+        raise BuildError(f"{name} must be a finite number between {lo:g} and {hi:g}{unit}, "
+                         f"not {value!r:.40}")
     value = float(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
+    if not lo <= value <= hi:
         raise BuildError(f"{name} must be a finite number between {lo:g} and {hi:g}{unit}, not {value:g}")
     return value
 
 
-def _prepare_out(out: Path) -> bool:
+def _prepare_out(out: Path) -> Path | None:
     """Create or check the output folder and clear a previous build's outputs.
 
-    Returns whether the folder was created here. Only the names in :data:`OUTPUTS` are
-    removed, and ``vivado/`` only when it is a project this tool wrote.
+    Returns the outermost folder created here (None if ``out`` existed). Only the names
+    in :data:`OUTPUTS` are removed, and ``vivado/`` only when it is a project this tool
+    wrote.
     """
     if out.exists() and not out.is_dir():
         raise BuildError(f"--out {out}: is a file, not a directory")
-    created = not out.exists()
+    created = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write_test_")
@@ -149,6 +165,16 @@ def _prepare_out(out: Path) -> bool:
                          "choose another --out")
     _clear_outputs(out)
     return created
+
+
+def _remove_empty(out: Path, top: Path) -> None:
+    """Remove ``out`` and its parents up to ``top`` while they are empty (a failed build)."""
+    for folder in (out, *out.parents):
+        if any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == top:
+            return
 
 
 def _clear_outputs(out: Path) -> None:
@@ -235,9 +261,10 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     clock = _number(board.default_clock_mhz if clock_mhz is None else clock_mhz,
                     "--clock", *CLOCK_RANGE, " MHz")
     if target_fps is not None:
-        target_fps = _number(target_fps, "--target-fps", 0.0, math.inf)
-        if target_fps <= 0:
-            raise BuildError(f"--target-fps must be positive, not {target_fps:g}")
+        if not _finite(target_fps) or target_fps <= 0:
+            raise BuildError(f"--target-fps must be a finite positive number (frames/s), "
+                             f"not {target_fps!r:.40}")
+        target_fps = float(target_fps)
     if max_fit and (target_fps is not None or folding):
         raise BuildError("--max-fit chooses the folding itself: drop --target-fps/--folding")
     if max_fit and not run_synth:
@@ -267,8 +294,8 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     except BaseException:
         try:
             _clear_outputs(out)              # nothing half-written survives a failed build
-            if created and not any(out.iterdir()):
-                out.rmdir()
+            if created is not None:
+                _remove_empty(out, created)
         except (OSError, BuildError):
             pass
         raise
