@@ -21,8 +21,9 @@ is its executable form. In short:
   weight matrix of a convolution is ``(out_channels, K*K*C_in)`` in that column order.
 
 A file is an uncompressed NumPy ``.npz`` holding a JSON header (as a ``uint8`` array
-named ``header``) and the layers' arrays, loaded with ``allow_pickle=False`` and
-checked by a SHA-256 content hash and the validation rules of ``docs/ir.md``.
+named ``header``) and the layers' arrays, read by a bounded reader (stored members only,
+sizes checked before reading, never a pickle) and checked by a SHA-256 content hash and
+the validation rules of ``docs/ir.md``.
 """
 
 from __future__ import annotations
