@@ -935,7 +935,9 @@ def test_docs_popcount_threshold_rule():
 def test_docs_name_every_limit_and_rule():
     text = DOCS.read_text()
     for needle in ("MAX_DIM", "MAX_ELEMENTS", "MAX_INPUT_BITS", "MAX_ACT_BITS", "16384", "2**26",
-                   "allow_pickle=False", "L{i}.weights.colptr", "negative", "ties", "floor",
+                   "ZIP_STORED", "MAX_HEADER_BYTES", "4 MiB", "identifier of at most 64",
+                   "no pickle", "L{i}.weights.colptr", "negative", "ties", "floor",
                    "(ky, kx, c)", "(y, x, c)", "pad_value", "ceil((t - b + n) / 2)", "sha256"):
         assert needle in text, needle
     assert (ir.MAX_DIM, ir.MAX_ELEMENTS, ir.MAX_INPUT_BITS, ir.MAX_ACT_BITS) == (16384, 1 << 26, 16, 8)
+    assert (ir.MAX_HEADER_BYTES, ir.MAX_NAME) == (4 << 20, 64)
