@@ -25,7 +25,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hdl.ir import MAX_ELEMENTS
 from hdl.shell.axi import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, REGISTERS,
                   STATUS_BUSY, STATUS_ERR_LONG, STATUS_ERR_SHORT, WORD)
 
@@ -43,6 +42,11 @@ class Backend(Protocol):
     def read_reg(self, offset: int) -> int: ...
     def send_frame(self, data: np.ndarray) -> None: ...
     def recv_frame(self, nbytes: int) -> np.ndarray: ...
+
+
+#: Largest input frame and class count a register may announce (= ``hdl.ir.MAX_ELEMENTS``,
+#: the model file's limit); larger values are refused before a buffer is sized from them.
+MAX_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True, kw_only=True)

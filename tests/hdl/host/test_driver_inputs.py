@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hdl.host import driver
 from hdl.host.driver import Accelerator, AcceleratorError, Geometry, pack_frame
-from hdl.shell import axi
-from hdl.shell.axi import REGISTERS
+
+REGISTERS = driver.REGISTERS        # wherever the register map lives, the driver's view of it
 
 
 class Recorder:
@@ -19,7 +20,7 @@ class Recorder:
 
     def __init__(self, g: Geometry, **overrides):
         self.g = g
-        self.regs = {REGISTERS["ID"]: axi.DEFAULT_IDENT, REGISTERS["VERSION"]: axi.DEFAULT_VERSION,
+        self.regs = {REGISTERS["ID"]: driver.DEFAULT_IDENT, REGISTERS["VERSION"]: 1,
                      REGISTERS["IN_ELEMENTS"]: g.in_elements, REGISTERS["CLASSES"]: g.classes,
                      REGISTERS["IN_FORMAT"]: g.in_format()}
         self.regs.update({REGISTERS[k]: v for k, v in overrides.items()})
@@ -118,6 +119,11 @@ def test_register_values_are_range_checked(reg, value, match):
     rec = Recorder(G, **{reg: value})
     with pytest.raises(AcceleratorError, match=f"{reg} = {value:#x}.*{match}"):
         Accelerator(rec)
+
+
+def test_limit_is_the_model_files():
+    from hdl import ir
+    assert driver.MAX_ELEMENTS == ir.MAX_ELEMENTS
 
 
 # --- SimBackend.beats -----------------------------------------------------------------
