@@ -1,7 +1,8 @@
 """``python -m hdl.build BOARD``: a model file becomes a board project (see :mod:`hdl.flow.build`).
 
-Errors (unknown board, bad model file, impossible folding, a design that does not
-fit) print one line and exit non-zero.
+Errors (unknown board, bad model file, bad numbers or paths, impossible folding or
+target, a design that does not fit) print one line and exit 2; Ctrl-C exits 130. A
+finished build writes ``build_complete.json`` last; a failed one leaves no outputs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from hdl.flow.build import DEFAULT_MODEL, DEFAULT_TARGET_FPS, REPO, BuildError, 
 __all__ = ["main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see python -m hdl.build --help)\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m hdl.build",
         description="Build a streaming accelerator for a Zynq board from a model file: "
                     "Verilog, Vivado project, Yosys estimates and a report.")
@@ -40,9 +48,20 @@ def main(argv=None) -> int:
               max_fit=args.max_fit, folding=parse_folding(args.folding), out_dir=args.out,
               run_synth=not args.no_synth)
     except (BuildError, ir.IRError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:                      # disk full, a folder removed under us, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the output folder holds no finished build", file=sys.stderr)
+        return 130
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

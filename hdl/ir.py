@@ -21,8 +21,9 @@ is its executable form. In short:
   weight matrix of a convolution is ``(out_channels, K*K*C_in)`` in that column order.
 
 A file is an uncompressed NumPy ``.npz`` holding a JSON header (as a ``uint8`` array
-named ``header``) and the layers' arrays, loaded with ``allow_pickle=False`` and
-checked by a SHA-256 content hash and the validation rules of ``docs/ir.md``.
+named ``header``) and the layers' arrays, read by a bounded reader (stored members only,
+sizes checked before reading, never a pickle) and checked by a SHA-256 content hash and
+the validation rules of ``docs/ir.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ import io
 import json
 import math
 import os
+import re
+import stat
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +61,10 @@ MAX_ACT_BITS = 8
 MAX_INPUT_BITS = 16
 
 WEIGHT_KINDS = ("binary", "ternary", "int", "pot")
+
+#: Longest layer name; names are ASCII identifiers since they become Verilog/Yosys names.
+MAX_NAME = 64
+_LAYER_NAME = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME - 1}}}")
 
 
 class IRError(ValueError):
@@ -410,12 +418,32 @@ def _check_weights(where, w: Weights, rows: int, cols: int):
         _fail(where, "field 'weights.values' stores an explicit zero (CSC keeps non-zeros only)")
 
 
+#: Elements decoded at a time when summing weights (bounds the memory of range checks).
+_CHUNK = 1 << 20
+
+
 def _acc_range(w: Weights, in_bits: int, bias: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-output exact min and max of the accumulator over all inputs (and padding)."""
-    m = w.matrix()
+    """Per-output exact min and max of the accumulator over all inputs (and padding).
+
+    Sums the positive and negative weights of each row from the stored form (dense rows
+    or CSC entries) a chunk at a time, never building the dense int64 matrix.
+    """
+    rows = w.shape[0]
+    pos = np.zeros(rows, dtype=np.int64)
+    neg = np.zeros(rows, dtype=np.int64)
+    if w.dense is not None:
+        step = max(1, _CHUNK // max(1, w.shape[1]))
+        for r0 in range(0, rows, step):
+            m = w.decode(w.dense[r0:r0 + step])
+            pos[r0:r0 + step] = np.where(m > 0, m, 0).sum(axis=1)
+            neg[r0:r0 + step] = np.where(m < 0, m, 0).sum(axis=1)
+    else:
+        for k0 in range(0, len(w.values), _CHUNK):
+            v = w.decode(w.values[k0:k0 + _CHUNK])
+            r = w.rows[k0:k0 + _CHUNK]
+            np.add.at(pos, r[v > 0], v[v > 0])
+            np.add.at(neg, r[v < 0], v[v < 0])
     lo_a, hi_a = (-1, 1) if in_bits == 1 else (0, (1 << in_bits) - 1)
-    pos = np.where(m > 0, m, 0).sum(axis=1)
-    neg = np.where(m < 0, m, 0).sum(axis=1)
     lo = pos * lo_a + neg * hi_a
     hi = pos * hi_a + neg * lo_a
     if bias is not None:
@@ -471,6 +499,10 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
             _fail(lwhere, f"field 'op': unknown layer type {type(layer).__name__}")
         if not isinstance(lname, str) or not lname:
             _fail(f"{file}: layer {index}", "field 'name' must be a non-empty string")
+        if not _LAYER_NAME.fullmatch(lname):
+            _fail(f"{file}: layer {index} {lname[:40]!r}",
+                  "field 'name' must be an identifier: a letter or '_', then letters, digits "
+                  f"or '_', at most {MAX_NAME} characters (it names hardware modules)")
         if lname in names:
             _fail(lwhere, "field 'name' repeats an earlier layer's name")
         names.add(lname)
@@ -515,9 +547,10 @@ def _check_chain(model: Model, file: str) -> list[TensorSpec]:
                       "layer emits codes")
             bits = _int_field(lwhere, layer.bits, "bits", 1, MAX_ACT_BITS)
             _array_field(lwhere, layer.thresholds, "thresholds", ["int64"], (c, (1 << bits) - 1))
-            if np.any(np.diff(layer.thresholds, axis=1) < 0):
-                ch = int(np.argmax(np.any(np.diff(layer.thresholds, axis=1) < 0, axis=1)))
-                _fail(lwhere, f"field 'thresholds' is not sorted in channel {ch}")
+            t = layer.thresholds
+            down = np.any(t[:, 1:] < t[:, :-1], axis=1)   # neighbours compared: no wrap-around
+            if np.any(down):
+                _fail(lwhere, f"field 'thresholds' is not sorted in channel {int(np.argmax(down))}")
             specs.append(TensorSpec(shape=prev.shape, bits=bits))
         elif isinstance(layer, MaxPool):
             if not prev.is_codes:
@@ -554,7 +587,7 @@ def _content_hash(header: dict, arrays: dict[str, np.ndarray]) -> str:
     for name in sorted(arrays):
         arr = arrays[name]
         h.update(f"\0{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
+        h.update(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))  # no copy when contiguous
     return h.hexdigest()
 
 
@@ -604,7 +637,11 @@ def model_path(path) -> Path:
 
 
 def save(model: Model, path) -> Path:
-    """Validate and write ``model`` to ``path`` (a ``.npz`` file or a directory)."""
+    """Validate and write ``model`` to ``path`` (a ``.npz`` file or a directory).
+
+    The file appears whole or not at all: it is written under a unique temporary name
+    in the same directory and renamed into place, so concurrent writers never mix.
+    """
     path = Path(path)
     if path.suffix != ".npz":
         path.mkdir(parents=True, exist_ok=True)
@@ -613,11 +650,20 @@ def save(model: Model, path) -> Path:
     header, arrays = _to_file_dicts(model)
     header["sha256"] = _content_hash(header, arrays)
     blob = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, header=blob, **arrays)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, header=blob, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
     return path
 
 
@@ -625,48 +671,149 @@ def _reject_constant(name):
     raise ValueError(f"non-finite number {name} in the header")
 
 
-def load(path) -> Model:
-    """Read, check the hash of and validate a model file; any defect raises :class:`IRError`."""
-    path = model_path(path)
-    where = str(path)
+#: Largest ``header`` member (JSON text plus its .npy header) read from a file.
+MAX_HEADER_BYTES = 1 << 22
+#: Room for a member's .npy header on top of its array bytes.
+_NPY_OVERHEAD = 1 << 16
+
+
+def _open_regular(path: Path, where: str):
+    """Open ``path`` for reading without blocking; refuse anything but a regular file."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            if "header" not in names:
-                _fail(where, "no 'header' array: not a model file")
-            arrays = {}
-            for name in names:
-                arrays[name] = npz[name]
-                if not isinstance(arrays[name], np.ndarray):
-                    _fail(where, f"member '{name}' is not a NumPy .npy array")
-    except IRError:
-        raise
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         _fail(where, "no such file")
     except IsADirectoryError:
-        _fail(where, "is a directory without model.npz")
-    except Exception as exc:  # zipfile, zlib, numpy header parsing: all mean unreadable
-        _fail(where, f"unreadable model file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
-    blob = arrays.pop("header")
-    if blob.dtype != np.uint8 or blob.ndim != 1:
-        _fail(where, "field 'header' must be a 1-D uint8 array of JSON")
+        _fail(where, "is a directory, not a model file")
+    except OSError as exc:
+        _fail(where, f"cannot open the model file ({exc.strerror or type(exc).__name__})")
     try:
-        header = json.loads(blob.tobytes().decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        _fail(where, f"field 'header' is not valid JSON ({str(exc).splitlines()[0]})")
-    if not isinstance(header, dict):
-        _fail(where, "field 'header' must be a JSON object")
-    if header.get("format") != "qnn-fpga-model":
-        _fail(where, f"field 'format' is {header.get('format')!r}, not 'qnn-fpga-model'")
-    version = header.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:
-        _fail(where, f"field 'version' is {version!r}; this tool reads version {FORMAT_VERSION} "
-              "(regenerate the model: python -m scripts.make_models)")
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            _fail(where, "is a directory, not a model file")
+        if not stat.S_ISREG(info.st_mode):
+            _fail(where, "is not a regular file (a FIFO, device or socket), not a model file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb"), info.st_size
+
+
+def _not_zip_message(head: bytes) -> str:
+    """Say what a file that is not a ZIP archive looks like (never suggest unpickling it)."""
+    stripped = head.lstrip()
+    if head.startswith(b"\x93NUMPY"):
+        what = "a single NumPy .npy array"
+    elif head[:1] == b"\x80" or head[:2] in (b"(d", b"(l", b"}q", b"]q"):
+        what = "a Python pickle (never loaded: pickles can run code)"
+    elif stripped[:1] in (b"{", b"["):
+        what = "JSON text"
+    elif not head:
+        what = "an empty file"
+    else:
+        what = "not a ZIP archive"
+    return f"not a model file: {what}; expected an uncompressed NumPy .npz (ZIP) archive"
+
+
+def _member_caps(header) -> dict[str, int]:
+    """Largest array bytes the header allows per layer member (none where it cannot say)."""
+    caps: dict[str, int] = {}
+    layers = header.get("layers") if isinstance(header, dict) else None
+    if not isinstance(layers, list):
+        return caps
+
+    def dim(v):
+        return v if type(v) is int and 0 <= v <= MAX_ELEMENTS else MAX_ELEMENTS
+
+    inp = header.get("input")
+    widest = 0
+    if isinstance(inp, dict) and isinstance(inp.get("shape"), list) and inp["shape"]:
+        widest = dim(inp["shape"][-1])
+    for entry in layers:
+        if isinstance(entry, dict):
+            widest = max(widest, dim(entry.get("out_channels", 0)), dim(entry.get("out_features", 0)))
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict):
+            continue
+        wd = entry.get("weights")
+        out = max(dim(entry.get("out_channels", 0)), dim(entry.get("out_features", 0)))
+        if isinstance(wd, dict) and isinstance(wd.get("shape"), list) and len(wd["shape"]) == 2:
+            r, c = (dim(d) for d in wd["shape"])
+            n = min(r * c, MAX_ELEMENTS)
+            caps.update({f"L{i}.weights.dense": n, f"L{i}.weights.values": n,
+                         f"L{i}.weights.rows": 4 * n, f"L{i}.weights.colptr": 8 * (c + 1)})
+            out = max(out, r)
+        caps[f"L{i}.bias"] = 8 * out
+        bits = entry.get("bits")
+        bits = bits if type(bits) is int and 1 <= bits <= MAX_ACT_BITS else MAX_ACT_BITS
+        caps[f"L{i}.thresholds"] = 8 * widest * ((1 << bits) - 1)
+    return caps
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> np.ndarray:
+    """One stored .npy member as an array, its declared shape checked against its size."""
+    name = info.filename[:-4]
+    with zf.open(info) as f:
+        buf = bytearray(info.file_size)
+        got = f.readinto(memoryview(buf))
+        if got != info.file_size or f.read(1):
+            _fail(where, f"member '{name}' is not {info.file_size} bytes long as declared")
+    head = io.BytesIO(buf)
+    try:
+        version = np.lib.format.read_magic(head)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except ValueError as exc:
+        _fail(where, f"member '{name}' is not a NumPy .npy array ({str(exc).splitlines()[0] if str(exc) else ''})")
+    if dtype.hasobject:
+        _fail(where, f"member '{name}' holds Python objects (a pickle); refused")
+    offset = head.tell()
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(buf) - offset:
+        _fail(where, f"member '{name}' declares shape {shape} of {dtype.str} "
+              f"({count * dtype.itemsize} bytes) but holds {len(buf) - offset} bytes")
+    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=offset)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def load(path) -> Model:
+    """Read, check the hash of and validate a model file; any defect raises :class:`IRError`.
+
+    Memory stays bounded: members must be stored (not compressed), their declared sizes
+    are checked against the file's size and the header's limits before they are read.
+    """
+    given = Path(path)
+    path = model_path(given)
+    where = str(path)
+    if path != given and not path.exists():
+        _fail(str(given), "is a directory without model.npz")
+    fileobj, size = _open_regular(path, where)
+    with fileobj:
+        try:
+            head = fileobj.read(64)
+            fileobj.seek(0)
+            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                _fail(where, _not_zip_message(head))
+            arrays = _read_container(fileobj, size, where)
+        except IRError:
+            raise
+        except Exception as exc:  # zipfile, zlib, numpy header parsing, memory: unreadable
+            _fail(where, f"unreadable model file ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''})")
+    header = arrays.pop("header")
     stored_hash = header.pop("sha256", None)
     for name, arr in arrays.items():
         if arr.dtype.kind not in "iu":
             _fail(where, f"array '{name}' has dtype {arr.dtype}, expected an integer type")
-    if stored_hash != _content_hash(header, arrays):
+    try:
+        digest = _content_hash(header, arrays)
+    except (MemoryError, TypeError, ValueError, RecursionError) as exc:
+        _fail(where, f"cannot hash the content ({type(exc).__name__}: {exc})")
+    if stored_hash != digest:
         _fail(where, "field 'sha256' does not match the content: the file is corrupted or was edited")
     try:
         return _from_file_dicts(header, arrays, where).validate(where)
@@ -675,6 +822,60 @@ def load(path) -> Model:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
             RecursionError, MemoryError) as exc:
         _fail(where, f"malformed header ({type(exc).__name__}: {exc})")
+
+
+def _read_container(fileobj, size: int, where: str) -> dict:
+    """The ZIP's members: ``{"header": parsed JSON dict, name: array, ...}``."""
+    with zipfile.ZipFile(fileobj) as zf:
+        infos = zf.infolist()
+        seen, total = {}, 0
+        for info in infos:
+            fname = info.filename
+            if not fname.endswith(".npy") or len(fname) == 4:
+                _fail(where, f"member '{fname}' is not a NumPy .npy array")
+            if fname in seen:
+                _fail(where, f"member '{fname}' appears twice")
+            if info.compress_type != zipfile.ZIP_STORED:
+                _fail(where, f"member '{fname[:-4]}' is compressed; model files must be "
+                      "uncompressed (ZIP_STORED, as numpy.savez writes)")
+            if info.flag_bits & 0x1:
+                _fail(where, f"member '{fname[:-4]}' is encrypted")
+            total += info.file_size
+            if info.file_size != info.compress_size or total > size:
+                _fail(where, f"member '{fname[:-4]}' declares {info.file_size} bytes, more than "
+                      f"the file holds ({size} bytes)")
+            seen[fname] = info
+        if "header.npy" not in seen:
+            _fail(where, "no 'header' array: not a model file")
+        hinfo = seen.pop("header.npy")
+        if hinfo.file_size > MAX_HEADER_BYTES:
+            _fail(where, f"member 'header' is {hinfo.file_size} bytes, more than the "
+                  f"{MAX_HEADER_BYTES} allowed")
+        blob = _read_member(zf, hinfo, where)
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            _fail(where, "field 'header' must be a 1-D uint8 array of JSON")
+        try:
+            header = json.loads(blob.tobytes().decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            _fail(where, f"field 'header' is not valid JSON ({str(exc).splitlines()[0]})")
+        del blob
+        if not isinstance(header, dict):
+            _fail(where, "field 'header' must be a JSON object")
+        if header.get("format") != "qnn-fpga-model":
+            _fail(where, f"field 'format' is {header.get('format')!r}, not 'qnn-fpga-model'")
+        version = header.get("version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            _fail(where, f"field 'version' is {version!r}; this tool reads version {FORMAT_VERSION} "
+                  "(regenerate the model: python -m scripts.make_models)")
+        caps = _member_caps(header)
+        arrays: dict = {"header": header}
+        for fname, info in seen.items():
+            name = fname[:-4]
+            if name in caps and info.file_size > caps[name] + _NPY_OVERHEAD:
+                _fail(where, f"array '{name}' is {info.file_size} bytes, more than the "
+                      f"{caps[name]} its layer's header allows")
+            arrays[name] = _read_member(zf, info, where)
+        return arrays
 
 
 def _get(d, key, where, types, prefix=""):
@@ -712,7 +913,8 @@ def _from_file_dicts(header: dict, arrays: dict[str, np.ndarray], where: str) ->
     for i, entry in enumerate(layer_list):
         lwhere = f"{where}: layer {i}"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            lwhere += f" '{entry['name']}'"
+            lname = entry["name"]
+            lwhere += f" '{lname}'" if _LAYER_NAME.fullmatch(lname) else f" {lname[:40]!r}"
         op = _get(entry, "op", lwhere, str)
         if op not in _LAYER_TYPES:
             _fail(lwhere, f"field 'op' is {op!r}, expected one of {', '.join(_LAYER_TYPES)}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +175,8 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
             "estimator": p.spec.estimator, "data": d.name}
     model = export(net, d.input_spec, d.classes, name=f"{d.name}_{preset}", metadata=meta)
     out = Path(out)
+    # Old metrics go first: an interruption then never pairs new weights with old metrics.
+    (out / "metrics.json").unlink(missing_ok=True)
     path = ir.save(model, out)
     labels = predict(ir.load(path), d.codes_test)
     acc = float(np.mean(labels == d.y_test.numpy()))
@@ -196,5 +199,7 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
                   "offset": d.input_spec.offset},
         **{k: v for k, v in info.items() if k not in ("epochs", "float_accuracy")},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    tmp = out / f".metrics.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out / "metrics.json")                # whole, and after model.npz
     return metrics

@@ -283,6 +283,16 @@ class AxisReader:
                 return out
 
 
+def _frame_bytes(data) -> np.ndarray:
+    """A frame's bytes as a flat uint8 array; integers outside 0..255 are refused, not wrapped."""
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"frame bytes must have an integer dtype, not {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ValueError(f"frame bytes must be in 0..255, not {int(arr.min())}..{int(arr.max())}")
+    return np.ascontiguousarray(arr.astype(np.uint8).reshape(-1))
+
+
 class SimBackend:
     """:class:`hdl.host.driver.Backend` on the ports of a simulated :class:`hdl.shell.axi.AxiTop`.
 
@@ -314,7 +324,7 @@ class SimBackend:
 
     def beats(self, data) -> list[int]:
         """A frame's bytes as TDATA words (little-endian)."""
-        raw = np.ascontiguousarray(np.asarray(data, dtype=np.uint8).reshape(-1))
+        raw = _frame_bytes(data)
         if raw.size == 0 or raw.size % self.in_bytes:
             raise ValueError(f"a frame is a whole number of {self.in_bytes}-byte beats, "
                              f"not {raw.size} bytes")

@@ -50,38 +50,67 @@ def _digits() -> Dataset:
                    classes=tuple(str(k) for k in range(10)), max_value=16.0)
 
 
+#: Largest label without a ``classes`` field (class names are then "0", "1", ...).
+MAX_CLASSES = 1 << 16
+
+
 def _npz(path: Path) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file (a directory, FIFO or device); "
+                        "expected an .npz data set")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable data set ({exc})") from None
+    except Exception as exc:      # OSError, ValueError, zipfile.BadZipFile, zlib.error, ...
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "allow_pickle" in detail:
+            detail = "it holds Python objects (pickles are never loaded)"
+        raise DataError(f"{path}: unreadable data set; expected an .npz with x_train, "
+                        f"y_train, x_test, y_test ({detail})") from None
     for key in ("x_train", "y_train", "x_test", "y_test"):
         if key not in arrays:
             raise DataError(f"{path}: field '{key}' is missing")
     xs = []
     for key in ("x_train", "x_test"):
-        x = arrays[key].astype(np.float64)
+        x = arrays[key]
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path}: field '{key}' must hold numbers, not {x.dtype}")
         if x.ndim == 3:
             x = x[..., None]
         if x.ndim != 4:
             raise DataError(f"{path}: field '{key}' must be (N, H, W) or (N, H, W, C), not {x.shape}")
+        if len(x) == 0:
+            raise DataError(f"{path}: field '{key}' holds no images (shape {x.shape})")
+        if 0 in x.shape[1:]:
+            raise DataError(f"{path}: field '{key}' has zero-size images (shape {x.shape})")
+        x = x.astype(np.float64)
         if not np.all(np.isfinite(x)):
             raise DataError(f"{path}: field '{key}' holds non-finite values")
         xs.append(x)
     if xs[0].shape[1:] != xs[1].shape[1:]:
         raise DataError(f"{path}: x_train and x_test image shapes differ")
+    classes = None
+    if "classes" in arrays:
+        names = arrays["classes"]
+        if names.ndim != 1 or len(names) < 2 or len(names) > MAX_CLASSES:
+            raise DataError(f"{path}: field 'classes' must list 2..{MAX_CLASSES} class names, "
+                            f"not shape {names.shape}")
+        classes = tuple(str(c) for c in names)
+    limit = len(classes) if classes is not None else MAX_CLASSES
     ys = []
     for key, x in (("y_train", xs[0]), ("y_test", xs[1])):
         y = arrays[key]
         if y.dtype.kind not in "iu" or y.shape != (len(x),):
             raise DataError(f"{path}: field '{key}' must be {len(x)} integer labels")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= limit:
+            bad = lo if lo < 0 else hi
+            hint = "" if classes is not None else " (give a 'classes' field for more)"
+            raise DataError(f"{path}: field '{key}' holds label {bad}, outside 0..{limit - 1}{hint}")
         ys.append(y.astype(np.int64))
-    n_classes = int(max(ys[0].max(), ys[1].max())) + 1
-    classes = tuple(str(c) for c in arrays["classes"]) if "classes" in arrays else \
-        tuple(str(k) for k in range(n_classes))
-    if min(ys[0].min(), ys[1].min()) < 0 or n_classes > len(classes):
-        raise DataError(f"{path}: labels outside 0..{len(classes) - 1}")
+    if classes is None:
+        n_classes = max(int(ys[0].max()), int(ys[1].max())) + 1
+        classes = tuple(str(k) for k in range(max(2, n_classes)))
     return Dataset(name=path.stem, x_train=xs[0], y_train=ys[0], x_test=xs[1], y_test=ys[1],
                    classes=classes, max_value=float(max(xs[0].max(), xs[1].max(), 1e-9)))
 

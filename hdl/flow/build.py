@@ -15,7 +15,11 @@ fit) print one line and exit non-zero.
 from __future__ import annotations
 
 import json
+import math
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +30,8 @@ import boards
 from hdl import ir
 from hdl.flow import synth
 from hdl.shell.axi import AxiTop, verilog_wrapper
-from hdl.flow.network import (FoldingError, Network, build_engine, choose_folding, plan, plan_ram_styles,
-                      stage_cycles, weight_bram_budget)
+from hdl.flow.network import (FoldingError, Network, build_engine, choose_folding, frame_cycles, plan,
+                              plan_ram_styles, stage_cycles, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
 from hdl.flow.vivado import run_vivado, write_project
 
@@ -40,6 +44,13 @@ DEFAULT_MODEL = REPO / "models" / "w1a2"
 #: reaches it.
 DEFAULT_TARGET_FPS = 20_000
 CORE_MODULE, TOP_MODULE = "qnn_core", "qnn_accel"
+#: Written last, only by a build that finished (design fits, Vivado did not fail); a
+#: folder without it holds no finished build.
+COMPLETE_MARKER = "build_complete.json"
+#: Everything a build writes into its output folder; cleared before a build starts.
+OUTPUTS = (COMPLETE_MARKER, "report.json", "report.md", "report.png", "folding.json", "vivado")
+#: Clock range accepted by ``--clock`` (MHz).
+CLOCK_RANGE = (1.0, 800.0)
 
 
 class BuildError(RuntimeError):
@@ -81,14 +92,102 @@ def parse_folding(text: str | None) -> dict | None:
     if text is None:
         return None
     source = Path(text)
-    raw = source.read_text() if source.exists() else text
+    try:
+        is_file = source.exists()
+    except (OSError, ValueError):              # a name too long for a path, a NUL byte
+        is_file = False
+    if is_file:
+        if source.is_dir():
+            raise BuildError(f"--folding {text}: is a directory, not a JSON file")
+        try:
+            raw = source.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildError(f"--folding {text}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise BuildError(f"--folding {text}: cannot read ({exc.strerror or exc})") from None
+    else:
+        raw = text
     try:
         value = json.loads(raw)
-    except ValueError as exc:
-        raise BuildError(f"--folding: not JSON and not a file ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        what = "not JSON" if is_file else "not JSON and not a file"
+        raise BuildError(f"--folding: {what} ({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(value, dict):
         raise BuildError("--folding: must be a JSON object mapping layer names to {\"pe\": .., \"simd\": ..}")
     return value
+
+
+def _finite(value) -> bool:
+    """A real int or float (not bool) that is finite as a float64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:                             # an int beyond float64
+        return False
+
+
+def _number(value, name: str, lo: float, hi: float, unit: str = "") -> float:
+    """A finite real number in ``lo .. hi`` (one-line BuildError otherwise)."""
+    if not _finite(value):
+        raise BuildError(f"{name} must be a finite number between {lo:g} and {hi:g}{unit}, "
+                         f"not {value!r:.40}")
+    value = float(value)
+    if not lo <= value <= hi:
+        raise BuildError(f"{name} must be a finite number between {lo:g} and {hi:g}{unit}, not {value:g}")
+    return value
+
+
+def _prepare_out(out: Path) -> Path | None:
+    """Create or check the output folder and clear a previous build's outputs.
+
+    Returns the outermost folder created here (None if ``out`` existed). Only the names
+    in :data:`OUTPUTS` are removed, and ``vivado/`` only when it is a project this tool
+    wrote.
+    """
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out}: is a file, not a directory")
+    created = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        created = folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write_test_")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise BuildError(f"--out {out}: cannot write there ({exc.strerror or type(exc).__name__})") from None
+    vivado = out / "vivado"
+    if vivado.exists() and not (vivado / "create_project.tcl").exists():
+        raise BuildError(f"--out {out}: holds a vivado/ folder this tool did not write; "
+                         "choose another --out")
+    _clear_outputs(out)
+    return created
+
+
+def _remove_empty(out: Path, top: Path) -> None:
+    """Remove ``out`` and its parents up to ``top`` while they are empty (a failed build)."""
+    for folder in (out, *out.parents):
+        if any(folder.iterdir()):
+            return
+        folder.rmdir()
+        if folder == top:
+            return
+
+
+def _clear_outputs(out: Path) -> None:
+    for name in OUTPUTS:
+        target = out / name
+        try:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+        except OSError as exc:
+            raise BuildError(f"--out {out}: cannot remove the earlier {name} "
+                             f"({exc.strerror or type(exc).__name__})") from None
 
 
 def _synth(jobs: dict, family, progress) -> dict:
@@ -96,7 +195,12 @@ def _synth(jobs: dict, family, progress) -> dict:
     def done(label, result):
         progress.set_postfix_str(label)
         progress.update()
-    return synth.synthesize_many(jobs, family, workers=2, progress=done)
+    try:
+        return synth.synthesize_many(jobs, family, workers=2, progress=done)
+    except RuntimeError as exc:                      # Yosys missing or failed: its log's tail
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
+        raise BuildError(f"synthesis failed: {detail}") from None
 
 
 def _stage_jobs(stages, platform) -> dict:
@@ -153,18 +257,87 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     model_file = ir.model_path(model_path or DEFAULT_MODEL)
-    model = ir.load(model_file)
-    clock = float(clock_mhz or board.default_clock_mhz)
-    if not 1 <= clock <= 800:
-        raise BuildError(f"--clock must be between 1 and 800 MHz, not {clock}")
-    if target_fps is not None and target_fps <= 0:
-        raise BuildError(f"--target-fps must be positive, not {target_fps}")
+    model = ir.load(model_path or DEFAULT_MODEL)
+    clock = _number(board.default_clock_mhz if clock_mhz is None else clock_mhz,
+                    "--clock", *CLOCK_RANGE, " MHz")
+    if target_fps is not None:
+        if not _finite(target_fps) or target_fps <= 0:
+            raise BuildError(f"--target-fps must be a finite positive number (frames/s), "
+                             f"not {target_fps!r:.40}")
+        target_fps = float(target_fps)
     if max_fit and (target_fps is not None or folding):
         raise BuildError("--max-fit chooses the folding itself: drop --target-fps/--folding")
-    out = Path(out_dir or REPO / "build" / board.name)
-    out.mkdir(parents=True, exist_ok=True)
-    messages = []
+    if max_fit and not run_synth:
+        raise BuildError("--max-fit needs synthesis: drop --no-synth")
+    lo, hi = model.specs()[-1].acc_range
+    width = 1 + max((v if v >= 0 else -v - 1).bit_length() for v in (int(lo), int(hi)))  # signed
+    if width > 32:
+        raise BuildError(f"{model_file}: scores range {lo}..{hi} needs {width} bits, but the AXI "
+                         "shell carries 32-bit words (score width must be at most 32, not "
+                         f"{width})")
+    if folding is not None and not isinstance(folding, dict):
+        raise BuildError("--folding: must be a JSON object mapping layer names to {\"pe\": .., \"simd\": ..}")
+    target_cycles, notes = None, []
+    if not max_fit:
+        target_cycles = _target_cycles(model, clock, target_fps or DEFAULT_TARGET_FPS,
+                                       explicit=target_fps is not None, notes=notes)
+    if out_dir is not None and not str(out_dir):
+        raise BuildError("--out must name a directory, not ''")
+    out = Path(out_dir) if out_dir is not None else REPO / "build" / board.name
+    created = _prepare_out(out)
+    try:
+        result = _build_into(out, board=board, model=model, model_file=model_file, clock=clock,
+                             target_cycles=target_cycles, max_fit=max_fit, folding=folding,
+                             run_synth=run_synth, quiet=quiet, notes=notes)
+    except _KeepOutputs:
+        raise                                # finished, failed its goal: the report explains
+    except BaseException:
+        try:
+            _clear_outputs(out)              # nothing half-written survives a failed build
+            if created is not None:
+                _remove_empty(out, created)
+        except (OSError, BuildError):
+            pass
+        raise
+    marker = {"board": board.name, "model": model.name, "model_file": str(model_file),
+              "cycles_per_frame": result.cycles_per_frame, "synthesised": result.report is not None,
+              "outputs": sorted(p.name for p in out.iterdir() if p.name in OUTPUTS)}
+    tmp = out / f".{COMPLETE_MARKER}.tmp"
+    tmp.write_text(json.dumps(marker, indent=2) + "\n")
+    os.replace(tmp, out / COMPLETE_MARKER)       # last: the build is complete
+    return result
+
+
+class _KeepOutputs(BuildError):
+    """A finished build that failed its goal (does not fit, Vivado failed): outputs stay."""
+
+
+def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: list) -> int:
+    """Cycles per frame for a frame rate.
+
+    A rate beyond the model's fastest folding is refused when asked for, and clamped to
+    that folding (with a note) when it is the default target.
+    """
+    fastest = frame_cycles(plan(model, target_cycles=1))
+    cycles = clock * 1e6 / fps
+    if cycles < fastest:
+        best = clock * 1e6 / fastest
+        if explicit:
+            raise BuildError(f"--target-fps {fps:g} cannot be met: the fastest folding of "
+                             f"{model.name} needs {fastest} cycles per frame, {best:,.0f} fps at "
+                             f"{clock:g} MHz; ask for at most {math.floor(best)} or use --max-fit")
+        notes.append(f"the default target of {fps:,.0f} fps is beyond {model.name}'s fastest "
+                     f"folding ({best:,.0f} fps at {clock:g} MHz): building that")
+        return fastest
+    return int(min(cycles, 1 << 62))    # a tiny rate: the most folded design meets it
+
+
+def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, max_fit, folding,
+                run_synth, quiet, notes) -> BuildResult:
+    messages = list(notes)
     say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    for note in notes:
+        say(note)
     started = time.monotonic()
 
     platform = board()          # engines elaborate with Xilinx primitives for this part
@@ -172,18 +345,17 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
     try:
         if max_fit:
-            if not run_synth:
-                raise BuildError("--max-fit needs synthesis: drop --no-synth")
             folding, target_cycles = _max_fit_folding(model, board, platform, progress)
-        else:
-            target_cycles = int(clock * 1e6 // (target_fps or DEFAULT_TARGET_FPS))
         try:
             net = Network(model, folding, target_cycles=max(1, target_cycles),
                           bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
-        top = AxiTop(net, frame_elements=frame_elements, classes=len(model.classes))
+        try:
+            top = AxiTop(net, frame_elements=frame_elements, classes=len(model.classes))
+        except ValueError as exc:
+            raise BuildError(f"{model_file}: the AXI shell cannot carry this model ({exc})") from None
         core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
@@ -226,9 +398,9 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     say(vivado.message)
     if report is not None and not report.fits:
         over = [k for k in report.totals if report.totals[k] > report.capacity[k]]
-        raise BuildError(f"{board.name}: the design does not fit ({', '.join(f'{k} {report.totals[k]:,} > {report.capacity[k]:,}' for k in over)}); "
+        raise _KeepOutputs(f"{board.name}: the design does not fit ({', '.join(f'{k} {report.totals[k]:,} > {report.capacity[k]:,}' for k in over)}); "
                          f"lower --target-fps or use --max-fit (report in {out})")
     if vivado.ran and not vivado.ok:
-        raise BuildError(vivado.message)
+        raise _KeepOutputs(vivado.message)
     return BuildResult(report=report, out_dir=out, folding=net.folding,
                        cycles_per_frame=net.cycles_per_frame, messages=tuple(messages))

@@ -5,7 +5,10 @@
 ``stat -json`` and the mapped netlist from ``write_json``, and returns a
 :class:`SynthResult`. Results are cached under ``build/synth_cache/`` by the SHA-256 of
 (Verilog, top, family, options, Yosys version, counting rules), so that the network
-build re-synthesises only the engines whose netlist changed.
+build re-synthesises only the engines whose netlist changed. An entry is served only
+when it is exactly what this module writes (fields, types, top, family, Yosys version,
+figures recomputed from its cell counts); anything else is synthesised again. A
+``<key>.lock`` file (``fcntl.flock``) lets concurrent builds share each synthesis.
 :func:`synthesize_modules` gets the whole design and chosen submodules (the layers'
 engines) from a single Yosys run: the named modules keep their boundary (each flattened
 inside), so per-layer figures cost no extra synthesis.
@@ -47,10 +50,13 @@ No ``-abc9`` flag is passed: ABC9 is already the default.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import tempfile
 import threading
 from collections import defaultdict
@@ -293,11 +299,22 @@ def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: Names that reach a Yosys command line: Verilog simple identifiers (``top``), and for
+#: kept submodules also Amaranth's dotted hierarchy (``top.engine``). Anything else (a
+#: space, ``;``, ``#``, a quote, a selection wildcard) could change the script, so it is
+#: refused rather than quoted.
+_TOP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
+
+
 def _check(verilog, top, family):
     if not isinstance(verilog, str):
         raise TypeError(f"verilog must be a str, not {type(verilog).__name__}")
     if not isinstance(top, str) or not top:
         raise TypeError(f"top must be a non-empty str, not {top!r}")
+    if not _TOP_NAME.fullmatch(top):
+        raise ValueError(f"top must be a Verilog identifier (letters, digits, '_', '$'; "
+                         f"at most 128 characters), not {top[:60]!r}")
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
 
@@ -307,32 +324,129 @@ def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathL
     """Synthesise ``verilog`` (module ``top``) with ``synth_xilinx -family family``.
 
     Returns the cached result when the same (Verilog, top, family, options, Yosys
-    version) was synthesised before (``result.cached`` is then True).
+    version) was synthesised before (``result.cached`` is then True). A cache entry is
+    served only if it passes :func:`_valid_entry`; otherwise the design is synthesised
+    again and the entry rewritten. Concurrent callers of one key (threads or processes)
+    take a file lock, so one synthesises and the others read its entry.
     """
     _check(verilog, top, family)
     options = {"flatten": True, "noiopad": True, "noclkbuf": True}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(verilog, top, family, options)
     path = cache / f"{key}.json"
-    if use_cache and path.exists():
-        try:
-            return SynthResult.from_json(json.loads(path.read_text()), cached=True)
-        except (ValueError, TypeError, KeyError):
-            pass                                    # damaged entry: synthesise again
 
-    stat, netlist = _run(verilog, top, family, keep=(), timeout=timeout)
-    result = _result(stat, netlist, top, family, design=True)
-    if use_cache:
+    def cached():
+        data = _read_entry(path)
+        if isinstance(data, dict) and _valid_entry(data, top, family):
+            return SynthResult.from_json(data, cached=True)
+        return None
+
+    def run():
+        stat, netlist = _run(verilog, top, family, keep=(), timeout=timeout)
+        return _result(stat, netlist, top, family, design=True)
+
+    if not use_cache:
+        return run()
+    with _key_lock(path):
+        hit = cached()
+        if hit is not None:
+            return hit
+        result = run()
         _store(path, result.to_json())
     return result
 
 
+#: ``mapper`` values :func:`_run` produces.
+_MAPPERS = ("abc9", "abc9 -nolutram", "abc")
+_COUNT_FIELDS = ("lut", "lut_logic", "lut_memory", "ff", "bram18", "uram", "dsp", "carry", "muxf")
+_INT_FIELDS = _COUNT_FIELDS + ("logic_levels", "path_cells")
+#: No design this flow synthesises comes near this many cells or levels.
+_MAX_COUNT = 1 << 40
+
+
+def _count(v) -> bool:
+    return type(v) is int and 0 <= v < _MAX_COUNT
+
+
+def _valid_entry(data: Mapping, top: str, family: str) -> bool:
+    """Whether a cache entry is a result this module wrote for ``top`` and ``family``.
+
+    Checks the exact field set and types, the top name, the family, the Yosys version,
+    the mapper, and that every resource figure is what the counting rules give for the
+    stored cell counts (so an edited or damaged figure is caught).
+    """
+    expected = {f.name for f in dataclasses.fields(SynthResult)} - {"cached"}
+    if set(data) != expected:
+        return False
+    if data["top"] != top or data["family"] != family or data["mapper"] not in _MAPPERS:
+        return False
+    try:
+        if data["yosys_version"] != yosys_version():
+            return False
+    except toolchain.ToolNotFound:
+        return False
+    if not all(_count(data[k]) for k in _INT_FIELDS):
+        return False
+    cells = data["cells"]
+    if not isinstance(cells, dict) or not all(isinstance(k, str) and _count(v) for k, v in cells.items()):
+        return False
+    counts = count_cells(cells)
+    if any(counts[k] != data[k] for k in _COUNT_FIELDS):
+        return False
+    path = data["critical_path"]
+    if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
+        return False
+    return data["path_cells"] >= data["logic_levels"] and (data["logic_levels"] == 0 or bool(path))
+
+
+def _read_entry(path: Path):
+    """The parsed JSON of a cache entry, or None (missing, a directory, unreadable, not JSON)."""
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > 64 << 20:
+            return None
+        return json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+@contextlib.contextmanager
+def _key_lock(path: Path):
+    """An exclusive ``flock`` on ``<key>.lock`` beside the entry, across threads and processes.
+
+    Without ``fcntl`` or a writable cache directory the work goes on unlocked.
+    """
+    try:
+        import fcntl
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                                # closing releases the lock
+
+
 def _store(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp_name, path)                      # atomic: safe with pytest-xdist
+    """Write an entry atomically; a cache that cannot be written is skipped, not an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".json")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp_name, path)                  # atomic: safe with pytest-xdist
+    except OSError:                                 # e.g. a directory sits at the key path
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
 
 
 def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, dict]:
@@ -430,23 +544,34 @@ def synthesize_modules(verilog: str, top: str, family: str, *, keep,
     _check(verilog, top, family)
     keep = tuple(keep)
     for name in keep:
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise ValueError(f"module names to keep must be non-empty without spaces, "
-                             f"not {name!r}")
+        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
+            raise ValueError(f"module names to keep must be non-empty dotted identifiers "
+                             f"(like top.engine), not {name!r}")
     options = {"flatten": True, "noiopad": True, "noclkbuf": True, "keep": sorted(keep)}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"{_cache_key(verilog, top, family, options)}.json"
-    if use_cache and path.exists():
-        try:
-            data = json.loads(path.read_text())
-            return {k: SynthResult.from_json(v, cached=True) for k, v in data.items()}
-        except (ValueError, TypeError, KeyError, AttributeError):
-            pass
-    stat, netlist = _run(verilog, top, family, keep=keep, timeout=timeout)
-    results = {top: _result(stat, netlist, top, family, design=True)}
-    for name in keep:
-        results[name] = _result(stat, netlist, name, family, design=False)
-    if use_cache:
+
+    def cached():
+        data = _read_entry(path)
+        if (isinstance(data, dict) and set(data) == {top, *keep}
+                and all(isinstance(v, dict) and _valid_entry(v, k, family) for k, v in data.items())):
+            return {k: SynthResult.from_json(data[k], cached=True) for k in (top, *keep)}
+        return None
+
+    def run():
+        stat, netlist = _run(verilog, top, family, keep=keep, timeout=timeout)
+        results = {top: _result(stat, netlist, top, family, design=True)}
+        for name in keep:
+            results[name] = _result(stat, netlist, name, family, design=False)
+        return results
+
+    if not use_cache:
+        return run()
+    with _key_lock(path):
+        hit = cached()
+        if hit is not None:
+            return hit
+        results = run()
         _store(path, {k: v.to_json() for k, v in results.items()})
     return results
 

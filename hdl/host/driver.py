@@ -45,6 +45,11 @@ class Backend(Protocol):
     def recv_frame(self, nbytes: int) -> np.ndarray: ...
 
 
+#: Largest input frame and class count a register may announce (= ``hdl.ir.MAX_ELEMENTS``,
+#: the model file's limit); larger values are refused before a buffer is sized from them.
+MAX_ELEMENTS = 1 << 26
+
+
 @dataclass(frozen=True, kw_only=True)
 class Geometry:
     """What the driver needs to pack and unpack frames (the IN_* and CLASSES registers)."""
@@ -58,8 +63,11 @@ class Geometry:
     def __post_init__(self):
         for key in ("in_elements", "in_bits", "classes"):
             value = getattr(self, key)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{key} must be a positive int, not {value!r}")
+            if value > MAX_ELEMENTS:
+                raise ValueError(f"{key} must be at most {MAX_ELEMENTS} (the model file's "
+                                 f"limit), not {value}")
         if self.in_bits > 16:
             raise ValueError(f"in_bits must be at most 16, not {self.in_bits}")
         for key in ("in_width", "out_width"):
@@ -84,10 +92,20 @@ class Geometry:
 
     @classmethod
     def from_registers(cls, read_reg) -> "Geometry":
-        fmt = read_reg(REGISTERS["IN_FORMAT"])
-        return cls(in_elements=read_reg(REGISTERS["IN_ELEMENTS"]),
-                   classes=read_reg(REGISTERS["CLASSES"]), in_bits=fmt & 0xFF,
-                   in_width=((fmt >> 16) & 0xFF) * 8, out_width=((fmt >> 24) & 0xFF) * 8)
+        """The geometry the IN_FORMAT, IN_ELEMENTS and CLASSES registers describe.
+
+        Values out of range (e.g. ``CLASSES = 0xFFFFFFFF``, 16 GiB output frames) raise
+        :class:`AcceleratorError` before any buffer is sized from them.
+        """
+        values = {name: int(read_reg(REGISTERS[name])) for name in ("IN_FORMAT", "IN_ELEMENTS", "CLASSES")}
+        fmt = values["IN_FORMAT"]
+        try:
+            return cls(in_elements=values["IN_ELEMENTS"], classes=values["CLASSES"],
+                       in_bits=fmt & 0xFF, in_width=((fmt >> 16) & 0xFF) * 8,
+                       out_width=((fmt >> 24) & 0xFF) * 8)
+        except ValueError as exc:
+            regs = ", ".join(f"{k} = {v:#x}" for k, v in values.items())
+            raise AcceleratorError(f"the registers describe no valid accelerator ({regs}): {exc}") from None
 
     def in_format(self) -> int:
         """The IN_FORMAT register value that matches this geometry."""
@@ -101,7 +119,7 @@ def pack_frame(codes, geometry: Geometry) -> np.ndarray:
     One code per byte (per little-endian 16-bit half-word above 8 bits), the first code
     in the lowest byte of the first beat, zeros after the last code up to a whole beat.
     """
-    flat = np.asarray(codes).reshape(-1)
+    flat = _integer_codes(codes).reshape(-1)
     if flat.size != geometry.in_elements:
         raise ValueError(f"a frame has {geometry.in_elements} input codes, not {flat.size}")
     if flat.size and (flat.min() < 0 or flat.max() >= 1 << geometry.in_bits):
@@ -111,6 +129,15 @@ def pack_frame(codes, geometry: Geometry) -> np.ndarray:
     raw = flat.astype(dtype).tobytes()
     out[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
     return out
+
+
+def _integer_codes(codes) -> np.ndarray:
+    """``codes`` as an array of an integer dtype (floats, complex, bool, objects refused)."""
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"input codes must have an integer dtype, not {arr.dtype} "
+                        "(quantize first: ir.InputSpec.quantize)")
+    return arr
 
 
 def unpack_output(data, geometry: Geometry) -> tuple[np.ndarray, int]:
@@ -134,7 +161,8 @@ class Accelerator:
     """
 
     def __init__(self, backend: Backend, *, geometry: Geometry | None = None,
-                 ident: int = DEFAULT_IDENT, check_label: bool = True):
+                 ident: int = DEFAULT_IDENT, check_label: bool = True,
+                 frame_shape: tuple[int, ...] | None = None):
         if not isinstance(backend, Backend):
             raise TypeError("backend must implement write_reg, read_reg, send_frame, "
                             "recv_frame")
@@ -146,6 +174,13 @@ class Accelerator:
         self.version = backend.read_reg(REGISTERS["VERSION"])
         self.geometry = geometry or Geometry.from_registers(backend.read_reg)
         self.check_label = check_label
+        if frame_shape is not None:
+            frame_shape = tuple(int(d) for d in frame_shape)
+            if int(np.prod(frame_shape)) != self.geometry.in_elements:
+                raise ValueError(f"frame_shape {frame_shape} must hold the accelerator's "
+                                 f"{self.geometry.in_elements} input codes")
+        #: ``(H, W, C)`` of one frame, if given: :meth:`run` then wants exactly ``(N, H, W, C)``.
+        self.frame_shape = frame_shape
 
     @classmethod
     def on_board(cls, bitfile: str, **kwargs) -> "Accelerator":
@@ -176,13 +211,13 @@ class Accelerator:
     # Frames.
     def run(self, codes) -> tuple[np.ndarray, np.ndarray]:
         """Input codes ``(N, ...)`` (each frame ``in_elements`` codes) -> (labels (N,),
-        scores (N, classes) int64)."""
+        scores (N, classes) int64).
+
+        Every frame is checked (integer dtype, shape, code range) before the first is sent.
+        """
         codes = np.asarray(codes)
+        frames = self._check_codes(codes)
         g = self.geometry
-        if codes.ndim == 0 or codes.size % g.in_elements:
-            raise ValueError(f"codes must hold whole frames of {g.in_elements} codes, "
-                             f"got shape {codes.shape}")
-        frames = codes.reshape(-1, g.in_elements)
         labels = np.empty(len(frames), dtype=np.int64)
         scores = np.empty((len(frames), g.classes), dtype=np.int64)
         for n, frame in enumerate(frames):
@@ -200,6 +235,24 @@ class Accelerator:
 
     def predict(self, codes) -> np.ndarray:
         return self.run(codes)[0]
+
+    def _check_codes(self, codes: np.ndarray) -> np.ndarray:
+        """``(N, frame...)`` integer codes in range -> ``(N, in_elements)``; else one error."""
+        g = self.geometry
+        frame = codes.shape[1:]
+        if codes.ndim < 2 or int(np.prod(frame)) != g.in_elements or (
+                self.frame_shape is not None and frame != self.frame_shape):
+            want = f"(N, {', '.join(map(str, self.frame_shape))})" if self.frame_shape else \
+                f"(N, ...) with {g.in_elements} codes per frame"
+            raise ValueError(f"codes must hold whole frames of {g.in_elements} codes, shaped "
+                             f"{want}, got shape {codes.shape}")
+        codes = _integer_codes(codes)
+        top = (1 << g.in_bits) - 1
+        if codes.size and (codes.min() < 0 or codes.max() > top):
+            bad = np.nonzero(((codes < 0) | (codes > top)).reshape(len(codes), -1).any(axis=1))[0]
+            raise ValueError(f"input codes must be in 0..{top}; frame {int(bad[0])} is not "
+                             "(nothing was sent)")
+        return codes.reshape(len(codes), g.in_elements)
 
 
 class PynqBackend:

