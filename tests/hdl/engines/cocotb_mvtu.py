@@ -1,4 +1,4 @@
-"""cocotb side of the Verilator tests of the MVTU (``tests/hdl/test_mvtu.py``).
+"""cocotb side of the Verilator tests of the MVTU (``tests/hdl/engines/test_mvtu.py``).
 
 Parameters: ``weights`` (int64 array, outputs x inputs, weight values), ``kind``,
 ``wbits``, ``in_bits``, ``pe``, ``simd``, ``thresholds`` (array, or absent for scores),
@@ -12,7 +12,7 @@ test runs free-running and reports the cycles per vector. The bodies are in
 import cocotb
 
 from hdl import ir
-from tests.hdl import cocotb_common as common
+from tests.hdl.engines import cocotb_common as common
 
 
 async def _run(dut, p, s, gap, stall, free):

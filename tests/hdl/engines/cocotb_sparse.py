@@ -1,4 +1,4 @@
-"""cocotb side of the Verilator test of the sparse CSC engine (``tests/hdl/test_sparse.py``).
+"""cocotb side of the Verilator test of the sparse CSC engine (``tests/hdl/engines/test_sparse.py``).
 
 Parameters: the IR's CSC weights (``kind``, ``wbits``, ``shape``, ``values``, ``rows``,
 ``colptr``), ``in_bits``, ``pe``, ``simd``, ``thresholds`` (array, or absent for scores),
@@ -13,7 +13,7 @@ in ``tests.hdl.engines.cocotb_common``.
 import cocotb
 
 from hdl import ir
-from tests.hdl import cocotb_common as common
+from tests.hdl.engines import cocotb_common as common
 
 
 def _weights(p) -> ir.Weights:
