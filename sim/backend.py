@@ -28,6 +28,8 @@ use directly from a cocotb test.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from sim.beats import HoldRule, ProtocolError, pauses
@@ -48,6 +50,11 @@ def _signals(dut, clock: str, reset: str | None):
     return handle(dut, clock), (None if reset is None else handle(dut, reset))
 
 
+def _quiet(dut, prefix: str) -> None:
+    """cocotbext-axi logs every frame and transaction at INFO; keep warnings only."""
+    logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+
+
 def axis_source(dut, prefix: str = "s_axis", *, seed: int, gap_prob: float = 0.0,
                 clock: str = "clk", reset: str | None = "rst", byte_size: int | None = None,
                 with_last: bool = True):
@@ -65,6 +72,7 @@ def axis_source(dut, prefix: str = "s_axis", *, seed: int, gap_prob: float = 0.0
         class NoLast(AxiStreamBus):
             _optional_signals = ["tvalid", "tready"]
         bus = NoLast.from_prefix(dut, prefix)
+    _quiet(dut, prefix)
     clk, rst = _signals(dut, clock, reset)
     source = AxiStreamSource(bus, clk, rst, byte_size=byte_size)
     if gap_prob:
@@ -78,6 +86,7 @@ def axis_sink(dut, prefix: str = "m_axis", *, seed: int, stall_prob: float = 0.0
     ``pauses(seed, stall_prob)`` says pause."""
     from cocotbext.axi import AxiStreamBus, AxiStreamSink
 
+    _quiet(dut, prefix)
     clk, rst = _signals(dut, clock, reset)
     sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, prefix), clk, rst, byte_size=byte_size)
     if stall_prob:
@@ -154,6 +163,7 @@ class SimBackend:
 
         clk, rst = _signals(dut, clock, reset)
         self.clock = clk
+        _quiet(dut, "s_axi")
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), clk, rst)
         self.source = axis_source(dut, "s_axis", seed=seed, gap_prob=gap_prob, clock=clock,
                                   reset=reset)
