@@ -114,6 +114,7 @@ class AxisChecker:
         self.rule = HoldRule(prefix, [f"{prefix}_tdata", f"{prefix}_tlast"])
         self.errors = self.rule.errors
         self.ends: list[int] = []
+        self.open_beats = 0            # beats transferred since the last TLAST
         self._task = cocotb.start_soon(self._run())
 
     def check(self) -> None:
@@ -128,15 +129,18 @@ class AxisChecker:
             await read_only
             if self.reset is not None and int(self.reset.value):
                 self.rule.forget()
+                self.open_beats = 0
                 continue
             valid = int(self.tvalid.value)
             if not valid and not self.rule.holding:
                 await RisingEdge(self.tvalid)
                 continue
             beat = (int(self.tdata.value), int(self.tlast.value)) if valid else None
-            if self.rule.observe(valid, beat, int(self.tready.value), f"cycle {cycle()}: ") \
-                    and beat[1]:
-                self.ends.append(cycle())
+            if self.rule.observe(valid, beat, int(self.tready.value), f"cycle {cycle()}: "):
+                self.open_beats += 1
+                if beat[1]:
+                    self.ends.append(cycle())
+                    self.open_beats = 0
 
 
 class SimBackend:
@@ -175,6 +179,7 @@ class SimBackend:
         self.in_bytes = self.source.byte_lanes
         self.out_bytes = self.sink.byte_lanes
         self.timeout_cycles = timeout_cycles
+        self._stale = 0                # beats of a cut output frame to drop (see clear)
 
     # --- coroutines ---------------------------------------------------------------------
 
@@ -211,25 +216,34 @@ class SimBackend:
         await self._cut.send(AxiStreamFrame(self._bytes(data)))
         await self._cut.wait()
 
-    async def recv_frame_async(self, nbytes: int | None = None) -> np.ndarray:
+    async def recv_frame_async(self, nbytes: int | None = None, *,
+                               timeout_cycles: int | None = None) -> np.ndarray:
         """The bytes of the next output frame (up to TLAST); :class:`ProtocolError` if it
-        does not come within ``timeout_cycles``, has other than ``nbytes`` bytes, or the
-        output broke the stream rule."""
+        does not come within ``timeout_cycles`` (default: the backend's), has other than
+        ``nbytes`` bytes, or the output broke the stream rule."""
+        timeout = timeout_cycles or self.timeout_cycles
         if self.sink.empty():
-            await self.sink.wait(self.timeout_cycles * PERIOD_NS, "ns")
+            await self.sink.wait(timeout * PERIOD_NS, "ns")
         self.checker.check()
         if self.sink.empty():
-            raise ProtocolError(f"m_axis: no TLAST within {self.timeout_cycles} cycles")
+            raise ProtocolError(f"m_axis: no TLAST within {timeout} cycles")
         frame = self.sink.recv_nowait()
-        out = np.frombuffer(bytes(frame.tdata), dtype=np.uint8).copy()
+        data = bytes(frame.tdata)[self._stale * self.out_bytes:]
+        self._stale = 0
+        out = np.frombuffer(data, dtype=np.uint8).copy()
         if nbytes is not None and out.size != nbytes:
             raise ProtocolError(f"m_axis: a frame of {out.size} bytes with TLAST, "
                                 f"expected {nbytes} bytes")
         return out
 
     def clear(self) -> None:
-        """Forget output frames received so far (after a reset)."""
+        """Forget the output so far and any stream-rule error, after a reset (when an
+        output frame may stop early and TVALID fall): the frames received, and the beats
+        of a frame cut short, which the sink would put in front of the next frame."""
         self.sink.clear()
+        self._stale = self.checker.open_beats
+        self.checker.errors.clear()
+        self.checker.rule.forget()
 
     # --- the blocking Backend protocol (call from a cocotb.task.bridge thread) -----------
 

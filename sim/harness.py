@@ -2,7 +2,8 @@
 
 The pytest side calls :func:`run_cocotb`; the cocotb side (the test module running
 inside the simulator) calls :func:`params`, :func:`seed` and :func:`report`, and drives
-the DUT with :mod:`sim.streams`.
+the DUT with :mod:`sim.streams` (``amaranth.lib.stream`` ports) or :mod:`sim.backend`
+(the AXI ports of the generated top, on cocotbext-axi).
 
 pytest side (``tests/hdl/test_adder.py``)::
 
@@ -20,8 +21,9 @@ pytest side (``tests/hdl/test_adder.py``)::
 cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
 
     import cocotb
+    from sim.beats import compare, pack, unpack
     from sim.harness import params, report, seed
-    from sim.streams import StreamSink, StreamSource, pack, reset, start_clock, unpack
+    from sim.streams import StreamSink, StreamSource, reset, start_clock
 
     @cocotb.test(timeout_time=1, timeout_unit="ms")    # sim-time limit: fails with a waveform
     async def adder(dut):
@@ -35,10 +37,8 @@ cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
         words = [pack(row, p["bits"], p["lanes"]) for row in p["x"].tolist()]
         cocotb.start_soon(src.send(words))
         got = await sink.receive(len(words), timeout_cycles=50 * len(words))
-        want = [pack([v + 1 for v in row], p["bits"] + 1, p["lanes"])
-                for row in p["x"].tolist()]
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert g == w, f"seed {s}: beat {k}: got {unpack(g, 9, 4)}, want {unpack(w, 9, 4)}"
+        compare([unpack(w, 9, 4) for w in got], p["x"] + 1, seed=s, what="adder")
+        await sink.expect_done()               # no extra beats, no stream-rule error
         report(cycles=sink.last_cycle - src.first_cycle)
 
 Give each hardware configuration its own ``name`` (e.g. with the folding in it): the
