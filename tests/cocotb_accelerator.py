@@ -17,6 +17,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 from hdl.shell.axi import CONTROL_CLEAR, CONTROL_SOFT_RESET, REGISTERS
 from hdl.host.driver import Accelerator, Geometry, pack_frame, unpack_output
 from sim.backend import SimBackend, cycle
+from sim.beats import compare
 from sim.harness import params, report, seed
 from sim.streams import reset
 
@@ -39,15 +40,14 @@ async def check_frames(backend, frames, p, g, what, *, timeout):
     """Send ``frames`` (indices) back to back; every output frame must match."""
     for k in frames:
         await backend.send_frame_async(pack_frame(p["codes"][k], g))
-    for n, k in enumerate(frames):
-        beats = await backend.reader.frame(timeout_cycles=timeout)
-        raw = b"".join(int(b).to_bytes(4, "little") for b in beats)
-        assert len(raw) == g.out_bytes, f"{what}: frame {n} (image {k}): {len(beats)} beats"
-        scores, label = unpack_output(np.frombuffer(raw, np.uint8), g)
-        want = p["scores"][k]
-        assert np.array_equal(scores, want) and label == p["labels"][k], (
-            f"seed {seed()}: {what}: frame {n} (image {k}): scores {scores.tolist()} label "
-            f"{label}, golden {want.tolist()} label {int(p['labels'][k])}")
+    got = []
+    for _ in frames:
+        scores, label = unpack_output(
+            await backend.recv_frame_async(g.out_bytes, timeout_cycles=timeout), g)
+        got.append(scores.tolist() + [label])
+    want = [p["scores"][k].tolist() + [int(p["labels"][k])] for k in frames]
+    compare(got, want, seed=seed(), what=f"{what} (scores and label)",
+            label=lambda n: f"frame {n} (image {frames[n]})")
 
 
 @cocotb.test()
@@ -58,20 +58,20 @@ async def frames_with_stalls(dut):
     dut._log.info("seed %d (replay: QNN_SEED=%d)", s, s)
     g = geometry(p)
     backend = await setup(dut, seed=s, gap_prob=0.3, stall_prob=0.3)
-    lite = backend.lite
-    assert await lite.read(REGISTERS["ID"]) == p["ident"]
-    assert await lite.read(REGISTERS["VERSION"]) == p["version"]
-    assert await lite.read(REGISTERS["IN_ELEMENTS"]) == g.in_elements
-    assert await lite.read(REGISTERS["CLASSES"]) == g.classes
-    assert await lite.read(REGISTERS["IN_FORMAT"]) == g.in_format()
-    assert await lite.read(REGISTERS["FRAMES_DONE"]) == 0
+    read = backend.read_reg_async
+    assert await read(REGISTERS["ID"]) == p["ident"]
+    assert await read(REGISTERS["VERSION"]) == p["version"]
+    assert await read(REGISTERS["IN_ELEMENTS"]) == g.in_elements
+    assert await read(REGISTERS["CLASSES"]) == g.classes
+    assert await read(REGISTERS["IN_FORMAT"]) == g.in_format()
+    assert await read(REGISTERS["FRAMES_DONE"]) == 0
     n = int(p["stalled"])
     await check_frames(backend, range(n), p, g, "stalled run",
                        timeout=20 * int(p["latency_bound"]))
-    assert await lite.read(REGISTERS["FRAMES_DONE"]) == n
-    status = await lite.read(REGISTERS["STATUS"])
+    assert await read(REGISTERS["FRAMES_DONE"]) == n
+    status = await read(REGISTERS["STATUS"])
     assert status == 0, f"STATUS {status:#x} after the frames (busy or frame errors)"
-    backend.reader.check()
+    backend.checker.check()
 
 
 @cocotb.test()
@@ -85,16 +85,18 @@ async def cycles_per_frame(dut):
     start = cycle()
     for k in range(n):
         await backend.send_frame_async(pack_frame(p["codes"][k], g))
+    got = []
     for k in range(n):
-        beats = await backend.reader.frame(timeout_cycles=4 * int(p["latency_bound"]))
-        raw = b"".join(int(b).to_bytes(4, "little") for b in beats)
-        scores, _ = unpack_output(np.frombuffer(raw, np.uint8), g)
-        assert np.array_equal(scores, p["scores"][k]), f"free-running frame {k}"
-    ends = backend.reader.ends
+        scores, _ = unpack_output(await backend.recv_frame_async(
+            g.out_bytes, timeout_cycles=4 * int(p["latency_bound"])), g)
+        got.append(scores)
+    compare(got, p["scores"][:n], seed=seed(), what="free-running scores",
+            label=lambda k: f"frame {k}")
+    ends = backend.checker.ends
     intervals = np.diff(ends).tolist()
     steady = intervals[1:]               # the first frames fill the pipeline
-    frames_done = await backend.lite.read(REGISTERS["FRAMES_DONE"])
-    cycles = await backend.lite.read(REGISTERS["CYCLES"])
+    frames_done = await backend.read_reg_async(REGISTERS["FRAMES_DONE"])
+    cycles = await backend.read_reg_async(REGISTERS["CYCLES"])
     report(intervals=intervals, latency=ends[0] - start, frames_done=frames_done,
            cycles_register=cycles, model=int(p["cycles_per_frame"]))
     want = int(p["cycles_per_frame"])
@@ -110,9 +112,8 @@ async def interrupted(backend, p, g, fraction=0.5):
     first = pack_frame(p["codes"][0], g)
     half = pack_frame(p["codes"][1], g)[: (g.in_bytes // 8) * 4]
     await backend.send_frame_async(first)
-    backend.writer.push((w, 0) for w in backend.beats(half))
-    await backend.writer.drained()
-    await ClockCycles(backend.lite.clock, int(fraction * int(p["cycles_per_frame"])))
+    await backend.send_cut_async(half)
+    await ClockCycles(backend.clock, int(fraction * int(p["cycles_per_frame"])))
 
 
 @cocotb.test()
@@ -127,26 +128,25 @@ async def reset_between_frames(dut):
     backend = await setup(dut, seed=s + 10, gap_prob=0.2, stall_prob=0.2)
     await interrupted(backend, p, g)
     await reset(dut)
-    backend.reader.clear()               # whatever came out before the reset
-    backend.reader.errors.clear()        # TVALID falls in reset: no protocol error
-    assert await backend.lite.read(REGISTERS["FRAMES_DONE"]) == 0
+    backend.clear()                      # whatever came out before the reset
+    read, write = backend.read_reg_async, backend.write_reg_async
+    assert await read(REGISTERS["FRAMES_DONE"]) == 0
     await check_frames(backend, range(2, 2 + n), p, g, "after a pin reset", timeout=timeout)
-    assert await backend.lite.read(REGISTERS["FRAMES_DONE"]) == n
+    assert await read(REGISTERS["FRAMES_DONE"]) == n
     # Soft reset over AXI4-Lite in the middle of a frame (registers keep counting).
     await interrupted(backend, p, g, fraction=0.3)
-    await backend.lite.write(REGISTERS["CONTROL"], CONTROL_SOFT_RESET)
-    await FallingEdge(backend.lite.clock)
-    backend.reader.clear()
-    backend.reader.errors.clear()
-    done = await backend.lite.read(REGISTERS["FRAMES_DONE"])
+    await write(REGISTERS["CONTROL"], CONTROL_SOFT_RESET)
+    await FallingEdge(backend.clock)
+    backend.clear()                      # an output frame may stop early, TVALID fall
+    done = await read(REGISTERS["FRAMES_DONE"])
     assert done in (n, n + 1), done            # the whole first frame may have finished
     await check_frames(backend, range(2 + n, 2 + 2 * n), p, g, "after a soft reset",
                        timeout=timeout)
-    assert await backend.lite.read(REGISTERS["FRAMES_DONE"]) == done + n
-    await backend.lite.write(REGISTERS["CONTROL"], CONTROL_CLEAR)
-    assert await backend.lite.read(REGISTERS["FRAMES_DONE"]) == 0
-    assert await backend.lite.read(REGISTERS["STATUS"]) == 0
-    backend.reader.check()
+    assert await read(REGISTERS["FRAMES_DONE"]) == done + n
+    await write(REGISTERS["CONTROL"], CONTROL_CLEAR)
+    assert await read(REGISTERS["FRAMES_DONE"]) == 0
+    assert await read(REGISTERS["STATUS"]) == 0
+    backend.checker.check()
 
 
 @cocotb.test()

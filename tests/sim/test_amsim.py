@@ -70,9 +70,12 @@ def test_lane_payloads():
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # source left in until()
-@pytest.mark.parametrize("fault", ["payload", "valid"])
-def test_change_while_held_is_caught(fault):
-    with pytest.raises(AssertionError, match="seed 7: output changed while held"):
+@pytest.mark.parametrize("fault, what", [
+    ("payload", "payload changed while valid was held without a transfer"),
+    ("valid", "valid dropped without a transfer"),
+])
+def test_change_while_held_is_caught(fault, what):
+    with pytest.raises(AssertionError, match=rf"seed 7: stream protocol violated: cycle \d+: {what}"):
         amsim.simulate(Pipe(fault), BEATS, len(BEATS), seed=7, raw=True)
 
 

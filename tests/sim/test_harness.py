@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.flow import toolchain
 from sim.harness import load_arrays, run_cocotb, save_arrays
-from sim.streams import pack, unpack
+from sim.beats import pack, unpack
 
 TEST_MODULE = "tests.sim.cocotb_harness_selftest"
 BITS, LANES = 6, 12      # payloads of 72 and 84 bits: wider than 64 on purpose

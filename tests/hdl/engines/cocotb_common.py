@@ -11,12 +11,12 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from hdl import ir
 from sim import golden
+from sim.beats import compare, pack, unpack
 from sim.harness import params, report, seed
-from sim.streams import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sim.streams import StreamSink, StreamSource, reset, start_clock
 
 
 def fc_expected(p, w: ir.Weights, codes):
@@ -51,16 +51,10 @@ async def run_engine(dut, p, s, gap, stall, free, *, weights: ir.Weights, timeou
     cocotb.start_soon(src.send(pack(row, p["in_bits"], p["simd"]) for row in beats.tolist()))
     folds = outputs // p["pe"]
     words = await sink.receive(len(want), timeout_cycles=timeout_cycles(len(beats), folds, len(want)))
-    got = np.array([unpack(w, p["out_bits"], p["pe"], signed=p["out_signed"]) for w in words])
-    bad = np.argwhere(got != want)
-    if len(bad):
-        k = int(bad[0][0])
-        raise AssertionError(f"seed {s}: vector {k // folds} fold {k % folds}: got "
-                             f"{got[k].tolist()}, expected {want[k].tolist()}")
-    for _ in range(5):
-        await RisingEdge(dut.clk)
-    sink.check()
-    assert sink.pending == 0, f"seed {s}: {sink.pending} unexpected extra beats"
+    got = [unpack(w, p["out_bits"], p["pe"], signed=p["out_signed"]) for w in words]
+    compare(got, want, seed=s, what="output",
+            label=lambda k: f"vector {k // folds} fold {k % folds}")
+    await sink.expect_done()
     return src, sink
 
 

@@ -1,4 +1,4 @@
-"""cocotb side of the Verilator tests of the MVTU (``tests/hdl/test_mvtu.py``).
+"""cocotb side of the Verilator tests of the MVTU (``tests/hdl/engines/test_mvtu.py``).
 
 Parameters: ``weights`` (int64 array, outputs x inputs, weight values), ``kind``,
 ``wbits``, ``in_bits``, ``pe``, ``simd``, ``thresholds`` (array, or absent for scores),

@@ -1,5 +1,5 @@
-"""cocotb side of the Verilator tests of SlidingWindow and MaxPool (tests/hdl/test_window.py,
-tests/hdl/test_pool.py).
+"""cocotb side of the Verilator tests of SlidingWindow and MaxPool
+(tests/hdl/engines/test_window.py, tests/hdl/engines/test_pool.py).
 
 Parameters: ``kind`` ("window" or "maxpool"), ``height``, ``width``, ``channels``,
 ``kernel``, ``stride``, ``padding``, ``pad_value`` (window only), ``bits``, ``lanes``,
@@ -12,11 +12,11 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import RisingEdge
 
 from sim import golden
+from sim.beats import compare, pack, unpack
 from sim.harness import params, report, seed
-from sim.streams import StreamSink, StreamSource, pack, reset, start_clock, unpack
+from sim.streams import StreamSink, StreamSource, reset, start_clock
 
 
 def _frames_and_expected(p, rng):
@@ -40,16 +40,8 @@ async def _run(dut, p, s, gap, stall, free):
     sink = StreamSink(dut, "o", seed=s + 2, stall_prob=stall, free_running=free)
     cocotb.start_soon(src.send(pack(row, bits, lanes) for row in inputs.tolist()))
     words = await sink.receive(len(want), timeout_cycles=30 * (len(want) + len(inputs)) + 200)
-    got = np.array([unpack(w, bits, lanes) for w in words])
-    bad = np.argwhere(got != want)
-    if len(bad):
-        k = int(bad[0][0])
-        raise AssertionError(f"seed {s}: {p['kind']} beat {k} of {len(want)}: got "
-                             f"{got[k].tolist()}, expected {want[k].tolist()}")
-    for _ in range(5):
-        await RisingEdge(dut.clk)
-    sink.check()
-    assert sink.pending == 0, f"seed {s}: {sink.pending} unexpected extra beats"
+    compare([unpack(w, bits, lanes) for w in words], want, seed=s, what=p["kind"])
+    await sink.expect_done()
     return src, sink, len(inputs), len(want)
 
 

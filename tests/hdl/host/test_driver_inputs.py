@@ -1,5 +1,5 @@
 """Driver input checks (issue 15): integer codes only, exact frame shapes, every frame
-checked before the first is sent, register values range-checked; SimBackend.beats never
+checked before the first is sent, register values range-checked; SimBackend never
 wraps bytes."""
 
 from __future__ import annotations
@@ -126,13 +126,14 @@ def test_limit_is_the_model_files():
     assert driver.MAX_ELEMENTS == ir.MAX_ELEMENTS
 
 
-# --- SimBackend.beats -----------------------------------------------------------------
+# --- SimBackend frame bytes -----------------------------------------------------------
 
 def _beats(data, in_bytes=4):
     from sim.backend import SimBackend
-    backend = SimBackend.__new__(SimBackend)       # beats() needs only the beat width
+    backend = SimBackend.__new__(SimBackend)       # _bytes() needs only the beat width
     backend.in_bytes = in_bytes
-    return backend.beats(data)
+    raw = backend._bytes(data)
+    return [int.from_bytes(raw[k:k + in_bytes], "little") for k in range(0, len(raw), in_bytes)]
 
 
 def test_beats_refuse_out_of_range_bytes():
