@@ -262,6 +262,10 @@ class MVTU(Described):
     stage can take a beat, or no finished fold is waiting), so a stalled sink stops the
     whole pipeline and a free-running one sees no bubble.
 
+    Built from an :class:`MVTUSpec` (``MVTU(spec=..., primitives=...)``), or from the
+    parameters below (every one but ``primitives`` goes to the description, made first);
+    the description's figures read as the MVTU's own.
+
     Parameters
     ----------
     weights : int ndarray, shape (outputs, inputs)
