@@ -12,6 +12,10 @@ pair of stages. Elements travel in tensor order ``(y, x, c)`` everywhere.
 
 The cycle model (``Stage.cycles_per_frame``) is what folding is chosen by: a frame
 takes as long as its slowest stage (the initiation interval), see :func:`plan`.
+
+Planning reads descriptions only (each stage's ``compute``, ``window`` and ``pool``,
+and :class:`NetworkSpec` for the whole pipeline); engines are built by
+:func:`build_engine` and :class:`Network`, to be elaborated.
 """
 
 from __future__ import annotations
