@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import abc
 
-from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat, unsigned
+from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
