@@ -42,7 +42,7 @@ import boards
 from bench import command
 from hdl import ir
 from hdl.flow import synth
-from hdl.flow.network import Network, build_engine, weight_bram_budget
+from hdl.flow.network import Network, NetworkSpec, build_engine, weight_bram_budget
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -230,13 +230,14 @@ def finn_cnv_comparison(model: ir.Model, stages) -> dict:
 
 # ----------------------------------------------------------------------------- measurement
 
-def measure_cycles(net: Network, *, frames: int = 3, seed: int = 0) -> int:
+def measure_cycles(spec: NetworkSpec, *, frames: int = 3, seed: int = 0) -> int:
     """Free-running source and sink, back-to-back frames in Amaranth's simulator: the
     cycles between the ends of the last two frames. Scores are checked against
     ``sim.golden`` (AssertionError on a mismatch)."""
     from amaranth.sim import Simulator
     from sim import golden
 
+    net = Network(spec=spec)
     model = net.model
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 1 << model.input.bits, size=(frames, *model.input.shape))
@@ -281,8 +282,8 @@ def measure_cycles(net: Network, *, frames: int = 3, seed: int = 0) -> int:
     return ends[-1] - ends[-2]
 
 
-def lanes(net: Network) -> int:
-    return sum(s.pe * s.simd for s in net.stages)
+def lanes(spec: NetworkSpec) -> int:
+    return sum(s.pe * s.simd for s in spec.stages)
 
 
 class NotCached(RuntimeError):
@@ -303,7 +304,7 @@ def _cached(text: str, top: str, family: str):
     return None
 
 
-def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
+def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
                  progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS) -> dict:
     """Yosys figures per stage: the engines elaborated for ``board``'s platform (Xilinx
     primitives where an engine has them), the same names, netlists and cache as
@@ -312,7 +313,7 @@ def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
     family, platform = board.synth_family, board()
     jobs = {stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
                                          platform=platform), f"layer_{stage.name}")
-            for stage in net.stages}
+            for stage in spec.stages}
     if cache_only:
         out = {name: hit for name, (text, top) in jobs.items()
                if (hit := _cached(text, top, family)) is not None}
@@ -322,7 +323,7 @@ def synth_stages(net: Network, board, *, timeout: float = SYNTH_TIMEOUT_S,
         return out
     if progress:
         progress(f"synth {len(jobs)} stages ({family}, {workers} Yosys at a time): "
-                 + ", ".join(f"{s.name} {s.pe}x{s.simd}" for s in net.stages))
+                 + ", ".join(f"{s.name} {s.pe}x{s.simd}" for s in spec.stages))
 
     def done(name, result):
         if progress:
@@ -344,17 +345,17 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     else:
         folding, target = None, target_cycles
         choice = f"target {target_cycles:,} cycles per frame"
-    net = Network(model, folding, target_cycles=target,
-                  bram18_budget=weight_bram_budget(board.capacity.bram18))
-    cycles = net.cycles_per_frame
+    spec = NetworkSpec(model, folding, target_cycles=target,
+                       bram18_budget=weight_bram_budget(board.capacity.bram18))
+    cycles = spec.cycles_per_frame
     row = {
         "network": name, "model": model.name, "board": board.name, "clock_mhz": clock_mhz,
         "folding_choice": choice, "target_cycles": target,
-        "folding": net.folding,
-        "engines": {s.name: s.engine for s in net.stages},
-        "stage_cycles": {s.name: s.cycles_per_frame for s in net.stages},
+        "folding": spec.folding,
+        "engines": {s.name: s.engine for s in spec.stages},
+        "stage_cycles": {s.name: s.cycles_per_frame for s in spec.stages},
         "cycles_per_frame": cycles, "fps": clock_mhz * 1e6 / cycles,
-        "lanes": lanes(net),
+        "lanes": lanes(spec),
         "cycles_measured": None, "cycles_measured_note": None,
         "lut": None, "ff": None, "bram18": None, "dsp": None, "uram": None,
         "logic_levels": None, "fits": None, "synth_note": None,
@@ -364,14 +365,14 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         if row["lanes"] <= SIM_MAX_LANES:
             if progress:
                 progress(f"simulate {name}")
-            row["cycles_measured"] = measure_cycles(net)
+            row["cycles_measured"] = measure_cycles(spec)
             row["cycles_measured_note"] = "Amaranth simulator, free-running, back-to-back frames, scores = sim.golden"
         else:
             row["cycles_measured_note"] = (f"not measured: {row['lanes']:,} lanes exceed the Python "
                                            f"simulator budget ({SIM_MAX_LANES:,})")
     if do_synth:
         try:
-            per = synth_stages(net, board, progress=progress, cache_only=cache_only)
+            per = synth_stages(spec, board, progress=progress, cache_only=cache_only)
         except NotCached as exc:
             row["synth_note"] = f"synthesis not finished: {exc}"
             row["stage_lut"] = {k: r.lut for k, r in exc.found.items()}

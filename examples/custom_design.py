@@ -4,14 +4,16 @@
 
 A two-layer perceptron on 4-bit inputs, without a model file or PyTorch:
 
-* layer 1: :class:`hdl.engines.mvtu.MVTU` with ternary weights (32 inputs -> 16 outputs), fused
+* layer 1: :class:`hdl.engines.MVTU` with ternary weights (32 inputs -> 16 outputs), fused
   per-channel thresholds giving 2-bit activation codes; folded PE 4 x SIMD 8;
-* layer 2: :class:`hdl.engines.shiftmac.ShiftMAC` with power-of-two weights (16 -> 6), integer
+* layer 2: :class:`hdl.engines.ShiftMAC` with power-of-two weights (16 -> 6), integer
   scores plus a bias; folded PE 2 x SIMD 4, no multiplier anywhere.
 
-Layer 1 emits 4 codes per beat and layer 2 takes 4 per beat, so the two streams connect
-directly (``wiring.connect``); otherwise put a ``hdl.engines.plumbing.WidthConverter`` between
-them. The script simulates the design in Amaranth's simulator with random input gaps
+Each layer is first described (:class:`hdl.engines.mvtu.MVTUSpec`: checked parameters,
+port shapes, cycles per vector) and built as hardware only when the design is
+elaborated. Layer 1 emits 4 codes per beat and layer 2 takes 4 per beat, so the two
+streams connect directly (``wiring.connect``); otherwise put a
+``hdl.engines.WidthConverter`` between them. The script simulates the design in Amaranth's simulator with random input gaps
 and output stalls, checks every score against NumPy, writes ``build/two_layer.v`` with
 ``--verilog``, and exits non-zero on a mismatch.
 """
@@ -28,16 +30,24 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hdl.engines.mvtu import MVTU
-from hdl.engines.shiftmac import ShiftMAC
+from hdl.engines import MVTU, ShiftMAC
+from hdl.engines.mvtu import MVTUSpec
+
+
+def describe_layers(w1, t1, w2, b2) -> tuple[MVTUSpec, MVTUSpec]:
+    """The two layers' descriptions: they check the parameters (before any hardware
+    exists) and give the port shapes and figures."""
+    fc1 = MVTUSpec(w1, kind="ternary", in_bits=4, pe=4, simd=8, thresholds=t1)
+    fc2 = MVTUSpec(w2, kind="pot", in_bits=fc1.out_bits, pe=2, simd=4, bias=b2)
+    return fc1, fc2
 
 
 class TwoLayer(wiring.Component):
-    """``scores = W2 @ threshold(W1 @ x)`` on a stream of 32-element 4-bit vectors."""
+    """``scores = W2 @ threshold(W1 @ x)`` on a stream of 32-element 4-bit vectors, from
+    the layers' descriptions; the engines are built in ``elaborate``."""
 
-    def __init__(self, w1, t1, w2, b2):
-        self.fc1 = MVTU(w1, kind="ternary", in_bits=4, pe=4, simd=8, thresholds=t1)
-        self.fc2 = ShiftMAC(w2, in_bits=self.fc1.out_bits, pe=2, simd=4, bias=b2)
+    def __init__(self, fc1: MVTUSpec, fc2: MVTUSpec):
+        self.fc1, self.fc2 = fc1, fc2
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(4), 8))),
             "o": Out(stream.Signature(data.ArrayLayout(self.fc2.out_shape, 2))),
@@ -45,11 +55,11 @@ class TwoLayer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fc1 = self.fc1
-        m.submodules.fc2 = self.fc2
-        wiring.connect(m, wiring.flipped(self.i), self.fc1.i)
-        wiring.connect(m, self.fc1.o, self.fc2.i)
-        wiring.connect(m, self.fc2.o, wiring.flipped(self.o))
+        m.submodules.fc1 = fc1 = MVTU(spec=self.fc1)
+        m.submodules.fc2 = fc2 = ShiftMAC(spec=self.fc2)
+        wiring.connect(m, wiring.flipped(self.i), fc1.i)
+        wiring.connect(m, fc1.o, fc2.i)
+        wiring.connect(m, fc2.o, wiring.flipped(self.o))
         return m
 
 
@@ -115,19 +125,20 @@ def main(argv=None) -> int:
         parser.error(f"--vectors must be at least 1, not {args.vectors}")
 
     w1, t1, w2, b2 = make_weights(args.seed)
-    design = TwoLayer(w1, t1, w2, b2)
+    fc1, fc2 = describe_layers(w1, t1, w2, b2)
+    design = TwoLayer(fc1, fc2)
     x = np.random.default_rng(args.seed + 1).integers(0, 16, size=(args.vectors, 32))
     got = simulate(design, x, args.seed)
     want = reference(x, w1, t1, w2, b2)
     bad = np.argwhere(got != want)
-    print(f"layer 1: {design.fc1.mode} mode, {design.fc1.cycles_per_vector} cycles/vector; "
-          f"layer 2: {design.fc2.mode} mode (exponents {design.fc2.emin}..{design.fc2.emax}), "
-          f"{design.fc2.cycles_per_vector} cycles/vector")
+    print(f"layer 1: {fc1.mode} mode, {fc1.cycles_per_vector} cycles/vector; "
+          f"layer 2: {fc2.mode} mode (exponents {fc2.emin}..{fc2.emax}), "
+          f"{fc2.cycles_per_vector} cycles/vector")
     if args.verilog:
         from pathlib import Path
         from amaranth.back import verilog
         Path("build").mkdir(exist_ok=True)
-        Path("build/two_layer.v").write_text(verilog.convert(TwoLayer(w1, t1, w2, b2), name="two_layer"))
+        Path("build/two_layer.v").write_text(verilog.convert(TwoLayer(fc1, fc2), name="two_layer"))
         print("wrote build/two_layer.v")
     if len(bad):
         v, c = bad[0]

@@ -19,8 +19,6 @@ from hdl.flow.network import Network
 from sim import golden
 from sim.data import load_dataset
 
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 #: Fixed foldings ((pe, simd) per stage): about 8k cycles per frame for the dense

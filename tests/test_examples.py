@@ -18,12 +18,24 @@ def _load(name):
 
 
 def test_custom_design_script():
-    """Run as a user would: a fresh interpreter, exit status 0, every score matched."""
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "custom_design.py"), "--vectors", "6",
-                           "--seed", "3"], capture_output=True, text=True, timeout=300,
-                          cwd=EXAMPLES.parent)
+    """Run as a user would: a fresh interpreter, exit status 0, every score matched; the
+    layers' figures come from their descriptions, and no engine is left unelaborated."""
+    proc = subprocess.run([sys.executable, "-W", "error::amaranth.hdl.UnusedElaboratable",
+                           str(EXAMPLES / "custom_design.py"), "--vectors", "6", "--seed", "3"],
+                          capture_output=True, text=True, timeout=300, cwd=EXAMPLES.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: 6 vectors, 36 scores match NumPy" in proc.stdout, proc.stdout
+    # (16 / 4) * (32 / 8) and (6 / 2) * (16 / 4) cycles per vector
+    assert "int mode, 16 cycles/vector" in proc.stdout and "12 cycles/vector" in proc.stdout
+    assert "UnusedElaboratable" not in proc.stderr, proc.stderr
+
+
+def test_custom_design_describes_before_building():
+    """Bad layer parameters are refused by the description, before any hardware exists."""
+    example = _load("custom_design")
+    w1, t1, w2, b2 = example.make_weights(1)
+    with pytest.raises(ValueError, match="pot weights must be 0 or"):
+        example.describe_layers(w1, t1, w2 + 3, b2)
 
 
 def test_custom_design_detects_a_mismatch(monkeypatch, capsys):

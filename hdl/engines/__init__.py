@@ -1,4 +1,6 @@
-"""The engines: one ``wiring.Component`` per layer kind, with stream ports.
+"""The engines: one ``wiring.Component`` per layer kind, with stream ports, each built
+from its description (``MVTUSpec``, ``SlidingWindowSpec``, ...; see
+:mod:`hdl.engines.described`).
 
 Compute engines (``MVTU``, ``ShiftMAC``, ``SparseCSC``) share the output stage of
 :mod:`hdl.engines.threshold`; ``SlidingWindow`` and ``MaxPool`` handle the spatial
@@ -13,5 +15,13 @@ from hdl.engines.sparse import SparseCSC
 from hdl.engines.threshold import OutputStage
 from hdl.engines.window import SlidingWindow
 
+from hdl.engines.mvtu import MVTUSpec
+from hdl.engines.plumbing import StreamFIFOSpec, WidthConverterSpec
+from hdl.engines.pool import MaxPoolSpec
+from hdl.engines.threshold import OutputStageSpec
+from hdl.engines.window import SlidingWindowSpec
+
 __all__ = ["MVTU", "ShiftMAC", "SparseCSC", "OutputStage", "SlidingWindow", "MaxPool", "LabelSelect",
-           "StreamFIFO", "WidthConverter"]
+           "StreamFIFO", "WidthConverter",
+           "MVTUSpec", "OutputStageSpec", "SlidingWindowSpec", "MaxPoolSpec", "StreamFIFOSpec",
+           "WidthConverterSpec"]

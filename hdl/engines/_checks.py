@@ -1,8 +1,8 @@
 """Parameter checks shared by the hardware generators (private).
 
-Every generator checks its parameters in ``__init__`` before ``super().__init__()``:
-``TypeError`` for a wrong type, ``ValueError`` for a bad value, with the messages the
-tests assert.
+Every generator checks its parameters in its description (``MVTUSpec``, ...), before any
+component exists: ``TypeError`` for a wrong type, ``ValueError`` for a bad value, with the
+messages the tests assert.
 """
 
 from __future__ import annotations

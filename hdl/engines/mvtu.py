@@ -39,7 +39,7 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -49,7 +49,8 @@ from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_i
 from hdl.engines.core import (KINDS, MAX_IN_BITS, AccumulatorDomain, WeightCodes, act_bounds,
                               check_weights, row_bounds)
 from hdl.engines.popcount import PRIMITIVES, Popcount
-from hdl.engines.threshold import OUTPUT_LATENCY, OutputStage, output_shape, range_shape
+from hdl.engines.described import Described
+from hdl.engines.threshold import OutputStage, OutputStageSpec, range_shape
 
 __all__ = ["MVTU", "MVTUSpec", "KINDS", "MODES", "RAM_STYLES"]
 
@@ -108,7 +109,7 @@ class MVTUSpec:
         self.outputs, self.inputs, self.pe, self.simd = outputs, inputs, pe, simd
         self.neuron_folds = outputs // pe
         self.synapse_folds = inputs // simd
-        self.cycles_per_vector = self.neuron_folds * self.synapse_folds
+        self.cycles_per_vector = self.vector_cycles(outputs, inputs, pe, simd)
         self.thresholds, self.bias = thresholds, bias
         if kind == "binary":
             self.mode = "xnor" if in_bits == 1 else "binary"
@@ -135,7 +136,10 @@ class MVTUSpec:
         self.partial_shape = range_shape(chunk_lo, chunk_hi)
         self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
             self.domain.stage_params(thresholds, bias)
-        self.out_shape = output_shape(self.stage_acc_shape, self.stage_thresholds, self.stage_bias)
+        #: The output stage's description.
+        self.output = OutputStageSpec(outputs, pe, self.stage_acc_shape,
+                                      thresholds=self.stage_thresholds, bias=self.stage_bias)
+        self.out_shape = self.output.out_shape
         self.out_bits = None if thresholds is None else self.out_shape.width
         self.signature = wiring.Signature({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
@@ -151,6 +155,12 @@ class MVTUSpec:
         return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
                    thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
                    ram_style=ram_style)
+
+    @staticmethod
+    def vector_cycles(outputs: int, inputs: int, pe: int, simd: int) -> int:
+        """Cycles per vector at a folding, ``(outputs / pe) * (inputs / simd)``, for
+        planners that compare foldings without describing each."""
+        return (outputs // pe) * (inputs // simd)
 
     @property
     def emin(self) -> int:
@@ -211,10 +221,10 @@ class MVTUSpec:
     @property
     def latency(self) -> int:
         """Cycles from the transfer of a fold's last step to that fold's valid output."""
-        return 2 + self.datapath_stages + 1 + OUTPUT_LATENCY
+        return 2 + self.datapath_stages + 1 + self.output.latency
 
 
-class MVTU(wiring.Component):
+class MVTU(Described):
     """Folded matrix-vector product with multi-threshold activation or score output.
 
     Computes, for each input vector ``x`` of ``inputs`` activation codes, the ``outputs``
@@ -252,6 +262,10 @@ class MVTU(wiring.Component):
     stage can take a beat, or no finished fold is waiting), so a stalled sink stops the
     whole pipeline and a free-running one sees no bubble.
 
+    Built from an :class:`MVTUSpec` (``MVTU(spec=..., primitives=...)``), or from the
+    parameters below (every one but ``primitives`` goes to the description, made first);
+    the description's figures read as the MVTU's own.
+
     Parameters
     ----------
     weights : int ndarray, shape (outputs, inputs)
@@ -281,24 +295,19 @@ class MVTU(wiring.Component):
         Yosys).
     """
 
-    def __init__(self, weights=None, *, spec: MVTUSpec | None = None, primitives="auto", **params):
+    Spec = MVTUSpec
+
+    @classmethod
+    def describe(cls, weights=None, *, spec: MVTUSpec | None = None, primitives="auto", **params):
         if primitives not in PRIMITIVES:
             raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
-        if spec is None:
-            spec = MVTUSpec(weights, **params)
-        elif weights is not None or params:
-            raise TypeError("give either a spec or the MVTU's parameters, not both")
-        elif not isinstance(spec, MVTUSpec):
-            raise TypeError(f"spec must be an MVTUSpec, not {type(spec).__name__}")
-        self.spec = spec
-        self.primitives = primitives
-        super().__init__(spec.signature)
+        args = () if weights is None else (weights,)
+        spec, _ = super().describe(*args, spec=spec, **params)
+        return spec, {"primitives": primitives}
 
-    def __getattr__(self, name):
-        # The description's figures read as the engine's own (``mvtu.cycles_per_vector``).
-        if name == "spec" or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.spec, name)
+    def __init__(self, spec: MVTUSpec, *, primitives="auto"):
+        self.primitives = primitives
+        super().__init__(spec)
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto", **kwargs):
@@ -307,8 +316,7 @@ class MVTU(wiring.Component):
                                             ram_style=ram_style), **kwargs)
 
     def _output_stage(self) -> OutputStage:
-        return OutputStage(self.outputs, self.pe, self.stage_acc_shape,
-                           thresholds=self.stage_thresholds, bias=self.stage_bias)
+        return OutputStage(spec=self.output)
 
     # --- datapath ---------------------------------------------------------------------
     #

@@ -10,11 +10,36 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int as _check_int
+from .described import Described
 
-__all__ = ["StreamFIFO", "WidthConverter"]
+__all__ = ["StreamFIFO", "StreamFIFOSpec", "WidthConverter", "WidthConverterSpec"]
 
 
-class StreamFIFO(wiring.Component):
+class StreamFIFOSpec:
+    """The FIFO's description: checked parameters (those of :class:`StreamFIFO`), ports
+    and latency."""
+
+    #: Cycles from a write into an empty FIFO to the valid output.
+    latency = 2
+
+    def __init__(self, payload_shape, depth):
+        try:
+            Shape.cast(payload_shape)
+        except TypeError as exc:
+            raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
+        _check_int("depth", depth, 1)
+        self.payload_shape = payload_shape
+        self.depth = depth
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "i": In(stream.Signature(self.payload_shape)),
+            "o": Out(stream.Signature(self.payload_shape)),
+        })
+
+
+class StreamFIFO(Described):
     """A first-in first-out buffer between two streams of the same payload.
 
     Parameters
@@ -36,18 +61,7 @@ class StreamFIFO(wiring.Component):
     depends only on the FIFO's level, ``o.valid`` only on registers.
     """
 
-    def __init__(self, payload_shape, depth):
-        try:
-            Shape.cast(payload_shape)
-        except TypeError as exc:
-            raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
-        _check_int("depth", depth, 1)
-        self.payload_shape = payload_shape
-        self.depth = depth
-        super().__init__({
-            "i": In(stream.Signature(payload_shape)),
-            "o": Out(stream.Signature(payload_shape)),
-        })
+    Spec = StreamFIFOSpec
 
     def elaborate(self, platform):
         m = Module()
@@ -64,7 +78,36 @@ class StreamFIFO(wiring.Component):
         return m
 
 
-class WidthConverter(wiring.Component):
+class WidthConverterSpec:
+    """The width converter's description: checked parameters (those of
+    :class:`WidthConverter`), element shape, buffer capacity and ports."""
+
+    def __init__(self, bits, in_lanes, out_lanes, *, signed=False, frame=None):
+        _check_int("bits", bits, 1)
+        _check_int("in_lanes", in_lanes, 1)
+        _check_int("out_lanes", out_lanes, 1)
+        if not isinstance(signed, bool):
+            raise TypeError(f"signed must be a bool, not {signed!r}")
+        if frame is not None:
+            _check_int("frame", frame, 1)
+        self.bits = bits
+        self.in_lanes = in_lanes
+        self.out_lanes = out_lanes
+        self.signed = signed
+        self.frame = frame
+        self.element_shape = Shape(bits, signed)
+        #: Elements the shift buffer holds, ``in_lanes + out_lanes - 1``.
+        self.capacity = in_lanes + out_lanes - 1
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "i": In(stream.Signature(data.ArrayLayout(self.element_shape, self.in_lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.element_shape, self.out_lanes))),
+        })
+
+
+class WidthConverter(Described):
     """Repacks a stream of ``in_lanes`` elements per beat into ``out_lanes`` per beat.
 
     Element order is preserved: lane 0 of the first input beat is lane 0 of the first
@@ -105,25 +148,7 @@ class WidthConverter(wiring.Component):
     cycle when ``in_lanes >= out_lanes`` (the ideal rate of the narrower side).
     """
 
-    def __init__(self, bits, in_lanes, out_lanes, *, signed=False, frame=None):
-        _check_int("bits", bits, 1)
-        _check_int("in_lanes", in_lanes, 1)
-        _check_int("out_lanes", out_lanes, 1)
-        if not isinstance(signed, bool):
-            raise TypeError(f"signed must be a bool, not {signed!r}")
-        if frame is not None:
-            _check_int("frame", frame, 1)
-        self.bits = bits
-        self.in_lanes = in_lanes
-        self.out_lanes = out_lanes
-        self.signed = signed
-        self.frame = frame
-        self.element_shape = Shape(bits, signed)
-        self.capacity = in_lanes + out_lanes - 1
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(self.element_shape, in_lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.element_shape, out_lanes))),
-        })
+    Spec = WidthConverterSpec
 
     def elaborate(self, platform):
         m = Module()

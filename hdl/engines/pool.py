@@ -1,23 +1,107 @@
 """Max-pooling on a code stream, and label select (argmax) at the end of a network."""
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ._checks import check_int as _check_int
-from .window import SlidingWindow, window_output_shape
+from .described import Described
+from .window import SlidingWindow, SlidingWindowSpec, window_output_shape
 
-__all__ = ["MaxPool", "LabelSelect"]
+__all__ = ["MaxPool", "MaxPoolSpec", "LabelSelect"]
 
 
-class MaxPool(wiring.Component):
+@dataclass(frozen=True, kw_only=True)
+class MaxPoolSpec:
+    """The max-pool's description apart from its hardware: checked parameters (those of
+    :class:`MaxPool`; ``stride`` None becomes ``kernel``), output size, beats, its sliding
+    window's description, cycles and latency."""
+
+    height: int
+    width: int
+    channels: int
+    kernel: int
+    stride: int | None = None
+    bits: int
+    lanes: int
+
+    def __post_init__(self):
+        for name in ("height", "width", "channels", "kernel", "bits", "lanes"):
+            _check_int(name, getattr(self, name), 1)
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.kernel)
+        _check_int("stride", self.stride, 1)
+        if self.channels % self.lanes:
+            raise ValueError(f"lanes must divide the channel count {self.channels}, not {self.lanes}")
+        if self.kernel > self.height or self.kernel > self.width:
+            raise ValueError(f"kernel {self.kernel} is larger than the input {self.height}x{self.width}")
+
+    @classmethod
+    def for_layer(cls, layer, in_spec, lanes):
+        """The max-pool of an IR ``MaxPool`` layer on input ``in_spec`` (an
+        ``ir.TensorSpec`` of codes), ``lanes`` channels per beat."""
+        if in_spec.bits is None:
+            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
+                             "not accumulators")
+        h, w, c = in_spec.shape
+        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.step,
+                   bits=in_spec.bits, lanes=lanes)
+
+    @property
+    def window(self) -> SlidingWindowSpec:
+        """The sliding window (no padding) that feeds the reducer."""
+        return SlidingWindowSpec(height=self.height, width=self.width, channels=self.channels,
+                                 kernel=self.kernel, stride=self.stride, bits=self.bits,
+                                 simd=self.lanes)
+
+    @property
+    def out_height(self) -> int:
+        return window_output_shape(self.height, self.width, self.kernel, self.stride)[0]
+
+    @property
+    def out_width(self) -> int:
+        return window_output_shape(self.height, self.width, self.kernel, self.stride)[1]
+
+    @property
+    def in_beats(self) -> int:
+        """Input beats per frame."""
+        return self.height * self.width * self.channels // self.lanes
+
+    @property
+    def out_beats(self) -> int:
+        """Output beats per frame."""
+        return self.out_height * self.out_width * self.channels // self.lanes
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """Cycles per frame with a free-running source and sink: the window's,
+        ``max(H*W, H'*W'*K*K) * C/lanes`` (the reducer takes a window beat per cycle)."""
+        return self.window.cycles_per_frame
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the last input beat an output depends on to that output: the
+        window's (the reducer adds no register)."""
+        return self.window.latency
+
+    @property
+    def signature(self) -> wiring.Signature:
+        layout = data.ArrayLayout(unsigned(self.bits), self.lanes)
+        return wiring.Signature({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+
+class MaxPool(Described):
     """Max of codes over KxK windows, per channel (the IR's ``maxpool``).
 
     Input: the ``(H, W, C)`` code tensor of one frame after another in ``(y, x, c)``
     order, ``lanes`` channels per beat. Output: the ``(H', W', C)`` maxima in the same
     order and lane width, ``H' = (H - K) // stride + 1`` (floor mode, no padding), likewise
     ``W'``. Codes compare as unsigned integers, which for 1-bit (bipolar) codes is OR.
+
+    Built from a :class:`MaxPoolSpec` (``MaxPool(spec=...)``) or from its parameters.
 
     Parameters
     ----------
@@ -52,48 +136,19 @@ class MaxPool(wiring.Component):
     the last beat of its window (two cycles after the last input it depends on).
     """
 
-    def __init__(self, *, height, width, channels, kernel, stride=None, bits, lanes):
-        for name, value in (("height", height), ("width", width), ("channels", channels),
-                            ("kernel", kernel), ("bits", bits), ("lanes", lanes)):
-            _check_int(name, value, 1)
-        if stride is None:
-            stride = kernel
-        _check_int("stride", stride, 1)
-        if channels % lanes:
-            raise ValueError(f"lanes must divide the channel count {channels}, not {lanes}")
-        if kernel > height or kernel > width:
-            raise ValueError(f"kernel {kernel} is larger than the input {height}x{width}")
-        self.height, self.width, self.channels = height, width, channels
-        self.kernel, self.stride, self.bits, self.lanes = kernel, stride, bits, lanes
-        self.out_height, self.out_width = window_output_shape(height, width, kernel, stride)
-        #: Input and output beats per frame.
-        self.in_beats = height * width * channels // lanes
-        self.out_beats = self.out_height * self.out_width * channels // lanes
-        layout = data.ArrayLayout(unsigned(bits), lanes)
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-        })
+    Spec = MaxPoolSpec
 
     @classmethod
     def for_layer(cls, layer, in_spec, lanes):
-        """The max-pool of an IR ``MaxPool`` layer on input ``in_spec`` (an
-        ``ir.TensorSpec`` of codes), ``lanes`` channels per beat."""
-        if in_spec.bits is None:
-            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
-                             "not accumulators")
-        h, w, c = in_spec.shape
-        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.step,
-                   bits=in_spec.bits, lanes=lanes)
+        """The max-pool of an IR ``MaxPool`` layer (see :meth:`MaxPoolSpec.for_layer`)."""
+        return cls(spec=MaxPoolSpec.for_layer(layer, in_spec, lanes))
 
     def elaborate(self, platform):
         m = Module()
         K = self.kernel
         CF = self.channels // self.lanes
         layout = data.ArrayLayout(unsigned(self.bits), self.lanes)
-        m.submodules.window = window = SlidingWindow(
-            height=self.height, width=self.width, channels=self.channels, kernel=K,
-            stride=self.stride, bits=self.bits, simd=self.lanes)
+        m.submodules.window = window = SlidingWindow(spec=self.spec.window)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         win = window.o
 

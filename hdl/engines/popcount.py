@@ -44,12 +44,14 @@ from __future__ import annotations
 
 import abc
 
-from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat, unsigned
+from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["Popcount", "popcount_tree", "xnor_popcount_tree", "pair_popcount_tree", "lut_init",
+from hdl.engines.described import Described
+
+__all__ = ["Popcount", "PopcountSpec", "popcount_tree", "xnor_popcount_tree", "pair_popcount_tree", "lut_init",
            "PRIMITIVES", "FAMILIES", "OPS"]
 
 PRIMITIVES = ("auto", "generic", "xilinx")
@@ -441,11 +443,52 @@ def _tree_luts(width: int, xnor: bool, thread: int = THREAD) -> int:
     return b.luts
 
 
-class Popcount(wiring.Component):
+class PopcountSpec:
+    """The popcount's description: checked parameters (those of :class:`Popcount`),
+    ports and latency."""
+
+    def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,
+                 registered: bool = True, primitives: str = "auto", family: str | None = None):
+        if not isinstance(width, int) or isinstance(width, bool):
+            raise TypeError(f"Popcount width must be an int, not {width!r}")
+        if width < 1:
+            raise ValueError(f"Popcount width must be at least 1, not {width}")
+        if not isinstance(xnor, bool):
+            raise TypeError(f"xnor must be a bool, not {xnor!r}")
+        if not isinstance(mask, bool):
+            raise TypeError(f"mask must be a bool, not {mask!r}")
+        if xnor and mask:
+            raise ValueError("xnor and mask exclude each other: choose one lane function")
+        if not isinstance(registered, bool):
+            raise TypeError(f"registered must be a bool, not {registered!r}")
+        if primitives not in PRIMITIVES:
+            raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        self.width, self.xnor, self.mask = width, xnor, mask
+        self.registered, self.primitives, self.family = registered, primitives, family
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``a``/``b`` to ``o``: 1 if ``registered`` else 0."""
+        return 1 if self.registered else 0
+
+    @property
+    def signature(self) -> wiring.Signature:
+        members = {"a": In(self.width)}
+        if self.xnor or self.mask:
+            members["b"] = In(self.width)
+        members["o"] = Out(range(self.width + 1))
+        return wiring.Signature(members)
+
+
+class Popcount(Described):
     """Count of ones of an n-bit vector, optionally of the XNOR or AND of two vectors.
 
     ``o = popcount(~(a ^ b))`` in XNOR mode, ``o = popcount(a & b)`` in mask mode, else
     ``o = popcount(a)``.
+
+    Built from a :class:`PopcountSpec` (``Popcount(spec=...)``) or from its parameters.
 
     Parameters
     ----------
@@ -475,73 +518,25 @@ class Popcount(wiring.Component):
     Throughput: one vector per cycle. Cost: ``python -m bench.popcount``.
     """
 
-    def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,
-                 registered: bool = True, primitives: str = "auto", family: str | None = None):
-        try:
-            if not isinstance(width, int) or isinstance(width, bool):
-                raise TypeError(f"Popcount width must be an int, not {width!r}")
-            if width < 1:
-                raise ValueError(f"Popcount width must be at least 1, not {width}")
-            if not isinstance(xnor, bool):
-                raise TypeError(f"xnor must be a bool, not {xnor!r}")
-            if not isinstance(mask, bool):
-                raise TypeError(f"mask must be a bool, not {mask!r}")
-            if xnor and mask:
-                raise ValueError("xnor and mask exclude each other: choose one lane function")
-            if not isinstance(registered, bool):
-                raise TypeError(f"registered must be a bool, not {registered!r}")
-            if primitives not in PRIMITIVES:
-                raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
-            if family is not None and family not in FAMILIES:
-                raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-        except (TypeError, ValueError):
-            self._MustUse__silence = True   # a refused construction is no unused design
-            raise
-        self._width = width
-        self._xnor = xnor
-        self._mask = mask
-        self._registered = registered
-        self._primitives = primitives
-        self._family = family
-        members = {"a": In(width)}
-        if xnor or mask:
-            members["b"] = In(width)
-        members["o"] = Out(range(width + 1))
-        super().__init__(members)
-
-    @property
-    def width(self) -> int:
-        return self._width
-
-    @property
-    def xnor(self) -> bool:
-        return self._xnor
-
-    @property
-    def mask(self) -> bool:
-        return self._mask
-
-    @property
-    def latency(self) -> int:
-        return 1 if self._registered else 0
+    Spec = PopcountSpec
 
     def _choose(self, platform) -> tuple[str, str]:
         """(primitives, family) actually used for ``platform``."""
         platform_family = _PLATFORM_FAMILIES.get(getattr(platform, "family", None))
-        family = self._family or platform_family or "ultrascale"
-        if self._primitives == "auto":
+        family = self.family or platform_family or "ultrascale"
+        if self.primitives == "auto":
             return ("xilinx" if platform_family is not None else "generic"), family
-        return self._primitives, family
+        return self.primitives, family
 
     def elaborate(self, platform):
         m = Module()
         primitives, family = self._choose(platform)
-        if self._xnor or self._mask:
-            count = pair_popcount_tree(m, self.a, self.b, op="xnor" if self._xnor else "and",
+        if self.xnor or self.mask:
+            count = pair_popcount_tree(m, self.a, self.b, op="xnor" if self.xnor else "and",
                                        primitives=primitives, family=family)
         else:
             count = popcount_tree(m, self.a, primitives=primitives, family=family)
-        if self._registered:
+        if self.registered:
             m.d.sync += self.o.eq(count)
         else:
             m.d.comb += self.o.eq(count)

@@ -59,7 +59,8 @@ class ShiftMAC(MVTU):
         Control bits of each lane's barrel shifter, ``ceil_log2(emax - emin + 1)``.
     """
 
-    def __init__(self, weights=None, *, spec: MVTUSpec | None = None, kind="pot", **params):
+    @classmethod
+    def describe(cls, weights=None, *, spec: MVTUSpec | None = None, kind="pot", **params):
         if spec is None:
             if kind != "pot":
                 raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {kind!r}")
@@ -69,10 +70,10 @@ class ShiftMAC(MVTU):
                 if np.any((mag & (mag - 1)) != 0):
                     bad = int(arr.flat[int(np.argmax((mag & (mag - 1)) != 0))])
                     raise ValueError(f"ShiftMAC weights must be 0 or ±2**e, not {bad}")
-            spec = MVTUSpec(weights, kind="pot", **params)
-        elif spec.kind != "pot":
+            return super().describe(weights, kind="pot", **params)
+        if isinstance(spec, MVTUSpec) and spec.kind != "pot":
             raise ValueError(f"ShiftMAC takes power-of-two weights (kind 'pot'), not {spec.kind!r}")
-        super().__init__(spec=spec)
+        return super().describe(weights, spec=spec, **params)
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):

@@ -15,7 +15,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["OutputStage", "range_shape", "output_shape", "OUTPUT_LATENCY"]
+from hdl.engines.described import Described
+
+__all__ = ["OutputStage", "OutputStageSpec", "range_shape", "output_shape", "OUTPUT_LATENCY"]
 
 #: Cycles from an input transfer to the valid output beat of :class:`OutputStage`.
 OUTPUT_LATENCY = 2
@@ -48,49 +50,12 @@ def _shape_bounds(shape: Shape) -> tuple[int, int]:
     return 0, (1 << shape.width) - 1
 
 
-class OutputStage(wiring.Component):
-    """Per-channel multi-threshold activation, or bias addition for scores.
+class OutputStageSpec:
+    """The output stage's description apart from its hardware: checked parameters (those
+    of :class:`OutputStage`), the clipped thresholds with the bias folded in, the output
+    shape, folds and latency."""
 
-    Input beats carry ``pe`` accumulators; beat ``f`` of each vector holds channels
-    ``f*pe .. f*pe + pe - 1`` (lane ``p`` is channel ``f*pe + p``), and beats cycle
-    through the ``channels // pe`` folds for every vector.
-
-    With ``thresholds`` (int array ``(channels, 2**k - 1)``, non-decreasing per row), lane
-    output is the code ``#{t : acc + bias >= t}`` as ``unsigned(k)``. Bias is folded into
-    the thresholds (exact). Thresholds are clipped to the reachable range of
-    ``acc_shape``, which changes no result and bounds the comparator width.
-    Without thresholds the output is ``acc + bias`` as the narrowest signed shape that
-    holds every possible sum.
-
-    Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
-    constants when there is one fold.
-
-    Two register stages keep every path short: the first registers the ``2**k - 1`` compare
-    results (or ``acc + bias``), the second turns the compare results into the code.
-    As the thresholds of a channel are sorted, the compare results form a thermometer
-    code (``acc >= t[j]`` implies ``acc >= t[j - 1]``), so the code is decoded from the
-    edges of that thermometer (``count == c`` exactly when hit ``c - 1`` is set and hit
-    ``c`` is not) rather than counted by an adder tree.
-
-    Latency: ``OUTPUT_LATENCY`` = 2 cycles (input transfer to valid output). Throughput:
-    one beat per cycle. The output register has a skid register beside it: when the sink
-    stalls, the beat leaving the first stage waits there and both stages stop. So
-    ``i.ready`` is a register output (no combinational path from ``o.ready`` to
-    ``i.ready``, and none through the engine in front, whose registers load on this
-    ``i.ready``): stalls do not chain through the layers of a network.
-
-    Parameters
-    ----------
-    channels : int
-        Output channels of the layer; ``pe`` must divide it.
-    pe : int
-        Lanes per beat.
-    acc_shape : Shape
-        Shape of the incoming accumulators.
-    thresholds : ndarray or None
-    bias : ndarray or None
-        Integer per-channel bias.
-    """
+    latency = OUTPUT_LATENCY
 
     def __init__(self, channels: int, pe: int, acc_shape, *, thresholds=None, bias=None):
         for name, value in (("channels", channels), ("PE", pe)):
@@ -130,10 +95,63 @@ class OutputStage(wiring.Component):
             self.bias = bias
             out_shape = output_shape(acc_shape, None, bias)
         self.out_shape = out_shape
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(acc_shape, pe))),
-            "o": Out(stream.Signature(data.ArrayLayout(out_shape, pe))),
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "i": In(stream.Signature(data.ArrayLayout(self.acc_shape, self.pe))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, self.pe))),
         })
+
+
+class OutputStage(Described):
+    """Per-channel multi-threshold activation, or bias addition for scores.
+
+    Input beats carry ``pe`` accumulators; beat ``f`` of each vector holds channels
+    ``f*pe .. f*pe + pe - 1`` (lane ``p`` is channel ``f*pe + p``), and beats cycle
+    through the ``channels // pe`` folds for every vector.
+
+    With ``thresholds`` (int array ``(channels, 2**k - 1)``, non-decreasing per row), lane
+    output is the code ``#{t : acc + bias >= t}`` as ``unsigned(k)``. Bias is folded into
+    the thresholds (exact). Thresholds are clipped to the reachable range of
+    ``acc_shape``, which changes no result and bounds the comparator width.
+    Without thresholds the output is ``acc + bias`` as the narrowest signed shape that
+    holds every possible sum.
+
+    Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
+    constants when there is one fold.
+
+    Two register stages keep every path short: the first registers the ``2**k - 1`` compare
+    results (or ``acc + bias``), the second turns the compare results into the code.
+    As the thresholds of a channel are sorted, the compare results form a thermometer
+    code (``acc >= t[j]`` implies ``acc >= t[j - 1]``), so the code is decoded from the
+    edges of that thermometer (``count == c`` exactly when hit ``c - 1`` is set and hit
+    ``c`` is not) rather than counted by an adder tree.
+
+    Latency: ``OUTPUT_LATENCY`` = 2 cycles (input transfer to valid output). Throughput:
+    one beat per cycle. The output register has a skid register beside it: when the sink
+    stalls, the beat leaving the first stage waits there and both stages stop. So
+    ``i.ready`` is a register output (no combinational path from ``o.ready`` to
+    ``i.ready``, and none through the engine in front, whose registers load on this
+    ``i.ready``): stalls do not chain through the layers of a network.
+
+    Built from an :class:`OutputStageSpec` (``OutputStage(spec=...)``) or from its
+    parameters.
+
+    Parameters
+    ----------
+    channels : int
+        Output channels of the layer; ``pe`` must divide it.
+    pe : int
+        Lanes per beat.
+    acc_shape : Shape
+        Shape of the incoming accumulators.
+    thresholds : ndarray or None
+    bias : ndarray or None
+        Integer per-channel bias.
+    """
+
+    Spec = OutputStageSpec
 
     def _fold_params(self, m: Module, fold: Signal, per_channel: np.ndarray, elem_shape: Shape,
                      name: str):

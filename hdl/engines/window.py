@@ -7,14 +7,17 @@ image into that stream of vectors, inserting the padding code where the window h
 over the border, without ever holding more than a few rows of the image.
 """
 
+from dataclasses import dataclass
+
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int as _check_int
+from .described import Described
 
-__all__ = ["SlidingWindow", "window_output_shape"]
+__all__ = ["SlidingWindow", "SlidingWindowSpec", "window_output_shape"]
 
 
 def window_output_shape(height, width, kernel, stride=1, padding=0):
@@ -23,7 +26,119 @@ def window_output_shape(height, width, kernel, stride=1, padding=0):
             (width + 2 * padding - kernel) // stride + 1)
 
 
-class SlidingWindow(wiring.Component):
+@dataclass(frozen=True, kw_only=True)
+class SlidingWindowSpec:
+    """The sliding window's description apart from its hardware: checked parameters
+    (those of :class:`SlidingWindow`), output size, beats, line-buffer geometry, cycles
+    and latency. Planners read it; :class:`SlidingWindow` is built from it."""
+
+    height: int
+    width: int
+    channels: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    pad_value: int = 0
+    bits: int
+    simd: int
+
+    def __post_init__(self):
+        for name in ("height", "width", "channels", "kernel", "stride"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("padding", self.padding, 0)
+        _check_int("pad_value", self.pad_value, 0)
+        _check_int("bits", self.bits, 1)
+        _check_int("simd", self.simd, 1)
+        k, p = self.kernel, self.padding
+        if p >= k:
+            raise ValueError(f"padding must be smaller than the kernel {k}, not {p}")
+        if self.pad_value >= 1 << self.bits:
+            raise ValueError(f"pad_value must fit in {self.bits} bits, not {self.pad_value}")
+        if self.channels % self.simd:
+            raise ValueError(f"SIMD must divide the channel count {self.channels}, not {self.simd}")
+        if self.height + 2 * p < k or self.width + 2 * p < k:
+            raise ValueError(f"kernel {k} is larger than the padded input "
+                             f"{self.height + 2 * p}x{self.width + 2 * p}")
+
+    @classmethod
+    def for_conv(cls, layer, in_spec, simd):
+        """The window in front of an IR ``Conv`` layer on input ``in_spec`` (an
+        ``ir.TensorSpec`` of activation codes), ``simd`` elements per beat."""
+        if in_spec.bits is None:
+            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
+                             "not accumulators")
+        h, w, c = in_spec.shape
+        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.stride,
+                   padding=layer.padding, pad_value=layer.pad_value, bits=in_spec.bits,
+                   simd=simd)
+
+    @property
+    def out_height(self) -> int:
+        return window_output_shape(self.height, self.width, self.kernel, self.stride, self.padding)[0]
+
+    @property
+    def out_width(self) -> int:
+        return window_output_shape(self.height, self.width, self.kernel, self.stride, self.padding)[1]
+
+    @property
+    def channel_folds(self) -> int:
+        """Beats per pixel, ``C / simd``."""
+        return self.channels // self.simd
+
+    @property
+    def in_beats(self) -> int:
+        """Input beats per frame."""
+        return self.height * self.width * self.channel_folds
+
+    @property
+    def window_beats(self) -> int:
+        """Output beats per window (one im2col vector)."""
+        return self.kernel * self.kernel * self.channel_folds
+
+    @property
+    def out_pixels(self) -> int:
+        """Windows (im2col vectors) per frame."""
+        return self.out_height * self.out_width
+
+    @property
+    def out_beats(self) -> int:
+        """Output beats per frame."""
+        return self.out_pixels * self.window_beats
+
+    @property
+    def depth(self) -> int:
+        """Words (beats) in the circular line buffer."""
+        cf = self.channel_folds
+        return (self.kernel + self.stride - 2) * self.width * cf + 2 * self.kernel * cf
+
+    @property
+    def line_buffer(self) -> tuple[int, int]:
+        """``(width, depth)`` of the line-buffer memory."""
+        return self.simd * self.bits, self.depth
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame with a free-running source and sink: the busier
+        side, ``max(in_beats, out_beats)`` (plus :attr:`startup` where documented)."""
+        return max(self.in_beats, self.out_beats)
+
+    @property
+    def startup(self) -> int:
+        """Input beats of a frame's first window, ``(K - 1 - padding) * W * CF + K * CF``."""
+        cf = self.channel_folds
+        return max(0, self.kernel - 1 - self.padding) * self.width * cf + self.kernel * cf
+
+    #: Cycles from the transfer of an input beat to the valid output of an element
+    #: that waited for it.
+    latency = 2
+
+    @property
+    def signature(self) -> wiring.Signature:
+        layout = data.ArrayLayout(unsigned(self.bits), self.simd)
+        return wiring.Signature({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+
+class SlidingWindow(Described):
     """Emits the im2col vector of every KxK window of a streamed image.
 
     Input: the pixels of one image after another, elements in ``(y, x, c)`` order, ``c``
@@ -35,6 +150,10 @@ class SlidingWindow(wiring.Component):
     ``(ky, kx, c)`` of window ``(oy, ox)`` is input pixel ``(oy*stride - padding + ky,
     ox*stride - padding + kx)``, or the code ``pad_value`` where that lies outside the
     image. Frames follow each other with no separator; the block counts.
+
+    Built from a :class:`SlidingWindowSpec` (``SlidingWindow(spec=...)``), or from its
+    parameters (``SlidingWindow(height=..., ...)``), which make the description first;
+    the description's figures read as the component's own.
 
     Parameters
     ----------
@@ -95,58 +214,13 @@ class SlidingWindow(wiring.Component):
     deadlocks under any pattern of input gaps and output stalls.
     """
 
-    def __init__(self, *, height, width, channels, kernel, stride=1, padding=0, pad_value=0,
-                 bits, simd):
-        _check_int("height", height, 1)
-        _check_int("width", width, 1)
-        _check_int("channels", channels, 1)
-        _check_int("kernel", kernel, 1)
-        _check_int("stride", stride, 1)
-        _check_int("padding", padding, 0)
-        _check_int("pad_value", pad_value, 0)
-        _check_int("bits", bits, 1)
-        _check_int("simd", simd, 1)
-        if padding >= kernel:
-            raise ValueError(f"padding must be smaller than the kernel {kernel}, not {padding}")
-        if pad_value >= 1 << bits:
-            raise ValueError(f"pad_value must fit in {bits} bits, not {pad_value}")
-        if channels % simd:
-            raise ValueError(f"SIMD must divide the channel count {channels}, not {simd}")
-        if height + 2 * padding < kernel or width + 2 * padding < kernel:
-            raise ValueError(f"kernel {kernel} is larger than the padded input "
-                             f"{height + 2 * padding}x{width + 2 * padding}")
-        self.height, self.width, self.channels = height, width, channels
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-        self.pad_value, self.bits, self.simd = pad_value, bits, simd
-        self.out_height, self.out_width = window_output_shape(height, width, kernel, stride, padding)
-        cf = channels // simd
-        #: Input beats per frame.
-        self.in_beats = height * width * cf
-        #: Output beats per window and per frame.
-        self.window_beats = kernel * kernel * cf
-        self.out_beats = self.out_height * self.out_width * self.window_beats
-        #: Words (beats) in the circular line buffer.
-        self.depth = (kernel + stride - 2) * width * cf + 2 * kernel * cf
-        layout = data.ArrayLayout(unsigned(bits), simd)
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-        })
+    Spec = SlidingWindowSpec
 
     @classmethod
     def for_conv(cls, layer, in_spec, simd):
-        """The window generator in front of an IR ``Conv`` layer.
-
-        ``in_spec`` is the layer's input ``ir.TensorSpec`` (activation codes); ``simd``
-        elements per beat. Its output is the conv's im2col vectors in weight-column order.
-        """
-        if in_spec.bits is None:
-            raise ValueError(f"layer '{layer.name}' needs activation codes as input, "
-                             "not accumulators")
-        h, w, c = in_spec.shape
-        return cls(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.stride,
-                   padding=layer.padding, pad_value=layer.pad_value, bits=in_spec.bits,
-                   simd=simd)
+        """The window generator in front of an IR ``Conv`` layer (see
+        :meth:`SlidingWindowSpec.for_conv`); its output is the conv's im2col vectors."""
+        return cls(spec=SlidingWindowSpec.for_conv(layer, in_spec, simd))
 
     def elaborate(self, platform):
         m = Module()

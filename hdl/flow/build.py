@@ -30,7 +30,8 @@ import boards
 from hdl import ir
 from hdl.flow import synth
 from hdl.shell.axi import AxiTop, verilog_wrapper
-from hdl.flow.network import (FoldingError, Network, build_engine, choose_folding, frame_cycles, plan,
+from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
+                              frame_cycles, plan,
                               plan_ram_styles, stage_cycles, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
 from hdl.flow.vivado import run_vivado, write_project
@@ -347,13 +348,13 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         if max_fit:
             folding, target_cycles = _max_fit_folding(model, board, platform, progress)
         try:
-            net = Network(model, folding, target_cycles=max(1, target_cycles),
-                          bram18_budget=weight_bram_budget(board.capacity.bram18))
+            spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
+                               bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
         try:
-            top = AxiTop(net, frame_elements=frame_elements, classes=len(model.classes))
+            top = AxiTop(Network(spec=spec), frame_elements=frame_elements, classes=len(model.classes))
         except ValueError as exc:
             raise BuildError(f"{model_file}: the AXI shell cannot carry this model ({exc})") from None
         core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
@@ -361,22 +362,22 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         progress.update()
         project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
                                 sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
-        (out / "folding.json").write_text(json.dumps(net.folding, indent=2) + "\n")
+        (out / "folding.json").write_text(json.dumps(spec.folding, indent=2) + "\n")
 
         report = None
         if run_synth:
-            jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(net.stages, platform)}
+            jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(spec.stages, platform)}
             layer_synth = _synth(jobs, board.synth_family, progress)
             whole = layer_synth["whole accelerator"]
             layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,
                                              simd=s.simd, cycles_per_frame=s.cycles_per_frame,
                                              synth=layer_synth[s.name])
-                      for s in net.stages]
+                      for s in spec.stages]
             report = BuildReport.for_board(board, model=model.name, layers=layers,
-                                           latency_cycles=net.latency_bound, clock_mhz=clock,
+                                           latency_cycles=spec.latency_bound, clock_mhz=clock,
                                            totals=whole.resources(),
-                                           cycles_per_frame=net.cycles_per_frame)
-            notes = [f"folding: {json.dumps(net.folding)}",
+                                           cycles_per_frame=spec.cycles_per_frame)
+            notes = [f"folding: {json.dumps(spec.folding)}",
                      f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
                      "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
                      "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
@@ -388,13 +389,13 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
 
     messages.append(vivado.message)
     if report is not None:
-        say(f"{board.name}: {model.name}, {net.cycles_per_frame} cycles/frame, "
+        say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame, "
             f"{report.fps:,.0f} fps at {clock:g} MHz, {report.totals['lut']:,} LUT, "
             f"{report.totals['ff']:,} FF, {report.totals['bram18']} BRAM18, {report.totals['dsp']} DSP "
             f"-> {out / 'report.md'}")
     else:
-        say(f"{board.name}: {model.name}, {net.cycles_per_frame} cycles/frame "
-            f"({clock * 1e6 / net.cycles_per_frame:,.0f} fps at {clock:g} MHz); synthesis skipped")
+        say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame "
+            f"({clock * 1e6 / spec.cycles_per_frame:,.0f} fps at {clock:g} MHz); synthesis skipped")
     say(vivado.message)
     if report is not None and not report.fits:
         over = [k for k in report.totals if report.totals[k] > report.capacity[k]]
@@ -402,5 +403,5 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                          f"lower --target-fps or use --max-fit (report in {out})")
     if vivado.ran and not vivado.ok:
         raise _KeepOutputs(vivado.message)
-    return BuildResult(report=report, out_dir=out, folding=net.folding,
-                       cycles_per_frame=net.cycles_per_frame, messages=tuple(messages))
+    return BuildResult(report=report, out_dir=out, folding=spec.folding,
+                       cycles_per_frame=spec.cycles_per_frame, messages=tuple(messages))

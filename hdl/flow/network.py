@@ -12,25 +12,31 @@ pair of stages. Elements travel in tensor order ``(y, x, c)`` everywhere.
 
 The cycle model (``Stage.cycles_per_frame``) is what folding is chosen by: a frame
 takes as long as its slowest stage (the initiation interval), see :func:`plan`.
+
+Planning reads descriptions only (each stage's ``compute``, ``window`` and ``pool``,
+and :class:`NetworkSpec` for the whole pipeline); engines are built by
+:func:`build_engine` and :class:`Network`, to be elaborated.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl import ir
+from hdl.engines.described import Described
 from hdl.engines.mvtu import MVTU, RAM_STYLES, MVTUSpec
 from hdl.engines.plumbing import StreamFIFO, WidthConverter
-from hdl.engines.pool import MaxPool
+from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
-from hdl.engines.window import SlidingWindow
+from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
-__all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network",
+__all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
            "weight_memory", "bram18_estimate", "weight_bram_budget"]
 
@@ -41,7 +47,7 @@ class FoldingError(ValueError):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Stage:
-    """One hardware stage and its folding.
+    """One hardware stage and its folding, with the descriptions of its engines.
 
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
@@ -73,6 +79,29 @@ class Stage:
     def cycles_per_frame(self) -> int:
         return stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
 
+    @cached_property
+    def compute(self) -> MVTUSpec | None:
+        """The dense engine's description (MVTU or shift MAC); None for max-pool and
+        sparse stages."""
+        if isinstance(self.layer, ir.MaxPool) or self.engine == "sparse":
+            return None
+        return MVTUSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
+                                   simd=self.simd, ram_style=self.ram_style)
+
+    @property
+    def window(self) -> SlidingWindowSpec | None:
+        """The sliding window's description for a convolution, else None."""
+        if not isinstance(self.layer, ir.Conv):
+            return None
+        return SlidingWindowSpec.for_conv(self.layer, self.in_spec, self.simd)
+
+    @property
+    def pool(self) -> MaxPoolSpec | None:
+        """The max-pool's description for a max-pool stage, else None."""
+        if not isinstance(self.layer, ir.MaxPool):
+            return None
+        return MaxPoolSpec.for_layer(self.layer, self.in_spec, self.pe)
+
 
 def engine_name(layer: ir.Layer, in_bits: int | None) -> str:
     """Which engine runs a layer: decided by its weights alone."""
@@ -93,33 +122,32 @@ def _divisors(n: int) -> list[int]:
 
 
 def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) -> int:
-    """Cycles per frame of one stage at a folding (the cycle model).
+    """Cycles per frame of one stage at a folding (the cycle model), from the engines'
+    descriptions.
 
-    * fc: ``(out / pe) * (in / simd)``;
-    * conv: ``H' * W' * (out / pe) * (K*K*C / simd)``, or the window's input side
-      ``H * W * C / simd`` if that is larger (strides above the kernel);
+    * fc: the engine's cycles per vector, ``(out / pe) * (in / simd)``
+      (:meth:`hdl.engines.mvtu.MVTUSpec.vector_cycles`);
+    * conv: ``H' * W'`` vectors of ``K*K*C`` elements, or the window's own cycles per
+      frame (:class:`hdl.engines.window.SlidingWindowSpec`) if that is larger (strides
+      above the kernel);
     * sparse (CSC) fc / conv: the engine's cycles per vector (they follow the non-zero
       weights, see :class:`hdl.engines.sparse.SparseCSC`) instead of ``(out / pe) * (in / simd)``;
-    * maxpool: ``max(H * W, H' * W' * K * K) * C / lanes``.
+    * maxpool: :attr:`hdl.engines.pool.MaxPoolSpec.cycles_per_frame`,
+      ``max(H * W, H' * W' * K * K) * C / lanes``.
     """
-    h, w, c = in_spec.shape
-    sparse = not isinstance(layer, ir.MaxPool) and layer.weights.sparse
+    if isinstance(layer, ir.MaxPool):
+        return MaxPoolSpec.for_layer(layer, in_spec, pe).cycles_per_frame
+    sparse = layer.weights.sparse
     if isinstance(layer, ir.FC):
         if sparse:
             return _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
-        return (layer.out_features // pe) * (in_spec.size // simd)
-    if isinstance(layer, ir.Conv):
-        k = layer.kernel
-        oh = (h + 2 * layer.padding - k) // layer.stride + 1
-        ow = (w + 2 * layer.padding - k) // layer.stride + 1
-        if sparse:
-            compute = oh * ow * _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
-        else:
-            compute = oh * ow * (layer.out_channels // pe) * (k * k * c // simd)
-        return max(compute, h * w * c // simd)
-    k, s = layer.kernel, layer.step
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    return max(h * w, oh * ow * k * k) * c // pe
+        return MVTUSpec.vector_cycles(layer.out_features, in_spec.size, pe, simd)
+    window = SlidingWindowSpec.for_conv(layer, in_spec, simd)
+    if sparse:
+        vector = _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
+    else:
+        vector = MVTUSpec.vector_cycles(layer.out_channels, window.window_beats * simd, pe, simd)
+    return max(window.out_pixels * vector, window.cycles_per_frame)
 
 
 _SPARSE_CYCLES: dict = {}
@@ -288,9 +316,7 @@ def weight_bram_budget(bram18: int) -> int:
 def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
     """``(memories, width, depth)`` of a dense engine's weight ROMs (one per PE), or None
     for a stage without them (max-pool, sparse)."""
-    if isinstance(stage.layer, ir.MaxPool) or stage.engine == "sparse":
-        return None
-    return _compute_spec(stage).weight_memory
+    return None if stage.compute is None else stage.compute.weight_memory
 
 
 def bram18_estimate(width: int, depth: int) -> int:
@@ -356,10 +382,9 @@ def burst_depth(stage: Stage) -> int:
     producer writes the next vector while the engine computes; with a single neuron fold
     the engine takes input every cycle and a small FIFO is enough.
     """
-    layer = stage.layer
-    if isinstance(layer, ir.FC) and stage.engine not in ("sparse",) \
-            and layer.out_features // stage.pe > 1:
-        return stage.in_spec.size // stage.simd
+    compute = stage.compute
+    if isinstance(stage.layer, ir.FC) and compute is not None and compute.neuron_folds > 1:
+        return compute.synapse_folds
     return 0
 
 
@@ -388,56 +413,29 @@ def _payload(component: wiring.Component, port: str):
     return component.signature.members[port].signature.members["payload"].shape
 
 
-def _compute_spec(stage: Stage) -> MVTUSpec:
-    """The description of a dense stage's engine (MVTU or shift MAC)."""
-    return MVTUSpec.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits, pe=stage.pe,
-                               simd=stage.simd, ram_style=stage.ram_style)
-
-
 def _compute_engine(stage: Stage):
     if stage.engine == "sparse":
         from hdl.engines.sparse import SparseCSC
         return SparseCSC.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits,
                                     pe=stage.pe, simd=stage.simd)
     cls = ShiftMAC if stage.engine == "shiftmac" else MVTU
-    return cls(spec=_compute_spec(stage))
+    return cls(spec=stage.compute)
 
 
 def build_engine(stage: Stage) -> wiring.Component:
     """The hardware of one stage, with ``i``/``o`` stream ports (also synthesised alone)."""
-    layer = stage.layer
-    h, w, c = stage.in_spec.shape
-    if isinstance(layer, ir.MaxPool):
-        return MaxPool(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.step,
-                       bits=stage.in_spec.bits, lanes=stage.pe)
+    if stage.pool is not None:
+        return MaxPool(spec=stage.pool)
     compute = _compute_engine(stage)
-    if isinstance(layer, ir.FC):
+    if stage.window is None:
         return compute
-    window = SlidingWindow(height=h, width=w, channels=c, kernel=layer.kernel, stride=layer.stride,
-                           padding=layer.padding, pad_value=layer.pad_value,
-                           bits=stage.in_spec.bits, simd=stage.simd)
-    return ConvEngine(window, compute)
+    return ConvEngine(SlidingWindow(spec=stage.window), compute)
 
 
-class Network(wiring.Component):
-    """A whole model as one streaming component.
-
-    Ports
-    -----
-    i : ``In(stream.Signature(ArrayLayout(unsigned(input.bits), in_lanes)))``
-        Input codes of one frame after another, tensor order, ``in_lanes`` per beat
-        (the first stage's SIMD).
-    o : ``Out(stream.Signature(ArrayLayout(signed(w), out_lanes)))``
-        The frame's integer scores, ``out_lanes`` (the last stage's PE) per beat.
-
-    Throughput: one frame per :attr:`cycles_per_frame` cycles in steady state (the
-    slowest stage). Between stages: a width converter where lanes differ, and a
-    :class:`~hdl.engines.plumbing.StreamFIFO` of ``fifo_depth`` beats, or of one input vector in
-    front of a fully connected stage with several neuron folds (:func:`burst_depth`), so
-    that a stage that is not the slowest never holds up the one before it.
-
-    ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
-    left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
+class NetworkSpec:
+    """A whole model's accelerator described apart from its hardware: the stages at their
+    folding (each with its engines' descriptions), the FIFO depths between them, lanes,
+    cycles per frame and the latency bound. Parameters are those of :class:`Network`.
     """
 
     def __init__(self, model: ir.Model, folding: dict | None = None, *, target_cycles=None,
@@ -451,16 +449,12 @@ class Network(wiring.Component):
         if bram18_budget is not None:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
-        self.engines = [build_engine(s) for s in self.stages]
+        #: Beats of the FIFO in front of each stage (None for the first).
         self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s)) for s in self.stages[1:]]
         self.cycles_per_frame = frame_cycles(self.stages)
         self.latency_bound = latency_cycles(self.stages)
         self.in_lanes = self.stages[0].in_lanes
         self.out_lanes = self.stages[-1].out_lanes
-        out_layout = _payload(self.engines[-1], "o")
-        self.score_shape = out_layout.elem_shape
-        super().__init__({"i": In(stream.Signature(_payload(self.engines[0], "i"))),
-                          "o": Out(stream.Signature(out_layout))})
 
     @property
     def folding(self) -> dict[str, dict]:
@@ -468,6 +462,45 @@ class Network(wiring.Component):
         return {s.name: {"pe": s.pe, "simd": s.simd,
                          **({"ram_style": s.ram_style} if s.ram_style != "auto" else {})}
                 for s in self.stages}
+
+
+class Network(Described):
+    """A whole model as one streaming component.
+
+    Built from a :class:`NetworkSpec` (``Network(spec=...)``) or from its parameters
+    (``Network(model, folding, ...)``), which make the description first; the
+    description's figures (``stages``, ``folding``, ``cycles_per_frame``, ...) read as
+    the network's own.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(unsigned(input.bits), in_lanes)))``
+        Input codes of one frame after another, tensor order, ``in_lanes`` per beat
+        (the first stage's SIMD).
+    o : ``Out(stream.Signature(ArrayLayout(signed(w), out_lanes)))``
+        The frame's integer scores, ``out_lanes`` (the last stage's PE) per beat, each
+        of ``score_shape``.
+
+    Throughput: one frame per :attr:`cycles_per_frame` cycles in steady state (the
+    slowest stage). Between stages: a width converter where lanes differ, and a
+    :class:`~hdl.engines.plumbing.StreamFIFO` of ``fifo_depth`` beats, or of one input vector in
+    front of a fully connected stage with several neuron folds (:func:`burst_depth`), so
+    that a stage that is not the slowest never holds up the one before it.
+
+    ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
+    left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
+    """
+
+    Spec = NetworkSpec
+
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        #: The stages' engines, elaborated as the network's submodules.
+        self.engines = [build_engine(s) for s in spec.stages]
+        out_layout = _payload(self.engines[-1], "o")
+        self.score_shape = out_layout.elem_shape
+        wiring.Component.__init__(self, {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
+                                         "o": Out(stream.Signature(out_layout))})
 
     def elaborate(self, platform):
         m = Module()

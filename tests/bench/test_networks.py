@@ -11,8 +11,6 @@ import pytest
 from bench import networks, report
 from sim.random_model import LayerPlan, build_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 ROW_KEYS = {"network", "board", "clock_mhz", "fps", "cycles_per_frame", "lut", "ff", "bram18",
             "dsp", "fits", "folding", "toolflow_s", "logic_levels", "cycles_measured", "command"}
 

@@ -15,8 +15,6 @@ from hdl.engines.mvtu import MVTU
 from hdl.flow.synth import synthesize
 from sim.random_model import random_thresholds, random_weights
 
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 #: The budget of issue 7.
 MAX_LEVELS = 6
 

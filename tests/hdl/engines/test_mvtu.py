@@ -6,12 +6,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl import ir
-from hdl.engines.mvtu import MVTU
+from hdl.engines.mvtu import MVTU, MVTUSpec
 from sim import amsim
 from sim.random_model import random_thresholds, random_weights
-
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 
 def reference(weights, codes, in_bits, thresholds=None, bias=None, *, kind="int", wbits=8):
     """The IR rule in NumPy, cross-checked with ``sim.golden.layer_forward`` on an ``ir.FC``."""
@@ -120,11 +117,30 @@ def test_exact(kind, wbits, in_bits, outputs, inputs, pe, simd, tbits, bias, see
 
 def test_modes():
     w = np.ones((2, 2), np.int64)
-    assert MVTU(w, kind="binary", in_bits=1, pe=1, simd=1).mode == "xnor"
-    assert MVTU(w, kind="binary", in_bits=2, pe=1, simd=1).mode == "binary"
-    assert MVTU(w, kind="ternary", in_bits=2, pe=1, simd=1).mode == "int"
-    assert MVTU(w, kind="int", wbits=4, in_bits=2, pe=1, simd=1).mode == "int"
-    assert MVTU(w, kind="pot", in_bits=2, pe=1, simd=1).mode == "pot"
+    assert MVTUSpec(w, kind="binary", in_bits=1, pe=1, simd=1).mode == "xnor"
+    assert MVTUSpec(w, kind="binary", in_bits=2, pe=1, simd=1).mode == "binary"
+    assert MVTUSpec(w, kind="ternary", in_bits=2, pe=1, simd=1).mode == "int"
+    assert MVTUSpec(w, kind="int", wbits=4, in_bits=2, pe=1, simd=1).mode == "int"
+    assert MVTUSpec(w, kind="pot", in_bits=2, pe=1, simd=1).mode == "pot"
+
+
+def test_built_from_the_description():
+    """The MVTU's ports and figures are its description's; a spec and parameters
+    together, or something else as spec, are refused before any component exists."""
+    w = np.arange(-4, 4, dtype=np.int64).reshape(2, 4)
+    spec = MVTUSpec(w, kind="int", wbits=4, in_bits=2, pe=2, simd=2, ram_style="block")
+    dut = MVTU(spec=spec, primitives="generic")
+    assert dut.spec is spec and dut.signature == spec.signature and dut.primitives == "generic"
+    assert (dut.cycles_per_vector, dut.latency, dut.weight_memory) == (2, spec.latency, (2, 8, 2))
+    assert spec.output.out_shape == spec.out_shape
+    from amaranth.back import rtlil
+    assert rtlil.convert(dut).count('"block"') == 2         # the weight memory per PE
+    with pytest.raises(TypeError, match="give either a spec or the parameters of MVTU, not both"):
+        MVTU(w, spec=spec)
+    with pytest.raises(TypeError, match="spec must be a MVTUSpec, not dict"):
+        MVTU(spec={})
+    with pytest.raises(ValueError, match="primitives must be one of auto, generic, xilinx"):
+        MVTU(spec=spec, primitives="lattice")
 
 
 @pytest.mark.parametrize("kind,in_bits,outputs,inputs,pe,simd", [
@@ -159,8 +175,8 @@ def test_from_layer():
     got, _ = simulate(dut, codes, seed=9)
     assert np.array_equal(got, reference(w.matrix(), codes, 2, thr.thresholds, layer.bias))
     conv = ir.Conv(name="c", out_channels=4, kernel=3, weights=random_weights(rng, 4, 18, "binary"))
-    dut = MVTU.from_layer(conv, None, in_bits=1, pe=2, simd=9)
-    assert dut.mode == "xnor" and dut.cycles_per_vector == 4
+    spec = MVTUSpec.from_layer(conv, None, in_bits=1, pe=2, simd=9)
+    assert spec.mode == "xnor" and spec.cycles_per_vector == 4
 
 
 def test_accumulator_width_from_weights():
@@ -172,7 +188,7 @@ def test_accumulator_width_from_weights():
     codes = np.array([[15] * 64, [0] * 64])
     got, _ = simulate(dut, codes, seed=1)
     assert np.array_equal(got, reference(w, codes, 4))
-    pot = MVTU(np.array([[4, -8, 0, 4]]), kind="pot", in_bits=2, pe=1, simd=2)
+    pot = MVTUSpec(np.array([[4, -8, 0, 4]]), kind="pot", in_bits=2, pe=1, simd=2)
     assert (pot.emin, pot.emax) == (2, 3) and pot.weight_bits == 1 + 2
 
 
@@ -190,18 +206,22 @@ def test_accumulator_width_from_weights():
     (dict(thresholds=np.array([[2, 1, 0]] * 64)), ValueError, "non-decreasing"),
     (dict(bias=np.zeros(3, np.int64)), ValueError, "bias must have shape \\(64,\\)"),
 ])
-def test_parameter_errors(kwargs, exc, match):
+@pytest.mark.parametrize("cls", [MVTUSpec, MVTU])
+def test_parameter_errors(cls, kwargs, exc, match):
+    """The description refuses bad parameters; the MVTU's constructor, which makes the
+    description first, with the same message."""
     w = np.full((64, 288), 3, np.int64)
     args = dict(kind="int", wbits=4, in_bits=2, pe=4, simd=16) | kwargs
     with pytest.raises(exc, match=match):
-        MVTU(w, **args)
+        cls(w, **args)
 
 
-def test_binary_weight_errors():
+@pytest.mark.parametrize("cls", [MVTUSpec, MVTU])
+def test_binary_weight_errors(cls):
     with pytest.raises(ValueError, match="binary weights must all be -1 or \\+1"):
-        MVTU(np.zeros((2, 2), np.int64), kind="binary", in_bits=1, pe=1, simd=1)
+        cls(np.zeros((2, 2), np.int64), kind="binary", in_bits=1, pe=1, simd=1)
     with pytest.raises(TypeError, match="weights must be an integer array"):
-        MVTU(np.ones((2, 2)), kind="binary", in_bits=1, pe=1, simd=1)
+        cls(np.ones((2, 2)), kind="binary", in_bits=1, pe=1, simd=1)
 
 
 # --- Verilator (cocotb): two builds, many seeds -----------------------------------------

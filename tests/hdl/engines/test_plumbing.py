@@ -4,20 +4,18 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.hdl import unsigned
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from hdl.engines.plumbing import StreamFIFO, WidthConverter
+from hdl.engines.plumbing import StreamFIFO, StreamFIFOSpec, WidthConverter, WidthConverterSpec
 from sim import amsim
 from sim.streams import unpack
-
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 @pytest.fixture(autouse=True)
 def _collect_unused():
-    """Components refused in ``__init__`` are never elaborated; collect them inside the
-    test, where the warning filter above applies."""
+    """Collect garbage inside each test, so that an elaboratable left unused would warn
+    in the test that made it."""
     yield
     gc.collect()
 
@@ -107,9 +105,10 @@ def test_width_converter_frame_drops_unused_lanes(in_lanes, out_lanes, frame):
     ((2, 1, 4.0), {}, TypeError, "out_lanes must be an integer, not 4.0"),
     ((2, 1, 4), dict(signed=1), TypeError, "signed must be a bool, not 1"),
 ])
-def test_width_converter_bad_parameters(args, kwargs, exc, msg):
+@pytest.mark.parametrize("cls", [WidthConverterSpec, WidthConverter])
+def test_width_converter_bad_parameters(cls, args, kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
-        WidthConverter(*args, **kwargs)
+        cls(*args, **kwargs)
 
 
 @pytest.mark.parametrize("args,exc,msg", [
@@ -117,6 +116,17 @@ def test_width_converter_bad_parameters(args, kwargs, exc, msg):
     ((unsigned(4), "2"), TypeError, "depth must be an integer, not '2'"),
     (("wide", 2), TypeError, "payload_shape must be shape-castable, not 'wide'"),
 ])
-def test_fifo_bad_parameters(args, exc, msg):
+@pytest.mark.parametrize("cls", [StreamFIFOSpec, StreamFIFO])
+def test_fifo_bad_parameters(cls, args, exc, msg):
     with pytest.raises(exc, match=msg):
-        StreamFIFO(*args)
+        cls(*args)
+
+
+def test_descriptions():
+    """Capacity and ports of the width converter, ports of the FIFO, from their
+    descriptions."""
+    wc = WidthConverterSpec(3, 2, 5, signed=True)
+    assert wc.capacity == 6 and wc.element_shape == signed(3)
+    assert wc.signature.members["o"].signature.members["payload"].shape.length == 5
+    fifo = StreamFIFOSpec(unsigned(4), 3)
+    assert fifo.signature.members["i"].signature.members["payload"].shape == unsigned(4)

@@ -5,12 +5,9 @@ import gc
 import numpy as np
 import pytest
 
-from hdl.engines.pool import LabelSelect, MaxPool
+from hdl.engines.pool import LabelSelect, MaxPool, MaxPoolSpec
 from sim import amsim, golden
 from sim.streams import unpack
-
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 
 @pytest.fixture(autouse=True)
 def _collect_unused():
@@ -105,11 +102,26 @@ def test_maxpool_throughput(k):
     (dict(bits=0), ValueError, "bits must be at least 1, not 0"),
     (dict(height="4"), TypeError, "height must be an integer, not '4'"),
 ])
-def test_maxpool_bad_parameters(kwargs, exc, msg):
+@pytest.mark.parametrize("cls", [MaxPoolSpec, MaxPool])
+def test_maxpool_bad_parameters(cls, kwargs, exc, msg):
     params = dict(height=4, width=6, channels=4, kernel=2, bits=2, lanes=2)
     params.update(kwargs)
     with pytest.raises(exc, match=msg):
-        MaxPool(**params)
+        cls(**params)
+
+
+def test_maxpool_description():
+    """Output size, beats and cycles per frame of the description (stride defaults to
+    the kernel); the component reads them from it."""
+    spec = MaxPoolSpec(height=7, width=6, channels=4, kernel=2, bits=2, lanes=2)
+    assert spec.stride == 2 and (spec.out_height, spec.out_width) == (3, 3)
+    assert (spec.in_beats, spec.out_beats) == (7 * 6 * 2, 3 * 3 * 2)
+    assert spec.cycles_per_frame == max(7 * 6, 3 * 3 * 2 * 2) * 4 // 2
+    assert spec.window.padding == 0 and spec.window.simd == 2
+    dut = MaxPool(spec=spec)
+    assert dut.signature == spec.signature and dut.out_beats == spec.out_beats
+    from amaranth.back import rtlil
+    rtlil.convert(dut)
 
 
 # --- label select --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment, Instance
 from amaranth.sim import Simulator
 
-from hdl.engines.popcount import FAMILIES, Popcount
+from hdl.engines.popcount import FAMILIES, Popcount, PopcountSpec
 from hdl.flow.toolchain import run_yosys
 
 SEED = 20261121
@@ -104,10 +104,12 @@ def test_ports():
     (dict(width=4, primitives="altera"), ValueError, "primitives must be one of auto, generic, xilinx, not 'altera'"),
     (dict(width=4, family="ecp5"), ValueError, "family must be one of ultrascale, 7series, not 'ecp5'"),
 ])
-def test_bad_parameters(kwargs, exc, match):
+@pytest.mark.parametrize("cls", [PopcountSpec, Popcount])
+def test_bad_parameters(cls, kwargs, exc, match):
+    kwargs = dict(kwargs)
     width = kwargs.pop("width")
     with pytest.raises(exc, match=match):
-        Popcount(width, **kwargs)
+        cls(width, **kwargs)
 
 
 # -- the primitive netlist, through Yosys's Xilinx simulation models -------------------

@@ -10,10 +10,8 @@ from hdl import ir
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.flow.toolchain import run_yosys
 
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
 try:
-    from tests.hdl.test_mvtu import check, reference, simulate
+    from tests.hdl.engines.test_mvtu import check, reference, simulate
 except ImportError:                      # pytest's default rootdir-less import mode
     from test_mvtu import check, reference, simulate
 
@@ -68,6 +66,9 @@ def test_from_layer_and_errors():
     w = ir.Weights.from_matrix(pot_matrix(rng, 4, 8, range(0, 7)), "pot", 4)
     dut = ShiftMAC.from_layer(ir.FC(name="fc", out_features=4, weights=w), None, in_bits=2, pe=2, simd=4)
     assert dut.mode == "pot" and dut.cycles_per_vector == 4
+    codes = rng.integers(0, 4, size=(3, 8))
+    got, _ = simulate(dut, codes, seed=3)
+    assert np.array_equal(got, reference(w.matrix(), codes, 2, kind="pot", wbits=4))
     binary = ir.FC(name="b", out_features=2, weights=ir.Weights.from_matrix(np.ones((2, 2)), "binary"))
     with pytest.raises(ValueError, match="ShiftMAC needs a layer with pot weights; layer 'b' has binary"):
         ShiftMAC.from_layer(binary, None, in_bits=1, pe=1, simd=1)

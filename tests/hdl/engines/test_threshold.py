@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed
+from amaranth.hdl import signed, unsigned
 
-from hdl.engines.threshold import OutputStage, range_shape
+from hdl.engines.threshold import OutputStage, OutputStageSpec, range_shape
 from sim import amsim
 
 
@@ -57,14 +57,26 @@ def test_range_shape():
     assert range_shape(0, 128) == signed(9)
 
 
-def test_bad_parameters():
+@pytest.mark.parametrize("cls", [OutputStageSpec, OutputStage])
+def test_bad_parameters(cls):
     with pytest.raises(ValueError, match="PE must divide the output channel count 6, not 4"):
-        OutputStage(6, 4, signed(8))
+        cls(6, 4, signed(8))
     with pytest.raises(TypeError, match="PE must be an integer"):
-        OutputStage(6, 1.5, signed(8))
+        cls(6, 1.5, signed(8))
     with pytest.raises(ValueError, match=r"thresholds must have shape \(4, 2\*\*bits - 1\)"):
-        OutputStage(4, 2, signed(8), thresholds=np.zeros((4, 2), dtype=np.int64))
+        cls(4, 2, signed(8), thresholds=np.zeros((4, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="non-decreasing"):
-        OutputStage(2, 1, signed(8), thresholds=np.array([[0, 5, 3], [1, 2, 3]]))
+        cls(2, 1, signed(8), thresholds=np.array([[0, 5, 3], [1, 2, 3]]))
     with pytest.raises(ValueError, match="bias must be 4 integers"):
-        OutputStage(4, 2, signed(8), bias=np.zeros(3, dtype=np.int64))
+        cls(4, 2, signed(8), bias=np.zeros(3, dtype=np.int64))
+
+
+def test_description():
+    """Thresholds clipped to the accumulator's range with the bias folded in, output
+    shapes and folds, without building the stage."""
+    spec = OutputStageSpec(2, 1, signed(4), thresholds=np.array([[-100, 0, 100], [1, 2, 3]]),
+                           bias=np.array([1, -1]))
+    assert spec.thresholds.tolist() == [[-8, -1, 8], [2, 3, 4]]
+    assert spec.out_shape == unsigned(2) and spec.folds == 2 and spec.latency == 2
+    scores = OutputStageSpec(4, 2, signed(4), bias=np.array([0, 5, -9, 0]))
+    assert scores.out_shape == range_shape(-8 - 9, 7 + 5)

@@ -6,13 +6,10 @@ import random
 import numpy as np
 import pytest
 
-from hdl.engines.window import SlidingWindow, window_output_shape
+from hdl.engines.window import SlidingWindow, SlidingWindowSpec, window_output_shape
 from sim import amsim, golden
 
 # Components refused by __init__ (or only inspected) are never elaborated.
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
-
-
 @pytest.fixture(autouse=True)
 def _collect_unused():
     """Components refused in ``__init__`` or only inspected are never elaborated; collect
@@ -152,21 +149,45 @@ def test_window_throughput(k, s, p):
     (dict(kernel=2.0), TypeError, "kernel must be an integer, not 2.0"),
     (dict(bits=True), TypeError, "bits must be an integer, not True"),
 ])
-def test_window_bad_parameters(kwargs, exc, msg):
+@pytest.mark.parametrize("cls", [SlidingWindowSpec, SlidingWindow])
+def test_window_bad_parameters(cls, kwargs, exc, msg):
+    """The description refuses bad parameters; the component's constructor, which makes
+    the description first, refuses them with the same message."""
     params = dict(height=4, width=5, channels=4, kernel=3, stride=1, padding=1, pad_value=0,
                   bits=2, simd=2)
     params.update(kwargs)
     with pytest.raises(exc, match=msg):
-        SlidingWindow(**params)
+        cls(**params)
 
 
 def test_window_depth_is_documented_size():
-    dut = SlidingWindow(height=10, width=12, channels=8, kernel=3, stride=1, padding=1,
-                        bits=1, simd=4)
+    spec = SlidingWindowSpec(height=10, width=12, channels=8, kernel=3, stride=1, padding=1,
+                             bits=1, simd=4)
     cf = 2
-    assert dut.depth == 2 * 12 * cf + 2 * 3 * cf
-    assert (dut.out_height, dut.out_width) == (10, 12)
-    assert dut.out_beats == 10 * 12 * 9 * cf
+    assert spec.depth == 2 * 12 * cf + 2 * 3 * cf
+    assert spec.line_buffer == (4 * 1, spec.depth)
+    assert (spec.out_height, spec.out_width) == (10, 12)
+    assert spec.out_beats == 10 * 12 * 9 * cf
+    assert spec.cycles_per_frame == max(10 * 12 * cf, spec.out_beats)
+    assert spec.startup == (3 - 1 - 1) * 12 * cf + 3 * cf
+
+
+def test_window_is_built_from_its_description():
+    """The component's figures and ports are its description's, and its line buffer is
+    the description's memory."""
+    spec = SlidingWindowSpec(height=5, width=4, channels=2, kernel=3, stride=2, bits=2, simd=2)
+    dut = SlidingWindow(spec=spec)
+    assert dut.spec is spec and dut.signature == spec.signature
+    assert (dut.depth, dut.out_beats) == (spec.depth, spec.out_beats)
+    from amaranth.hdl import Fragment, Shape
+    m = dut.elaborate(None)
+    assert (Shape.cast(m.submodules.mem.shape).width, m.submodules.mem.depth) == spec.line_buffer
+    Fragment.get(m, None)                  # elaborate what was built
+    Fragment.get(dut, None)
+    with pytest.raises(TypeError, match="give either a spec or the parameters of SlidingWindow"):
+        SlidingWindow(spec=spec, height=5)
+    with pytest.raises(TypeError, match="spec must be a SlidingWindowSpec, not dict"):
+        SlidingWindow(spec={})
 
 
 def test_window_verilator():
@@ -225,6 +246,8 @@ def test_window_for_conv_feeds_the_model_conv():
 def test_window_for_conv_refuses_accumulators():
     from hdl import ir
     layer = ir.Conv(name="c", out_channels=1, kernel=1, weights=None)
+    with pytest.raises(ValueError, match="layer 'c' needs activation codes as input"):
+        SlidingWindowSpec.for_conv(layer, ir.TensorSpec(shape=(2, 2, 1), bits=None), simd=1)
     with pytest.raises(ValueError, match="layer 'c' needs activation codes as input"):
         SlidingWindow.for_conv(layer, ir.TensorSpec(shape=(2, 2, 1), bits=None), simd=1)
 

@@ -9,11 +9,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl import ir
-from hdl.flow.network import FoldingError, Network, choose_folding, frame_cycles, plan
+from hdl.flow.network import FoldingError, Network, NetworkSpec, choose_folding, frame_cycles, plan
 from sim import golden
 from sim.random_model import LayerPlan, build_model
-
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 def simulate(net: Network, codes: np.ndarray, *, seed: int, gap=0.3, stall=0.3):
@@ -213,10 +211,10 @@ def test_fifo_holds_a_vector():
     """A fully connected stage with several neuron folds takes its input only during the
     first fold: the FIFO in front holds one input vector so that the producer runs on."""
     m = model("binary-k")
-    net = Network(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
-    assert net.fifo_depths[1:] == [64, 6]
-    net = Network(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=3)
-    assert net.fifo_depths[1:] == [3, 3]
+    spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
+    assert spec.fifo_depths[1:] == [64, 6]
+    spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=3)
+    assert spec.fifo_depths[1:] == [3, 3]
 
 
 @pytest.mark.parametrize("name", ["xnor", "ternary", "pot5", "int"])
@@ -248,8 +246,8 @@ def test_choose_folding_meets_target(name):
                     o = next(x for x in other if x.name == s.name)
                     assert o.cycles_per_frame > target, (s.name, (s.pe, s.simd), (pe, simd))
     # the network built at a target reports that folding and cycle count
-    net = Network(m, target_cycles=2 * best)
-    assert net.cycles_per_frame == frame_cycles(plan(m, choose_folding(m, 2 * best))) <= 2 * best
+    spec = NetworkSpec(m, target_cycles=2 * best)
+    assert spec.cycles_per_frame == frame_cycles(plan(m, choose_folding(m, 2 * best))) <= 2 * best
 
 
 @pytest.mark.parametrize("folding, match", [
@@ -270,6 +268,33 @@ def test_choose_folding_meets_target(name):
 def test_folding_errors(folding, match):
     with pytest.raises(FoldingError, match=match):
         Network(model("xnor"), folding)
+
+
+def test_folding_errors_in_the_description():
+    """The description refuses a folding with the same message as the network."""
+    with pytest.raises(FoldingError, match=r"layer 'conv0': PE must divide the output count 4, not 3"):
+        NetworkSpec(model("xnor"), {"conv0": (3, 1)})
+
+
+@pytest.mark.parametrize("name", ["xnor", "pot4", "int", "pool-odd"])
+def test_stage_figures_are_the_engines(name):
+    """Each stage's cycles per frame, weight memories and the network's ports follow from
+    the engines' descriptions, and the engines built from them have those figures."""
+    spec = NetworkSpec(model(name), target_cycles=200)
+    net = Network(spec=spec)
+    for stage, engine in zip(spec.stages, net.engines):
+        if stage.pool is not None:
+            assert stage.cycles_per_frame == stage.pool.cycles_per_frame == engine.cycles_per_frame
+            continue
+        window, compute = stage.window, stage.compute
+        engine = engine.compute if window is not None else engine
+        assert engine.spec is compute and engine.signature == compute.signature
+        pixels = 1 if window is None else window.out_pixels
+        assert stage.cycles_per_frame == max(pixels * compute.cycles_per_vector,
+                                             0 if window is None else window.cycles_per_frame)
+    assert net.signature.members["o"].signature.members["payload"].shape.elem_shape == net.score_shape
+    from amaranth.back import rtlil
+    rtlil.convert(net)                     # built to be elaborated
 
 
 def test_folding_error_is_value_error():
