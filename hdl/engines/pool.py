@@ -11,7 +11,7 @@ from ._checks import check_int as _check_int
 from .described import Described
 from .window import SlidingWindow, SlidingWindowSpec, window_output_shape
 
-__all__ = ["MaxPool", "MaxPoolSpec", "LabelSelect"]
+__all__ = ["LabelSelectSpec", "MaxPool", "MaxPoolSpec", "LabelSelect"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,7 +183,34 @@ class MaxPool(Described):
         return m
 
 
-class LabelSelect(wiring.Component):
+class LabelSelectSpec:
+    """The label select's description: checked parameters (those of
+    :class:`LabelSelect`), payload layouts and ports."""
+
+    def __init__(self, n_classes, *, width, lanes):
+        _check_int("n_classes", n_classes, 1)
+        _check_int("width", width, 1)
+        _check_int("lanes", lanes, 1)
+        if n_classes % lanes:
+            raise ValueError(f"lanes must divide the class count {n_classes}, not {lanes}")
+        self.n_classes, self.width, self.lanes = n_classes, width, lanes
+        self.label_bits = max(1, ceil_log2(n_classes))
+        self.scores_layout = data.ArrayLayout(signed(width), lanes)
+        self.payload_layout = data.StructLayout({
+            "scores": self.scores_layout,
+            "label": unsigned(self.label_bits),
+            "last": 1,
+        })
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "i": In(stream.Signature(self.scores_layout)),
+            "o": Out(stream.Signature(self.payload_layout)),
+        })
+
+
+class LabelSelect(Described):
     """Argmax of a frame's scores (ties to the lowest index), found as the scores pass.
 
     Input: the ``n_classes`` signed scores of a frame, ``lanes`` per beat, class
@@ -216,24 +243,7 @@ class LabelSelect(wiring.Component):
     combinational path to ``label``.
     """
 
-    def __init__(self, n_classes, *, width, lanes):
-        _check_int("n_classes", n_classes, 1)
-        _check_int("width", width, 1)
-        _check_int("lanes", lanes, 1)
-        if n_classes % lanes:
-            raise ValueError(f"lanes must divide the class count {n_classes}, not {lanes}")
-        self.n_classes, self.width, self.lanes = n_classes, width, lanes
-        self.label_bits = max(1, ceil_log2(n_classes))
-        self.scores_layout = data.ArrayLayout(signed(width), lanes)
-        self.payload_layout = data.StructLayout({
-            "scores": self.scores_layout,
-            "label": unsigned(self.label_bits),
-            "last": 1,
-        })
-        super().__init__({
-            "i": In(stream.Signature(self.scores_layout)),
-            "o": Out(stream.Signature(self.payload_layout)),
-        })
+    Spec = LabelSelectSpec
 
     def elaborate(self, platform):
         m = Module()

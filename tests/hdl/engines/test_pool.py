@@ -5,7 +5,7 @@ import gc
 import numpy as np
 import pytest
 
-from hdl.engines.pool import LabelSelect, MaxPool, MaxPoolSpec
+from hdl.engines.pool import LabelSelect, LabelSelectSpec, MaxPool, MaxPoolSpec
 from sim import amsim, golden
 from sim.streams import unpack
 
@@ -169,7 +169,7 @@ def test_label_select_throughput():
 
 
 def test_label_select_layout():
-    dut = LabelSelect(10, width=9, lanes=2)
+    dut = LabelSelectSpec(10, width=9, lanes=2)
     assert dut.label_bits == 4
     assert dut.payload_layout.size == 2 * 9 + 4 + 1
     assert dut.payload_layout["label"].offset == 18
@@ -182,9 +182,10 @@ def test_label_select_layout():
     ((10,), dict(width=0, lanes=1), ValueError, "width must be at least 1, not 0"),
     ((10.0,), dict(width=8, lanes=1), TypeError, "n_classes must be an integer, not 10.0"),
 ])
-def test_label_select_bad_parameters(args, kwargs, exc, msg):
+@pytest.mark.parametrize("cls", [LabelSelectSpec, LabelSelect])
+def test_label_select_bad_parameters(args, kwargs, exc, msg, cls):
     with pytest.raises(exc, match=msg):
-        LabelSelect(*args, **kwargs)
+        cls(*args, **kwargs)
 
 
 def test_maxpool_verilator():
