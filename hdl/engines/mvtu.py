@@ -47,6 +47,7 @@ from amaranth.utils import ceil_log2
 
 from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
+from hdl.engines import shiftadd
 from hdl.engines.popcount import PRIMITIVES, Popcount
 from hdl.engines.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
@@ -273,24 +274,34 @@ class MVTU(wiring.Component):
             chunks = internal.reshape(outputs, self.synapse_folds, simd)
             c_lo, c_hi = _row_bounds(chunks, lo_a, hi_a)
             chunk_lo, chunk_hi = int(c_lo.min()), int(c_hi.max())
+        # Per-row part of ``offset`` (pot: the shift-add datapath sums in its heap domain,
+        # internal + heap_offset; see hdl.engines.shiftadd).
+        self.row_offset = None
+        if self.mode == "pot":
+            heap = shiftadd.heap_max(internal, in_bits)
+            lo_i, hi_i = np.zeros(outputs, np.int64), heap.sum(axis=1)
+            chunk_lo, chunk_hi = 0, int(heap.reshape(outputs, self.synapse_folds, simd).sum(axis=2).max())
+            self.row_offset = -self.scale * shiftadd.heap_offset(internal, in_bits)
         self.internal = internal
         self.acc_shape = range_shape(int(lo_i.min()), int(hi_i.max()))
         self.partial_shape = range_shape(chunk_lo, chunk_hi)
         bias0 = np.zeros(outputs, np.int64) if bias is None else bias
+        # Real acc = scale * internal + offset (+ row_offset[row]); bias is added on top.
+        shift0 = bias0 if self.row_offset is None else bias0 + self.row_offset
         if thresholds is not None:
             # acc + b >= t  <=>  scale * internal >= t - b - offset
             #               <=>  internal >= ceil((t - b - offset) / scale)   (scale > 0)
             # First clip t into [lo + b, hi + b + 1] (always / never reached: same codes),
             # so that the conversion cannot overflow int64.
-            real_lo = self.scale * lo_i + self.offset + bias0
-            real_hi = self.scale * hi_i + self.offset + bias0
+            real_lo = self.scale * lo_i + self.offset + shift0
+            real_hi = self.scale * hi_i + self.offset + shift0
             t = np.clip(thresholds, real_lo[:, None], real_hi[:, None] + 1)
-            self.stage_thresholds = -((self.offset + bias0[:, None] - t) // self.scale)
+            self.stage_thresholds = -((self.offset + shift0[:, None] - t) // self.scale)
             self.stage_bias = None
             self.stage_acc_shape = self.acc_shape
         else:
             self.stage_thresholds = None
-            self.stage_bias = bias
+            self.stage_bias = bias if self.row_offset is None else shift0
             self.stage_acc_shape = range_shape(self.scale * int(lo_i.min()) + self.offset,
                                                self.scale * int(hi_i.max()) + self.offset)
         stage = self._output_stage()
@@ -345,8 +356,7 @@ class MVTU(wiring.Component):
             return (m > 0).astype(np.int64)
         if self.mode == "int":
             return m & ((1 << self.wbits) - 1)
-        mag = np.where(m != 0, self.internal_exponents() + 1, 0)
-        return mag | np.where(m < 0, 1 << self._mag_bits, 0)
+        return shiftadd.lane_codes(self.internal, self.emax - self.emin + 1)
 
     def internal_exponents(self) -> np.ndarray:
         """``e - emin`` per weight (pot mode; 0 where the weight is 0)."""
@@ -382,7 +392,7 @@ class MVTU(wiring.Component):
     @property
     def _tree_terms(self) -> int:
         """Terms of the adder tree of the ``int`` and ``pot`` modes."""
-        return self.simd + (self.simd if self.mode == "pot" else 0)
+        return self.simd
 
     @property
     def datapath_stages(self) -> int:
@@ -396,6 +406,8 @@ class MVTU(wiring.Component):
             return 1
         if self.mode == "binary":
             return 2
+        if self.mode == "pot":
+            return shiftadd.plan(self.simd, self.in_bits, self.emax - self.emin + 1)[0]
         return 1 + max(1, -(-ceil_log2(self._tree_terms) // TREE_LEVELS))
 
     @property
@@ -462,32 +474,25 @@ class MVTU(wiring.Component):
             counts = self._bitplane_counts(m, b, x, f"plus{p}")
             plus = _tree_sum([c << k for k, c in enumerate(counts)])
             return self._reg(m, (plus << 1) - shared["total"], f"combine{p}")
-        terms, signs = [], []
+        if self.mode == "pot":
+            # Shift-add bit heap (hdl.engines.shiftadd), in the heap domain: row_offset
+            # takes the rest to the thresholds or the bias.
+            sa = shiftadd.ShiftAdd(self.simd, in_bits=self.in_bits, window=self.emax - self.emin + 1,
+                                   primitives=self.primitives)
+            m.submodules[f"shiftadd{p}"] = sa
+            m.d.comb += [sa.w.eq(w_word), sa.x.eq(x), sa.en.eq(self._advance)]
+            return sa.o
+        terms = []
         for j in range(self.simd):
             a, w = x[j], lanes[j]
-            if self.mode == "int":
-                ws = w.as_signed()
-                if self.in_bits == 1:
-                    term = Mux(a, ws, -ws)
-                elif self.kind == "ternary":
-                    term = Mux(w[0], Mux(w[1], -a, a), 0)
-                else:
-                    term = ws * a
-            else:  # pot: sign ? ~t : t, and the +1 of each negation comes in as a term below
-                mag, sign = w[:self._mag_bits], w[self._mag_bits]
-                if self.in_bits == 1:
-                    xv = Mux(a, Const(1, signed(2)), Const(-1, signed(2)))
-                else:
-                    xv = Cat(a, Const(0, 1)).as_signed()
-                sb = self._shift_bits
-                shifted = (xv << (mag - 1)[:sb]) if sb else xv
-                masked = Mux(mag == 0, 0, shifted)
-                term = Mux(sign, ~masked, masked)
-                signs.append(self._reg(m, sign, f"pe{p}_sign{j}"))
+            ws = w.as_signed()
+            if self.in_bits == 1:
+                term = Mux(a, ws, -ws)
+            elif self.kind == "ternary":
+                term = Mux(w[0], Mux(w[1], -a, a), 0)
+            else:
+                term = ws * a
             terms.append(self._reg(m, term, f"pe{p}_term{j}"))
-        # Lane j's sign bit (the +1 of its negation) pairs with lane j's term.
-        if signs:
-            terms = [t for pair in zip(terms, signs) for t in pair]
         return self._pipelined_sum(m, terms, f"pe{p}_tree")
 
     def _to_stage(self, internal):
