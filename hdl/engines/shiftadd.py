@@ -287,13 +287,13 @@ class ShiftAdd(wiring.Component):
             if sb:
                 vals["e0"], keys = e[0], keys + ["e0"]
             if c < k:
-                vals["a"], keys = xs[c], keys + ["a"]
+                vals[f"x{c}"], keys = xs[c], keys + [f"x{c}"]
             if sb and 1 <= c <= k:
-                vals["b"], keys = xs[c - 1], keys + ["b"]
+                vals[f"x{c - 1}"], keys = xs[c - 1], keys + [f"x{c - 1}"]
 
             def f1(v, c=c):
-                d0 = (v["s"] ^ v["a"]) if c < k else 0
-                d1 = (v["s"] ^ v["b"]) if (sb and 1 <= c <= k) else 0
+                d0 = (v["s"] ^ v[f"x{c}"]) if c < k else 0
+                d1 = (v["s"] ^ v[f"x{c - 1}"]) if (sb and 1 <= c <= k) else 0
                 out = _mux(v["e0"], d1, d0) if sb else d0
                 return (~v["z"] & out) if z is not None else out
             stage.append((c, _Node(keys, f1, vals)))
