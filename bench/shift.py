@@ -24,6 +24,12 @@ as in a network build) and synthesised with Yosys ``synth_xilinx -family xcup``
   lanes (multipliers, or shifters) and their adder tree (or bit heap), without memory,
   accumulator, output stage or control; ``datapath_lut_per_lane`` = its LUTs / (PE x SIMD).
 
+At PE 4 x SIMD 16, pot4 and int4 are also synthesised as hidden layers (15 random
+thresholds per channel instead of scores; ``engine_thresholds``): there the pot engine's
+per-row heap offset (:func:`hdl.engines.shiftadd.heap_offset`) goes into the thresholds
+for free, while with scores it is a per-channel bias in the output stage, which the
+bias-free int4 engine does not need.
+
 The JSON's headline ``pot4_lut_per_lane``, ``int4_lut_per_lane`` and ``int8_lut_per_lane``
 are the datapath figures at PE 4 x SIMD 16 (issue 13: "a pot4 lane, shift-add and its
 share of the adder tree"), ``goal`` compares pot4 with ``GOAL_RATIO`` times int4, and
@@ -52,7 +58,7 @@ from bench import command
 from hdl.engines.mvtu import MVTU
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.flow.synth import synthesize_many
-from sim.random_model import random_weights
+from sim.random_model import random_thresholds, random_weights
 
 OUTPUTS, INPUTS, IN_BITS = 32, 64, 4
 FOLDINGS = ((2, 8), (4, 16))
@@ -62,15 +68,22 @@ BOARD = "zcu104"
 GOAL_FOLDING, GOAL_RATIO = (4, 16), 0.6
 
 
-def build(kind_name: str, pe: int, simd: int, seed: int = 0):
+def build(kind_name: str, pe: int, simd: int, seed: int = 0, thresholds: bool = False):
+    """The layer for ``kind_name``; with ``thresholds``, 15 random thresholds per channel
+    (4-bit activation codes out, as a hidden layer) instead of scores."""
     kind, wbits = KINDS[kind_name]
     rng = np.random.default_rng(seed)
     w = random_weights(rng, OUTPUTS, INPUTS, kind, wbits).matrix()
     if kind == "pot":
         emax = (1 << (wbits - 1)) - 2             # make sure the whole window is used
         w[0, 0], w[0, 1] = 1, -(1 << emax)
-        return ShiftMAC(w, wbits=wbits, in_bits=IN_BITS, pe=pe, simd=simd)
-    return MVTU(w, kind=kind, wbits=wbits, in_bits=IN_BITS, pe=pe, simd=simd)
+    t = None
+    if thresholds:
+        span = np.abs(w).sum(axis=1) * ((1 << IN_BITS) - 1)
+        t = random_thresholds(rng, -span // 4, span // 4, IN_BITS)
+    if kind == "pot":
+        return ShiftMAC(w, wbits=wbits, in_bits=IN_BITS, pe=pe, simd=simd, thresholds=t)
+    return MVTU(w, kind=kind, wbits=wbits, in_bits=IN_BITS, pe=pe, simd=simd, thresholds=t)
 
 
 class Datapath(wiring.Component):
@@ -105,7 +118,7 @@ def _previous(out: Path) -> dict | None:
         old = json.loads(out.read_text())
     except (OSError, ValueError):
         return None
-    if isinstance(old.get("previous"), dict):
+    if isinstance(old, dict) and isinstance(old.get("previous"), dict):
         return old["previous"]
     configs = old.get("configs") or {}
     if not configs:
@@ -123,10 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     platform = boards.get(BOARD)()
     duts = {f"{k}_pe{pe}_simd{simd}": build(k, pe, simd) for pe, simd in FOLDINGS for k in KINDS}
+    goal_tag = "pe{}_simd{}".format(*GOAL_FOLDING)
+    hidden = {f"{k}_{goal_tag}": build(k, *GOAL_FOLDING, thresholds=True) for k in ("pot4", "int4")}
     jobs = {}
     for n, d in duts.items():
         jobs[n] = (verilog.convert(d, name="top", platform=platform), "top")
         jobs[n + "_datapath"] = (verilog.convert(Datapath(d), name="top", platform=platform), "top")
+    for n, d in hidden.items():
+        jobs[n + "_thresholds"] = (verilog.convert(d, name="top", platform=platform), "top")
 
     def progress(label, r):
         print(f"{label}: {r.lut} LUT, {r.ff} FF, {r.dsp} DSP{' (cached)' if r.cached else ''}",
@@ -164,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             }
             for p in ("pot4", "pot5") for i in ("int4", "int8")
         }
-    goal_tag = "pe{}_simd{}".format(*GOAL_FOLDING)
+    thresholds = {n.split("_")[0]: {"lut": results[n + "_thresholds"].lut,
+                                     "lut_per_lane": round(results[n + "_thresholds"].lut / (d.pe * d.simd), 2),
+                                     "ff": results[n + "_thresholds"].ff, "dsp": results[n + "_thresholds"].dsp,
+                                     "logic_levels": results[n + "_thresholds"].logic_levels}
+                  for n, d in hidden.items()}
     per_lane = {k: rows[f"{k}_{goal_tag}"]["datapath_lut_per_lane"] for k in KINDS}
     ratio = round(rows[f"pot4_{goal_tag}"]["datapath_lut"] / rows[f"int4_{goal_tag}"]["datapath_lut"], 3)
-    max_pot_dsp = max(row["dsp"] for n, row in rows.items() if n.startswith("pot"))
+    max_pot_dsp = max([row["dsp"] for n, row in rows.items() if n.startswith("pot")]
+                      + [thresholds["pot4"]["dsp"]])
     out = Path(args.out)
     summary = {
         "bench": "shift", "family": platform.synth_family, "board": BOARD,
@@ -179,8 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         "per_lane_means": "datapath LUTs (lanes and adder tree or bit heap, between registers) "
                           "/ (PE x SIMD)",
         "engine_lut_per_lane": {k: rows[f"{k}_{goal_tag}"]["lut_per_lane"] for k in KINDS},
+        "engine_thresholds": thresholds,
         "goal": {"pot4_vs_int4_lut_ratio": ratio, "max_ratio": GOAL_RATIO,
                  "engine_pot4_vs_int4_lut_ratio": comparison[goal_tag]["pot4_vs_int4"]["lut_ratio"],
+                 "engine_thresholds_pot4_vs_int4_lut_ratio": round(
+                     thresholds["pot4"]["lut"] / thresholds["int4"]["lut"], 3),
                  "met": ratio <= GOAL_RATIO and max_pot_dsp == 0},
         "configs": rows, "comparison": comparison, "previous": _previous(out),
         "command": command("shift", argv)}

@@ -29,11 +29,14 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
     ternary or signed int-k weights x k-bit or bipolar activations: a product per lane
     (a multiplexer for ternary and bipolar operands) and an adder tree.
 ``"pot"``
-    power-of-two weights ``±2**e`` or 0: barrel shift of the activation by ``e - emin``,
-    conditional negate, adder tree; the zero code contributes nothing. ``emin .. emax``
-    is the exponent window of the actual weights, so it bounds the shifter and the
-    accumulator; the common factor ``2**emin`` is folded into the thresholds (or
-    re-applied to scores as a constant shift). No multipliers.
+    power-of-two weights ``±2**e`` or 0: the shift-add bit heap of
+    :mod:`hdl.engines.shiftadd` (each lane's activation, XORed with the weight's sign,
+    placed at columns ``e - emin ..`` by a two-level LUT shifter; the columns compressed
+    by the popcount's counters). ``emin .. emax`` is the exponent window of the actual
+    weights, so it bounds the shifter and the accumulator; the common factor
+    ``2**emin`` is folded into the thresholds (or re-applied to scores as a constant
+    shift), and so is the heap's per-row offset (:func:`hdl.engines.shiftadd.heap_offset`,
+    into the thresholds or the bias). No multipliers.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ __all__ = ["MVTU", "KINDS", "MODES", "RAM_STYLES"]
 KINDS = ("binary", "ternary", "int", "pot")
 MODES = ("xnor", "binary", "int", "pot")
 
-#: Adder-tree levels between two pipeline registers in the ``int`` and ``pot`` modes.
+#: Adder-tree levels between two pipeline registers in the ``int`` mode.
 #: Yosys merges an adder tree into one multi-operand adder and maps it as a full-adder
 #: tree in LUTs (``synth_xilinx -family xcup``: 5 LUT levels for 8 operands, 7 for 16),
 #: so a register after every 3 levels (8 operands) keeps each stage within 6 levels.
@@ -177,11 +180,11 @@ class MVTU(wiring.Component):
     last input beat when ``outputs == pe``) to the valid output beat of that fold:
     input and weight-address register, input and weight-word registers,
     ``datapath_stages`` datapath registers (1 for ``xnor``, 2 for ``binary``, for
-    ``int``/``pot`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree),
-    accumulator register, and the two registers of the output stage: 6 cycles for
-    ``xnor``, 7 for ``binary``, for ``int`` 7 up to SIMD 8 and 8 up to SIMD 64, for
-    ``pot`` (whose tree also adds the lanes' sign bits) 7 up to SIMD 4, 8 up to SIMD 32
-    and 9 up to SIMD 256.
+    ``int`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree, for ``pot``
+    the bit heap's :func:`hdl.engines.shiftadd.plan`), accumulator register, and the two
+    registers of the output stage: 6 cycles for ``xnor``, 7 for ``binary``, for ``int``
+    7 up to SIMD 8 and 8 up to SIMD 64, for ``pot`` 6 with 4-bit activations and a
+    7-exponent window up to SIMD 16 and 7 from SIMD 32 to 256.
 
     Logic depth: every register-to-register path stays at or below 6 LUT levels under
     Yosys ``synth_xilinx -family xcup`` (elaborated for a Xilinx platform, so that the
@@ -210,9 +213,11 @@ class MVTU(wiring.Component):
     bias : int ndarray (outputs,) or None
         Added to the accumulator before thresholds or in the scores.
     primitives : "auto" | "generic" | "xilinx"
-        How the popcounts of the ``xnor`` and ``binary`` modes are built
-        (:class:`hdl.engines.popcount.Popcount`): ``"auto"`` uses Xilinx LUT/carry primitives when
-        elaborated for a Xilinx platform and generic logic otherwise (simulation).
+        How the popcounts of the ``xnor`` and ``binary`` modes and the bit heap of the
+        ``pot`` mode are built (:class:`hdl.engines.popcount.Popcount`,
+        :class:`hdl.engines.shiftadd.ShiftAdd`): ``"auto"`` uses Xilinx LUT/carry
+        primitives when elaborated for a Xilinx platform and generic logic otherwise
+        (simulation).
     ram_style : "auto" | "block" | "distributed"
         Where the weight memories go, as FINN's MVAU ``ram_style``: ``"auto"`` leaves it
         to synthesis, ``"block"`` asks for block RAM, ``"distributed"`` for LUTs. Written
@@ -399,8 +404,10 @@ class MVTU(wiring.Component):
         """Register stages from the weight/input registers to the partial sum of a PE.
 
         ``xnor``: the popcount (1). ``binary``: the bit-plane popcounts, then the
-        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``/``pot``: the lane products,
-        then the adder tree with a register after every ``TREE_LEVELS`` levels.
+        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``: the lane products, then the
+        adder tree with a register after every ``TREE_LEVELS`` levels. ``pot``: the
+        shift-add bit heap, a register wherever its LUT levels reach
+        :data:`hdl.engines.shiftadd.MAX_LEVELS` and after the sum.
         """
         if self.mode == "xnor":
             return 1
