@@ -28,7 +28,9 @@ At PE 4 x SIMD 16, pot4 and int4 are also synthesised as hidden layers (15 rando
 thresholds per channel instead of scores; ``engine_thresholds``): there the pot engine's
 per-row heap offset (:func:`hdl.engines.shiftadd.heap_offset`) goes into the thresholds
 for free, while with scores it is a per-channel bias in the output stage, which the
-bias-free int4 engine does not need.
+bias-free int4 engine does not need; the thresholds' comparators are shared cost, on the
+wider accumulator for pot4 (its heap domain spans ``15 * sum|w|`` with pot weights up
+to 64, int4's weights stop at 8).
 
 The JSON's headline ``pot4_lut_per_lane``, ``int4_lut_per_lane`` and ``int8_lut_per_lane``
 are the datapath figures at PE 4 x SIMD 16 (issue 13: "a pot4 lane, shift-add and its

@@ -12,7 +12,7 @@ test runs free-running and reports the cycles per vector. The bodies are in
 import cocotb
 
 from hdl import ir
-from tests.hdl import cocotb_common as common
+from tests.hdl.engines import cocotb_common as common
 
 
 async def _run(dut, p, s, gap, stall, free):
