@@ -290,6 +290,9 @@ class MVTU(wiring.Component):
         self.internal = internal
         self.acc_shape = range_shape(int(lo_i.min()), int(hi_i.max()))
         self.partial_shape = range_shape(chunk_lo, chunk_hi)
+        if self.mode == "pot":           # the heap domain is never negative: no sign bit
+            self.acc_shape = unsigned(max(1, int(hi_i.max()).bit_length()))
+            self.partial_shape = unsigned(max(1, chunk_hi.bit_length()))
         bias0 = np.zeros(outputs, np.int64) if bias is None else bias
         # Real acc = scale * internal + offset (+ row_offset[row]); bias is added on top.
         shift0 = bias0 if self.row_offset is None else bias0 + self.row_offset

@@ -115,10 +115,10 @@ class _Node:
     """One LUT function: ``keys`` name its inputs (``values`` maps them to Values), ``fn``
     takes a dict of bits (ints or Values) and returns the output bit."""
 
-    def __init__(self, keys, fn, values):
+    def __init__(self, keys, fn, values=None):
         self.keys = list(dict.fromkeys(keys))
         self.fn = fn
-        self.values = values
+        self.values = values or {}
 
     def call(self, keys, bits):
         return self.fn(dict(zip(keys, bits)))
@@ -237,8 +237,10 @@ class ShiftAdd(wiring.Component):
                                         ("window", window, 1, 64)):
                 if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
                     raise TypeError(f"{name} must be an integer, not {value!r}")
-                if value < lo or (hi is not None and value > hi):
-                    raise ValueError(f"{name} must be in {lo}..{hi if hi else ''}, not {value}")
+                if hi is None and value < lo:
+                    raise ValueError(f"{name} must be at least {lo}, not {value}")
+                if hi is not None and not lo <= value <= hi:
+                    raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
             if primitives not in PRIMITIVES:
                 raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
             if family is not None and family not in FAMILIES:
@@ -258,133 +260,152 @@ class ShiftAdd(wiring.Component):
 
     # ----------------------------------------------------------------------------------
 
-    def _lane_bits(self, b, j: int, code, x) -> list:
-        """Heap bits of lane ``j``, column by column (None where the column is empty)."""
-        k, sb, p = self.in_bits, self.shift_bits, f"l{j}_"
-        e = [code[i] for i in range(sb)]
-        s = code[self.mag_bits]
-        z = code[sb] if self.flag else None
-        xs = [x[i] for i in range(k)]
-        top = self.window - 1 + k                    # columns 0 .. top - 1 are reachable
-
-        # The shift groups: e[0] (with the sign and the zero flag), then two bits at a time.
+    def _groups(self) -> list[list[int]]:
+        """Exponent bits per shifter stage: ``e[0]`` (with the sign and the zero flag),
+        then two bits at a time (one first when their number is odd)."""
+        sb = self.shift_bits
         groups = [[0]] if sb else []
         rest = list(range(1, sb))
         if len(rest) % 2:
             groups.append(rest[:1])
             rest = rest[1:]
-        groups += [rest[i:i + 2] for i in range(0, len(rest), 2)]
+        return groups + [rest[i:i + 2] for i in range(0, len(rest), 2)]
 
-        # Stage 1: y = ~z & ((x ^ S) << e[0]).
-        n1 = k + (1 if sb else 0)
-        specs = []                                   # per stage: list of (index, _Node) or None
+    def _specs(self, merge: bool) -> list[list]:
+        """One lane's shifter as node specifications, stage by stage: lists of
+        ``(position, _Node or None)``. Keys name the inputs: ``s`` (sign), ``z`` (zero
+        flag), ``e<i>`` (exponent bits), ``x<i>`` (activation bits), ``y<i>`` (node ``i``
+        of the previous stage), ``L`` (all exponent bits below the last stage set).
+
+        With ``merge``, the first stage's two end bits, ``y[0]`` (non-zero only when
+        ``e[0] = 0``) and ``y[k]`` (only when ``e[0] = 1``), are one LUT output that the
+        next stage gates with ``e[0]``: one LUT less per lane, ``e[0]`` as one more input
+        where that stage reads them (and where the zero mask needs it anyway)."""
+        k, sb, flag = self.in_bits, self.shift_bits, self.flag
+        groups = self._groups()
+        merge = merge and len(groups) > 1              # a next stage must gate the merged bit
+        top = self.window - 1 + k                    # columns 0 .. top - 1 are reachable
+
+        # Stage 1: y = ~z & ((x ^ S) << e[0]); y[c] reads x[c] (e[0] = 0) and x[c - 1].
         stage = []
-        for c in range(n1):
-            vals = {"s": s}
-            keys = ["s"]
-            if z is not None:
-                vals["z"], keys = z, keys + ["z"]
-            if sb:
-                vals["e0"], keys = e[0], keys + ["e0"]
-            if c < k:
-                vals[f"x{c}"], keys = xs[c], keys + [f"x{c}"]
-            if sb and 1 <= c <= k:
-                vals[f"x{c - 1}"], keys = xs[c - 1], keys + [f"x{c - 1}"]
+        for c in range(k + 1 if sb else k):
+            if merge and c == k:
+                continue                             # merged into node 0
+            src0 = c if c < k else None              # x index when e[0] = 0
+            src1 = c - 1 if sb and 1 <= c <= k else None
+            if merge and c == 0:
+                src1 = k - 1
+            keys = ["s"] + (["z"] if flag else []) + (["e0"] if sb else []) + \
+                [f"x{i}" for i in (src0, src1) if i is not None]
 
-            def f1(v, c=c):
-                d0 = (v["s"] ^ v[f"x{c}"]) if c < k else 0
-                d1 = (v["s"] ^ v[f"x{c - 1}"]) if (sb and 1 <= c <= k) else 0
+            def f1(v, src0=src0, src1=src1):
+                d0 = (v["s"] ^ v[f"x{src0}"]) if src0 is not None else 0
+                d1 = (v["s"] ^ v[f"x{src1}"]) if src1 is not None else 0
                 out = _mux(v["e0"], d1, d0) if sb else d0
-                return (~v["z"] & out) if z is not None else out
-            stage.append((c, _Node(keys, f1, vals)))
-        specs.append(stage)
-        width = n1
+                return (~v["z"] & out) if flag else out
+            stage.append((c, _Node(keys, f1)))
+        specs = [stage]
+        width = k + 1 if sb else k
 
-        # The mask of the zero code at the last stage: all exponent bits below it set.
+        # The zero code's mask at the last stage (spare-code windows): all exponent bits
+        # below the last group set; its bits sit at y[low .. low + k - 1] there.
         last_low = [i for g in groups[:-1] for i in g]
         low_shift = sum(1 << i for i in last_low)
-        mask_needed = not self.flag and sb > 0 and len(groups) > 1
+        mask_key = f"e{last_low[0]}" if len(last_low) == 1 else "L"
         for gi, g in enumerate(groups[1:], start=1):
             final = gi == len(groups) - 1
+            gated = merge and gi == 1                # this stage reads the merged end bits
             shifts = [sum(((a >> t) & 1) << i for t, i in enumerate(g)) for a in range(1 << len(g))]
             all_ones = (1 << len(g)) - 1
-            new_width = width + shifts[-1]
             stage = []
-            for c in range(new_width):
+            for c in range(width + shifts[-1]):
                 cands = {a: c - shifts[a] for a in range(len(shifts)) if 0 <= c - shifts[a] < width}
                 if not cands:
                     stage.append((c, None))
                     continue
-                # The zero code's bits sit at y[low .. low + k - 1] before the last stage.
-                masked = final and mask_needed and all_ones in cands and \
+                masked = final and not flag and all_ones in cands and \
                     low_shift <= cands[all_ones] < low_shift + k
-                keys = [f"g{t}" for t in range(len(g))] + [f"y{i}" for i in sorted(set(cands.values()))]
+                keys = [f"e{i}" for i in g]
+                for idx in sorted(set(cands.values())):
+                    if gated and idx in (0, k):
+                        keys += ["y0", "e0"]
+                    else:
+                        keys.append(f"y{idx}")
                 if masked:
-                    keys.append("L")
+                    keys.append(mask_key)
 
-                def fk(v, cands=cands, g=g, masked=masked, all_ones=all_ones):
+                def fk(v, cands=cands, g=g, masked=masked, gated=gated):
                     def pick(a):
                         if a not in cands:
                             return 0
-                        bit = v[f"y{cands[a]}"]
-                        return (~v["L"] & bit) if (masked and a == all_ones) else bit
+                        idx = cands[a]
+                        if gated and idx == 0:
+                            bit = ~v["e0"] & v["y0"]
+                        elif gated and idx == k:
+                            bit = v["e0"] & v["y0"]
+                        else:
+                            bit = v[f"y{idx}"]
+                        return (~v[mask_key] & bit) if (masked and a == all_ones) else bit
 
                     def tree(t, base):               # select on the group bits, top first
                         if t < 0:
                             return pick(base)
-                        return _mux(v[f"g{t}"], tree(t - 1, base | (1 << t)), tree(t - 1, base))
+                        return _mux(v[f"e{g[t]}"], tree(t - 1, base | (1 << t)), tree(t - 1, base))
                     return tree(len(g) - 1, 0)
-                node = _Node(keys, fk, {})
-                node.group = g
-                stage.append((c, node))
+                stage.append((c, _Node(keys, fk)))
             specs.append(stage)
-            width = new_width
+            width += shifts[-1]
 
         # Backward: keep only what the reachable columns need.
         need = set(range(min(top, width)))
         for st in reversed(specs):
-            keep = {}
-            nxt = set()
+            keep, nxt = {}, set()
             for c, node in st:
                 if c in need and node is not None:
                     keep[c] = node
                     nxt |= {int(key[1:]) for key in node.keys if key.startswith("y")}
             st[:] = [(c, keep.get(c)) for c, _ in st]
             need = nxt
+        return specs
 
-        # Forward: build the nodes with their input Values.
-        lmask = None
-        if mask_needed and any(node is not None and "L" in node.keys for _, node in specs[-1]):
-            low = [e[i] for i in last_low]
-            if len(low) == 1:
-                lmask = low[0]
-            else:
-                fn = _Node([f"e{i}" for i in range(len(low))],
-                           lambda v, n=len(low): _all(v[f"e{i}"] for i in range(n)),
-                           {f"e{i}": low[i] for i in range(len(low))})
-                lmask = b.node(fn, f"{p}zero")
-        ys = None
+    @staticmethod
+    def _cost(specs) -> int:
+        luts = 0
+        for st in specs:
+            for group in _pair_up([(c, n) for c, n in st if n is not None]):
+                luts += 2 if len(group) == 1 and len(group[0][1].keys) > 6 else 1
+        return luts + any(n is not None and "L" in n.keys for _, n in specs[-1])
+
+    def _lane_bits(self, b, j: int, code, x) -> tuple[list, int]:
+        """Heap bits of lane ``j`` column by column (None where empty), and the LUT levels."""
+        k, sb, p = self.in_bits, self.shift_bits, f"l{j}_"
+        specs = min((self._specs(merge) for merge in (True, False)), key=self._cost)
+        values = {"s": code[self.mag_bits], "z": code[sb] if self.flag else None}
+        values |= {f"e{i}": code[i] for i in range(sb)}
+        values |= {f"x{i}": x[i] for i in range(k)}
+        if any(n is not None and "L" in n.keys for _, n in specs[-1]):
+            low = [i for g in self._groups()[:-1] for i in g]
+            zero = _Node([f"e{i}" for i in low], lambda v, low=low: _all(v[f"e{i}"] for i in low))
+            zero.values = {f"e{i}": values[f"e{i}"] for i in low}
+            values["L"] = b.node(zero, f"{p}zero")
+        ys = []
         for si, st in enumerate(specs):
             built = []
             for c, node in st:
-                if node is None:
-                    continue
-                if si > 0:
-                    vals = {f"g{t}": e[i] for t, i in enumerate(node.group)}
-                    vals |= {key: ys[int(key[1:])] for key in node.keys if key.startswith("y")}
-                    if "L" in node.keys:
-                        vals["L"] = lmask
-                    node.values = vals
-                built.append((c, node))
+                if node is not None:
+                    node.values = {key: (ys[int(key[1:])] if key.startswith("y") else values[key])
+                                   for key in node.keys}
+                    built.append((c, node))
             out = {}
             for group in _pair_up(built):
                 if len(group) == 1:
                     (c, node), = group
                     out[c] = b.node(node, f"{p}s{si}c{c}")
                 else:
-                    (c0, n0), (c1, n1_) = group
-                    out[c0], out[c1] = b.pair(n0, n1_, f"{p}s{si}c{c0}_{c1}")
+                    (c0, n0), (c1, n1) = group
+                    out[c0], out[c1] = b.pair(n0, n1, f"{p}s{si}c{c0}_{c1}")
             ys = [out.get(c) for c in range(len(st))]
+        top = self.window - 1 + k
         return ys[:top], len(specs)       # the zero mask's LUT runs beside the first stages
 
     def _build(self, m, primitives, family, w, x, en):

@@ -113,7 +113,7 @@ def test_plan_and_levels():
 
 
 @pytest.mark.parametrize("kwargs,exc,match", [
-    (dict(lanes=0), ValueError, "lanes must be in 1.., not 0"),
+    (dict(lanes=0), ValueError, "lanes must be at least 1, not 0"),
     (dict(lanes=2.0), TypeError, "lanes must be an integer, not 2.0"),
     (dict(in_bits=17), ValueError, "in_bits must be in 1..16, not 17"),
     (dict(window=0), ValueError, "window must be in 1..64, not 0"),
