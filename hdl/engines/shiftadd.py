@@ -25,12 +25,17 @@ LUT reading at most six inputs (the cost that decides the design, so it is spell
 2. shift by ``2 * e[1] + 4 * e[2]`` (then by the next two exponent bits, and so on):
    each output bit selects one of at most four ``y`` bits by two exponent bits.
 
+The first stage's two end bits are never both non-zero (``y[0]`` needs ``e[0] = 0``,
+``y[k]`` needs ``e[0] = 1``), so they can be one LUT output that the second stage gates
+with ``e[0]``; each configuration takes the cheaper of the two forms (for 4-bit
+activations and a 7-exponent window: 2 + 5 LUTs per lane instead of 3 + 6).
 Outputs with at most five inputs in common share one dual-output ``LUT6_2``. The weight
 code (:func:`lane_codes`) stores ``e`` in ``shift_bits`` bits and the sign above the
 magnitude field; a zero weight is the all-ones magnitude, an exponent the window does
 not use (``window < 2**shift_bits``) or a flag bit of its own. In the first case the
-zero code shifts its bits past the window's top, so only the last stage's selection of
-the all-ones group needs a mask (``e[0]`` for ``shift_bits <= 3``), the other stages none.
+zero code would place its bits above those of every real exponent, so only the last
+stage's selection of the all-ones group needs a mask (``e[0]`` for ``shift_bits <= 3``),
+the other stages none.
 
 The heap's columns are then compressed by :mod:`hdl.engines.popcount`'s generalised
 parallel counters (7 bits of a column into 3 with two LUTs on the carry chain) until
