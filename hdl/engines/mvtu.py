@@ -42,15 +42,15 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl import ir
-from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines import shiftadd
+from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.popcount import PRIMITIVES, Popcount
 from hdl.engines.threshold import OUTPUT_LATENCY, OutputStage, range_shape
 
@@ -295,21 +295,21 @@ class MVTU(wiring.Component):
             self.partial_shape = unsigned(max(1, chunk_hi.bit_length()))
         bias0 = np.zeros(outputs, np.int64) if bias is None else bias
         # Real acc = scale * internal + offset (+ row_offset[row]); bias is added on top.
-        shift0 = bias0 if self.row_offset is None else bias0 + self.row_offset
+        bias_row = bias0 if self.row_offset is None else bias0 + self.row_offset
         if thresholds is not None:
             # acc + b >= t  <=>  scale * internal >= t - b - offset
             #               <=>  internal >= ceil((t - b - offset) / scale)   (scale > 0)
             # First clip t into [lo + b, hi + b + 1] (always / never reached: same codes),
             # so that the conversion cannot overflow int64.
-            real_lo = self.scale * lo_i + self.offset + shift0
-            real_hi = self.scale * hi_i + self.offset + shift0
+            real_lo = self.scale * lo_i + self.offset + bias_row
+            real_hi = self.scale * hi_i + self.offset + bias_row
             t = np.clip(thresholds, real_lo[:, None], real_hi[:, None] + 1)
-            self.stage_thresholds = -((self.offset + shift0[:, None] - t) // self.scale)
+            self.stage_thresholds = -((self.offset + bias_row[:, None] - t) // self.scale)
             self.stage_bias = None
             self.stage_acc_shape = self.acc_shape
         else:
             self.stage_thresholds = None
-            self.stage_bias = bias if self.row_offset is None else shift0
+            self.stage_bias = bias if self.row_offset is None else bias_row
             self.stage_acc_shape = range_shape(self.scale * int(lo_i.min()) + self.offset,
                                                self.scale * int(hi_i.max()) + self.offset)
         stage = self._output_stage()
@@ -399,7 +399,7 @@ class MVTU(wiring.Component):
 
     @property
     def _tree_terms(self) -> int:
-        """Terms of the adder tree of the ``int`` and ``pot`` modes."""
+        """Terms of the adder tree of the ``int`` mode."""
         return self.simd
 
     @property
