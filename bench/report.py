@@ -219,18 +219,46 @@ def _shift(lines, data):
         lines += [f"{NOT_MEASURED} (no `bench/results/shift.json`).", ""]
         return
     _source(lines, _cmd(data, "shift"))
-    lines += [f"- layer: {data.get('layer', '')}; Yosys family {data.get('family', '')}; "
-              f"largest DSP count of a power-of-two engine: {_n(data.get('max_pot_dsp'))}", ""]
+    lines += [f"- layer: {data.get('layer', '')}; Yosys family {data.get('family', '')}"
+              + (f", elaborated for {data['board']}" if data.get("board") else "")
+              + f"; largest DSP count of a power-of-two engine: {_n(data.get('max_pot_dsp'))}"]
+    goal = data.get("goal") or {}
+    if goal:
+        lines += [f"- LUT per lane at {data.get('folding', '')} ({data.get('per_lane_means', '')}): "
+                  f"pot4 {_n(data.get('pot4_lut_per_lane'), 'g')}, int4 {_n(data.get('int4_lut_per_lane'), 'g')}, "
+                  f"int8 {_n(data.get('int8_lut_per_lane'), 'g')}, pot5 {_n(data.get('pot5_lut_per_lane'), 'g')}",
+                  f"- goal (issue 13): pot4 lane <= {goal.get('max_ratio')} x int4 lane, 0 DSP: "
+                  f"{_met(goal.get('met'))}; ratio {_n(goal.get('pot4_vs_int4_lut_ratio'), 'g')} "
+                  f"(whole engine with scores {_n(goal.get('engine_pot4_vs_int4_lut_ratio'), 'g')}, "
+                  f"whole engine with thresholds "
+                  f"{_n(goal.get('engine_thresholds_pot4_vs_int4_lut_ratio'), 'g')})"]
+        eng = data.get("engine_lut_per_lane") or {}
+        if eng:
+            lines.append("- whole engine LUT per lane (scores): "
+                         + ", ".join(f"{k} {_n(v, 'g')}" for k, v in eng.items()))
+        thr = data.get("engine_thresholds") or {}
+        if thr:
+            lines.append("- whole engine LUT per lane (15 thresholds per channel): "
+                         + ", ".join(f"{k} {_n(v.get('lut_per_lane'), 'g')}" for k, v in thr.items()))
+    prev = data.get("previous") or {}
+    if prev.get("lut_per_lane"):
+        lines.append(f"- before ({prev.get('what', 'previous results')}): LUT per lane "
+                     + ", ".join(f"{k} {_n(v, 'g')}" for k, v in prev["lut_per_lane"].items()))
+    lines.append("")
     table = [[k, c.get("kind"), f"{c.get('pe')} x {c.get('simd')}", _n(c.get("lut")), _n(c.get("ff")),
-              _n(c.get("dsp")), _n(c.get("lut_per_lane"), "g"), _n(c.get("logic_levels"))]
+              _n(c.get("dsp")), _n(c.get("lut_per_lane"), "g"), _n(c.get("datapath_lut")),
+              _n(c.get("datapath_lut_per_lane"), "g"), _n(c.get("logic_levels"))]
              for k, c in (data.get("configs") or {}).items()]
-    lines += _table(["config", "weights", "PE x SIMD", "LUT", "FF", "DSP", "LUT/lane", "logic levels"], table)
+    lines += _table(["config", "weights", "PE x SIMD", "LUT", "FF", "DSP", "LUT/lane",
+                     "datapath LUT", "datapath LUT/lane", "logic levels"], table)
     lines.append("")
     comp = data.get("comparison") or {}
     if comp:
-        table = [[fold, pair, _n(v.get("lut_ratio"), "g"), _n(v.get("dsp_saved"))]
+        table = [[fold, pair, _n(v.get("lut_ratio"), "g"), _n(v.get("datapath_lut_ratio"), "g"),
+                  _n(v.get("dsp_saved"))]
                  for fold, pairs in comp.items() for pair, v in pairs.items()]
-        lines += _table(["folding", "comparison", "LUT ratio", "DSP saved"], table)
+        lines += _table(["folding", "comparison", "LUT ratio (engine)", "LUT ratio (datapath)",
+                         "DSP saved"], table)
         lines.append("")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Mux, Shape, signed
+from amaranth.hdl import Cat, Const, Mux, Shape, signed, unsigned
 from amaranth.utils import ceil_log2
 
 from hdl import ir
@@ -222,7 +222,8 @@ class WeightCodes:
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AccumulatorDomain:
-    """An engine's internal accumulator: ``acc = scale * internal + offset`` (bias apart).
+    """An engine's internal accumulator: ``acc = scale * internal + offset (+ row_offset)``
+    (bias apart).
 
     ``lo``/``hi`` are the exact per-channel bounds of ``internal``. Thresholds and bias
     are converted into this domain by :meth:`stage_params`.
@@ -231,17 +232,28 @@ class AccumulatorDomain:
     offset: int
     lo: np.ndarray
     hi: np.ndarray
+    #: Per-channel part of the offset (a datapath that sums in a shifted domain, such
+    #: as the shift-add bit heap); it travels to the thresholds or the bias.
+    row_offset: np.ndarray | None = None
+    #: The internal accumulator may be unsigned (``lo >= 0``): one bit fewer.
+    signed: bool = True
 
     @classmethod
     def of(cls, internal: np.ndarray, in_bits: int, *, scale: int = 1, offset: int = 0,
-           bounds: tuple | None = None) -> "AccumulatorDomain":
+           bounds: tuple | None = None, row_offset=None, signed: bool = True) -> "AccumulatorDomain":
         """The domain of ``internal @ act_values(x)``, or of the given per-row ``bounds``."""
         lo, hi = bounds if bounds is not None else row_bounds(internal, *act_bounds(in_bits))
-        return cls(scale=scale, offset=offset, lo=np.asarray(lo, np.int64), hi=np.asarray(hi, np.int64))
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        if not signed and lo.min() < 0:
+            raise ValueError("an unsigned accumulator domain needs non-negative bounds")
+        return cls(scale=scale, offset=offset, lo=lo, hi=hi, signed=signed,
+                   row_offset=None if row_offset is None else np.asarray(row_offset, np.int64))
 
     @property
     def acc_shape(self) -> Shape:
         """Shape of the internal accumulator."""
+        if not self.signed:
+            return unsigned(max(1, int(self.hi.max()).bit_length()))
         return range_shape(int(self.lo.min()), int(self.hi.max()))
 
     def stage_params(self, thresholds, bias) -> tuple:
@@ -254,6 +266,9 @@ class AccumulatorDomain:
         """
         outputs = len(self.lo)
         bias0 = np.zeros(outputs, np.int64) if bias is None else np.asarray(bias, np.int64)
+        if self.row_offset is not None:
+            bias0 = bias0 + self.row_offset
+            bias = bias0
         if thresholds is not None:
             real_lo = self.scale * self.lo + self.offset + bias0
             real_hi = self.scale * self.hi + self.offset + bias0

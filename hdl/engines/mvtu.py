@@ -29,11 +29,14 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
     ternary or signed int-k weights x k-bit or bipolar activations: a product per lane
     (a multiplexer for ternary and bipolar operands) and an adder tree.
 ``"pot"``
-    power-of-two weights ``±2**e`` or 0: barrel shift of the activation by ``e - emin``,
-    conditional negate, adder tree; the zero code contributes nothing. ``emin .. emax``
-    is the exponent window of the actual weights, so it bounds the shifter and the
-    accumulator; the common factor ``2**emin`` is folded into the thresholds (or
-    re-applied to scores as a constant shift). No multipliers.
+    power-of-two weights ``±2**e`` or 0: the shift-add bit heap of
+    :mod:`hdl.engines.shiftadd` (each lane's activation, XORed with the weight's sign,
+    placed at columns ``e - emin ..`` by a two-level LUT shifter; the columns compressed
+    by the popcount's counters). ``emin .. emax`` is the exponent window of the actual
+    weights, so it bounds the shifter and the accumulator; the common factor
+    ``2**emin`` is folded into the thresholds (or re-applied to scores as a constant
+    shift), and so is the heap's per-row offset (:func:`hdl.engines.shiftadd.heap_offset`,
+    into the thresholds or the bias). No multipliers.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hdl.engines import shiftadd
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.core import (KINDS, MAX_IN_BITS, AccumulatorDomain, WeightCodes, act_bounds,
                               check_weights, row_bounds)
@@ -56,7 +60,7 @@ __all__ = ["MVTU", "MVTUSpec", "KINDS", "MODES", "RAM_STYLES"]
 
 MODES = ("xnor", "binary", "int", "pot")
 
-#: Adder-tree levels between two pipeline registers in the ``int`` and ``pot`` modes.
+#: Adder-tree levels between two pipeline registers in the ``int`` mode.
 #: Yosys merges an adder tree into one multi-operand adder and maps it as a full-adder
 #: tree in LUTs, so a register after every 3 levels (8 operands) keeps each stage within
 #: the 6-level budget (``tests/hdl/engines/test_logic_levels.py``).
@@ -126,14 +130,26 @@ class MVTUSpec:
             self.domain = AccumulatorDomain.of(self.internal, in_bits, scale=2, offset=-inputs, bounds=(
                 np.zeros(outputs, np.int64), np.full(outputs, inputs, np.int64)))
             chunk_lo, chunk_hi = 0, simd
+        elif self.mode == "pot":
+            # The shift-add bit heap sums in its heap domain (never negative):
+            # internal = heap - heap_offset per row, the offset taken by thresholds or bias.
+            self.internal = m >> self.codes.emin                            # exact
+            heap = shiftadd.heap_max(self.internal, in_bits)
+            self.domain = AccumulatorDomain.of(
+                self.internal, in_bits, scale=self.codes.scale, signed=False,
+                bounds=(np.zeros(outputs, np.int64), heap.sum(axis=1)),
+                row_offset=-self.codes.scale * shiftadd.heap_offset(self.internal, in_bits))
+            chunk_hi = int(heap.reshape(outputs, self.synapse_folds, simd).sum(axis=2).max())
         else:
-            self.internal = m >> self.codes.emin if self.mode == "pot" else m   # exact
-            self.domain = AccumulatorDomain.of(self.internal, in_bits, scale=self.codes.scale)
+            self.internal = m
+            self.domain = AccumulatorDomain.of(self.internal, in_bits)
             c_lo, c_hi = row_bounds(self.internal.reshape(outputs, self.synapse_folds, simd), lo_a, hi_a)
             chunk_lo, chunk_hi = int(c_lo.min()), int(c_hi.max())
         self.scale, self.offset = self.domain.scale, self.domain.offset
+        self.row_offset = self.domain.row_offset
         self.acc_shape = self.domain.acc_shape
-        self.partial_shape = range_shape(chunk_lo, chunk_hi)
+        self.partial_shape = (unsigned(max(1, chunk_hi.bit_length())) if self.mode == "pot"
+                              else range_shape(chunk_lo, chunk_hi))
         self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
             self.domain.stage_params(thresholds, bias)
         #: The output stage's description.
@@ -171,8 +187,15 @@ class MVTUSpec:
         return self.codes.emax
 
     @property
+    def window(self) -> int:
+        """Exponents of the pot weights, ``emax - emin + 1``."""
+        return self.emax - self.emin + 1
+
+    @property
     def weight_bits(self) -> int:
         """Stored bits per weight in the weight memories."""
+        if self.mode == "pot":
+            return 1 + shiftadd.code_fields(self.window)[0]
         return self.codes.bits
 
     @property
@@ -188,7 +211,10 @@ class MVTUSpec:
     def weight_words(self) -> list[list[int]]:
         """Memory contents per PE: word ``f * SF + s`` holds row ``f*pe + p``, columns
         ``s*simd .. s*simd + simd - 1`` (lane ``j`` at bits ``j*weight_bits``)."""
-        codes = self.codes.encode(self.internal if self.mode == "pot" else self.weights)
+        if self.mode == "pot":
+            codes = shiftadd.lane_codes(self.internal, self.window)
+        else:
+            codes = self.codes.encode(self.weights)
         wb, simd = self.weight_bits, self.simd
         words = []
         for p in range(self.pe):
@@ -201,21 +227,25 @@ class MVTUSpec:
 
     @property
     def tree_terms(self) -> int:
-        """Terms of the adder tree of the ``int`` and ``pot`` modes (pot adds the sign bits)."""
-        return self.simd + (self.simd if self.mode == "pot" else 0)
+        """Terms of the adder tree of the ``int`` mode."""
+        return self.simd
 
     @property
     def datapath_stages(self) -> int:
         """Register stages from the weight/input registers to the partial sum of a PE.
 
         ``xnor``: the popcount (1). ``binary``: the bit-plane popcounts, then the
-        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``/``pot``: the lane products,
-        then the adder tree with a register after every ``TREE_LEVELS`` levels.
+        combination ``2 * sum(b * x) - sum(x)`` (2). ``int``: the lane products, then the
+        adder tree with a register after every ``TREE_LEVELS`` levels. ``pot``: the
+        shift-add bit heap, a register wherever its LUT levels reach
+        :data:`hdl.engines.shiftadd.MAX_LEVELS` and after the sum.
         """
         if self.mode == "xnor":
             return 1
         if self.mode == "binary":
             return 2
+        if self.mode == "pot":
+            return shiftadd.plan(self.simd, self.in_bits, self.window)[0]
         return 1 + max(1, -(-ceil_log2(self.tree_terms) // TREE_LEVELS))
 
     @property
@@ -248,11 +278,11 @@ class MVTU(Described):
     last input beat when ``outputs == pe``) to the valid output beat of that fold:
     input and weight-address register, input and weight-word registers,
     ``datapath_stages`` datapath registers (1 for ``xnor``, 2 for ``binary``, for
-    ``int``/``pot`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree),
-    accumulator register, and the two registers of the output stage: 6 cycles for
-    ``xnor``, 7 for ``binary``, for ``int`` 7 up to SIMD 8 and 8 up to SIMD 64, for
-    ``pot`` (whose tree also adds the lanes' sign bits) 7 up to SIMD 4, 8 up to SIMD 32
-    and 9 up to SIMD 256.
+    ``int`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree, for ``pot``
+    the bit heap's :func:`hdl.engines.shiftadd.plan`), accumulator register, and the two
+    registers of the output stage: 6 cycles for ``xnor``, 7 for ``binary``, for ``int``
+    7 up to SIMD 8 and 8 up to SIMD 64, for ``pot`` 6 with 4-bit activations and a
+    7-exponent window up to SIMD 16 and 7 from SIMD 32 to 256.
 
     Logic depth: every register-to-register path stays at or below 6 LUT levels under
     Yosys ``synth_xilinx -family xcup`` (elaborated for a Xilinx platform, so that the
@@ -285,9 +315,11 @@ class MVTU(Described):
     bias : int ndarray (outputs,) or None
         Added to the accumulator before thresholds or in the scores.
     primitives : "auto" | "generic" | "xilinx"
-        How the popcounts of the ``xnor`` and ``binary`` modes are built
-        (:class:`hdl.engines.popcount.Popcount`): ``"auto"`` uses Xilinx LUT/carry primitives when
-        elaborated for a Xilinx platform and generic logic otherwise (simulation).
+        How the popcounts of the ``xnor`` and ``binary`` modes and the bit heap of the
+        ``pot`` mode are built (:class:`hdl.engines.popcount.Popcount`,
+        :class:`hdl.engines.shiftadd.ShiftAdd`): ``"auto"`` uses Xilinx LUT/carry
+        primitives when elaborated for a Xilinx platform and generic logic otherwise
+        (simulation).
     ram_style : "auto" | "block" | "distributed"
         Where the weight memories go, as FINN's MVAU ``ram_style``: ``"auto"`` leaves it
         to synthesis, ``"block"`` asks for block RAM, ``"distributed"`` for LUTs. Written
@@ -389,16 +421,16 @@ class MVTU(Described):
             counts = self._bitplane_counts(m, b, x, f"plus{p}")
             plus = _tree_sum([c << k for k, c in enumerate(counts)])
             return self._reg(m, (plus << 1) - shared["total"], f"combine{p}")
-        terms, signs = [], []
-        for j in range(self.simd):
-            # pot: the +1 of a negated lane (its sign bit) comes in as a tree operand below
-            term, carry = self.codes.terms(lanes[j], x[j])
-            if carry is not None:
-                signs.append(self._reg(m, carry, f"pe{p}_sign{j}"))
-            terms.append(self._reg(m, term, f"pe{p}_term{j}"))
-        # Lane j's sign bit (the +1 of its negation) pairs with lane j's term.
-        if signs:
-            terms = [t for pair in zip(terms, signs) for t in pair]
+        if self.mode == "pot":
+            # Shift-add bit heap (hdl.engines.shiftadd) in the heap domain; the domain's
+            # row_offset takes the rest to the thresholds or the bias.
+            sa = shiftadd.ShiftAdd(self.simd, in_bits=self.in_bits, window=self.window,
+                                   primitives=self.primitives)
+            m.submodules[f"shiftadd{p}"] = sa
+            m.d.comb += [sa.w.eq(w_word), sa.x.eq(x), sa.en.eq(self._advance)]
+            return sa.o
+        terms = [self._reg(m, self.codes.product(lanes[j], x[j]), f"pe{p}_term{j}")
+                 for j in range(self.simd)]
         return self._pipelined_sum(m, terms, f"pe{p}_tree")
 
     def _to_stage(self, internal):

@@ -5,27 +5,29 @@ so a lane needs no multiplier (and synthesis maps no DSP slice). :class:`ShiftMA
 the :class:`hdl.engines.mvtu.MVTU` in ``"pot"`` mode under its own name; it refuses weights
 that are not powers of two.
 
-Datapath of one lane, for the activation value ``x`` (the code, or ``±1`` for 1-bit
-bipolar codes) and the stored weight code ``(sign, mag)``:
+Datapath (:mod:`hdl.engines.shiftadd`), for the activation code ``x`` and the stored
+weight code ``(sign, e - emin)``:
 
 1. ``emin .. emax`` is the exponent window of the *actual* non-zero weights of the
-   layer. The memory stores ``mag = e - emin + 1`` (``0`` for a zero weight) in
-   ``ceil_log2(emax - emin + 2)`` bits and the sign in one more bit.
-2. Barrel shift: ``t = x << (mag - 1)``, a shifter of ``ceil_log2(emax - emin + 1)``
-   control bits; ``t`` is forced to 0 when ``mag == 0``.
-3. Conditional negate by one's complement: the lane emits ``~t`` (``= -t - 1``) for a
-   negative weight and ``t`` otherwise; the ``+1`` of every negated lane is its sign bit,
-   a one-bit operand of the adder tree, instead of a carry chain per lane.
-4. The lane terms and sign bits are registered, then summed by one adder tree of
-   ``2 * simd`` operands with a register after every ``hdl.engines.mvtu.TREE_LEVELS`` levels
-   (at most 6 LUT levels per stage) into the partial sum, which the PE accumulates over
-   the ``inputs / simd`` synapse folds.
+   layer. The memory stores ``e - emin`` in ``ceil_log2(emax - emin + 1)`` bits (a zero
+   weight as the all-ones field, with one more bit when the window leaves no spare
+   code) and the sign in one more bit.
+2. No negation: a lane contributes ``(x ^ S) << (e - emin)`` (``S`` the sign bit copied
+   to every activation bit) to a bit heap; ``-x = (x ^ S) - (2**k - 1)`` for a negative
+   weight, and the sum of those constants over a row (``heap_offset``) depends on the
+   weights only, so it is folded into the thresholds or the bias at build time.
+3. Two LUT levels place the bits (XOR and shift by the exponent's lowest bit, then
+   select by the next two), dual-output LUTs where their inputs allow; the
+   popcount's generalised parallel counters compress the columns and its ternary
+   carry-chain adder sums them, with a register wherever the LUT levels since the last
+   one would exceed six, into the partial sum that the PE accumulates over the
+   ``inputs / simd`` synapse folds.
 
-The accumulator therefore holds ``acc / 2**emin``; its width is the exact worst case of
-the weights divided by ``2**emin``. Thresholds are divided by ``2**emin`` at build time
+The accumulator therefore holds ``acc / 2**emin`` plus the row's heap offset; its width
+is the exact worst case of that sum. Thresholds are divided by ``2**emin`` at build time
 (rounded up, which is exact for integer comparisons), and scores are shifted back by
-the constant ``emin`` before the bias is added. Folding, memories, stream ports,
-throughput and latency are those of :class:`hdl.engines.mvtu.MVTU`.
+the constant ``emin`` before the bias (which takes the offset) is added. Folding,
+memories, stream ports and throughput are those of :class:`hdl.engines.mvtu.MVTU`.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ __all__ = ["ShiftMAC"]
 
 
 class ShiftMAC(MVTU):
-    """MVTU for power-of-two weights: barrel shift, conditional negate, add; 0 DSP.
+    """MVTU for power-of-two weights: a shift-add bit heap, no multiplier; 0 DSP.
 
     Parameters are those of :class:`hdl.engines.mvtu.MVTU` without ``kind`` (always ``"pot"``).
 

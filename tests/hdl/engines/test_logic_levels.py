@@ -39,6 +39,7 @@ def _mvtu(kind, wbits, in_bits, simd, pe, tbits, *, seed=0):
     ("binary", None, 2, 32, 2, 3, "binary"),     # 7 thresholds per channel
     ("int", 4, 4, 16, 1, None, "int"),           # scores with bias
     ("pot", 4, 4, 16, 1, 2, "pot"),
+    ("pot", 4, 4, 64, 1, 2, "pot"),              # shift-add heap with a register inside
 ])
 def test_logic_levels(tmp_path, kind, wbits, in_bits, simd, pe, tbits, mode):
     dut = _mvtu(kind, wbits, in_bits, simd, pe, tbits)

@@ -1,5 +1,6 @@
-"""ShiftMAC (power-of-two weights): bit-exact for 4- and 5-bit codes under random stalls,
-exponent windows, parameter errors, and no DSP slice after Yosys synth_xilinx."""
+"""ShiftMAC (power-of-two weights, the shift-add bit heap): bit-exact for 4- and 5-bit codes
+under random stalls, exponent windows, activations of 1 (bipolar) to 8 bits, parameter
+errors, and no DSP slice after Yosys synth_xilinx."""
 
 import re
 
@@ -32,6 +33,9 @@ CASES = [
     (5, [9], 2, 3, 6, 1, 2, 2, True),               # single exponent: no shifter at all
     (4, range(0, 7), 1, 6, 8, 2, 4, 1, True),       # bipolar activations
     (5, range(3, 10), 1, 4, 6, 4, 6, None, True),   # bipolar, scores
+    (4, range(0, 7), 4, 4, 32, 2, 16, None, True),  # the benchmark's lane: one heap stage
+    (4, range(0, 7), 8, 2, 64, 1, 32, 2, False),    # 8-bit activations, a register in the heap
+    (4, range(1, 5), 1, 2, 64, 2, 64, 1, True),     # bipolar, columns of 64
 ]
 
 
