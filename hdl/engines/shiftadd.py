@@ -54,15 +54,17 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Fragment, Module, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hdl.engines._checks import check_int
+from hdl.engines.described import Described
 from hdl.engines.popcount import (FAMILIES, PRIMITIVES, _PLATFORM_FAMILIES, _counter_stage,
                                   _GenericBuilder, _XilinxBuilder)
 
-__all__ = ["ShiftAdd", "plan", "lane_codes", "heap_offset", "heap_max", "code_fields", "MAX_LEVELS"]
+__all__ = ["ShiftAdd", "ShiftAddSpec", "plan", "lane_codes", "heap_offset", "heap_max", "code_fields", "MAX_LEVELS"]
 
 #: LUT levels allowed between two registers of the datapath (issue 7: 200 MHz on
 #: UltraScale+), counted from the registered weight and activation words.
@@ -199,7 +201,42 @@ def _pair_up(nodes: list) -> list:
 
 # -- the datapath --------------------------------------------------------------------------
 
-class ShiftAdd(wiring.Component):
+class ShiftAddSpec:
+    """The shift-add datapath's description: checked parameters (those of
+    :class:`ShiftAdd`), code fields, sum width and ports; ``latency`` and ``luts`` come
+    from :func:`plan`."""
+
+    def __init__(self, lanes: int, *, in_bits: int, window: int, primitives: str = "auto",
+                 family: str | None = None):
+        for name, value, lo, hi in (("lanes", lanes, 1, None), ("in_bits", in_bits, 1, 16),
+                                    ("window", window, 1, 64)):
+            check_int(name, value, lo, hi, numpy=True)
+        if primitives not in PRIMITIVES:
+            raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
+        if family is not None and family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        _set_params(self, int(lanes), int(in_bits), int(window))
+        self.primitives, self.family = primitives, family
+
+    @property
+    def latency(self) -> int:
+        return plan(self.lanes, self.in_bits, self.window)[0]
+
+    @property
+    def luts(self) -> int:
+        return plan(self.lanes, self.in_bits, self.window)[1]
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "w": In(self.lanes * self.code_bits),
+            "x": In(data.ArrayLayout(unsigned(self.in_bits), self.lanes)),
+            "en": In(1),
+            "o": Out(self.sum_bits),
+        })
+
+
+class ShiftAdd(Described):
     """Registered heap-domain dot product of ``lanes`` power-of-two weights with ``lanes``
     activation codes (see the module docstring for the domain and the structure).
 
@@ -235,33 +272,7 @@ class ShiftAdd(wiring.Component):
         Bits per weight code, ``1 + mag_bits``.
     """
 
-    def __init__(self, lanes: int, *, in_bits: int, window: int, primitives: str = "auto",
-                 family: str | None = None):
-        try:
-            for name, value, lo, hi in (("lanes", lanes, 1, None), ("in_bits", in_bits, 1, 16),
-                                        ("window", window, 1, 64)):
-                if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                    raise TypeError(f"{name} must be an integer, not {value!r}")
-                if hi is None and value < lo:
-                    raise ValueError(f"{name} must be at least {lo}, not {value}")
-                if hi is not None and not lo <= value <= hi:
-                    raise ValueError(f"{name} must be in {lo}..{hi}, not {value}")
-            if primitives not in PRIMITIVES:
-                raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
-            if family is not None and family not in FAMILIES:
-                raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-        except (TypeError, ValueError):
-            self._MustUse__silence = True
-            raise
-        _set_params(self, int(lanes), int(in_bits), int(window))
-        self.primitives, self.family = primitives, family
-        self.latency, self.luts = plan(self.lanes, self.in_bits, self.window)
-        super().__init__({
-            "w": In(self.lanes * self.code_bits),
-            "x": In(data.ArrayLayout(unsigned(self.in_bits), self.lanes)),
-            "en": In(1),
-            "o": Out(self.sum_bits),
-        })
+    Spec = ShiftAddSpec
 
     # ----------------------------------------------------------------------------------
 
@@ -479,7 +490,8 @@ class ShiftAdd(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         primitives, family = self._choose(platform)
-        out = self._build(m, primitives, family, self.w, self.x, self.en)[0]
+        out, self.built_stages, self.built_luts = self._build(m, primitives, family, self.w, self.x,
+                                                              self.en)
         m.d.comb += self.o.eq(out)
         return m
 
@@ -496,15 +508,10 @@ def _set_params(obj, lanes: int, in_bits: int, window: int):
 @functools.lru_cache(maxsize=256)
 def plan(lanes: int, in_bits: int, window: int) -> tuple[int, int]:
     """``(latency, luts)`` of a :class:`ShiftAdd`: its register stages and the LUT sites of
-    its primitive form (the builder's count), from a dry run of the structure."""
-    probe = ShiftAdd.__new__(ShiftAdd)             # the structure only, no component
-    probe._MustUse__silence = True
-    _set_params(probe, lanes, in_bits, window)
-    m = Module()
-    m._MustUse__silence = True
-    _, stages, luts = probe._build(m, "generic", "ultrascale", Signal(lanes * probe.code_bits),
-                                   Signal(data.ArrayLayout(unsigned(in_bits), lanes)), Const(1, 1))
-    return stages, luts
+    its primitive form (the builder's count), read off the elaborated structure."""
+    probe = ShiftAdd(lanes, in_bits=in_bits, window=window, primitives="generic")
+    Fragment.get(probe, None)
+    return probe.built_stages, probe.built_luts
 
 
 def _all(bits):
