@@ -128,14 +128,13 @@ _SPARSE_CYCLES: dict = {}
 def _sparse_vector_cycles(layer, in_bits: int, pe: int, simd: int) -> int:
     """Steady-state cycles per input vector of the sparse engine at a folding: they
     depend on where the non-zero weights are, so they come from the engine's own cycle
-    model (:attr:`hdl.engines.sparse.SparseCSC.cycles_per_vector`), cached per layer."""
+    model (:attr:`hdl.engines.sparse.SparseSpec.cycles_per_vector`), cached per layer."""
     key = (id(layer), in_bits, pe, simd)
     hit = _SPARSE_CYCLES.get(key)
     if hit is None or hit[0] is not layer:
-        from hdl.engines.sparse import SparseCSC
-        engine = SparseCSC.from_layer(layer, None, in_bits=in_bits, pe=pe, simd=simd)
-        engine._MustUse__silence = True          # built only for its cycle model
-        hit = _SPARSE_CYCLES[key] = (layer, engine.cycles_per_vector)
+        from hdl.engines.sparse import SparseSpec
+        spec = SparseSpec.from_layer(layer, None, in_bits=in_bits, pe=pe, simd=simd)
+        hit = _SPARSE_CYCLES[key] = (layer, spec.cycles_per_vector)
     return hit[1]
 
 
