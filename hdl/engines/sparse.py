@@ -400,7 +400,8 @@ class SparseCSC(wiring.Component):
         wbeat = Signal(range(beats))
         banks = []
         for lane in range(simd):
-            bank = Memory(shape=unsigned(s.in_bits), depth=2 * beats, init=[])
+            bank = Memory(shape=unsigned(s.in_bits), depth=2 * beats, init=[],
+                          attrs={"ram_style": "distributed"})
             m.submodules[f"inbuf{lane}"] = bank
             wr = bank.write_port()
             m.d.comb += [wr.addr.eq(Cat(wbank, wbeat)), wr.data.eq(self.i.payload[lane]),

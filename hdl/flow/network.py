@@ -356,8 +356,11 @@ def burst_depth(stage: Stage) -> int:
     the engine takes input every cycle and a small FIFO is enough.
     """
     layer = stage.layer
-    if isinstance(layer, ir.FC) and stage.engine not in ("sparse",) \
-            and layer.out_features // stage.pe > 1:
+    if isinstance(layer, ir.FC) and stage.engine == "sparse":
+        # The sparse engine takes a vector into a free input bank only: one vector and a
+        # beat more let the producer run on while both banks are taken.
+        return stage.in_spec.size // stage.simd + 1
+    if isinstance(layer, ir.FC) and layer.out_features // stage.pe > 1:
         return stage.in_spec.size // stage.simd
     return 0
 

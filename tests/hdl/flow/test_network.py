@@ -180,7 +180,7 @@ def window_startup(net: Network) -> int:
 #: unpadded window: its window cannot take the next frame's first rows until the last
 #: windows of the current frame are out, a stall of up to its start-up per frame.
 WINDOW_BOUND = {("int", "auto"), ("int", "fastest"), ("pool-odd", "fastest"),
-                ("ternary", "fastest")}
+                ("ternary", "fastest"), ("sparse-xnor", "auto"), ("sparse-xnor", "fastest")}
 
 
 def folded(m: ir.Model, fold: str) -> Network:
