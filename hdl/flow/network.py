@@ -99,7 +99,7 @@ def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) ->
     * conv: ``H' * W' * (out / pe) * (K*K*C / simd)``, or the window's input side
       ``H * W * C / simd`` if that is larger (strides above the kernel);
     * sparse (CSC) fc / conv: the engine's cycles per vector (they follow the non-zero
-      weights, see :class:`hdl.engines.sparse.SparseCSC`) instead of ``(out / pe) * (in / simd)``;
+      weights, see :class:`hdl.engines.sparse.SparseSpec`) instead of ``(out / pe) * (in / simd)``;
     * maxpool: ``max(H * W, H' * W' * K * K) * C / lanes``.
     """
     h, w, c = in_spec.shape
