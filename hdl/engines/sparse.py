@@ -8,14 +8,15 @@ into activation codes or integer scores through the shared
 
 Row-parallel execution (each PE walks its own output rows, several non-zeros per cycle):
 
-* The input vector is buffered (double-buffered: vector ``n + 1`` streams in while
-  vector ``n`` is computed) in a small memory with one asynchronous read port per MAC
-  lane, so every lane reads the activation of its own entry's column each cycle (LUT
-  RAM for the short vectors of these layers).
+* The input vector is double-buffered (vector ``n + 1`` streams in while vector ``n``
+  is computed) in ``simd`` banks, bank ``s`` holding lane ``s`` of every input beat,
+  with asynchronous read ports (LUT RAM for the short vectors of these layers): every
+  MAC lane reads the activation of its own entry's column each cycle from the ``reach``
+  banks of its group.
 * PE ``p`` owns the output channels ``c`` with ``c % pe == p`` (local row ``c // pe``, the
   MVTU's interleaving, so the drain keeps the output order). It stores its non-empty
   rows' non-zeros as *words* of ``simd`` entries (weight code and absolute column, as
-  buffer word and lane), a row's entries in consecutive words, its last word padded
+  buffer word and bank), a row's entries in consecutive words, its last word padded
   with zero-weight entries and flagged, each word tagged with its local row. Empty rows
   cost no word (their accumulator stays 0; bias and thresholds still apply).
 * Every cycle each PE reads one word, multiplies its ``simd`` entries with the
@@ -43,7 +44,7 @@ from amaranth.utils import ceil_log2
 from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
-from hdl.engines.mvtu import TREE_LEVELS
+from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS
 from hdl.engines.threshold import OutputStage, output_shape
 
 __all__ = ["SparseCSC", "SparseSpec"]
@@ -80,6 +81,9 @@ class SparseSpec:
         Accumulator banks per PE, 2 or 3 (computed, drained, and a spare that lets the
         next vector start before the drain of the one two back ends); default: 3 where
         that saves cycles, else 2.
+    ram_style : "auto" | "block" | "distributed"
+        Where the entry ROMs go (``entry_memory``), as the MVTU's ``ram_style``: written
+        as the memories' ``rom_style`` attribute.
     thresholds : int ndarray (outputs, 2**k - 1) or None
         Non-decreasing per row; ``None`` emits scores.
     bias : int ndarray (outputs,) or None
@@ -89,7 +93,10 @@ class SparseSpec:
     mode = "sparse"
 
     def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd=1, reach=None, acc_banks=None,
-                 thresholds=None, bias=None):
+                 thresholds=None, bias=None, ram_style="auto"):
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
+        self.ram_style = ram_style
         if isinstance(weights, ir.Weights):
             if not weights.sparse:
                 raise ValueError("weights must be an ir.Weights in CSC form or an integer matrix, "
@@ -154,13 +161,15 @@ class SparseSpec:
             self.acc_banks = acc_banks
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
+                   ram_style="auto"):
         """The description for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
         check_fc_layer(layer, threshold)
         w = layer.weights if layer.weights.sparse else layer.weights.to_csc()
         return cls(w, kind=w.kind, in_bits=in_bits, pe=pe, simd=simd, reach=reach, acc_banks=acc_banks,
-                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias)
+                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
+                   ram_style=ram_style)
 
     # --- storage ----------------------------------------------------------------------
 
@@ -368,11 +377,12 @@ class SparseCSC(wiring.Component):
         return getattr(self.spec, name)
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
+                   ram_style="auto"):
         """A sparse engine for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
         return cls(spec=SparseSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
-                                              reach=reach, acc_banks=acc_banks))
+                                              reach=reach, acc_banks=acc_banks, ram_style=ram_style))
 
     def _to_stage(self, internal):
         return internal if self.stage_thresholds is not None else self.domain.to_real(internal)
@@ -488,7 +498,8 @@ class SparseCSC(wiring.Component):
             n_words = s.pe_words[p]
             v1 = Signal(name=f"v1_{p}")
             m.d.sync += v1.eq(issue & (idx < n_words) if n_words else 0)
-            emem = Memory(shape=unsigned(s.word_width), depth=len(words[p]), init=words[p])
+            attrs = None if s.ram_style == "auto" else {"rom_style": s.ram_style}
+            emem = Memory(shape=unsigned(s.word_width), depth=len(words[p]), init=words[p], attrs=attrs)
             m.submodules[f"entries{p}"] = emem
             erd = emem.read_port(domain="sync")
             m.d.comb += erd.addr.eq(idx)

@@ -45,7 +45,8 @@ class Stage:
 
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
-    places a dense engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`).
+    places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
+    engine's entry ROMs).
     """
     name: str
     op: str
@@ -180,9 +181,8 @@ def _check_ram_style(layer, in_spec, ram_style):
     if ram_style not in RAM_STYLES:
         raise FoldingError(f"layer '{layer.name}': ram_style must be one of {', '.join(RAM_STYLES)}, "
                            f"not {ram_style!r}")
-    if ram_style != "auto" and (isinstance(layer, ir.MaxPool)
-                                or engine_name(layer, in_spec.bits) == "sparse"):
-        raise FoldingError(f"layer '{layer.name}': ram_style applies to the dense engines' weight "
+    if ram_style != "auto" and isinstance(layer, ir.MaxPool):
+        raise FoldingError(f"layer '{layer.name}': ram_style applies to the engines' weight "
                            f"memories only; this stage has none")
 
 
@@ -199,15 +199,18 @@ def _fold_options(layer, in_spec):
 def _cheapest(layer, in_spec, target_cycles: int, min_lanes: int = 1):
     """The folding with the fewest lanes (pe * simd) that meets the target.
 
-    Ties go to the larger SIMD (wide popcounts are cheaper per lane than PEs). If no
-    folding meets the target, the fastest one.
+    Ties go to the larger SIMD (wide popcounts are cheaper per lane than PEs), except on
+    the sparse engine, whose every MAC lane reads the input buffer through ``simd`` banks
+    (read ports grow with SIMD): there to the smaller SIMD. If no folding meets the
+    target, the fastest one.
     """
     options = [(p, s) for p, s in _fold_options(layer, in_spec)]
     meeting = [(p, s) for p, s in options if stage_cycles(layer, in_spec, p, s) <= target_cycles
                and (not isinstance(layer, ir.MaxPool) or p >= min_lanes)]
     if not meeting:
         return min(options, key=lambda ps: (stage_cycles(layer, in_spec, *ps), ps[0] * ps[1]))
-    return min(meeting, key=lambda ps: (ps[0] * ps[1], -ps[1]))
+    sparse = not isinstance(layer, ir.MaxPool) and layer.weights.sparse
+    return min(meeting, key=lambda ps: (ps[0] * ps[1], ps[1] if sparse else -ps[1]))
 
 
 def choose_folding(model: ir.Model, target_cycles: int) -> dict[str, tuple[int, int]]:
@@ -285,10 +288,12 @@ def weight_bram_budget(bram18: int) -> int:
 
 
 def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
-    """``(memories, width, depth)`` of a dense engine's weight ROMs (one per PE), or None
-    for a stage without them (max-pool, sparse)."""
-    if isinstance(stage.layer, ir.MaxPool) or stage.engine == "sparse":
+    """``(memories, width, depth)`` of an engine's weight ROMs (one per PE; the sparse
+    engine's entry ROMs), or None for a stage without them (max-pool)."""
+    if isinstance(stage.layer, ir.MaxPool):
         return None
+    if stage.engine == "sparse":
+        return _sparse_spec(stage).entry_memory
     return _compute_spec(stage).weight_memory
 
 
@@ -396,11 +401,17 @@ def _compute_spec(stage: Stage) -> MVTUSpec:
                                simd=stage.simd, ram_style=stage.ram_style)
 
 
+def _sparse_spec(stage: Stage):
+    """The description of a sparse stage's engine."""
+    from hdl.engines.sparse import SparseSpec
+    return SparseSpec.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits, pe=stage.pe,
+                                 simd=stage.simd, ram_style=stage.ram_style)
+
+
 def _compute_engine(stage: Stage):
     if stage.engine == "sparse":
         from hdl.engines.sparse import SparseCSC
-        return SparseCSC.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits,
-                                    pe=stage.pe, simd=stage.simd)
+        return SparseCSC(spec=_sparse_spec(stage))
     cls = ShiftMAC if stage.engine == "shiftmac" else MVTU
     return cls(spec=_compute_spec(stage))
 

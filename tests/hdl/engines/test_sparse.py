@@ -153,6 +153,19 @@ def test_spec_and_component():
     assert np.array_equal(got, reference(w, codes, 2))
 
 
+def test_ram_style_reaches_the_entry_memories():
+    """``ram_style`` is the ``rom_style`` attribute of the PEs' entry ROMs; the input
+    banks are asked for LUT RAM."""
+    from amaranth.back import verilog
+    w = np.eye(4, dtype=np.int64)
+    text = verilog.convert(SparseCSC(w, kind="ternary", in_bits=2, pe=2, simd=2, ram_style="block"),
+                           name="top")
+    assert text.count('(* rom_style = "block" *)') == 2                 # one per PE
+    assert text.count('(* ram_style = "distributed" *)') == 2           # one per input bank
+    auto = verilog.convert(SparseCSC(w, kind="ternary", in_bits=2, pe=2, simd=2), name="top")
+    assert "rom_style" not in auto
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")    # the refused components
 def test_spec_refusals():
     w = np.eye(4, dtype=np.int64)
@@ -439,6 +452,7 @@ def test_accumulator_width_from_weights():
     (dict(reach=0), ValueError, "reach must be at least 1, not 0"),
     (dict(reach="4"), TypeError, "reach must be an integer"),
     (dict(acc_banks=4), ValueError, "acc_banks must be in 2..3, not 4"),
+    (dict(ram_style="ultra"), ValueError, "ram_style must be one of auto, block, distributed"),
     (dict(in_bits=0), ValueError, "in_bits must be in 1..16, not 0"),
     (dict(kind="float"), ValueError, "kind must be one of binary, ternary, int, pot"),
     (dict(kind="binary", wbits=None), ValueError, "binary weights must be -1 or \\+1 \\(0 where pruned\\)"),

@@ -265,7 +265,7 @@ def test_choose_folding_meets_target(name):
     ({"conv0": 4}, r"layer 'conv0': folding must be \(pe, simd\)"),
     ({"act0": (1, 1)}, r"unknown stage\(s\) act0; stages are conv0, pool0, fc1, fc2"),
     ({"fc1": {"ram_style": "ultra"}}, r"layer 'fc1': ram_style must be one of auto, block, distributed"),
-    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the dense engines"),
+    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the engines' weight"),
 ])
 def test_folding_errors(folding, match):
     with pytest.raises(FoldingError, match=match):
