@@ -73,10 +73,11 @@ class SparseSpec:
     simd : int
         Entries per PE per cycle, and input elements per beat; must divide ``inputs``.
     reach : int or None
-        Input banks (beat lanes) each MAC lane can read, dividing ``simd``; default
-        ``simd`` (any lane reads any column). A smaller reach costs fewer buffer read
-        ports (``pe * simd * reach``) and may cost words where a row's non-zeros crowd
-        into one group of banks.
+        Input banks (beat lanes) each MAC lane can read, dividing ``simd`` (``simd``: any
+        lane reads any column). A smaller reach costs fewer buffer read ports
+        (``pe * simd * reach``) and may cost words where a row's non-zeros crowd into one
+        group of banks; default: the smallest reach whose ``compute_cycles`` equal those
+        of ``reach = simd``.
     acc_banks : int or None
         Accumulator banks per PE, 2 or 3 (computed, drained, and a spare that lets the
         next vector start before the drain of the one two back ends); default: 3 where
@@ -118,7 +119,8 @@ class SparseSpec:
         simd = check_int("SIMD", simd, 1, numpy=True)
         outputs, inputs = m.shape
         check_folds(outputs, inputs, pe, simd)
-        reach = simd if reach is None else check_int("reach", reach, 1, numpy=True)
+        auto_reach = reach is None
+        reach = simd if auto_reach else check_int("reach", reach, 1, numpy=True)
         if simd % reach:
             raise ValueError(f"reach must divide SIMD {simd}, not {reach}")
         if acc_banks is not None:
@@ -148,6 +150,22 @@ class SparseSpec:
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
         })
+        self._settle(acc_banks)
+        if auto_reach:
+            # the fewest banks per lane that cost no cycle
+            full = self.cycles_per_vector
+            for r in range(1, simd):
+                if simd % r == 0:
+                    self.reach = r
+                    self._settle(acc_banks)
+                    if self.cycles_per_vector == full:
+                        break
+            else:
+                self.reach = simd
+                self._settle(acc_banks)
+
+    def _settle(self, acc_banks):
+        """Word schedule for ``self.reach``, then the accumulator banks."""
         self._schedule()
         self._cycles = None
         if acc_banks is None:

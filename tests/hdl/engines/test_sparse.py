@@ -333,6 +333,19 @@ def test_cycles_measured(outputs, inputs, pe, simd, reach, pattern, density, ban
     assert dut.bound_cycles <= dut.cycles_per_vector
 
 
+def test_auto_reach():
+    """By default each lane reads the fewest input banks that cost no cycle."""
+    rng = np.random.default_rng(8)
+    w = pruned(rng, 32, 144, "pot", 4, "random", density=0.05)
+    full = SparseSpec(w, kind="pot", in_bits=4, pe=4, simd=8, reach=8)
+    auto = SparseSpec(w, kind="pot", in_bits=4, pe=4, simd=8)
+    assert auto.cycles_per_vector == full.cycles_per_vector and auto.reach < 8
+    smaller = [r for r in (1, 2, 4) if r < auto.reach]
+    assert all(SparseSpec(w, kind="pot", in_bits=4, pe=4, simd=8, reach=r).cycles_per_vector
+               > full.cycles_per_vector for r in smaller)
+    assert auto.buffer_read_ports == 4 * 8 * auto.reach
+
+
 def test_speedup_scales_with_density():
     """Fewer non-zeros, fewer cycles: the cycle model of the actual weights; whole rows
     pruned cost nothing."""
