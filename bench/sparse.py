@@ -25,7 +25,8 @@ and the pruned layers of the shipped ``models/pot4-sparse`` at their own density
 Lane matching: the dense MVTU has ``PE`` x ``SIMD`` lanes (``--dense-pe``,
 ``--dense-simd``, default 4 x 4 = 16); the sparse engine gets the same number of lanes
 as ``pe`` x ``simd``, the split its cycle model finds fastest for the weights (as the
-network compiler picks it; ``reach = simd``).
+network compiler picks it; ``reach`` the engine's default: the fewest input banks per
+lane that cost no cycle).
 
 Cycles per vector are MEASURED in Amaranth's simulator with a free-running source and
 sink (``--vectors`` back-to-back vectors; the mean period of the second half), and the
@@ -173,6 +174,7 @@ def run_case(label, m, kind, wbits, in_bits, density, dense, lanes, simds, vecto
         "model_exact": len(set(np.subtract(cycles, trace).tolist())) == 1,
         "steady_cycles": spec.cycles_per_vector, "bound_cycles": spec.bound_cycles,
         "compute_cycles": spec.compute_cycles, "input_beats": spec.beats, "output_beats": spec.local_rows,
+        "reach": spec.reach, "acc_banks": spec.acc_banks,
         "dense_cycles": dense["cycles"],
         "speedup": round(speedup, 3), "goal_speedup": round(target, 3), "goal_met": speedup >= target,
         "goal_met_at_actual_density": speedup >= 0.6 / max(actual, 1e-9),
