@@ -191,7 +191,7 @@ def _networks(lines, data):
 # ----------------------------------------------------------------------------- other benches
 
 def _sparse(lines, data):
-    lines += ["## Sparse (CSC) engine: speedup against density", ""]
+    lines += ["## Sparse engine: speedup against density", ""]
     if not data:
         lines += [f"{NOT_MEASURED} (no `bench/results/sparse.json`).", ""]
         return
@@ -200,16 +200,57 @@ def _sparse(lines, data):
         if key in data:
             lines.append(f"- {key}: {data[key]}")
     lines += [f"- goal met: {_n(data.get('goal_met'))}; worst speedup / goal: "
-              f"{_n(data.get('worst_speedup_over_goal'))}; cycle model exact: {_n(data.get('model_exact'))}", ""]
+              f"{_n(data.get('worst_speedup_over_goal'))}; cycle model exact: {_n(data.get('model_exact'))}"]
+    for miss in data.get("goal_missed") or []:
+        lines.append(f"- missed: {miss}")
+    lines.append("")
+    before = data.get("before") or {}
+    if data.get("speedup"):
+        prev = before.get("speedup") or {}
+        lines += _table(["density %", "worst speedup (this engine)", "goal (0.6/density)",
+                         "worst speedup (before)"],
+                        [[k, v, _n(60 / float(k), ".3g"), _n(prev.get(k), "g")]
+                         for k, v in data["speedup"].items()])
+        lines.append("")
+    if before.get("note"):
+        lines += [f"Before: {before['note']} (`{before.get('command', '')}`); goal met then: "
+                  f"{_n(before.get('goal_met'))}, worst speedup / goal {_n(before.get('worst_speedup_over_goal'))}.",
+                  ""]
     rows = data.get("rows") or []
     if rows:
-        table = [[r.get("kind"), r.get("pattern"), _n(r.get("density"), "g"), _n(r.get("cycles")),
-                  _n(r.get("dense_cycles")), _n(r.get("speedup"), "g"), _n(r.get("goal_speedup"), "g"),
+        table = [[r.get("case", f"{r.get('kind')}/{r.get('pattern')}"), _n(r.get("density"), ".3g"),
+                  f"{r['pe']} x {r['simd']}" if "pe" in r else NOT_MEASURED,
+                  _n(r.get("cycles")), _n(r.get("model_cycles")), _n(r.get("dense_cycles")),
+                  _n(r.get("speedup"), "g"), _n(r.get("goal_speedup"), "g"),
                   _met(r.get("goal_met")), _n(r.get("storage_ratio"), "g")] for r in rows]
-        lines += _table(["weights", "pattern", "density", "cycles", "dense cycles", "speedup",
-                         "goal (0.6/density)", "goal", "storage / dense"], table)
-    elif data.get("speedup"):
-        lines += _table(["density %", "worst speedup"], [[k, v] for k, v in data["speedup"].items()])
+        lines += _table(["case", "density", "PE x SIMD", "cycles (measured)", "cycles (model)",
+                         "dense cycles", "speedup", "goal (0.6/density)", "goal", "storage / dense"],
+                        table)
+    lines.append("")
+
+
+def _compression(lines, data):
+    lines += ["## Pruning in hardware: the pruned digits model against the dense one", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/compression.json`).", ""]
+        return
+    _source(lines, _cmd(data, "compression"))
+    lines += [f"- goal: {data.get('goal', '')}",
+              f"- board {data.get('board')} at {_n(data.get('clock_mhz'), 'g')} MHz (Yosys family "
+              f"{data.get('family')}); {data.get('synth_note', '')}",
+              f"- speed goal: {_met(data.get('goal_speed_met'))} (fps ratio {_n(data.get('fps_ratio'), 'g')}, "
+              f"LUT ratio {_n(data.get('lut_ratio_fast'), 'g')}); size goal: {_met(data.get('goal_size_met'))} "
+              f"(fps ratio {_n(data.get('same_fps_ratio'), 'g')}, LUT ratio "
+              f"{_n(data.get('lut_ratio_same_fps'), 'g')})", ""]
+    table = []
+    for label, key in (("dense pot4", "dense"), ("pot4-sparse, same fps", "sparse_same_fps"),
+                       ("pot4-sparse, 2.2x target", "sparse_fast")):
+        r = data.get(key) or {}
+        fold = ", ".join(f"{k} {v.get('pe')}x{v.get('simd')}" for k, v in (r.get("folding") or {}).items())
+        table.append([label, _n(r.get("cycles_model")), _n(r.get("cycles_measured")), _n(r.get("fps"), ",.0f"),
+                      _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")), fold])
+    lines += _table(["design", "cycles/frame (model)", "cycles/frame (measured)", "fps", "LUT", "FF",
+                     "BRAM18", "DSP", "folding"], table)
     lines.append("")
 
 
@@ -365,7 +406,7 @@ def _generic(lines, name, data):
     lines.append("")
 
 
-KNOWN = ("networks", "sparse", "shift", "popcount", "mvtu", "golden", "training")
+KNOWN = ("networks", "sparse", "compression", "shift", "popcount", "mvtu", "golden", "training")
 
 
 def render(results_dir, models_dir=None) -> str:
@@ -383,6 +424,7 @@ def render(results_dir, models_dir=None) -> str:
              "benchmarks' commands as named in their sections, then `python -m bench.report`.", ""]
     _networks(lines, files.get("networks"))
     _sparse(lines, files.get("sparse"))
+    _compression(lines, files.get("compression"))
     _shift(lines, files.get("shift"))
     _popcount(lines, files.get("popcount"))
     _mvtu(lines, files.get("mvtu"))

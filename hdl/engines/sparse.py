@@ -1,52 +1,42 @@
-"""Sparse CSC engine: a pruned layer whose cycles scale with its non-zero weights.
+"""Sparse engine: a pruned layer whose cycles scale with its non-zero weights.
 
 One :class:`SparseCSC` computes ``W @ act_values(x)`` for every input vector ``x`` (the
 flattened input of a fully connected layer, or the im2col vector of one output pixel of
-a convolution), walking only the stored non-zeros of ``W``, and turns the accumulators
+a convolution), walking only the non-zero weights of ``W``, and turns the accumulators
 into activation codes or integer scores through the shared
 :class:`hdl.engines.threshold.OutputStage`, exactly like :class:`hdl.engines.mvtu.MVTU`.
 
-Storage (built from the IR's canonical CSC, columns = inputs), after EIE (Han et al.
-2016):
+Row-parallel execution (each PE walks its own output rows, several non-zeros per cycle):
 
-* Output rows are interleaved across the ``pe`` processing elements: row ``r`` goes to
-  PE ``r % pe`` as its local row ``r // pe``.
-* Each PE keeps its own CSC over its ``outputs / pe`` local rows, in one entry memory,
-  column after column. An entry is a weight code and a *relative* local row index
-  ``delta`` of ``index_bits`` bits: the number of local rows skipped since the previous
-  entry of the column (since row -1 for the first). A gap of more than
-  ``2**index_bits - 1`` rows is bridged by padding entries: a zero weight at the row
-  ``2**index_bits`` after the previous entry (``delta = 2**index_bits - 1``).
-* Per-column pointers: each PE walks its entries in order with a running address, so
-  a column's pointer is implicit and the column memory stores, per column, each PE's
-  entry count (the difference of consecutive column pointers) and a flag marking the
-  PE's last non-empty column, and the next non-empty lane of the input beat.
+* The input vector is double-buffered (vector ``n + 1`` streams in while vector ``n``
+  is computed) in ``simd`` banks, bank ``s`` holding lane ``s`` of every input beat,
+  with asynchronous read ports (LUT RAM for the short vectors of these layers): every
+  MAC lane reads the activation of its own entry's column each cycle from the ``reach``
+  banks of its group.
+* PE ``p`` owns the output channels ``c`` with ``c % pe == p`` (local row ``c // pe``, the
+  MVTU's interleaving, so the drain keeps the output order). It stores its non-empty
+  rows' non-zeros as *words* of ``simd`` entries (weight code and absolute column, as
+  buffer word and bank), a row's entries in consecutive words, its last word padded
+  with zero-weight entries and flagged, each word tagged with its local row. Empty rows
+  cost no word (their accumulator stays 0; bias and thresholds still apply).
+* Every cycle each PE reads one word, multiplies its ``simd`` entries with the
+  activations (the shared lane products of :class:`hdl.engines.core.WeightCodes`: no
+  multipliers for binary, ternary and pot weights), sums them in an adder tree and
+  accumulates per row; a row's last word writes the sum to the PE's accumulator bank.
+* PEs run in lock step over ``compute_cycles = max(1, max_p words_p)`` cycles per
+  vector. Accumulator banks (two, or three where that saves cycles) are drained
+  (``outputs / pe`` beats) into the output stage while the next vector is computed.
 
-Weight codes: ``binary`` and ``ternary`` as 2 bits (non-zero flag, sign: padding entries
-need a zero); ``int`` as ``wbits``-bit two's complement (one multiplier per PE, or a
-negation for 1-bit activations); ``pot`` as sign and ``mag = e - emin + 1`` over the
-exponent window of the actual weights, multiplied by a barrel shift as in the MVTU's
-``pot`` mode (accumulating ``acc / 2**emin``; thresholds divided, scores shifted back).
-No multipliers for binary, ternary or pot weights.
-
-Execution, as in EIE: a column sequencer takes the input elements in order and, for each
-non-empty column ``j``, pushes ``(x_j, count)`` into the activation queue of every PE that
-has entries in column ``j`` (one column per cycle; empty columns are skipped). Each PE
-pops its own queue and walks its own entries, one per cycle, so the PEs run
-independently and the load imbalance of one column is evened out over the next ones
-(bounded by the queue depth). Each entry updates one local accumulator:
-``acc[row] += w * x_j``. A missing weight contributes nothing, also for 1-bit bipolar
-activations (where a stored weight contributes ``±w``). Without the queues (PEs in
-lock step) a vector would take ``lockstep_cycles``, the sum over the columns of the
-largest per-PE count.
+So a vector costs about ``max(inputs / simd, compute_cycles, outputs / pe)`` cycles:
+the input beats, the busiest PE's words, or the output beats (``cycles_per_vector`` is
+the exact figure from the spec's cycle model).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -54,57 +44,17 @@ from amaranth.utils import ceil_log2
 from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
+from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS
 from hdl.engines.threshold import OutputStage, output_shape
 
-__all__ = ["SparseCSC", "MAX_INDEX_BITS", "MAX_QUEUE_DEPTH"]
-
-#: Widest relative row index.
-MAX_INDEX_BITS = 16
-#: Deepest activation queue.
-MAX_QUEUE_DEPTH = 64
+__all__ = ["SparseCSC", "SparseSpec"]
 
 
-class SparseCSC(wiring.Component):
-    """Pruned matrix-vector product over per-PE CSC storage, thresholds or scores out.
-
-    Computes, for each input vector ``x`` of ``inputs`` activation codes, the ``outputs``
-    accumulators ``acc = weights @ act_values(x, in_bits) (+ bias)`` exactly and emits
-    ``#{t in thresholds[c] : acc[c] >= t}`` per channel (``thresholds`` given) or ``acc``
-    itself as integer scores: the function of :class:`hdl.engines.mvtu.MVTU`, with the same ports.
-
-    Ports
-    -----
-    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
-        ``inputs / simd`` beats per vector, elements in order, lane 0 lowest index.
-    o : ``Out(stream.Signature(ArrayLayout(out_shape, pe)))``
-        ``outputs / pe`` beats per vector; beat ``f`` lane ``p`` is channel ``f*pe + p``
-        (local row ``f`` of PE ``p``).
-
-    Cycles: the sequencer spends one cycle per non-empty column, and one per input beat
-    whose columns are all empty (``sequencer_cycles`` per vector; with ``simd == 1`` an
-    empty column costs the one cycle of its beat, the stream's own rate). PE ``p``
-    spends one cycle per entry it stores, padding included, plus one cycle per vector
-    if it stores none. The accumulators are double-buffered: while one bank is drained
-    to the output (``outputs / pe`` beats, one per cycle) the PEs accumulate the next
-    vector into the other (a bank's last drain beat frees it in the same cycle). So a
-    vector takes at least ``bound_cycles = max(sequencer_cycles, max_p entries_p,
-    outputs / pe)`` cycles; queue-full stalls add to it. ``cycles_per_vector`` is the
-    exact steady-state figure with a free-running source and sink, from a cycle-exact
-    model of the engine run on these weights (``cycle_trace``), checked against
-    simulation by the tests.
-
-    Per column, then: a non-empty column costs its largest per-PE entry count only in
-    the PE that has that many (no overhead cycle: its sequencer cycle overlaps the PEs'
-    work), and the queues let the other PEs run ahead, so ``cycles_per_vector`` is
-    usually well below ``lockstep_cycles`` (sum over the columns of the largest per-PE
-    count, with a queue depth of 2 or more). An empty column costs nothing unless its
-    whole input beat is empty (1 cycle per beat).
-
-    Latency: 4 cycles from the transfer of a vector's last input beat to its first
-    output beat when the PEs are idle (queue, entry read, accumulate, output-stage
-    register); a PE's backlog of queued work adds to it. After a reset the engine
-    spends ``outputs / pe`` cycles zeroing its accumulator banks before it takes input
-    (memories keep their contents through a reset).
+class SparseSpec:
+    """The sparse engine's description apart from its hardware: validated parameters,
+    weight codes and word schedule per PE, memory geometry, storage bits, accumulator
+    domain, ports, cycle model and latency. The compiler and benches read it;
+    :class:`SparseCSC` builds from it.
 
     Parameters
     ----------
@@ -112,40 +62,42 @@ class SparseCSC(wiring.Component):
         The IR's canonical CSC weights, or a matrix of weight *values* (0 = pruned; pot
         values 0 or ±2**e).
     kind : str
-        ``"binary"`` (±1), ``"ternary"``, ``"int"`` (signed ``wbits``) or ``"pot"``. Must
-        match an ``ir.Weights``' kind.
+        ``"binary"`` (±1, 0 where pruned), ``"ternary"``, ``"int"`` (signed ``wbits``) or
+        ``"pot"``. Must match an ``ir.Weights``' kind.
     wbits : int or None
         As for the MVTU (taken from an ``ir.Weights``).
     in_bits : int
         Activation code width, 1..16; 1 means bipolar codes (0 = -1, 1 = +1).
     pe : int
-        Processing elements (one weight per cycle each); must divide ``outputs``.
+        Processing elements (rows in parallel); must divide ``outputs``.
     simd : int
-        Input elements per beat; must divide ``inputs``.
-    index_bits : int
-        Width of the relative row indices, 1..16 (4 as in EIE).
-    queue_depth : int
-        Entries of each PE's activation queue, 1..64 (EIE: 8).
+        Entries per PE per cycle, and input elements per beat; must divide ``inputs``.
+    reach : int or None
+        Input banks (beat lanes) each MAC lane can read, dividing ``simd`` (``simd``: any
+        lane reads any column). A smaller reach costs fewer buffer read ports
+        (``pe * simd * reach``) and may cost words where a row's non-zeros crowd into one
+        group of banks; default: the smallest reach whose ``compute_cycles`` equal those
+        of ``reach = simd``.
+    acc_banks : int or None
+        Accumulator banks per PE, 2 or 3 (computed, drained, and a spare that lets the
+        next vector start before the drain of the one two back ends); default: 3 where
+        that saves cycles, else 2.
+    ram_style : "auto" | "block" | "distributed"
+        Where the entry ROMs go (``entry_memory``), as the MVTU's ``ram_style``: written
+        as the memories' ``rom_style`` attribute.
     thresholds : int ndarray (outputs, 2**k - 1) or None
         Non-decreasing per row; ``None`` emits scores.
     bias : int ndarray (outputs,) or None
         Added to the accumulator before thresholds or in the scores.
-
-    Attributes
-    ----------
-    cycles_per_vector, sequencer_cycles, bound_cycles, lockstep_cycles : int
-    storage_bits : dict
-        On-chip weight storage in bits: ``values`` and ``indices`` of the non-zeros,
-        ``padding`` (whole padding entries), ``pointers`` (the column memory),
-        ``total``; ``dense_storage_bits`` is the MVTU's for the same weights.
-    entries : list of ndarray
-        Per PE, the stored ``(delta, value)`` entries; ``padding`` their padding count.
     """
 
     mode = "sparse"
 
-    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd=1, index_bits=4,
-                 thresholds=None, bias=None, queue_depth=8):
+    def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd=1, reach=None, acc_banks=None,
+                 thresholds=None, bias=None, ram_style="auto"):
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
+        self.ram_style = ram_style
         if isinstance(weights, ir.Weights):
             if not weights.sparse:
                 raise ValueError("weights must be an ir.Weights in CSC form or an integer matrix, "
@@ -154,37 +106,36 @@ class SparseCSC(wiring.Component):
                 raise ValueError(f"kind {kind!r} does not match the weights' kind {weights.kind!r}")
             if wbits is not None and wbits != weights.bits:
                 raise ValueError(f"wbits {wbits} does not match the weights' bits {weights.bits}")
-            csc = weights
             wbits = None if kind in ("binary", "ternary") else weights.bits
             matrix = weights.matrix()
         elif isinstance(weights, (np.ndarray, list, tuple)):
-            csc = None
             matrix = weights
         else:
             raise TypeError(f"weights must be an ir.Weights in CSC form or an integer matrix, "
                             f"not {type(weights).__name__}")
         m, wbits = check_weights(matrix, kind, wbits, pruned=True)
-        if csc is None:
-            csc = ir.Weights.from_matrix(m, kind, wbits, sparse=True)
         in_bits = check_int("in_bits", in_bits, 1, MAX_IN_BITS, numpy=True)
-        pe = check_int("PE", pe, 1)
-        simd = check_int("SIMD", simd, 1)
-        index_bits = check_int("index_bits", index_bits, 1, MAX_INDEX_BITS)
-        queue_depth = check_int("queue_depth", queue_depth, 1, MAX_QUEUE_DEPTH)
+        pe = check_int("PE", pe, 1, numpy=True)
+        simd = check_int("SIMD", simd, 1, numpy=True)
         outputs, inputs = m.shape
         check_folds(outputs, inputs, pe, simd)
+        auto_reach = reach is None
+        reach = simd if auto_reach else check_int("reach", reach, 1, numpy=True)
+        if simd % reach:
+            raise ValueError(f"reach must divide SIMD {simd}, not {reach}")
+        if acc_banks is not None:
+            acc_banks = check_int("acc_banks", acc_banks, 2, 3, numpy=True)
         bias = check_bias(bias, outputs)
         thresholds = check_thresholds(thresholds, outputs)
 
         self.weights = m
         self.kind, self.wbits, self.in_bits = kind, wbits, in_bits
         self.outputs, self.inputs, self.pe, self.simd = outputs, inputs, pe, simd
-        self.index_bits = index_bits
-        self.queue_depth = queue_depth
-        self._cycles = None
+        self.reach = reach
         self.local_rows = outputs // pe
         self.beats = inputs // simd
         self.thresholds, self.bias = thresholds, bias
+        self.nnz = int(np.count_nonzero(m))
 
         self.codes = WeightCodes.for_weights(m, kind, wbits, in_bits, zero=True)
         self.scale = self.codes.scale
@@ -193,30 +144,52 @@ class SparseCSC(wiring.Component):
         self.acc_shape = self.domain.acc_shape
         self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
             self.domain.stage_params(thresholds, bias)
-
-        self._build_storage(csc)
-
         self.out_shape = output_shape(self.stage_acc_shape, self.stage_thresholds, self.stage_bias)
         self.out_bits = None if thresholds is None else self.out_shape.width
-        super().__init__({
+        self.signature = wiring.Signature({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
         })
+        self._settle(acc_banks)
+        if auto_reach:
+            # the fewest banks per lane that cost no cycle
+            full = self.cycles_per_vector
+            for r in range(1, simd):
+                if simd % r == 0:
+                    self.reach = r
+                    self._settle(acc_banks)
+                    if self.cycles_per_vector == full:
+                        break
+            else:
+                self.reach = simd
+                self._settle(acc_banks)
+
+    def _settle(self, acc_banks):
+        """Word schedule for ``self.reach``, then the accumulator banks."""
+        self._schedule()
+        self._cycles = None
+        if acc_banks is None:
+            # a third bank where two cost cycles (compute and drain both close to the period)
+            self.acc_banks = 2
+            two = self.cycles_per_vector
+            self.acc_banks, self._cycles = 3, None
+            if self.cycles_per_vector >= two:
+                self.acc_banks, self._cycles = 2, two
+        else:
+            self.acc_banks = acc_banks
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, index_bits=4):
-        """A sparse engine for an IR ``Conv`` or ``FC`` layer, optionally fused with its
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
+                   ram_style="auto"):
+        """The description for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
         check_fc_layer(layer, threshold)
         w = layer.weights if layer.weights.sparse else layer.weights.to_csc()
-        return cls(w, kind=w.kind, in_bits=in_bits, pe=pe, simd=simd, index_bits=index_bits,
-                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias)
+        return cls(w, kind=w.kind, in_bits=in_bits, pe=pe, simd=simd, reach=reach, acc_banks=acc_banks,
+                   thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
+                   ram_style=ram_style)
 
-    def _output_stage(self) -> OutputStage:
-        return OutputStage(self.outputs, self.pe, self.stage_acc_shape,
-                           thresholds=self.stage_thresholds, bias=self.stage_bias)
-
-    # --- storage --------------------------------------------------------------------
+    # --- storage ----------------------------------------------------------------------
 
     @property
     def value_bits(self) -> int:
@@ -231,198 +204,217 @@ class SparseCSC(wiring.Component):
     def emax(self) -> int:
         return self.codes.emax
 
-    def _build_storage(self, csc: ir.Weights):
-        pe, b = self.pe, self.index_bits
-        max_delta = (1 << b) - 1
-        values = csc.decode(csc.values) // self.scale if self.kind == "pot" else csc.decode(csc.values)
-        rows = csc.rows.astype(np.int64)
-        cols = np.repeat(np.arange(self.inputs), np.diff(csc.colptr))
-        # Entries of one PE in column order; rows ascend within a column (canonical CSC).
-        order = np.lexsort((rows, cols, rows % pe))
-        rows, cols, values = rows[order], cols[order], values[order]
-        pes, local = rows % pe, rows // pe
-        start = np.ones(len(rows), bool)                # first entry of its (PE, column)
-        start[1:] = (pes[1:] != pes[:-1]) | (cols[1:] != cols[:-1])
-        prev = np.where(start, -1, np.roll(local, 1))
-        gap = local - prev - 1
-        pads = gap >> b                                 # one padding entry per 2**b rows skipped
-        # Expand: each non-zero becomes its padding entries followed by itself.
-        owner = np.repeat(np.arange(len(rows)), pads + 1)
-        first = np.cumsum(pads + 1) - (pads + 1)
-        k = np.arange(len(owner)) - first[owner]
-        real = k == pads[owner]
-        delta = np.where(real, (gap - (pads << b))[owner], max_delta)
-        value = np.where(real, values[owner], 0)
-        counts = np.zeros((self.inputs, pe), np.int64)
-        np.add.at(counts, (cols, pes), pads + 1)
-        e_pe = pes[owner]
-        self.entries = [np.stack([delta[e_pe == p], value[e_pe == p]], axis=1) for p in range(pe)]
-        self.padding = int(pads.sum())
-        self.nnz = int(csc.nnz)
-        self.column_counts = counts                     # (inputs, pe)
-        self.column_steps = counts.max(axis=1)          # K_j
-        steps = self.column_steps.reshape(self.beats, self.simd)
-        self.lockstep_cycles = int(np.maximum(1, steps.sum(axis=1)).sum())
-        nonempty = (steps > 0).sum(axis=1)
-        self.sequencer_cycles = int(np.maximum(1, nonempty).sum())
-        per_pe = counts.sum(axis=0)
-        self.pe_cycles = np.where(per_pe > 0, per_pe, 1)
-        self.bound_cycles = max(self.sequencer_cycles, int(self.pe_cycles.max()), self.local_rows)
-
-        # Column memory fields.
-        self.count_bits = max(1, ceil_log2(int(counts.max()) + 1))
-        self.lane_bits = max(1, ceil_log2(self.simd + 1))
-        entry_bits = self.value_bits + b
-        column_word = self.lane_bits + pe * (self.count_bits + 1)
-        first_bits = self.lane_bits * self.beats if self.beats > 1 else 0
+    def _schedule(self):
+        """Per PE its words: rows ``c % pe == p`` in local-row order; a non-empty row's
+        non-zeros (ascending column) fill consecutive words. Column ``j`` sits in input
+        bank ``j % simd`` (its lane in the input beat); lane ``l`` reads the ``reach`` banks
+        of its group ``l // reach``, so a row takes ``max`` over the groups of
+        ``ceil(non-zeros in the group's banks / reach)`` words (``reach == simd``: any lane
+        reads any column, ``ceil(nnz / simd)`` words)."""
+        pe, simd, reach = self.pe, self.simd, self.reach
+        groups = simd // reach
+        self.addr_bits = ceil_log2(self.beats)           # buffer word of a column
+        self.sel_bits = ceil_log2(reach)                  # bank within the lane's group
+        self.index_bits = self.addr_bits + self.sel_bits
+        self.row_bits = ceil_log2(self.local_rows)
+        nz = self.internal != 0
+        self.words = []                                   # per PE: (row, last, [(lane, col, value)])
+        for p in range(pe):
+            words = []
+            for r in range(self.local_rows):
+                c = r * pe + p
+                cols = np.nonzero(nz[c])[0]
+                if not len(cols):
+                    continue
+                by_group = [cols[(cols % simd) // reach == g] for g in range(groups)]
+                n = max(-(-len(gc) // reach) for gc in by_group)
+                for w in range(n):
+                    lanes = []
+                    for g, gc in enumerate(by_group):
+                        for q, col in enumerate(gc[w * reach:(w + 1) * reach].tolist()):
+                            lanes.append((g * reach + q, col, int(self.internal[c, col])))
+                    words.append((r, w == n - 1, lanes))
+            self.words.append(words)
+        self.pe_words = [len(w) for w in self.words]
+        self.compute_cycles = max(1, max(self.pe_words))
+        slots = sum(self.pe_words) * simd
+        self.padding = slots - self.nnz
+        vb, ib = self.value_bits, self.index_bits
+        self.lane_width = vb + ib
+        self.word_width = simd * self.lane_width + self.row_bits + 1
         self.storage_bits = {
-            "values": self.nnz * self.value_bits,
-            "indices": self.nnz * b,
-            "padding": self.padding * entry_bits,
-            "pointers": self.inputs * column_word + first_bits,
+            "values": self.nnz * vb,
+            "indices": self.nnz * ib,
+            "padding": self.padding * (vb + ib),
+            "pointers": sum(self.pe_words) * (self.row_bits + 1),
         }
         self.storage_bits["total"] = sum(self.storage_bits.values())
-        # Per PE its last non-empty column (-1: none, it gets an empty end-of-vector item).
-        self.last_columns = [int(np.nonzero(counts[:, p])[0][-1]) if per_pe[p] else -1
-                             for p in range(pe)]
         dense_bits = 1 if self.kind == "binary" else self.codes.bits
         self.dense_storage_bits = self.outputs * self.inputs * dense_bits
+        #: Input buffer bits (two vectors), and the asynchronous read ports on them.
+        self.buffer_bits = 2 * self.inputs * self.in_bits
+        self.buffer_read_ports = pe * simd * reach
 
-    def _memory_contents(self):
-        """(entry words per PE, column words, first non-empty lane per beat)."""
-        vb = self.value_bits
-        entry_words = []
-        for e in self.entries:
-            words = self.codes.encode(e[:, 1]) | (e[:, 0] << vb)
-            entry_words.append([int(w) for w in words] or [0])
-        simd, lb, cb = self.simd, self.lane_bits, self.count_bits
-        steps = self.column_steps.reshape(self.beats, simd)
-        col_words, first = [], []
-        for beat in range(self.beats):
-            nonempty = [s for s in range(simd) if steps[beat, s] > 0]
-            first.append(nonempty[0] if nonempty else simd)
-            for s in range(simd):
-                j = beat * simd + s
-                nxt = next((t for t in nonempty if t > s), simd)
-                word = nxt
-                for p in range(self.pe):
-                    c = int(self.column_counts[j, p])
-                    last = int(c > 0 and j == self.last_columns[p])
-                    word |= (c | last << cb) << (lb + p * (cb + 1))
-                col_words.append(word)
-        return entry_words, col_words, first
+    @property
+    def entry_memory(self) -> tuple[int, int, int]:
+        """``(memories, width, depth)`` of the entry ROMs (one per PE, the deepest)."""
+        return self.pe, self.word_width, max(1, max(self.pe_words))
 
-    # --- datapath ---------------------------------------------------------------------
+    def entry_words(self) -> list[list[int]]:
+        """Memory contents per PE: lane ``l`` at bits ``l * lane_width`` (code, buffer word
+        ``col // simd``, bank within the group), then the local row, then the last flag;
+        unused lanes hold a zero code."""
+        lw, ab, vb, simd, reach = self.lane_width, self.addr_bits, self.value_bits, self.simd, self.reach
+        out = []
+        for words in self.words:
+            mem = []
+            for row, last, lanes in words:
+                w = 0
+                for lane, col, value in lanes:
+                    code = int(self.codes.encode(np.array([value]))[0])
+                    field = code | (col // simd) << vb | (col % simd % reach) << (vb + ab)
+                    w |= field << (lane * lw)
+                w |= row << (simd * lw)
+                w |= int(last) << (simd * lw + self.row_bits)
+                mem.append(w)
+            out.append(mem or [0])
+        return out
+
+    # --- cycle model ------------------------------------------------------------------
+
+    @property
+    def tree_terms(self) -> int:
+        """Operands of a PE's adder tree (pot adds the lanes' sign bits)."""
+        return self.simd * (2 if self.codes.style == "pot" else 1)
+
+    @property
+    def tree_stages(self) -> int:
+        """Registers through the adder tree (one per ``TREE_LEVELS`` levels, at least one)."""
+        return max(1, -(-ceil_log2(self.tree_terms) // TREE_LEVELS))
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a word's issue to its accumulator write: entry read, buffer read,
+        lane products, ``tree_stages`` adder-tree registers."""
+        return 3 + self.tree_stages
+
+    def cycle_trace(self, vectors: int) -> list[int]:
+        """Cycle (from the first input beat) at which each drain beat of ``vectors``
+        back-to-back vectors enters the output stage, free-running source and sink.
+
+        An exact model of :meth:`SparseCSC.elaborate`: vector ``n``'s ``B = inputs / simd``
+        beats start when the previous vector's beats are in and the input bank of
+        vector ``n - 2`` is released (after its last issue); its compute starts the cycle
+        after its last beat, after vector ``n - 1``'s last issue and after the drain of
+        vector ``n - acc_banks`` (its accumulator bank) ends, and issues ``compute_cycles``
+        words; the bank is full ``latency + 1`` cycles after the last issue; the drain
+        (``outputs / pe`` beats) starts then, after the previous drain.
+        """
+        b, c, d, lat, nb = self.beats, self.compute_cycles, self.local_rows, self.latency, self.acc_banks
+        a, te, de = [], [], []
+        trace = []
+        for n in range(vectors):
+            start_in = 0 if n == 0 else a[-1] + b
+            if n >= 2:
+                start_in = max(start_in, te[n - 2] + 1)
+            a.append(start_in)
+            s = start_in + b
+            if n >= 1:
+                s = max(s, te[n - 1] + 1)
+            if n >= nb:
+                s = max(s, de[n - nb] + 1)
+            te.append(s + c - 1)
+            ds = te[-1] + lat + 1
+            if n >= 1:
+                ds = max(ds, de[n - 1] + 1)
+            de.append(ds + d - 1)
+            trace.extend(range(ds, ds + d))
+        return trace
+
+    #: Vectors the steady-state period is taken over (after as many warm-up vectors).
+    PERIOD_VECTORS = 8
+
+    @property
+    def cycles_per_vector(self) -> int:
+        """Steady-state cycles per vector (free-running source and sink): the mean period
+        of vectors ``8 .. 16`` of :meth:`cycle_trace`, rounded up."""
+        if self._cycles is None:
+            n, d = self.PERIOD_VECTORS, self.local_rows
+            ends = self.cycle_trace(2 * n)[d - 1::d]
+            self._cycles = -(-(ends[2 * n - 1] - ends[n - 1]) // n)
+        return self._cycles
+
+    @property
+    def bound_cycles(self) -> int:
+        """``max(input beats, compute_cycles, output beats)``: no vector is faster."""
+        return max(self.beats, self.compute_cycles, self.local_rows)
+
+
+class SparseCSC(wiring.Component):
+    """Pruned matrix-vector product, row-parallel over the non-zeros; thresholds or scores.
+
+    Computes, for each input vector ``x`` of ``inputs`` activation codes, the ``outputs``
+    accumulators ``acc = weights @ act_values(x, in_bits) (+ bias)`` exactly and emits
+    ``#{t in thresholds[c] : acc[c] >= t}`` per channel (``thresholds`` given) or ``acc``
+    itself as integer scores: the function of :class:`hdl.engines.mvtu.MVTU`, with the
+    same ports.
+
+    Ports
+    -----
+    i : ``In(stream.Signature(ArrayLayout(unsigned(in_bits), simd)))``
+        ``inputs / simd`` beats per vector, elements in order, lane 0 lowest index.
+    o : ``Out(stream.Signature(ArrayLayout(out_shape, pe)))``
+        ``outputs / pe`` beats per vector; beat ``f`` lane ``p`` is channel ``f*pe + p``.
+
+    Throughput: ``cycles_per_vector`` in steady state (free-running source and sink),
+    at least ``bound_cycles = max(inputs / simd, compute_cycles, outputs / pe)`` where
+    ``compute_cycles`` is the busiest PE's word count (``sum ceil(nnz_row / simd)`` over
+    its rows). The input takes a beat every cycle while an input bank is free.
+    Latency: ``latency + 1`` cycles from a vector's last issued word to its first drain
+    beat, plus the output stage's 2. After a reset the engine spends ``outputs / pe``
+    cycles zeroing its accumulator banks before it takes input.
+
+    Build from a :class:`SparseSpec` (``SparseCSC(spec=...)``) or from the spec's
+    parameters (``SparseCSC(weights, kind=..., ...)``); the description's figures read as
+    the engine's own (``engine.cycles_per_vector``).
+    """
+
+    def __init__(self, weights=None, *, spec: SparseSpec | None = None, **params):
+        if spec is None:
+            spec = SparseSpec(weights, **params)
+        elif weights is not None or params:
+            raise TypeError("give either a spec or the sparse engine's parameters, not both")
+        elif not isinstance(spec, SparseSpec):
+            raise TypeError(f"spec must be a SparseSpec, not {type(spec).__name__}")
+        self.spec = spec
+        super().__init__(spec.signature)
+
+    def __getattr__(self, name):
+        if name == "spec" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
+    @classmethod
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
+                   ram_style="auto"):
+        """A sparse engine for an IR ``Conv`` or ``FC`` layer, optionally fused with its
+        ``Threshold``. Dense weights are converted to CSC."""
+        return cls(spec=SparseSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
+                                              reach=reach, acc_banks=acc_banks, ram_style=ram_style))
 
     def _to_stage(self, internal):
         return internal if self.stage_thresholds is not None else self.domain.to_real(internal)
 
-    # --- cycle model ------------------------------------------------------------------
-
-    def _steps(self) -> list[list[tuple[int, int, bool]]]:
-        """The sequencer's steps of one vector: per step, the ``(pe, count, end)`` items
-        it queues (one step per non-empty column, one per all-empty beat)."""
-        simd, counts = self.simd, self.column_counts
-        steps_k = self.column_steps.reshape(self.beats, simd)
-        empty_pes = [p for p in range(self.pe) if self.last_columns[p] < 0]
-        steps = []
-        for beat in range(self.beats):
-            lanes = np.nonzero(steps_k[beat])[0]
-            if not len(lanes):
-                steps.append([])
-            for lane in lanes:
-                j = beat * simd + int(lane)
-                pes = np.nonzero(counts[j])[0]
-                steps.append([(int(p), int(counts[j, p]), j == self.last_columns[p]) for p in pes])
-        steps[-1] = steps[-1] + [(p, 0, True) for p in empty_pes]
-        return steps
-
-    def cycle_trace(self, vectors: int) -> list[int]:
-        """Cycle (from the first input beat) at which each output beat of ``vectors``
-        back-to-back vectors enters the output stage, free-running source and sink.
-
-        An exact model of :meth:`elaborate`, evaluated per queued item rather than per
-        clock: the sequencer queues step ``n`` at ``t_n = max(t_{n-1} + 1, pop cycle of
-        the item queue_depth places earlier in every queue it writes + 1)``; a PE starts
-        an item ``max(1, count)`` cycles long at ``max(queued + 1, previous item's end +
-        1)``, and its first item of vector ``v >= 2`` no earlier than the cycle the drain
-        of vector ``v - 2`` ends (that bank is then free); the drain of a vector starts
-        2 cycles after its last PE ends (one cycle after the previous drain at the
-        earliest) and takes ``outputs / pe`` cycles.
-        """
-        depth, rows_l = self.queue_depth, self.local_rows
-        steps = self._steps()
-        ends = [[] for _ in range(self.pe)]             # per PE: last cycle of each item
-        t = -1
-        drain_end = []
-        trace = []
-        for v in range(vectors):
-            fresh = [True] * self.pe                    # next item is the PE's first of v
-            vector_end = -1
-            for items in steps:
-                t += 1
-                for p, _, _ in items:
-                    q = ends[p]
-                    if len(q) >= depth:
-                        t = max(t, q[len(q) - depth] + 1)
-                for p, count, end in items:
-                    q = ends[p]
-                    a = max(t + 1, q[-1] + 1 if q else 0)
-                    if fresh[p] and v >= 2:
-                        a = max(a, drain_end[v - 2])
-                    fresh[p] = False
-                    q.append(a + max(count, 1) - 1)
-                    if end:
-                        vector_end = max(vector_end, q[-1])
-            start = vector_end + 2
-            if drain_end:
-                start = max(start, drain_end[-1] + 1)
-            drain_end.append(start + rows_l - 1)
-            trace.extend(range(start, start + rows_l))
-        return trace
-
-    @property
-    def cycles_per_vector(self) -> int:
-        """Steady-state cycles per vector (free-running): from :meth:`cycle_trace`, the
-        mean period of vectors 2 and 3 of four back-to-back vectors, rounded up."""
-        if self._cycles is None:
-            rows_l = self.local_rows
-            trace = self.cycle_trace(4)
-            ends = trace[rows_l - 1::rows_l]
-            self._cycles = -(-(ends[3] - ends[1]) // 2)
-        return self._cycles
-
-    # --- hardware ---------------------------------------------------------------------
-
     def elaborate(self, platform):
+        s = self.spec
         m = Module()
-        m.submodules.output = stage = self._output_stage()
+        m.submodules.output = stage = OutputStage(s.outputs, s.pe, s.stage_acc_shape,
+                                                  thresholds=s.stage_thresholds, bias=s.stage_bias)
         wiring.connect(m, stage.o, wiring.flipped(self.o))
-        pe, simd, rows_l, beats = self.pe, self.simd, self.local_rows, self.beats
-        vb, cb, lb = self.value_bits, self.count_bits, self.lane_bits
-        entry_words, col_words, first_words = self._memory_contents()
+        pe, simd, rows_l, beats, cyc = s.pe, s.simd, s.local_rows, s.beats, s.compute_cycles
+        vb, ab, lw, rb = s.value_bits, s.addr_bits, s.lane_width, s.row_bits
 
-        # --- drain: one local row of every PE per beat into the output stage -----
-        done = [[Signal(name=f"done{p}_{k}") for k in range(2)] for p in range(pe)]
-        full = [Signal(name=f"full{k}") for k in range(2)]
-        drain_bank = Signal()                       # accumulator bank being drained
-        fold = Signal(range(rows_l))
-        drain_valid, drain_take, drain_done = Signal(), Signal(), Signal()
-        for k in range(2):
-            m.d.comb += full[k].eq(Cat(done[p][k] for p in range(pe)).all())
-        m.d.comb += [
-            drain_valid.eq(Mux(drain_bank, full[1], full[0])),
-            drain_take.eq(drain_valid & stage.i.ready),
-            drain_done.eq(drain_take & (fold == rows_l - 1)),
-            stage.i.valid.eq(drain_valid),
-        ]
-        with m.If(drain_take):
-            m.d.sync += fold.eq(Mux(fold == rows_l - 1, 0, fold + 1))
-        with m.If(drain_done):
-            m.d.sync += drain_bank.eq(~drain_bank)
-
-        # --- after reset: zero both accumulator banks (memories keep their contents
-        # through a reset, and a vector cut short by one leaves partial sums behind) ---
+        # --- after reset: zero both accumulator banks (memories keep their contents) --
         clearing = Signal(init=1)
         clear_row = Signal(range(rows_l))
         with m.If(clearing):
@@ -430,123 +422,185 @@ class SparseCSC(wiring.Component):
             with m.If(clear_row == rows_l - 1):
                 m.d.sync += clearing.eq(0)
 
-        # --- column sequencer: one non-empty column per cycle into the queues -------
-        beat = Signal(range(beats))
-        lane = Signal(range(simd + 1), init=first_words[0])
-        empty = Signal()
-        m.d.comb += empty.eq(lane == simd)
-        m.submodules.columns = colmem = Memory(shape=unsigned(lb + pe * (cb + 1)), depth=self.inputs,
-                                               init=col_words)
-        col = colmem.read_port(domain="comb")
-        lane_c = Mux(empty, 0, lane)[:ceil_log2(simd)] if simd > 1 else Const(0, 1)
-        m.d.comb += col.addr.eq(beat * simd + lane_c if simd > 1 else beat)
-        nxt = col.data[:lb]
-        beat_next = Signal.like(beat)
-        m.d.comb += beat_next.eq(Mux(beat == beats - 1, 0, beat + 1))
-        if beats == 1:
-            first_next = Const(first_words[0], lb)
-        else:
-            m.submodules.first = firstmem = Memory(shape=unsigned(lb), depth=beats, init=first_words)
-            fport = firstmem.read_port(domain="comb")
-            m.d.comb += fport.addr.eq(beat_next)
-            first_next = fport.data
-        beat_end, vec_end, issue = Signal(), Signal(), Signal()
+        # --- input: beats into the free input bank ----------------------------------
+        in_full = [Signal(name=f"in_full{k}") for k in range(2)]
+        wbank = Signal()
+        wbeat = Signal(range(beats))
+        banks = []
+        for lane in range(simd):
+            bank = Memory(shape=unsigned(s.in_bits), depth=2 * beats, init=[],
+                          attrs={"ram_style": "distributed"})
+            m.submodules[f"inbuf{lane}"] = bank
+            wr = bank.write_port()
+            m.d.comb += [wr.addr.eq(Cat(wbank, wbeat)), wr.data.eq(self.i.payload[lane]),
+                         wr.en.eq(self.i.valid & self.i.ready)]
+            banks.append(bank)
+        take = Signal()
         m.d.comb += [
-            beat_end.eq(empty | (nxt == simd)),
-            vec_end.eq(beat_end & (beat == beats - 1)),
+            self.i.ready.eq(~Mux(wbank, in_full[1], in_full[0]) & ~clearing),
+            take.eq(self.i.valid & self.i.ready),
         ]
-        x0 = Array(self.i.payload[s] for s in range(simd))[lane_c] if simd > 1 else self.i.payload[0]
+        with m.If(take):
+            m.d.sync += wbeat.eq(Mux(wbeat == beats - 1, 0, wbeat + 1))
+            with m.If(wbeat == beats - 1):
+                m.d.sync += wbank.eq(~wbank)
+                for k in range(2):
+                    with m.If(wbank == k):
+                        m.d.sync += in_full[k].eq(1)
 
-        item = data.StructLayout({"x": unsigned(self.in_bits), "count": unsigned(cb), "end": 1})
-        queues, push, stall = [], [], []
-        for p in range(pe):
-            field = col.data[lb + p * (cb + 1):lb + (p + 1) * (cb + 1)]
-            count, last_col = field[:cb], field[cb]
-            q = SyncFIFO(width=item.size, depth=self.queue_depth)
-            m.submodules[f"queue{p}"] = q
-            queues.append(q)
-            want = Signal(name=f"push{p}")
-            w_item = Signal(item, name=f"item{p}")
-            if self.last_columns[p] < 0:            # no entries: an empty end-of-vector item
-                m.d.comb += [want.eq(vec_end), w_item.end.eq(1)]
-            else:
-                m.d.comb += [want.eq(~empty & (count != 0)), w_item.end.eq(last_col)]
-                m.d.comb += w_item.count.eq(count)
-            m.d.comb += [w_item.x.eq(x0), q.w_data.eq(w_item), q.w_en.eq(issue & want)]
-            push.append(want)
-            stall.append(want & ~q.w_rdy)
+        # --- compute control: compute_cycles issues per vector, all PEs in lock step ---
+        nb = s.acc_banks
+        busy = Array(Signal(name=f"busy{k}") for k in range(nb))      # accumulator bank in use
+        full = Array(Signal(name=f"full{k}") for k in range(nb))      # accumulator bank complete
+
+        def step(bank):
+            return Mux(bank == nb - 1, 0, bank + 1)
+
+        running = Signal()
+        k_cnt = Signal(range(cyc))
+        rbank, cbank = Signal(), Signal(range(nb))
+        start, issue, idx, last_issue = Signal(), Signal(), Signal(range(cyc)), Signal()
         m.d.comb += [
-            issue.eq(self.i.valid & ~Cat(stall).any() & ~clearing),
-            self.i.ready.eq(issue & beat_end),
+            start.eq(~running & Mux(rbank, in_full[1], in_full[0])
+                     & ~busy[cbank] & ~clearing),
+            issue.eq(running | start),
+            idx.eq(Mux(running, k_cnt, 0)),
+            last_issue.eq(issue & (idx == cyc - 1)),
         ]
         with m.If(issue):
-            with m.If(beat_end):
-                m.d.sync += [beat.eq(beat_next), lane.eq(first_next)]
-            with m.Else():
-                m.d.sync += lane.eq(nxt)
+            m.d.sync += [k_cnt.eq(idx + 1), running.eq(~last_issue)]
+        for k in range(nb):
+            with m.If(start & (cbank == k)):
+                m.d.sync += busy[k].eq(1)
+        for k in range(2):
+            with m.If(last_issue & (rbank == k)):
+                m.d.sync += in_full[k].eq(0)
+        with m.If(last_issue):
+            m.d.sync += [rbank.eq(~rbank), cbank.eq(step(cbank))]
 
-        # --- PEs: pop the own queue, walk the own entries, accumulate -------------
+        # --- drain: one local row of every PE per beat into the output stage -----------
+        dbank = Signal(range(nb))
+        fold = Signal(range(rows_l))
+        drain_take, drain_done = Signal(), Signal()
+        m.d.comb += [
+            stage.i.valid.eq(full[dbank]),
+            drain_take.eq(stage.i.valid & stage.i.ready),
+            drain_done.eq(drain_take & (fold == rows_l - 1)),
+        ]
+        with m.If(drain_take):
+            m.d.sync += fold.eq(Mux(fold == rows_l - 1, 0, fold + 1))
+        with m.If(drain_done):
+            m.d.sync += dbank.eq(step(dbank))
+
+        # --- the word pipeline: issue, stage 1 (entry word), stage 2 (codes and
+        # activations), stage 3 (lane products), adder tree, accumulate ---------------
+        def delay(sig, n, name):
+            for j in range(n):
+                nxt = Signal.like(sig, name=f"{name}_d{j}")
+                m.d.sync += nxt.eq(sig)
+                sig = nxt
+            return sig
+
+        lat = s.latency
+        vend_a = delay(last_issue, lat, "vend")
+        bank_a = delay(cbank, lat, "cbank")
+        for k in range(nb):
+            with m.If(vend_a & (bank_a == k)):
+                m.d.sync += full[k].eq(1)
+            with m.If(drain_done & (dbank == k)):
+                m.d.sync += [full[k].eq(0), busy[k].eq(0)]
+        rbank1 = delay(rbank, 1, "rbank")
+
+        words = s.entry_words()
         for p in range(pe):
-            q = queues[p]
-            head = item(q.r_data)
-            step = Signal(range(1 << cb), name=f"step{p}")
-            bank = Signal(name=f"bank{p}")
-            addr = Signal(range(len(entry_words[p]) + 1), name=f"addr{p}")
-            go, act, last = Signal(name=f"go{p}"), Signal(name=f"act{p}"), Signal(name=f"last{p}")
-            blocked = Mux(bank, done[p][1], done[p][0]) & ~(drain_done & (drain_bank == bank))
-            m.d.comb += [
-                go.eq(q.r_rdy & ~blocked & ~clearing),
-                act.eq(go & (head.count != 0)),
-                last.eq((head.count == 0) | (step == head.count - 1)),
-                q.r_en.eq(go & last),
-            ]
-            with m.If(go):
-                m.d.sync += step.eq(Mux(last, 0, step + 1))
-                with m.If(last & head.end):
-                    m.d.sync += [bank.eq(~bank), addr.eq(0)]
-                with m.Elif(act):
-                    m.d.sync += addr.eq(addr + 1)
-
-            # stage 1: entry word, row, accumulate
-            act1, first1, end1, bank1 = (Signal(name=f"{n}1_{p}") for n in ("act", "first", "end", "bank"))
-            x1 = Signal(unsigned(self.in_bits), name=f"x1_{p}")
-            m.d.sync += [act1.eq(act), first1.eq(step == 0), end1.eq(go & last & head.end),
-                         bank1.eq(bank), x1.eq(head.x)]
-            for k in range(2):
-                with m.If(end1 & (bank1 == k)):
-                    m.d.sync += done[p][k].eq(1)
-                with m.If(drain_done & (drain_bank == k)):
-                    m.d.sync += done[p][k].eq(0)
-
-            emem = Memory(shape=unsigned(vb + self.index_bits), depth=len(entry_words[p]),
-                          init=entry_words[p])
+            n_words = s.pe_words[p]
+            v1 = Signal(name=f"v1_{p}")
+            m.d.sync += v1.eq(issue & (idx < n_words) if n_words else 0)
+            attrs = None if s.ram_style == "auto" else {"rom_style": s.ram_style}
+            emem = Memory(shape=unsigned(s.word_width), depth=len(words[p]), init=words[p], attrs=attrs)
             m.submodules[f"entries{p}"] = emem
-            rd = emem.read_port(domain="sync")
-            m.d.comb += rd.addr.eq(addr)
-            code, delta = rd.data[:vb], rd.data[vb:]
-            pos = Signal(range(rows_l), name=f"pos{p}")
-            row = Signal(range(rows_l), name=f"row{p}")
-            m.d.comb += row.eq(Mux(first1, 0, pos + 1) + delta)
-            with m.If(act1):
-                m.d.sync += pos.eq(row)
-            banks = []
-            for k in range(2):
-                amem = Memory(shape=self.acc_shape, depth=rows_l, init=[])
+            erd = emem.read_port(domain="sync")
+            m.d.comb += erd.addr.eq(idx)
+            word = erd.data
+            # stage 2: codes, activations, row and flags
+            v2, row2, last2 = Signal(name=f"v2_{p}"), Signal(range(rows_l), name=f"row2_{p}"), Signal(name=f"last2_{p}")
+            m.d.sync += [v2.eq(v1), row2.eq(word[simd * lw:simd * lw + rb]), last2.eq(word[simd * lw + rb])]
+            codes2, xs2 = [], []
+            sb, reach = s.sel_bits, s.reach
+            for lane in range(simd):
+                f = word[lane * lw:(lane + 1) * lw]
+                code = Signal(vb, name=f"code2_{p}_{lane}")
+                x = Signal(s.in_bits, name=f"x2_{p}_{lane}")
+                group = lane // reach * reach
+                reads = []
+                for t in range(reach):
+                    port = banks[group + t].read_port(domain="comb")
+                    m.d.comb += port.addr.eq(Cat(rbank1, f[vb:vb + ab]))
+                    reads.append(port.data)
+                sel = Array(reads)[f[vb + ab:vb + ab + sb]] if reach > 1 else reads[0]
+                m.d.sync += [code.eq(f[:vb]), x.eq(sel)]
+                codes2.append(code)
+                xs2.append(x)
+            # stage 3: lane products (the pot carries enter the tree as operands)
+            terms = []
+            for lane in range(simd):
+                term, carry = s.codes.terms(codes2[lane], xs2[lane])
+                t = Signal(term.shape(), name=f"term3_{p}_{lane}")
+                m.d.sync += t.eq(term)
+                terms.append(t)
+                if carry is not None:
+                    c = Signal(name=f"carry3_{p}_{lane}")
+                    m.d.sync += c.eq(carry)
+                    terms.append(c)
+            total = self._pipelined_sum(m, terms, f"tree{p}")
+            ts = s.tree_stages
+            va = delay(v2, 1 + ts, f"v_{p}")
+            row_a = delay(row2, 1 + ts, f"row_{p}")
+            last_a = delay(last2, 1 + ts, f"last_{p}")
+            # accumulate
+            acc = Signal(s.acc_shape, name=f"acc{p}")
+            open_ = Signal(name=f"open{p}")
+            new = Signal(s.acc_shape, name=f"acc_next{p}")
+            m.d.comb += new.eq(Mux(open_, acc, 0) + total)
+            with m.If(va):
+                m.d.sync += [acc.eq(new), open_.eq(~last_a)]
+            reads = []
+            for k in range(nb):
+                amem = Memory(shape=s.acc_shape, depth=rows_l, init=[])
                 m.submodules[f"acc{p}_{k}"] = amem
                 ard = amem.read_port(domain="comb")
                 awr = amem.write_port()
-                compute = Signal(name=f"compute{p}_{k}")
-                m.d.comb += [compute.eq(act1 & (bank1 == k)), ard.addr.eq(Mux(compute, row, fold))]
-                banks.append((ard, awr, compute))
-            cur = Mux(bank1, banks[1][0].data, banks[0][0].data)
-            new = Signal(self.acc_shape, name=f"acc_next{p}")
-            m.d.comb += new.eq(cur + self.codes.product(code, x1))
-            for k, (ard, awr, compute) in enumerate(banks):
+                compute = Signal(name=f"write{p}_{k}")
                 m.d.comb += [
-                    awr.addr.eq(Mux(clearing, clear_row, Mux(compute, row, fold))),
+                    compute.eq(va & last_a & (bank_a == k)),
+                    ard.addr.eq(fold),
+                    awr.addr.eq(Mux(clearing, clear_row, Mux(compute, row_a, fold))),
                     awr.data.eq(Mux(compute, new, 0)),
-                    awr.en.eq(clearing | compute | (drain_take & (drain_bank == k))),
+                    awr.en.eq(clearing | compute | (drain_take & (dbank == k))),
                 ]
-            drained = Mux(drain_bank, banks[1][0].data, banks[0][0].data)
-            m.d.comb += stage.i.payload[p].eq(self._to_stage(drained))
+                reads.append(ard.data)
+            m.d.comb += stage.i.payload[p].eq(self._to_stage(Array(reads)[dbank]))
         return m
+
+    @staticmethod
+    def _pipelined_sum(m: Module, terms: list, name: str):
+        """Balanced adder tree with a register after every ``TREE_LEVELS`` levels and at
+        the end (``SparseSpec.tree_stages`` registers)."""
+        terms = list(terms)
+        level = 0
+        while len(terms) > 1:
+            nxt = [terms[k] + terms[k + 1] for k in range(0, len(terms) - 1, 2)]
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms = nxt
+            level += 1
+            if level % TREE_LEVELS == 0 and len(terms) > 1:
+                regs = []
+                for j, t in enumerate(terms):
+                    r = Signal(t.shape(), name=f"{name}_l{level}_{j}")
+                    m.d.sync += r.eq(t)
+                    regs.append(r)
+                terms = regs
+        out = Signal(terms[0].shape(), name=f"{name}_sum")
+        m.d.sync += out.eq(terms[0])
+        return out

@@ -34,6 +34,7 @@ from hdl.engines.mvtu import MVTU, RAM_STYLES, MVTUSpec
 from hdl.engines.plumbing import StreamFIFO, WidthConverter
 from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
+from hdl.engines.sparse import SparseCSC, SparseSpec
 from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
@@ -51,7 +52,8 @@ class Stage:
 
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
-    places a dense engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`).
+    places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
+    engine's entry ROMs).
     """
     name: str
     op: str
@@ -80,13 +82,14 @@ class Stage:
         return stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
 
     @cached_property
-    def compute(self) -> MVTUSpec | None:
-        """The dense engine's description (MVTU or shift MAC); None for max-pool and
-        sparse stages."""
-        if isinstance(self.layer, ir.MaxPool) or self.engine == "sparse":
+    def compute(self):
+        """The compute engine's description (``MVTUSpec`` for the MVTU and shift MAC,
+        ``SparseSpec`` for the sparse engine); None for max-pool."""
+        if isinstance(self.layer, ir.MaxPool):
             return None
-        return MVTUSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
-                                   simd=self.simd, ram_style=self.ram_style)
+        cls = SparseSpec if self.engine == "sparse" else MVTUSpec
+        return cls.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
+                              simd=self.simd, ram_style=self.ram_style)
 
     @property
     def window(self) -> SlidingWindowSpec | None:
@@ -131,7 +134,7 @@ def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) ->
       frame (:class:`hdl.engines.window.SlidingWindowSpec`) if that is larger (strides
       above the kernel);
     * sparse (CSC) fc / conv: the engine's cycles per vector (they follow the non-zero
-      weights, see :class:`hdl.engines.sparse.SparseCSC`) instead of ``(out / pe) * (in / simd)``;
+      weights, see :class:`hdl.engines.sparse.SparseSpec`) instead of ``(out / pe) * (in / simd)``;
     * maxpool: :attr:`hdl.engines.pool.MaxPoolSpec.cycles_per_frame`,
       ``max(H * W, H' * W' * K * K) * C / lanes``.
     """
@@ -156,14 +159,12 @@ _SPARSE_CYCLES: dict = {}
 def _sparse_vector_cycles(layer, in_bits: int, pe: int, simd: int) -> int:
     """Steady-state cycles per input vector of the sparse engine at a folding: they
     depend on where the non-zero weights are, so they come from the engine's own cycle
-    model (:attr:`hdl.engines.sparse.SparseCSC.cycles_per_vector`), cached per layer."""
+    model (:attr:`hdl.engines.sparse.SparseSpec.cycles_per_vector`), cached per layer."""
     key = (id(layer), in_bits, pe, simd)
     hit = _SPARSE_CYCLES.get(key)
     if hit is None or hit[0] is not layer:
-        from hdl.engines.sparse import SparseCSC
-        engine = SparseCSC.from_layer(layer, None, in_bits=in_bits, pe=pe, simd=simd)
-        engine._MustUse__silence = True          # built only for its cycle model
-        hit = _SPARSE_CYCLES[key] = (layer, engine.cycles_per_vector)
+        spec = SparseSpec.from_layer(layer, None, in_bits=in_bits, pe=pe, simd=simd)
+        hit = _SPARSE_CYCLES[key] = (layer, spec.cycles_per_vector)
     return hit[1]
 
 
@@ -209,9 +210,8 @@ def _check_ram_style(layer, in_spec, ram_style):
     if ram_style not in RAM_STYLES:
         raise FoldingError(f"layer '{layer.name}': ram_style must be one of {', '.join(RAM_STYLES)}, "
                            f"not {ram_style!r}")
-    if ram_style != "auto" and (isinstance(layer, ir.MaxPool)
-                                or engine_name(layer, in_spec.bits) == "sparse"):
-        raise FoldingError(f"layer '{layer.name}': ram_style applies to the dense engines' weight "
+    if ram_style != "auto" and isinstance(layer, ir.MaxPool):
+        raise FoldingError(f"layer '{layer.name}': ram_style applies to the engines' weight "
                            f"memories only; this stage has none")
 
 
@@ -228,15 +228,18 @@ def _fold_options(layer, in_spec):
 def _cheapest(layer, in_spec, target_cycles: int, min_lanes: int = 1):
     """The folding with the fewest lanes (pe * simd) that meets the target.
 
-    Ties go to the larger SIMD (wide popcounts are cheaper per lane than PEs). If no
-    folding meets the target, the fastest one.
+    Ties go to the larger SIMD (wide popcounts are cheaper per lane than PEs), except on
+    the sparse engine, whose every MAC lane reads the input buffer through ``simd`` banks
+    (read ports grow with SIMD): there to the smaller SIMD. If no folding meets the
+    target, the fastest one.
     """
     options = [(p, s) for p, s in _fold_options(layer, in_spec)]
     meeting = [(p, s) for p, s in options if stage_cycles(layer, in_spec, p, s) <= target_cycles
                and (not isinstance(layer, ir.MaxPool) or p >= min_lanes)]
     if not meeting:
         return min(options, key=lambda ps: (stage_cycles(layer, in_spec, *ps), ps[0] * ps[1]))
-    return min(meeting, key=lambda ps: (ps[0] * ps[1], -ps[1]))
+    sparse = not isinstance(layer, ir.MaxPool) and layer.weights.sparse
+    return min(meeting, key=lambda ps: (ps[0] * ps[1], ps[1] if sparse else -ps[1]))
 
 
 def choose_folding(model: ir.Model, target_cycles: int) -> dict[str, tuple[int, int]]:
@@ -314,9 +317,11 @@ def weight_bram_budget(bram18: int) -> int:
 
 
 def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
-    """``(memories, width, depth)`` of a dense engine's weight ROMs (one per PE), or None
-    for a stage without them (max-pool, sparse)."""
-    return None if stage.compute is None else stage.compute.weight_memory
+    """``(memories, width, depth)`` of an engine's weight ROMs (one per PE; the sparse
+    engine's entry ROMs), or None for a stage without them (max-pool)."""
+    if stage.compute is None:
+        return None
+    return stage.compute.entry_memory if stage.engine == "sparse" else stage.compute.weight_memory
 
 
 def bram18_estimate(width: int, depth: int) -> int:
@@ -383,6 +388,10 @@ def burst_depth(stage: Stage) -> int:
     the engine takes input every cycle and a small FIFO is enough.
     """
     compute = stage.compute
+    if isinstance(stage.layer, ir.FC) and stage.engine == "sparse":
+        # The sparse engine takes a vector into a free input bank only: one vector and a
+        # beat more let the producer run on while both banks are taken.
+        return stage.in_spec.size // stage.simd + 1
     if isinstance(stage.layer, ir.FC) and compute is not None and compute.neuron_folds > 1:
         return compute.synapse_folds
     return 0
@@ -415,9 +424,7 @@ def _payload(component: wiring.Component, port: str):
 
 def _compute_engine(stage: Stage):
     if stage.engine == "sparse":
-        from hdl.engines.sparse import SparseCSC
-        return SparseCSC.from_layer(stage.layer, stage.threshold, in_bits=stage.in_spec.bits,
-                                    pe=stage.pe, simd=stage.simd)
+        return SparseCSC(spec=stage.compute)
     cls = ShiftMAC if stage.engine == "shiftmac" else MVTU
     return cls(spec=stage.compute)
 

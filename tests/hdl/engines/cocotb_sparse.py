@@ -1,4 +1,4 @@
-"""cocotb side of the Verilator test of the sparse CSC engine (``tests/hdl/engines/test_sparse.py``).
+"""cocotb side of the Verilator test of the sparse engine (``tests/hdl/engines/test_sparse.py``).
 
 Parameters: the IR's CSC weights (``kind``, ``wbits``, ``shape``, ``values``, ``rows``,
 ``colptr``), ``in_bits``, ``pe``, ``simd``, ``thresholds`` (array, or absent for scores),

@@ -178,7 +178,7 @@ def window_startup(net: Network) -> int:
 #: unpadded window: its window cannot take the next frame's first rows until the last
 #: windows of the current frame are out, a stall of up to its start-up per frame.
 WINDOW_BOUND = {("int", "auto"), ("int", "fastest"), ("pool-odd", "fastest"),
-                ("ternary", "fastest")}
+                ("ternary", "fastest"), ("sparse-xnor", "auto"), ("sparse-xnor", "fastest")}
 
 
 def folded(m: ir.Model, fold: str) -> Network:
@@ -263,7 +263,7 @@ def test_choose_folding_meets_target(name):
     ({"conv0": 4}, r"layer 'conv0': folding must be \(pe, simd\)"),
     ({"act0": (1, 1)}, r"unknown stage\(s\) act0; stages are conv0, pool0, fc1, fc2"),
     ({"fc1": {"ram_style": "ultra"}}, r"layer 'fc1': ram_style must be one of auto, block, distributed"),
-    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the dense engines"),
+    ({"pool0": {"ram_style": "block"}}, r"layer 'pool0': ram_style applies to the engines' weight"),
 ])
 def test_folding_errors(folding, match):
     with pytest.raises(FoldingError, match=match):
