@@ -43,6 +43,7 @@ from amaranth.utils import ceil_log2
 
 from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
+from hdl.engines.described import Described
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
 from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS
 from hdl.engines.threshold import OutputStage, output_shape
@@ -350,7 +351,7 @@ class SparseSpec:
         return max(self.beats, self.compute_cycles, self.local_rows)
 
 
-class SparseCSC(wiring.Component):
+class SparseCSC(Described):
     """Pruned matrix-vector product, row-parallel over the non-zeros; thresholds or scores.
 
     Computes, for each input vector ``x`` of ``inputs`` activation codes, the ``outputs``
@@ -379,20 +380,7 @@ class SparseCSC(wiring.Component):
     the engine's own (``engine.cycles_per_vector``).
     """
 
-    def __init__(self, weights=None, *, spec: SparseSpec | None = None, **params):
-        if spec is None:
-            spec = SparseSpec(weights, **params)
-        elif weights is not None or params:
-            raise TypeError("give either a spec or the sparse engine's parameters, not both")
-        elif not isinstance(spec, SparseSpec):
-            raise TypeError(f"spec must be a SparseSpec, not {type(spec).__name__}")
-        self.spec = spec
-        super().__init__(spec.signature)
-
-    def __getattr__(self, name):
-        if name == "spec" or name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.spec, name)
+    Spec = SparseSpec
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
