@@ -37,7 +37,7 @@ from bench.networks import measure_cycles
 from hdl import ir
 from hdl.flow import synth
 from hdl.flow.build import DEFAULT_TARGET_FPS
-from hdl.flow.network import Network, weight_bram_budget
+from hdl.flow.network import Network, NetworkSpec, weight_bram_budget
 
 DENSE = "models/pot4"
 SPARSE = "models/pot4-sparse"
@@ -48,8 +48,8 @@ LUT_GOAL = 0.45
 def design(path: str, board, target_cycles: int, *, measure: bool, progress) -> dict:
     """Build, simulate and synthesise one whole network."""
     model = ir.load(path)
-    net = Network(model, target_cycles=target_cycles,
-                  bram18_budget=weight_bram_budget(board.capacity.bram18))
+    net = NetworkSpec(model, target_cycles=target_cycles,
+                      bram18_budget=weight_bram_budget(board.capacity.bram18))
     row = {"model": path, "target_cycles": target_cycles, "folding": net.folding,
            "engines": {s.name: s.engine for s in net.stages},
            "stage_cycles": {s.name: s.cycles_per_frame for s in net.stages},
@@ -62,7 +62,7 @@ def design(path: str, board, target_cycles: int, *, measure: bool, progress) -> 
     clock = board.default_clock_mhz
     row["fps"] = clock * 1e6 / cycles
     started = time.monotonic()
-    text = verilog.convert(net, name="network", platform=board())
+    text = verilog.convert(Network(spec=net), name="network", platform=board())
     result = synth.synthesize(text, "network", board.synth_family)
     row.update({k: v for k, v in result.resources().items()})
     row["logic_levels"] = result.logic_levels
