@@ -92,6 +92,17 @@ _LANE = {"xnor": _xnor, "and": lambda a, b: a & b}
 THREAD = 2
 
 
+
+def choose_primitives(primitives: str, family: str | None, platform) -> tuple[str, str]:
+    """``(primitives, family)`` a LUT-level builder uses when elaborated for ``platform``:
+    ``"auto"`` means Xilinx primitives on a Xilinx platform and generic logic elsewhere;
+    the carry family comes from ``family``, else the platform, else UltraScale."""
+    platform_family = _PLATFORM_FAMILIES.get(getattr(platform, "family", None))
+    family = family or platform_family or "ultrascale"
+    if primitives == "auto":
+        return ("xilinx" if platform_family is not None else "generic"), family
+    return primitives, family
+
 class _Builder(abc.ABC):
     """Builds the nodes of the tree; subclasses decide generic logic or primitives.
 
@@ -521,12 +532,7 @@ class Popcount(Described):
     Spec = PopcountSpec
 
     def _choose(self, platform) -> tuple[str, str]:
-        """(primitives, family) actually used for ``platform``."""
-        platform_family = _PLATFORM_FAMILIES.get(getattr(platform, "family", None))
-        family = self.family or platform_family or "ultrascale"
-        if self.primitives == "auto":
-            return ("xilinx" if platform_family is not None else "generic"), family
-        return self.primitives, family
+        return choose_primitives(self.primitives, self.family, platform)
 
     def elaborate(self, platform):
         m = Module()

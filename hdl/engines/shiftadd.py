@@ -61,7 +61,7 @@ from amaranth.utils import ceil_log2
 
 from hdl.engines._checks import check_int
 from hdl.engines.described import Described
-from hdl.engines.popcount import (FAMILIES, PRIMITIVES, _PLATFORM_FAMILIES, _counter_stage,
+from hdl.engines.popcount import (FAMILIES, PRIMITIVES, _counter_stage, choose_primitives,
                                   _GenericBuilder, _XilinxBuilder)
 
 __all__ = ["ShiftAdd", "ShiftAddSpec", "plan", "lane_codes", "heap_offset", "heap_max", "code_fields", "MAX_LEVELS"]
@@ -480,16 +480,9 @@ class ShiftAdd(Described):
         n_regs[0] += 1
         return out, n_regs[0], b.luts
 
-    def _choose(self, platform) -> tuple[str, str]:
-        platform_family = _PLATFORM_FAMILIES.get(getattr(platform, "family", None))
-        family = self.family or platform_family or "ultrascale"
-        if self.primitives == "auto":
-            return ("xilinx" if platform_family is not None else "generic"), family
-        return self.primitives, family
-
     def elaborate(self, platform):
         m = Module()
-        primitives, family = self._choose(platform)
+        primitives, family = choose_primitives(self.primitives, self.family, platform)
         out, self.built_stages, self.built_luts = self._build(m, primitives, family, self.w, self.x,
                                                               self.en)
         m.d.comb += self.o.eq(out)

@@ -319,6 +319,20 @@ def _check(verilog, top, family):
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
 
 
+def _cached_run(path, use_cache: bool, cached, run, to_json):
+    """``cached()`` if it serves a valid entry, else ``run()``, stored under ``path``; one
+    process at a time per key (the others then find the entry)."""
+    if not use_cache:
+        return run()
+    with _key_lock(path):
+        hit = cached()
+        if hit is not None:
+            return hit
+        result = run()
+        _store(path, to_json(result))
+    return result
+
+
 def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathLike | None = None,
                use_cache: bool = True, timeout: float = 1800) -> SynthResult:
     """Synthesise ``verilog`` (module ``top``) with ``synth_xilinx -family family``.
@@ -345,15 +359,7 @@ def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathL
         stat, netlist = _run(verilog, top, family, keep=(), timeout=timeout)
         return _result(stat, netlist, top, family, design=True)
 
-    if not use_cache:
-        return run()
-    with _key_lock(path):
-        hit = cached()
-        if hit is not None:
-            return hit
-        result = run()
-        _store(path, result.to_json())
-    return result
+    return _cached_run(path, use_cache, cached, run, lambda r: r.to_json())
 
 
 #: ``mapper`` values :func:`_run` produces.
@@ -565,15 +571,8 @@ def synthesize_modules(verilog: str, top: str, family: str, *, keep,
             results[name] = _result(stat, netlist, name, family, design=False)
         return results
 
-    if not use_cache:
-        return run()
-    with _key_lock(path):
-        hit = cached()
-        if hit is not None:
-            return hit
-        results = run()
-        _store(path, {k: v.to_json() for k, v in results.items()})
-    return results
+    return _cached_run(path, use_cache, cached, run,
+                       lambda results: {k: v.to_json() for k, v in results.items()})
 
 
 def synthesize_component(component, family: str, *, name: str = "top", **kwargs) -> SynthResult:
