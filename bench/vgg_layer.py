@@ -208,11 +208,13 @@ def model_estimate(design: str, geom: Geometry, pe: int, simd: int, calib: dict)
 
 
 def search(design: str, geom: Geometry, board, *, confirm: bool = True, timeout: float = 7200,
-           log=lambda text: None) -> tuple[dict, list[dict]]:
+           start: int | None = None, log=lambda text: None) -> tuple[dict, list[dict]]:
     """The largest folding (most PEs at :func:`widest_simd`) whose synthesised resources
     fit ``board``; returns it and every folding synthesised on the way (largest first).
 
-    Starts from 2 PEs (1 if the layer has a single output), then repeatedly synthesises
+    Starts from ``start`` PEs (e.g. the previous run's choice, so that a rerun after an
+    engine change synthesises little), else from 2 (1 if the layer has a single output),
+    then repeatedly synthesises
     the largest folding that the calibrated model (:func:`model_estimate`, from the
     largest folding synthesised so far) says fits; once the best fitting folding is
     synthesised, the next larger one is synthesised too (``confirm``) to show it does
@@ -232,7 +234,7 @@ def search(design: str, geom: Geometry, board, *, confirm: bool = True, timeout:
             f"{done[pe]['bram18']} BRAM18{' (scaled)' if done[pe]['scaled'] else ''}: "
             f"{'fits' if done[pe]['fits'] else 'does not fit'}")
 
-    run(pes[1] if len(pes) > 1 else pes[0])
+    run(start if start in pes else pes[1] if len(pes) > 1 else pes[0])
     while True:
         calib = done[max(done)]
         fitting = [pe for pe in pes if (done[pe]["fits"] if pe in done
@@ -248,7 +250,12 @@ def search(design: str, geom: Geometry, board, *, confirm: bool = True, timeout:
         if not confirm or not bigger or bigger[0] in done:
             break
         run(bigger[0])
-    tried = [done[pe] for pe in sorted(done, reverse=True)]
+    tried = [{**done[pe], "source": "yosys"} for pe in sorted(done, reverse=True)]
+    bigger = [pe for pe in pes if pe > best]
+    if bigger and bigger[0] not in done:            # not synthesised: the model's verdict
+        est = model_estimate(design, geom, bigger[0], simd, done[max(done)])
+        tried.insert(0, {"pe": bigger[0], "simd": simd, "lanes": bigger[0] * simd, **est,
+                         "fits": fits(est), "source": "model", "calibrated_on_pe": max(done)})
     return done[best], tried
 
 
@@ -312,15 +319,25 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
 # --------------------------------------------------------------------------------- main
 
 def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
-        do_sim: bool = True, confirm: bool = True, timeout: float = 7200, log=print) -> dict:
+        do_sim: bool = True, confirm: bool = True, timeout: float = 7200, previous=None,
+        starts: dict | None = None, log=print) -> dict:
     """Search, synthesise and simulate each design; the result object (without command).
-    ``board`` is a board name or class (``boards/``)."""
+    ``board`` is a board name or class (``boards/``); ``previous`` an earlier result
+    object whose chosen foldings start the searches, unless ``starts`` (design -> PEs)
+    names another start."""
     board = boards.get(board) if isinstance(board, str) else board
     board_name = board.name
     clock = float(board.default_clock_mhz)
+    geom_dict = {"height": geom.height, "width": geom.width, "channels": geom.channels,
+                 "out": geom.out, "kernel": geom.kernel, "padding": geom.padding}
     rows = {}
     for design in designs:
-        chosen, tried = search(design, geom, board, confirm=confirm, timeout=timeout, log=log)
+        start = None
+        if isinstance(previous, dict) and previous.get("layer") == geom_dict:
+            start = ((previous.get("designs") or {}).get(design) or {}).get("folding", {}).get("pe")
+        start = (starts or {}).get(design, start)
+        chosen, tried = search(design, geom, board, confirm=confirm, timeout=timeout, start=start,
+                               log=log)
         kind, wbits, in_bits = DESIGNS[design]
         cycles_model = frame_cycles_model(design, geom, chosen["pe"], chosen["simd"])
         row = {
@@ -346,8 +363,7 @@ def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
     out = {"bench": "vgg_layer", "board": board_name, "family": board.synth_family,
            "clock_mhz": clock, "clock_note": "the board's default fabric clock (assumed; no place and route)",
            "capacity": board.capacity.as_dict(),
-           "layer": {"height": geom.height, "width": geom.width, "channels": geom.channels,
-                     "out": geom.out, "kernel": geom.kernel, "padding": geom.padding},
+           "layer": geom_dict,
            "designs": rows}
     if "int8" in rows and "pot4" in rows:
         base, pot = rows["int8"], rows["pot4"]
@@ -372,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sim", action="store_true", help="skip the frame simulation")
     parser.add_argument("--no-confirm", action="store_true",
                         help="do not synthesise the next larger folding to show it does not fit")
+    parser.add_argument("--start", default="",
+                        help="first folding to synthesise per design, e.g. pot4=8 (PEs); default "
+                             "the folding stored in --out, else 2")
     parser.add_argument("--timeout", type=float, default=7200, help="limit per Yosys run, seconds")
     args = parser.parse_args(argv)
     designs = [d for d in args.designs.split(",") if d]
@@ -382,10 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     def log(text):
         print(text, file=sys.stderr, flush=True)
 
-    summary = run(designs, do_sim=not args.no_sim, confirm=not args.no_confirm,
-                  timeout=args.timeout, log=log)
-    summary["command"] = command("vgg_layer", argv)
     out = Path(args.out)
+    previous = None
+    if out.exists():
+        try:
+            previous = json.loads(out.read_text())
+        except ValueError:
+            pass
+    try:
+        starts = {k: int(v) for k, v in (item.split("=") for item in args.start.split(",") if item)}
+    except ValueError:
+        parser.error(f"--start must be like pot4=8,int8=2, not {args.start!r}")
+    summary = run(designs, do_sim=not args.no_sim, confirm=not args.no_confirm,
+                  timeout=args.timeout, previous=previous, starts=starts, log=log)
+    summary["command"] = command("vgg_layer", argv)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
