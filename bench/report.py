@@ -250,8 +250,10 @@ def _vgg_layer(lines, data):
               f"{_n((data.get('capacity') or {}).get('bram18'))} BRAM18)",
               f"- clock: {_n(data.get('clock_mhz'), 'g')} MHz, {data.get('clock_note', 'assumed')}",
               "- each design at the largest folding that fits (LUT, DSP, BRAM18 within capacity); "
-              "resources marked *scaled* come from synthesising 1- and 2-PE slices of the design "
-              "(window and input buffer included) and scaling them to all PEs; cycles are "
+              "resources marked *scaled* come from synthesising a slice of the design, the layer "
+              "with one of its PEs and the window alone, scaled to all PEs (window + PE x "
+              "(slice - window): an upper bound, the engine's shared parts counted once per PE); "
+              "cycles are "
               "measured by simulating one whole frame in Verilator, every output bit-exact "
               "against the golden model", ""]
     designs = data.get("designs") or {}

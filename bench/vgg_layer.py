@@ -17,16 +17,18 @@ random weights (:func:`sim.random_model.build_model`), two designs of the genera
 Each design runs at the largest folding that fits the board (LUT, DSP and BRAM18 of
 Yosys ``synth_xilinx -family xc7`` within capacity). SIMD is the widest that divides the
 256 input channels (the fewest PEs for a lane count, so the least per-PE overhead), and
-the PE count is searched (:func:`search`): a folding's resources come from synthesising
-*slices* of it, the window and input buffer with 1 and with 2 of its PEs (each PE with
-its full weight memory), and scaling them to all PEs (``shared + PE * per-PE``); a
-folding whose 2-PE slice is the whole design is synthesised whole (``scaled: false``).
-Whole-design synthesis of the large designs is not affordable here (the slice times and
-their extrapolation are in the JSON). A resource model calibrated on the slices already
+the PE count is searched (:func:`search`): a folding's resources come from synthesising a
+*slice* of it, the layer with 1 of its PEs (its full weight memory, the window and the
+engine's control), and the window alone, scaled to all PEs (``window + PE * (slice -
+window)``, an upper bound: the engine's shared input buffer and control are counted
+once per PE); a folding of at most 2 PEs is synthesised whole (``scaled: false``).
+Whole-design synthesis of the large designs is not affordable on this machine (the
+synthesis times are in the JSON). A resource model calibrated on the foldings already
 synthesised proposes the next folding to synthesise; the search ends at the largest
 folding whose synthesised figures fit, with the next larger one synthesised and shown
-not to fit (``--no-confirm`` skips that check). All Yosys results are cached by netlist
-hash, so a rerun after an engine change re-synthesises only the changed slices.
+not to fit (``--no-confirm``: only the model's verdict on it is listed). A rerun starts
+from the foldings stored in ``--out`` (or ``--start``), and all Yosys results are cached
+by netlist hash, so a rerun after an engine change synthesises only about two foldings.
 
 Cycles per frame are measured by simulating one whole frame of the chosen design in
 Verilator (``sim.harness``; free-running source and sink), every output checked
@@ -139,14 +141,17 @@ def frame_cycles_model(design: str, geom: Geometry, pe: int, simd: int) -> int:
 
 # ----------------------------------------------------------------------------- synthesis
 
-def _synth_stage(stage, family: str, timeout: float, log) -> tuple[synth.SynthResult, float]:
+def _synth_stage(stage, family: str, timeout: float, log,
+                 window_only: bool = False) -> tuple[synth.SynthResult, float]:
+    """Synthesise a stage's engine (or only its sliding window); result and seconds."""
     engine = build_engine(stage)
-    text = verilog.convert(engine, name="top")
+    text = verilog.convert(engine.window if window_only else engine, name="top")
     start = time.monotonic()
     result = synth.synthesize(text, "top", family, timeout=timeout)
     seconds = time.monotonic() - start
-    log(f"  synthesised {stage.layer.out_channels} outputs at PE {stage.pe} x SIMD {stage.simd} "
-        f"({stage.ram_style}): {result.lut} LUT, {result.dsp} DSP, {result.bram18} BRAM18"
+    what = "the window of" if window_only else f"{stage.layer.out_channels} outputs at"
+    log(f"  synthesised {what} PE {stage.pe} x SIMD {stage.simd} ({stage.ram_style}): "
+        f"{result.lut} LUT, {result.dsp} DSP, {result.bram18} BRAM18"
         f"{' (cached)' if result.cached else f' in {seconds:.0f} s'}")
     return result, seconds
 
@@ -157,10 +162,12 @@ KEYS = ("lut", "ff", "bram18", "dsp")
 def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout: float,
              log=lambda text: None) -> dict:
     """Resources of the layer at ``pe x simd``: the whole design if it has at most 2 PEs,
-    else slices of 1 and 2 PEs (window and input buffer included, each PE with its
-    whole weight memory) scaled to ``pe`` PEs."""
+    else scaled from a slice: the sliding window alone (``shared``) and the layer with 1
+    of the PEs (its whole weight memory, the window and the engine's shared input buffer
+    and control); ``per_pe`` = slice - window, total = window + ``pe`` * ``per_pe``. This
+    counts the engine's shared parts once per PE, so the scaled figures are an upper
+    bound (conservative for fitting)."""
     full = stage_for(design, geom, pe, simd, bram18=board.capacity.bram18)
-    folds = geom.out // pe
     family = board.synth_family
     if pe <= 2:
         result, seconds = _synth_stage(full, family, timeout, log)
@@ -168,18 +175,17 @@ def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout:
         row = {"scaled": False, "synth_s": round(seconds, 1), "cached": result.cached,
                "logic_levels": result.logic_levels}
     else:
-        slices = {}
-        for n in (1, 2):
-            stage = stage_for(design, geom, n, simd, out=n * folds, ram_style=full.ram_style)
-            slices[n] = _synth_stage(stage, family, timeout, log)
-        one, two = slices[1][0], slices[2][0]
-        per_pe = {k: getattr(two, k) - getattr(one, k) for k in KEYS}
-        shared = {k: getattr(one, k) - per_pe[k] for k in KEYS}
+        window, w_s = _synth_stage(full, family, timeout, log, window_only=True)
+        one_pe = stage_for(design, geom, 1, simd, out=geom.out // pe, ram_style=full.ram_style)
+        one, one_s = _synth_stage(one_pe, family, timeout, log)
+        shared = {k: getattr(window, k) for k in KEYS}
+        per_pe = {k: getattr(one, k) - shared[k] for k in KEYS}
         figures = {k: shared[k] + pe * per_pe[k] for k in KEYS}
         row = {"scaled": True, "per_pe": per_pe, "shared": shared,
-               "slice_synth_s": [round(slices[n][1], 1) for n in (1, 2)],
-               "cached": one.cached and two.cached,
-               "logic_levels": max(one.logic_levels, two.logic_levels)}
+               "slice": "1 PE (window and engine control included) and the window alone",
+               "slice_synth_s": {"window": round(w_s, 1), "one_pe": round(one_s, 1)},
+               "cached": window.cached and one.cached,
+               "logic_levels": max(window.logic_levels, one.logic_levels)}
     cap = board.capacity
     fits = all(figures[k] <= getattr(cap, k) for k in ("lut", "dsp", "bram18"))
     return {"pe": pe, "simd": simd, "lanes": pe * simd, "ram_style": full.ram_style, **figures,
