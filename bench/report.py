@@ -280,11 +280,13 @@ def _vgg_layer(lines, data):
     lines += ["", f"Goal (issue 13, goal 4): {_met(goal.get('met'))}.", ""]
     search = [(name, t) for name, d in designs.items() for t in d.get("search") or []]
     if search:
-        lines += ["Foldings synthesised by the search (largest first):", ""]
-        lines += _table(["design", "PE x SIMD", "LUT", "DSP", "BRAM18", "synthesis", "fits"],
+        lines += ["Foldings evaluated by the search (largest first; *model*: not synthesised, "
+                  "the resource model calibrated on the next smaller folding's synthesis):", ""]
+        kind = lambda t: ("model" if t.get("source") == "model"
+                          else "scaled" if t.get("scaled") else "whole design")
+        lines += _table(["design", "PE x SIMD", "LUT", "DSP", "BRAM18", "figures from", "fits"],
                         [[name, f"{t.get('pe')} x {t.get('simd')}", _n(t.get("lut")), _n(t.get("dsp")),
-                          _n(t.get("bram18")), "scaled" if t.get("scaled") else "whole design",
-                          _n(t.get("fits"))] for name, t in search])
+                          _n(t.get("bram18")), kind(t), _n(t.get("fits"))] for name, t in search])
         lines.append("")
 
 

@@ -172,7 +172,8 @@ def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout:
     if pe <= 2:
         result, seconds = _synth_stage(full, family, timeout, log)
         figures = {k: getattr(result, k) for k in KEYS}
-        row = {"scaled": False, "synth_s": round(seconds, 1), "cached": result.cached,
+        row = {"scaled": False, "synth_s": None if result.cached else round(seconds, 1),
+               "cached": result.cached,
                "logic_levels": result.logic_levels}
     else:
         window, w_s = _synth_stage(full, family, timeout, log, window_only=True)
@@ -183,7 +184,8 @@ def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout:
         figures = {k: shared[k] + pe * per_pe[k] for k in KEYS}
         row = {"scaled": True, "per_pe": per_pe, "shared": shared,
                "slice": "1 PE (window and engine control included) and the window alone",
-               "slice_synth_s": {"window": round(w_s, 1), "one_pe": round(one_s, 1)},
+               "slice_synth_s": {"window": None if window.cached else round(w_s, 1),
+                                 "one_pe": None if one.cached else round(one_s, 1)},
                "cached": window.cached and one.cached,
                "logic_levels": max(window.logic_levels, one.logic_levels)}
     cap = board.capacity
