@@ -250,10 +250,9 @@ def _vgg_layer(lines, data):
               f"{_n((data.get('capacity') or {}).get('bram18'))} BRAM18)",
               f"- clock: {_n(data.get('clock_mhz'), 'g')} MHz, {data.get('clock_note', 'assumed')}",
               "- each design at the largest folding that fits (LUT, DSP, BRAM18 within capacity); "
-              "resources marked *scaled* come from synthesising a slice of the design, the layer "
-              "with one of its PEs and the window alone, scaled to all PEs (window + PE x "
-              "(slice - window): an upper bound, the engine's shared parts counted once per PE); "
-              "cycles are "
+              "resources marked *scaled* come from synthesising slices of the design, the layer "
+              "with 1 and with 2 of its PEs (window and shared parts in both), scaled to all "
+              "PEs (shared + PE x per-PE); cycles are "
               "measured by simulating one whole frame in Verilator, every output bit-exact "
               "against the golden model", ""]
     designs = data.get("designs") or {}

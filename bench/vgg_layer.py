@@ -17,11 +17,11 @@ random weights (:func:`sim.random_model.build_model`), two designs of the genera
 Each design runs at the largest folding that fits the board (LUT, DSP and BRAM18 of
 Yosys ``synth_xilinx -family xc7`` within capacity). SIMD is the widest that divides the
 256 input channels (the fewest PEs for a lane count, so the least per-PE overhead), and
-the PE count is searched (:func:`search`): a folding's resources come from synthesising a
-*slice* of it, the layer with 1 of its PEs (its full weight memory, the window and the
-engine's control), and the window alone, scaled to all PEs (``window + PE * (slice -
-window)``, an upper bound: the engine's shared input buffer and control are counted
-once per PE); a folding of at most 2 PEs is synthesised whole (``scaled: false``).
+the PE count is searched (:func:`search`): a folding's resources come from synthesising
+*slices* of it, the layer with 1 and with 2 of its PEs (each PE with its full weight
+memory, the window and the engine's shared parts in both), scaled to all PEs
+(``shared + PE * per-PE``); a folding of at most 2 PEs is synthesised whole
+(``scaled: false``).
 Whole-design synthesis of the large designs is not affordable on this machine (the
 synthesis times are in the JSON). A resource model calibrated on the foldings already
 synthesised proposes the next folding to synthesise; the search ends at the largest
@@ -141,17 +141,15 @@ def frame_cycles_model(design: str, geom: Geometry, pe: int, simd: int) -> int:
 
 # ----------------------------------------------------------------------------- synthesis
 
-def _synth_stage(stage, family: str, timeout: float, log,
-                 window_only: bool = False) -> tuple[synth.SynthResult, float]:
-    """Synthesise a stage's engine (or only its sliding window); result and seconds."""
+def _synth_stage(stage, family: str, timeout: float, log) -> tuple[synth.SynthResult, float]:
+    """Synthesise a stage's engine; the result and the seconds it took."""
     engine = build_engine(stage)
-    text = verilog.convert(engine.window if window_only else engine, name="top")
+    text = verilog.convert(engine, name="top")
     start = time.monotonic()
     result = synth.synthesize(text, "top", family, timeout=timeout)
     seconds = time.monotonic() - start
-    what = "the window of" if window_only else f"{stage.layer.out_channels} outputs at"
-    log(f"  synthesised {what} PE {stage.pe} x SIMD {stage.simd} ({stage.ram_style}): "
-        f"{result.lut} LUT, {result.dsp} DSP, {result.bram18} BRAM18"
+    log(f"  synthesised {stage.layer.out_channels} outputs at PE {stage.pe} x SIMD {stage.simd} "
+        f"({stage.ram_style}): {result.lut} LUT, {result.dsp} DSP, {result.bram18} BRAM18"
         f"{' (cached)' if result.cached else f' in {seconds:.0f} s'}")
     return result, seconds
 
@@ -162,32 +160,30 @@ KEYS = ("lut", "ff", "bram18", "dsp")
 def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout: float,
              log=lambda text: None) -> dict:
     """Resources of the layer at ``pe x simd``: the whole design if it has at most 2 PEs,
-    else scaled from a slice: the sliding window alone (``shared``) and the layer with 1
-    of the PEs (its whole weight memory, the window and the engine's shared input buffer
-    and control); ``per_pe`` = slice - window, total = window + ``pe`` * ``per_pe``. This
-    counts the engine's shared parts once per PE, so the scaled figures are an upper
-    bound (conservative for fitting)."""
+    else scaled from slices: the layer with 1 and with 2 of its PEs (each PE with its
+    whole weight memory; the window and the engine's shared input buffer and control in
+    both), ``per_pe`` = 2-PE - 1-PE, ``shared`` = 1-PE - ``per_pe``, total = ``shared`` +
+    ``pe`` * ``per_pe``."""
     full = stage_for(design, geom, pe, simd, bram18=board.capacity.bram18)
     family = board.synth_family
     if pe <= 2:
         result, seconds = _synth_stage(full, family, timeout, log)
         figures = {k: getattr(result, k) for k in KEYS}
         row = {"scaled": False, "synth_s": None if result.cached else round(seconds, 1),
-               "cached": result.cached,
-               "logic_levels": result.logic_levels}
+               "cached": result.cached, "logic_levels": result.logic_levels}
     else:
-        window, w_s = _synth_stage(full, family, timeout, log, window_only=True)
-        one_pe = stage_for(design, geom, 1, simd, out=geom.out // pe, ram_style=full.ram_style)
-        one, one_s = _synth_stage(one_pe, family, timeout, log)
-        shared = {k: getattr(window, k) for k in KEYS}
-        per_pe = {k: getattr(one, k) - shared[k] for k in KEYS}
+        slices = {}
+        for n in (1, 2):
+            stage = stage_for(design, geom, n, simd, out=n * (geom.out // pe), ram_style=full.ram_style)
+            slices[n] = _synth_stage(stage, family, timeout, log)
+        one, two = slices[1][0], slices[2][0]
+        per_pe = {k: getattr(two, k) - getattr(one, k) for k in KEYS}
+        shared = {k: getattr(one, k) - per_pe[k] for k in KEYS}
         figures = {k: shared[k] + pe * per_pe[k] for k in KEYS}
         row = {"scaled": True, "per_pe": per_pe, "shared": shared,
-               "slice": "1 PE (window and engine control included) and the window alone",
-               "slice_synth_s": {"window": None if window.cached else round(w_s, 1),
-                                 "one_pe": None if one.cached else round(one_s, 1)},
-               "cached": window.cached and one.cached,
-               "logic_levels": max(window.logic_levels, one.logic_levels)}
+               "slice_synth_s": [None if r.cached else round(t, 1) for r, t in slices.values()],
+               "cached": one.cached and two.cached,
+               "logic_levels": max(one.logic_levels, two.logic_levels)}
     cap = board.capacity
     fits = all(figures[k] <= getattr(cap, k) for k in ("lut", "dsp", "bram18"))
     return {"pe": pe, "simd": simd, "lanes": pe * simd, "ram_style": full.ram_style, **figures,
@@ -327,7 +323,7 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
 # --------------------------------------------------------------------------------- main
 
 def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
-        do_sim: bool = True, confirm: bool = True, timeout: float = 7200, previous=None,
+        do_sim: bool = True, confirm: bool | dict = True, timeout: float = 7200, previous=None,
         starts: dict | None = None, log=print) -> dict:
     """Search, synthesise and simulate each design; the result object (without command).
     ``board`` is a board name or class (``boards/``); ``previous`` an earlier result
@@ -344,7 +340,8 @@ def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
         if isinstance(previous, dict) and previous.get("layer") == geom_dict:
             start = ((previous.get("designs") or {}).get(design) or {}).get("folding", {}).get("pe")
         start = (starts or {}).get(design, start)
-        chosen, tried = search(design, geom, board, confirm=confirm, timeout=timeout, start=start,
+        chosen, tried = search(design, geom, board, timeout=timeout, start=start,
+                               confirm=confirm.get(design, True) if isinstance(confirm, dict) else confirm,
                                log=log)
         kind, wbits, in_bits = DESIGNS[design]
         cycles_model = frame_cycles_model(design, geom, chosen["pe"], chosen["simd"])
@@ -394,8 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", default=",".join(DESIGNS),
                         help=f"comma-separated subset of {', '.join(DESIGNS)}")
     parser.add_argument("--no-sim", action="store_true", help="skip the frame simulation")
-    parser.add_argument("--no-confirm", action="store_true",
-                        help="do not synthesise the next larger folding to show it does not fit")
+    parser.add_argument("--no-confirm", nargs="?", const=",".join(DESIGNS), default="",
+                        metavar="DESIGNS",
+                        help="for these designs (default all) do not synthesise the next larger "
+                             "folding to show it does not fit; the model's verdict is listed")
     parser.add_argument("--start", default="",
                         help="first folding to synthesise per design, e.g. pot4=8 (PEs); default "
                              "the folding stored in --out, else 2")
@@ -420,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         starts = {k: int(v) for k, v in (item.split("=") for item in args.start.split(",") if item)}
     except ValueError:
         parser.error(f"--start must be like pot4=8,int8=2, not {args.start!r}")
-    summary = run(designs, do_sim=not args.no_sim, confirm=not args.no_confirm,
+    summary = run(designs, do_sim=not args.no_sim,
+                  confirm={d: d not in args.no_confirm.split(",") for d in designs},
                   timeout=args.timeout, previous=previous, starts=starts, log=log)
     summary["command"] = command("vgg_layer", argv)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,9 @@ class TinyBoard(AX7Z035Platform):
     capacity = Capacity(lut=2_500, ff=100_000, bram18=1_000, uram=0, dsp=40)
 
 
-def fake_figures(stage, window_only=False):
-    """Stand-in synthesis: 100 LUT and one BRAM18 for the window, per PE 20 LUT + 10 (int)
-    or 30 (pot) per lane; one DSP per int lane; one BRAM18 per PE."""
-    if window_only:
-        return dict(lut=100, ff=200, dsp=0, bram18=1, logic_levels=3)
+def fake_figures(stage):
+    """Stand-in synthesis: 100 shared LUT, per PE 20 LUT + 10 (int) or 30 (pot) per lane;
+    one DSP per int lane; one BRAM18 per PE plus one shared."""
     pot = stage.layer.weights.kind == "pot"
     lut = 100 + stage.pe * (20 + stage.simd * (30 if pot else 10))
     return dict(lut=lut, ff=2 * lut, dsp=0 if pot else stage.pe * stage.simd,
@@ -36,9 +34,9 @@ def fake_figures(stage, window_only=False):
 def tiny_result():
     calls = []
 
-    def fake_synth(stage, family, timeout, log, window_only=False):
-        calls.append((stage.layer.weights.kind, stage.layer.out_channels, stage.pe, window_only))
-        return SimpleNamespace(cached=True, **fake_figures(stage, window_only)), 0.0
+    def fake_synth(stage, family, timeout, log):
+        calls.append((stage.layer.weights.kind, stage.layer.out_channels, stage.pe))
+        return SimpleNamespace(cached=True, **fake_figures(stage)), 0.0
 
     mp = pytest.MonkeyPatch()
     mp.setattr(vgg_layer, "_synth_stage", fake_synth)
@@ -61,8 +59,8 @@ def test_search_picks_largest_fitting_folding(tiny_result):
     tried = {name: [(t["pe"], t["fits"]) for t in d[name]["search"]] for name in d}
     assert tried["int8"] == [(8, False), (4, True), (2, True)]
     assert tried["pot4"] == [(16, False), (8, True), (2, True)]
-    # A scaled folding synthesises its window and a 1-PE slice with its weight depth.
-    assert ("pot", 16, 8, True) in calls and ("pot", 16 // 8, 1, False) in calls
+    # A scaled folding synthesises slices of 1 and 2 PEs with its weight depth.
+    assert ("pot", 2 * 16 // 8, 2) in calls and ("pot", 16 // 8, 1) in calls
     assert d["pot4"]["search"][1]["shared"]["lut"] == 100
 
 
@@ -104,7 +102,7 @@ def test_frame_under_stalls():
 
 
 def test_slice_scaling_with_yosys(tmp_path, monkeypatch):
-    """Real Yosys: a 4-PE int8 folding from its window and 1-PE slice; one DSP per lane."""
+    """Real Yosys: a 4-PE int8 folding from its 1- and 2-PE slices; one DSP per lane."""
     monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path))
     row = vgg_layer.evaluate("int8", Geometry(4, 4, 8, 8), 4, 8, TinyBoard, timeout=600)
     assert row["scaled"] is True
