@@ -3,7 +3,7 @@
 ``python -m bench.report [--results bench/results] [--models models] [--out docs/benchmarks.md]``
 
 Reads every ``<results>/*.json`` (one file per benchmark: ``networks``, ``sparse``,
-``shift``, ``popcount``, ``mvtu``, ``golden``, ``training``, and any other as a generic
+``shift``, ``vgg_layer``, ``popcount``, ``mvtu``, ``golden``, ``training``, and any other as a generic
 section) and the shipped models' ``metrics.json``. It renders only what those files
 hold: a missing file or figure is written "not measured", nothing is computed from
 assumptions. Every section names the command that produced its figures (the file's
@@ -303,6 +303,61 @@ def _shift(lines, data):
         lines.append("")
 
 
+def _vgg_layer(lines, data):
+    lines += ["## VGG16's 8th convolution on the Zynq-7035: int8 on DSPs against pot4 in shift-add", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/vgg_layer.json`).", ""]
+        return
+    _source(lines, _cmd(data, "vgg_layer"))
+    layer = data.get("layer") or {}
+    goal = data.get("goal") or {}
+    lines += [f"- layer: {layer.get('height')}x{layer.get('width')}x{layer.get('channels')} -> "
+              f"{layer.get('out')}, {layer.get('kernel')}x{layer.get('kernel')}, padding "
+              f"{layer.get('padding')}, random weights; board `{data.get('board')}` (Yosys family "
+              f"{data.get('family')}; capacity {_n((data.get('capacity') or {}).get('lut'))} LUT, "
+              f"{_n((data.get('capacity') or {}).get('dsp'))} DSP, "
+              f"{_n((data.get('capacity') or {}).get('bram18'))} BRAM18)",
+              f"- clock: {_n(data.get('clock_mhz'), 'g')} MHz, {data.get('clock_note', 'assumed')}",
+              "- each design at the largest folding that fits (LUT, DSP, BRAM18 within capacity); "
+              "resources marked *scaled* come from synthesising slices of the design, the layer "
+              "with 1 and with 2 of its PEs (window and shared parts in both), scaled to all "
+              "PEs (shared + PE x per-PE); cycles are "
+              "measured by simulating one whole frame in Verilator, every output bit-exact "
+              "against the golden model", ""]
+    designs = data.get("designs") or {}
+    table = []
+    for name, d in designs.items():
+        fold = d.get("folding") or {}
+        table.append([name, d.get("weights"), _n(d.get("in_bits")), f"{fold.get('pe')} x {fold.get('simd')}",
+                      _n(d.get("lanes")), _n(d.get("cycles_model")), _n(d.get("cycles_measured")),
+                      _n(d.get("fps"), ",.2f"), _n(d.get("lut")), _n(d.get("ff")), _n(d.get("dsp")),
+                      _n(d.get("bram18")), "scaled" if d.get("scaled") else "whole design",
+                      _n(d.get("logic_levels"))])
+    lines += _table(["design", "weights", "act bits", "PE x SIMD", "lanes", "cycles/frame (model)",
+                     "cycles/frame (measured)", "fps (assumed clock)", "LUT", "FF", "DSP", "BRAM18",
+                     "synthesis", "logic levels"], table)
+    lines.append("")
+    tr, dr = data.get("time_ratio"), data.get("dsp_ratio")
+    tmax, dmax = goal.get("time_ratio_max"), goal.get("dsp_ratio_max")
+    gap = lambda v, lim: _n(round(v - lim, 4), "g") if isinstance(v, (int, float)) and lim is not None else NOT_MEASURED
+    lines += _table(["figure", "pot4 / int8", "goal", "gap (figure - goal)", "seed 004"], [
+        [f"time per frame (from {data.get('time_ratio_from', 'cycles')})", _n(tr, "g"),
+         f"<= {_n(tmax, 'g')}", gap(tr, tmax), _n(goal.get("seed_time_ratio"), "g")],
+        ["DSPs", _n(dr, "g"), f"<= {_n(dmax, 'g')}", gap(dr, dmax), _n(goal.get("seed_dsp_ratio"), "g")],
+    ])
+    lines += ["", f"Goal (issue 13, goal 4): {_met(goal.get('met'))}.", ""]
+    search = [(name, t) for name, d in designs.items() for t in d.get("search") or []]
+    if search:
+        lines += ["Foldings evaluated by the search (largest first; *model*: not synthesised, "
+                  "the resource model calibrated on the next smaller folding's synthesis):", ""]
+        kind = lambda t: ("model" if t.get("source") == "model"
+                          else "scaled" if t.get("scaled") else "whole design")
+        lines += _table(["design", "PE x SIMD", "LUT", "DSP", "BRAM18", "figures from", "fits"],
+                        [[name, f"{t.get('pe')} x {t.get('simd')}", _n(t.get("lut")), _n(t.get("dsp")),
+                          _n(t.get("bram18")), kind(t), _n(t.get("fits"))] for name, t in search])
+        lines.append("")
+
+
 def _popcount(lines, data):
     lines += ["## XNOR-popcount: LUT per lane", ""]
     if not data:
@@ -406,7 +461,8 @@ def _generic(lines, name, data):
     lines.append("")
 
 
-KNOWN = ("networks", "sparse", "compression", "shift", "popcount", "mvtu", "golden", "training")
+KNOWN = ("networks", "sparse", "compression", "shift", "vgg_layer", "popcount", "mvtu", "golden",
+         "training")
 
 
 def render(results_dir, models_dir=None) -> str:
@@ -426,6 +482,7 @@ def render(results_dir, models_dir=None) -> str:
     _sparse(lines, files.get("sparse"))
     _compression(lines, files.get("compression"))
     _shift(lines, files.get("shift"))
+    _vgg_layer(lines, files.get("vgg_layer"))
     _popcount(lines, files.get("popcount"))
     _mvtu(lines, files.get("mvtu"))
     _golden(lines, files.get("golden"))

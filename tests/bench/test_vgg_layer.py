@@ -1,0 +1,111 @@
+"""bench.vgg_layer on a tiny layer: the folding search and slice scaling (with a stand-in
+for Yosys whose figures follow a known formula), the frame simulation against the golden
+model, the JSON keys, the report section; and the slice scaling with real Yosys."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from bench import report, vgg_layer
+from bench.vgg_layer import Geometry
+from boards import AX7Z035Platform, Capacity
+
+pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+
+TINY = Geometry(4, 4, 8, 16)
+
+
+class TinyBoard(AX7Z035Platform):
+    name = "tiny"
+    capacity = Capacity(lut=2_500, ff=100_000, bram18=1_000, uram=0, dsp=40)
+
+
+def fake_figures(stage):
+    """Stand-in synthesis: 100 shared LUT, per PE 20 LUT + 10 (int) or 30 (pot) per lane;
+    one DSP per int lane; one BRAM18 per PE plus one shared."""
+    pot = stage.layer.weights.kind == "pot"
+    lut = 100 + stage.pe * (20 + stage.simd * (30 if pot else 10))
+    return dict(lut=lut, ff=2 * lut, dsp=0 if pot else stage.pe * stage.simd,
+                bram18=stage.pe + 1, logic_levels=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    calls = []
+
+    def fake_synth(stage, family, timeout, log):
+        calls.append((stage.layer.weights.kind, stage.layer.out_channels, stage.pe))
+        return SimpleNamespace(cached=True, **fake_figures(stage)), 0.0
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(vgg_layer, "_synth_stage", fake_synth)
+    try:
+        out = vgg_layer.run(("int8", "pot4"), geom=TINY, board=TinyBoard, log=lambda text: None)
+    finally:
+        mp.undo()
+    return out, calls
+
+
+def test_search_picks_largest_fitting_folding(tiny_result):
+    out, calls = tiny_result
+    d = out["designs"]
+    # int8: DSP = lanes <= 40 -> PE 4 x SIMD 8 (32 DSP); PE 8 (64 DSP) does not fit.
+    assert d["int8"]["folding"]["pe"] == 4 and d["int8"]["folding"]["simd"] == 8
+    assert d["int8"]["dsp"] == 32 and d["int8"]["lut"] == 100 + 4 * (20 + 8 * 10)
+    # pot4: LUT = 100 + 260 * PE <= 2,500 -> PE 8; PE 16 (4,260 LUT) does not fit.
+    assert d["pot4"]["folding"]["pe"] == 8 and d["pot4"]["dsp"] == 0
+    assert d["pot4"]["lut"] == 100 + 8 * 260 and d["pot4"]["scaled"] is True
+    tried = {name: [(t["pe"], t["fits"]) for t in d[name]["search"]] for name in d}
+    assert tried["int8"] == [(8, False), (4, True), (2, True)]
+    assert tried["pot4"] == [(16, False), (8, True), (2, True)]
+    # A scaled folding synthesises slices of 1 and 2 PEs with its weight depth.
+    assert ("pot", 2 * 16 // 8, 2) in calls and ("pot", 16 // 8, 1) in calls
+    assert d["pot4"]["search"][1]["shared"]["lut"] == 100
+
+
+def test_frames_measured_bit_exact_and_ratios(tiny_result):
+    out, _ = tiny_result
+    d = out["designs"]
+    for name, row in d.items():
+        fold = row["folding"]
+        model = 16 * (16 // fold["pe"]) * (9 * 8 // fold["simd"])
+        assert row["cycles_model"] == model
+        # One frame: the model's cycles plus the pipeline's fill and drain.
+        assert model <= row["cycles_measured"] <= model + 40, (name, row)
+        assert row["outputs_checked"] == 16 * 16
+        assert row["fps"] == pytest.approx(100e6 / row["cycles_measured"], rel=1e-6)
+    assert out["time_ratio"] == pytest.approx(d["pot4"]["cycles_measured"] / d["int8"]["cycles_measured"],
+                                              abs=1e-4)
+    assert out["dsp_ratio"] == 0
+    assert out["clock_mhz"] == 100.0 and out["goal"]["met"] == (out["time_ratio"] <= 0.4)
+    for row in d.values():
+        assert {"fps", "lut", "dsp", "bram18", "folding", "cycles_measured"} <= set(row)
+
+
+def test_report_section(tiny_result, tmp_path):
+    out, _ = tiny_result
+    (tmp_path / "vgg_layer.json").write_text(json.dumps({**out, "command": "pytest tiny"}))
+    text = report.render(tmp_path, tmp_path)
+    section = text.split("## VGG16's 8th convolution")[1].split("\n## ")[0]
+    assert "`pytest tiny`" in section
+    gap = round(out["time_ratio"] - 0.4, 4)
+    assert f"| {out['time_ratio']:g} | <= 0.4 | {gap:g} | 0.489 |" in section
+    assert f"| {out['designs']['pot4']['lut']:,} |" in section
+    assert "## vgg_layer" not in text                   # not also rendered as a generic section
+
+
+def test_frame_under_stalls():
+    rep = vgg_layer.simulate("pot4", Geometry(3, 3, 4, 4), 2, 4, "auto", frames=2, seed=3,
+                             gap=0.3, stall=0.3, makeflags=None, use_cache=False)
+    assert rep["outputs"] == 2 * 9 * 4 and rep["cycles"] > 2 * 9 * 2 * 9
+
+
+def test_slice_scaling_with_yosys(tmp_path, monkeypatch):
+    """Real Yosys: a 4-PE int8 folding from its 1- and 2-PE slices; one DSP per lane."""
+    monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path))
+    row = vgg_layer.evaluate("int8", Geometry(4, 4, 8, 8), 4, 8, TinyBoard, timeout=600)
+    assert row["scaled"] is True
+    for key in ("lut", "ff", "dsp", "bram18"):
+        assert row[key] == row["shared"][key] + 4 * row["per_pe"][key]
+    assert row["per_pe"]["dsp"] == 8 and row["dsp"] == 32
