@@ -346,6 +346,8 @@ def _vgg_layer(lines, data):
         ["DSPs", _n(dr, "g"), f"<= {_n(dmax, 'g')}", gap(dr, dmax), _n(goal.get("seed_dsp_ratio"), "g")],
     ])
     lines += ["", f"Goal (issue 13, goal 4): {_met(goal.get('met'))}.", ""]
+    if data.get("measured_with"):
+        lines += [f"Measured with {data['measured_with']}.", ""]
     search = [(name, t) for name, d in designs.items() for t in d.get("search") or []]
     if search:
         lines += ["Foldings evaluated by the search (largest first; *model*: not synthesised, "
