@@ -67,6 +67,15 @@ def run(name: str, images: int):
     return net, rep
 
 
+@pytest.fixture(autouse=True)
+def _quick_verilator_build(monkeypatch):
+    """Whole networks build much faster at low C++ optimisation, and their short runs do
+    not need more (the OPT_* settings reach Verilator's make through MAKEFLAGS)."""
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "OPT_" not in flags:
+        monkeypatch.setenv("MAKEFLAGS", f"{flags} OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0".strip())
+
+
 @pytest.mark.parametrize("name", list(FOLDINGS))
 def test_accelerator(name):
     """40 digits test images per model with random stalls, bit-exact; steady-state
