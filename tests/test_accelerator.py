@@ -8,6 +8,7 @@ the test images with random input stalls and output backpressure; ``-m slow`` ru
 of them.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
