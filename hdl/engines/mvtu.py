@@ -203,11 +203,6 @@ class MVTUSpec:
         """``(memories, width, depth)`` of the weight ROMs (one per PE)."""
         return self.pe, self.simd * self.weight_bits, self.neuron_folds * self.synapse_folds
 
-    def internal_exponents(self) -> np.ndarray:
-        """``e - emin`` per weight (pot mode; 0 where the weight is 0)."""
-        a = np.abs(self.internal)
-        return np.where(a > 0, np.log2(np.maximum(a, 1)).round().astype(np.int64), 0)
-
     def weight_words(self) -> list[list[int]]:
         """Memory contents per PE: word ``f * SF + s`` holds row ``f*pe + p``, columns
         ``s*simd .. s*simd + simd - 1`` (lane ``j`` at bits ``j*weight_bits``)."""
@@ -347,9 +342,6 @@ class MVTU(Described):
         return cls(spec=MVTUSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
                                             ram_style=ram_style), **kwargs)
 
-    def _output_stage(self) -> OutputStage:
-        return OutputStage(spec=self.output)
-
     # --- datapath ---------------------------------------------------------------------
     #
     # Every datapath is a pipeline of registers that all load on the MVTU's single
@@ -439,7 +431,7 @@ class MVTU(Described):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.output = stage = self._output_stage()
+        m.submodules.output = stage = OutputStage(spec=self.output)
         nf_count, sf_count, pe, simd = self.neuron_folds, self.synapse_folds, self.pe, self.simd
         depth = nf_count * sf_count
 

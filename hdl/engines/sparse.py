@@ -46,7 +46,7 @@ from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_i
 from hdl.engines.described import Described
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
 from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS
-from hdl.engines.threshold import OutputStage, output_shape
+from hdl.engines.threshold import OutputStage, OutputStageSpec
 
 __all__ = ["SparseCSC", "SparseSpec"]
 
@@ -145,7 +145,10 @@ class SparseSpec:
         self.acc_shape = self.domain.acc_shape
         self.stage_thresholds, self.stage_bias, self.stage_acc_shape = \
             self.domain.stage_params(thresholds, bias)
-        self.out_shape = output_shape(self.stage_acc_shape, self.stage_thresholds, self.stage_bias)
+        #: The output stage's description.
+        self.output = OutputStageSpec(outputs, pe, self.stage_acc_shape,
+                                      thresholds=self.stage_thresholds, bias=self.stage_bias)
+        self.out_shape = self.output.out_shape
         self.out_bits = None if thresholds is None else self.out_shape.width
         self.signature = wiring.Signature({
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
@@ -396,8 +399,7 @@ class SparseCSC(Described):
     def elaborate(self, platform):
         s = self.spec
         m = Module()
-        m.submodules.output = stage = OutputStage(s.outputs, s.pe, s.stage_acc_shape,
-                                                  thresholds=s.stage_thresholds, bias=s.stage_bias)
+        m.submodules.output = stage = OutputStage(spec=s.output)
         wiring.connect(m, stage.o, wiring.flipped(self.o))
         pe, simd, rows_l, beats, cyc = s.pe, s.simd, s.local_rows, s.beats, s.compute_cycles
         vb, ab, lw, rb = s.value_bits, s.addr_bits, s.lane_width, s.row_bits
