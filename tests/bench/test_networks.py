@@ -133,10 +133,12 @@ def test_cli_help():
     assert bad.returncode == 2 and "unknown network" in bad.stderr
 
 
+@pytest.mark.slow
 def test_quick_mode(tmp_path):
-    """The real quick mode (SFC at 4,096 cycles and the digits models on PYNQ-Z2), in the
-    default suite as the issue asks: every row synthesised and fitting, cycles measured
-    (scores checked against the golden model inside measure_cycles)."""
+    """The real quick mode (SFC at 4,096 cycles and the digits models on PYNQ-Z2): every row
+    synthesised and fitting, cycles measured (scores checked against the golden model
+    inside measure_cycles). A benchmark run, so under ``slow``; ``tiny_row`` covers the
+    plumbing in the default suite."""
     rows = [networks.run_row(n, "pynq-z2", 100.0) for n in networks.QUICK["networks"]
             if networks.network_available(n)]
     for row in rows:
