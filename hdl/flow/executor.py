@@ -150,14 +150,23 @@ class DaskExecutor(Executor):
         try:
             for future in self._distributed.as_completed([f for f, _ in futures.values()],
                                                          loop=self.client.loop):
-                value = future.result()
+                value = self._result(future)
                 for i in futures[future.key][1]:
                     yield i, value
         finally:
             self.client.cancel([f for f, _ in futures.values() if not f.done()])
 
     def submit(self, fn, *args, key=None):
-        return self._submit(fn, args, key)
+        return _DaskJob(self, self._submit(fn, args, key))
+
+    def _result(self, future):
+        """The job's value or its own exception; a job the cluster lost is a ClusterError."""
+        from concurrent.futures import CancelledError
+        try:
+            return future.result()
+        except (self._distributed.KilledWorker, CancelledError) as exc:
+            raise ClusterError(f"the Dask cluster at {self.where} lost job {future.key} "
+                               f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def _submit(self, fn, args, key):
         if key is None:
@@ -167,6 +176,14 @@ class DaskExecutor(Executor):
     def close(self):
         if self._own:
             self.client.close()
+
+
+class _DaskJob:
+    def __init__(self, executor, future):
+        self._executor, self._future = executor, future
+
+    def result(self):
+        return self._executor._result(self._future)
 
 
 def make_executor(scheduler: str | None = None, *, workers: int = 1) -> Executor:

@@ -3,6 +3,7 @@ results of the local run, each netlist synthesised once; bad schedulers are one-
 
 import json
 import os
+import time
 
 import pytest
 
@@ -142,6 +143,15 @@ def test_cli_scheduler_errors_are_one_line(tmp_path, capsys):
     assert networks.main(["--quick", "--scheduler", "h:1"]) == 2
     assert "--scheduler must be tcp://HOST:PORT" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_lost_job_is_a_cluster_error(cluster):
+    with DaskExecutor(cluster.scheduler_address) as ex:
+        job = ex.submit(time.sleep, 0.5)
+        ex.client.cancel([job._future])
+        with pytest.raises(ClusterError, match=r"tcp://127.0.0.1:\d+ lost job"):
+            job.result()
+        assert ex.submit(divmod, 7, 2).result() == (3, 1)
 
 
 def test_local_executor():
