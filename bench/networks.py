@@ -42,6 +42,7 @@ import boards
 from bench import command
 from hdl import ir
 from hdl.flow import synth
+from hdl.flow.executor import ClusterError, LocalExecutor, make_executor
 from hdl.flow.network import Network, NetworkSpec, build_engine, weight_bram_budget
 
 REPO = Path(__file__).resolve().parent.parent
@@ -305,10 +306,11 @@ def _cached(text: str, top: str, family: str):
 
 
 def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
-                 progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS) -> dict:
+                 progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS,
+                 executor=None) -> dict:
     """Yosys figures per stage: the engines elaborated for ``board``'s platform (Xilinx
     primitives where an engine has them), the same names, netlists and cache as
-    ``hdl.flow.build``; ``workers`` Yosys runs at once."""
+    ``hdl.flow.build``; ``workers`` Yosys runs at once, or on ``executor``'s cluster."""
     from amaranth.back import verilog
     family, platform = board.synth_family, board()
     jobs = {stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
@@ -329,14 +331,17 @@ def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
         if progress:
             progress(f"  {name}: {result.lut:,} LUT, {result.bram18} BRAM18"
                      + (" (cached)" if result.cached else ""))
-    return synth.synthesize_many(jobs, family, workers=workers, timeout=timeout, progress=done)
+    return synth.synthesize_many(jobs, family, workers=workers, timeout=timeout, progress=done,
+                                 executor=executor)
 
 
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
             measure: bool = True, cmd: str = "", progress=None, model: ir.Model | None = None,
-            target_cycles: int | None = None, cache_only: bool = False) -> dict:
+            target_cycles: int | None = None, cache_only: bool = False, executor=None) -> dict:
     """One benchmark row (see the module docstring). ``model`` and ``target_cycles``
-    replace the named network's model and folding target (for tests)."""
+    replace the named network's model and folding target (for tests). ``executor``
+    (:mod:`hdl.flow.executor`) runs the simulation and the Yosys jobs; on a cluster the
+    simulation runs while the stages synthesise."""
     board = boards.get(board_name)
     started = time.monotonic()
     if model is None:
@@ -361,18 +366,20 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         "logic_levels": None, "fits": None, "synth_note": None,
         "capacity": board.capacity.as_dict(), "command": cmd,
     }
+    sim_job = None
     if measure:
         if row["lanes"] <= SIM_MAX_LANES:
             if progress:
                 progress(f"simulate {name}")
-            row["cycles_measured"] = measure_cycles(spec)
+            sim_job = (executor or LocalExecutor()).submit(measure_cycles, spec)
             row["cycles_measured_note"] = "Amaranth simulator, free-running, back-to-back frames, scores = sim.golden"
         else:
             row["cycles_measured_note"] = (f"not measured: {row['lanes']:,} lanes exceed the Python "
                                            f"simulator budget ({SIM_MAX_LANES:,})")
     if do_synth:
         try:
-            per = synth_stages(spec, board, progress=progress, cache_only=cache_only)
+            per = synth_stages(spec, board, progress=progress, cache_only=cache_only,
+                               executor=executor)
         except NotCached as exc:
             row["synth_note"] = f"synthesis not finished: {exc}"
             row["stage_lut"] = {k: r.lut for k, r in exc.found.items()}
@@ -393,6 +400,8 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
             row["synth_note"] = (f"Yosys synth_xilinx -family {board.synth_family}: sum of the "
                                  "stages' engines, each synthesised alone (FIFOs, width converters "
                                  "and the AXI shell excluded)")
+    if sim_job is not None:
+        row["cycles_measured"] = sim_job.result()
     row["toolflow_s"] = round(time.monotonic() - started, 1)
     return row
 
@@ -505,7 +514,8 @@ def _lfc_limit(r) -> str:
 # ----------------------------------------------------------------------------- main
 
 def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=RESULTS_DIR,
-        rows_file=ROWS_FILE, progress=None, cache_only=False, merge_partial=False) -> dict:
+        rows_file=ROWS_FILE, progress=None, cache_only=False, merge_partial=False,
+        executor=None) -> dict:
     cmd = command("networks", list(args))
     rows, skipped = [], []
     for name in networks:
@@ -518,7 +528,8 @@ def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=R
             if name == "cnv-w1a1-finn" and board_name != "pynq-z2":
                 continue                          # the finn-examples figure is a PYNQ-Z2 one
             rows.append(run_row(name, board_name, clock, do_synth=do_synth, measure=measure,
-                                cmd=cmd, progress=progress, cache_only=cache_only))
+                                cmd=cmd, progress=progress, cache_only=cache_only,
+                                executor=executor))
             if out_dir is None and merge_partial:
                 merge(rows[-1:], [])                  # a partial run: merge row by row
             else:
@@ -570,6 +581,9 @@ def main(argv=None) -> int:
                              "in it get no resource figures)")
     parser.add_argument("--rewrite", action="store_true",
                         help="run nothing: recompute goals and the FINN comparison of the stored rows")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="run the Yosys jobs and simulations on this Dask scheduler's "
+                             "workers (docs/cluster.md)")
     args = parser.parse_args(argv)
     if args.rewrite:
         result = merge([], [])
@@ -594,9 +608,16 @@ def main(argv=None) -> int:
     def progress(text):
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
-    result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
-                 args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress,
-                 cache_only=args.cache_only, merge_partial=out_dir is None)
+    try:
+        executor = make_executor(args.scheduler, workers=SYNTH_WORKERS)
+    except (ClusterError, ValueError) as exc:
+        print(f"error: --{exc}" if isinstance(exc, ValueError) else f"error: {exc}", file=sys.stderr)
+        return 2
+    with executor:
+        result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
+                     args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress,
+                     cache_only=args.cache_only, merge_partial=out_dir is None,
+                     executor=executor)
     if out_dir is None:
         result = merge(result["rows"], result["skipped"])
     for r in result["rows"]:

@@ -42,11 +42,13 @@ def main(argv=None) -> int:
                         help='per-layer overrides, inline or a file: {"conv0": {"pe": 4, "simd": 1}}')
     parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default: build/BOARD)")
     parser.add_argument("--no-synth", action="store_true", help="skip the Yosys estimates and the report")
+    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                        help="run the Yosys jobs on this Dask scheduler's workers (docs/cluster.md)")
     args = parser.parse_args(argv)
     try:
         build(args.board, model_path=args.model, clock_mhz=args.clock, target_fps=args.target_fps,
               max_fit=args.max_fit, folding=parse_folding(args.folding), out_dir=args.out,
-              run_synth=not args.no_synth)
+              run_synth=not args.no_synth, scheduler=args.scheduler)
     except (BuildError, ir.IRError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2

