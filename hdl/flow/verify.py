@@ -131,8 +131,9 @@ def _feed_and_drain(engine, frame_in: np.ndarray, lanes_in: int, n_out: int, lan
         raise TimeoutError
 
     async def watch(ctx):
-        async for _, valid, ready, payload in ctx.tick().sample(engine.o.valid, engine.o.ready,
-                                                                 engine.o.payload):
+        async for _, _, valid, ready, payload in ctx.tick().sample(
+                engine.o.valid, engine.o.ready,
+                engine.o.payload):
             if valid and ready:
                 out.extend(int(v) for v in payload)
 
