@@ -474,7 +474,7 @@ def parse_timing(text: str, clock: str | None = None) -> dict:
             break
     if values is None:
         raise ValueError("not a Vivado timing summary: no 'Design Timing Summary' table")
-    header = lines[n].split()
+    header = re.split(r"\s{2,}", lines[n].strip())       # columns: two or more spaces apart
     wns = float(values[0])
     tns = float(values[1])
     whs = float(values[header.index("WHS(ns)")]) if "WHS(ns)" in header else None
