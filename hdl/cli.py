@@ -204,3 +204,61 @@ def progress(iterable=None, *, total=None, desc: str = "", unit: str = "step"):
     except ImportError:
         return _Silent(iterable)
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
+
+
+class _LastLineRouter:
+    """stdout of a benchmark: every line but the latest goes on to ``human`` (stderr, or
+    nowhere with -q) as it comes; the latest is held back until the end."""
+
+    def __init__(self, human):
+        self.human, self.partial, self.pending = human, "", None
+
+    def write(self, text):
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            if self.pending is not None and self.human is not None:
+                self.human.write(self.pending + "\n")
+                self.human.flush()
+            self.pending = line
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def last(self):
+        if self.partial:
+            self.write("\n")
+        return self.pending
+
+
+def json_last_line(main):
+    """Wrap the ``main(argv)`` of a benchmark, whose last stdout line is its JSON: with
+    ``--json`` only that line reaches stdout (the others go to stderr as they come); with
+    ``-q`` the others are dropped. The parser must be :func:`parser`'s."""
+    import contextlib
+    import functools
+
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        given = list(sys.argv[1:] if argv is None else argv)
+        quiet = "-q" in given or "--quiet" in given
+        if "--json" not in given and not quiet:
+            return main(argv)
+        stdout = sys.stdout
+        router = _LastLineRouter(None if quiet else sys.stderr)
+        try:
+            with contextlib.redirect_stdout(router):
+                code = main(argv)
+        finally:
+            last = router.last()
+            if last is not None:
+                try:
+                    json.loads(last)
+                    stdout.write(last + "\n")
+                except ValueError:
+                    if not quiet:
+                        sys.stderr.write(last + "\n")
+            stdout.flush()
+        return code
+    return wrapped

@@ -8,22 +8,22 @@ model on the exported file). Default: ``w1a2`` (the model ``python -m hdl.build`
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from hdl import cli
 
 SHIPPED = ("w1a2", "pot4", "pot4-sparse")
 OPTIONAL = ("w1a1", "w2a2", "slim")
 ROOT = Path(__file__).resolve().parent.parent / "models"
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
     from quant import presets
-    ap = argparse.ArgumentParser(prog="python -m scripts.make_models", description=__doc__.splitlines()[0])
+    ap = cli.parser("python -m scripts.make_models", __doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="NAME", help="only these presets")
     ap.add_argument("--all", action="store_true", help="also the optional presets")
     ap.add_argument("--out", default=str(ROOT), help="models directory (default: models/)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     names = args.only or (list(SHIPPED) + (list(OPTIONAL) if args.all else []))
     for name in names:
