@@ -12,6 +12,9 @@ output differs from the golden model's (or says that every stage matches alone).
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import numpy as np
 
 from hdl import ir
@@ -82,8 +85,9 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
         "ident": top.register_values.ident,
     }
     label = name or f"verify_{model.name}_{spec.cycles_per_frame}"
-    result = run_cocotb(top, name=label, test_module="hdl.flow.cocotb_verify",
-                        parameters=parameters, seeds=(seed,))
+    with _quick_build():
+        result = run_cocotb(top, name=label, test_module="hdl.flow.cocotb_verify",
+                            parameters=parameters, seeds=(seed,))
     rep = result.report
     got = np.asarray(rep["scores"], dtype=np.int64).reshape(n, -1)
     got_labels = np.asarray(rep["labels"], dtype=np.int64)
@@ -105,6 +109,23 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
                                  "got": got[k].tolist() + [int(got_labels[k])],
                                  "layer": locate(spec, model, codes[k])}
     return out
+
+
+@contextlib.contextmanager
+def _quick_build():
+    """A whole network compiles several times faster at low C++ optimisation, and a few
+    hundred frames do not need more; a caller's own ``OPT_*`` settings in ``MAKEFLAGS``
+    win (they reach Verilator's make, see :func:`sim.harness._build`)."""
+    old = os.environ.get("MAKEFLAGS")
+    if "OPT_" not in (old or ""):
+        os.environ["MAKEFLAGS"] = f"{old or ''} OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0".strip()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = old
 
 
 def _feed_and_drain(engine, frame_in: np.ndarray, lanes_in: int, n_out: int, lanes_out: int,
