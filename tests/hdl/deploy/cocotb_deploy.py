@@ -5,7 +5,10 @@ a stand-in ``pynq`` module whose MMIO and DMA are the simulated AXI ports.
 Parameters: ``deploy`` (the deploy folder), ``frames``, ``batch``.
 """
 
+import contextlib
 import importlib.util
+import io
+import json
 import sys
 import types
 
@@ -100,3 +103,17 @@ async def deployed_driver(dut):
 
     labels, scores, done, status = await bridge(host)()
     report(labels=labels.tolist(), scores=scores.tolist(), frames_done=done, status=status)
+
+    # validate.py, as a user runs it on the board (its JSON line)
+    vspec = importlib.util.spec_from_file_location("validate", f"{p['deploy']}/validate.py")
+    validate = importlib.util.module_from_spec(vspec)
+    vspec.loader.exec_module(validate)
+
+    def run_validate():
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = validate.main(["--frames", str(p["validate_frames"]), "--json"])
+        return code, out.getvalue()
+
+    code, text = await bridge(run_validate)()
+    report(validate_code=code, validate=json.loads(text))

@@ -41,18 +41,23 @@ def spec():
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory, spec):
+def top(spec):
+    """The generated top (one object: the simulation elaborates it)."""
+    return verify._top(spec)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, spec, top):
     codes, _, _ = verify.frames_for(spec.model, 24, "random", seed=3)
     out = tmp_path_factory.mktemp("deploy")
-    deploy.write_deploy(out, top=verify._top(spec), clock_mhz=200, model=spec.model, codes=codes)
+    deploy.write_deploy(out, top=top, clock_mhz=200, model=spec.model, codes=codes)
     return out
 
 
-def test_config_comes_from_the_register_map_and_the_top(deployed, spec):
+def test_config_comes_from_the_register_map_and_the_top(deployed, top):
     from hdl.shell import regmap
     cfg = json.loads((deployed / "accelerator.json").read_text())
     assert cfg["registers"] == regmap.REGISTERS
-    top = verify._top(spec)
     assert cfg["register_values"]["IN_FORMAT"] == top.register_values.in_format
     assert cfg["register_values"]["IN_ELEMENTS"] == 16 and cfg["register_values"]["CLASSES"] == 4
     assert cfg["input"]["slot_bits"] == top.input_format.slot
@@ -100,23 +105,29 @@ def test_driver_packs_like_the_host_driver(deployed, tmp_path):
     assert np.array_equal(np.frombuffer(out, np.uint8).reshape(want.shape), want)
 
 
-def _deployed_run(deployed, spec, frames, batch, extra_env=None):
+def _deployed_run(deployed, top, frames, batch):
     from sim.harness import run_cocotb
-    return run_cocotb(verify._top(spec), name="verify_tiny_576",
-                      test_module="tests.hdl.deploy.cocotb_deploy",
-                      parameters={"deploy": str(deployed), "frames": frames, "batch": batch},
-                      seeds=(2,))
+    with verify._quick_build():          # the build --verify makes: one build for this module
+        return run_cocotb(top, name="verify_tiny_576",
+                          test_module="tests.hdl.deploy.cocotb_deploy",
+                          parameters={"deploy": str(deployed), "frames": frames, "batch": batch,
+                                      "validate_frames": 6},
+                          seeds=(2,))
 
 
-def test_deployed_driver_on_the_simulated_top(deployed, spec):
+def test_deployed_driver_on_the_simulated_top(deployed, top):
     """QnnAccelerator through a stand-in pynq whose MMIO and DMA are the Verilator
     simulation: every frame's scores equal the golden model's, in batches of 5."""
     data = np.load(deployed / "testdata.npz")
-    rep = _deployed_run(deployed, spec, frames=12, batch=5).report
+    rep = _deployed_run(deployed, top, frames=12, batch=5).report
     assert np.array_equal(np.array(rep["scores"]), data["golden_scores"][:12])
     assert np.array_equal(np.array(rep["labels"]), data["golden_labels"][:12])
     assert rep["frames_done"] == 12
     assert rep["status"] == {"busy": False, "short_frame": False, "long_frame": False}
+    # validate.py on the same simulated board: every frame bit-exact, exit status 0
+    assert rep["validate_code"] == 0
+    assert rep["validate"]["frames"] == rep["validate"]["bit_exact_frames"] == 6
+    assert rep["validate"]["golden_agreement"] == 1.0 and rep["validate"]["frames_per_s"] > 0
 
 
 def test_verify_bit_exact_then_a_wrong_layer_is_named(spec):
