@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     for name in names:
-        m = presets.run_preset(name, Path(args.out) / name, progress=not args.quiet)
+        m = presets.run_preset(name, Path(args.out) / name,
+                               progress=not args.quiet and sys.stderr.isatty())
         print(f"{name}: accuracy {m['accuracy']:.4f}, compression {m['compression_ratio']}x, "
               f"{m['train_seconds']} s ({m['train_cpu_seconds']} s CPU)", flush=True)
     return 0

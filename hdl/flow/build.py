@@ -173,6 +173,10 @@ def _prepare_out(out: Path) -> Path | None:
     if vivado.exists() and not (vivado / "create_project.tcl").exists():
         raise BuildError(f"--out {out}: holds a vivado/ folder this tool did not write; "
                          "choose another --out")
+    deploy = out / "deploy"
+    if deploy.exists() and not (deploy / "accelerator.json").exists():
+        raise BuildError(f"--out {out}: holds a deploy/ folder this tool did not write; "
+                         "choose another --out")
     _clear_outputs(out)
     return created
 

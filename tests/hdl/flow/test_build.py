@@ -272,3 +272,11 @@ def test_foreign_vivado_folder_is_not_deleted(tiny_model, tmp_path):
     with pytest.raises(build.BuildError, match="holds a vivado/ folder this tool did not write"):
         build.build("zcu102", model_path=tiny_model, out_dir=tmp_path, run_synth=False, quiet=True)
     assert (tmp_path / "vivado" / "precious.xpr").exists()
+
+
+def test_foreign_deploy_folder_is_not_deleted(tiny_model, tmp_path):
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "mine.bit").write_text("x")
+    with pytest.raises(build.BuildError, match="holds a deploy/ folder this tool did not write"):
+        build.build("zcu102", model_path=tiny_model, out_dir=tmp_path, run_synth=False, quiet=True)
+    assert (tmp_path / "deploy" / "mine.bit").exists()
