@@ -100,7 +100,11 @@ def parser(prog: str, description: str, *, json_help: str = "write only JSON to 
 
     ``description`` may hold reST inline markup (a module docstring): it is shown plain.
     """
+    import os
     import textwrap
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if called.startswith("qnn-"):           # an entry point: qnn-build, not python -m ...
+        prog = called
     codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in exit_codes)
     text = "\n\n".join(textwrap.fill(part, 79) for part in plain_text(description).split("\n\n"))
     p = _Parser(prog=prog, description=text,
