@@ -142,3 +142,25 @@ def test_build_exit_codes(argv, code, capsys, tmp_path, monkeypatch):
     assert got == code
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "build").exists()
+
+
+def test_verify_without_the_sim_extra_is_tool_failed(tmp_path, capsys, monkeypatch):
+    """No cocotb installed: --verify fails as 'tool failed' (5) in one line, naming the extra."""
+    import builtins
+    from hdl import build, ir
+    from sim import random_model as rm
+    model = rm.build_model([rm.LayerPlan(op="fc", out=4, kind="binary", act_bits=None)],
+                           input_shape=(1, 1, 8), input_bits=1, seed=1, name="fc")
+    path = ir.save(model, tmp_path / "m")
+    real_import = builtins.__import__
+
+    def no_cocotb(name, *args, **kwargs):
+        if name.split(".")[0] == "cocotb":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_cocotb)
+    code = build.main(["zcu102", "--model", str(path), "--no-synth", "--verify", "2",
+                       "--out", str(tmp_path / "o")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.EXIT_TOOL_FAILED and "pip install 'qnn-fpga[sim]'" in lines[-1]
+    assert not (tmp_path / "o").exists()

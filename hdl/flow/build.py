@@ -497,6 +497,9 @@ def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, s
         result = run_verify(spec, codes, labels=labels, seed=seed)
     except toolchain.ToolNotFound as exc:
         raise ToolFailed(f"--verify: {exc}") from None
+    except ImportError as exc:                     # cocotb, cocotbext-axi: the 'sim' extra
+        raise ToolFailed(f"--verify needs the simulation packages ({exc.name} is missing): "
+                         "pip install 'qnn-fpga[sim]'") from None
     except (AssertionError, RuntimeError) as exc:
         raise ToolFailed(f"--verify: the simulation failed ({str(exc).splitlines()[0]})") from None
     result["data"] = source
