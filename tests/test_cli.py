@@ -164,3 +164,30 @@ def test_verify_without_the_sim_extra_is_tool_failed(tmp_path, capsys, monkeypat
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == cli.EXIT_TOOL_FAILED and "pip install 'qnn-fpga[sim]'" in lines[-1]
     assert not (tmp_path / "o").exists()
+
+
+def test_verify_mismatch_fails_the_build_with_6(tmp_path, capsys, monkeypatch):
+    """The build's side of a mismatch (the simulation's side is tests/hdl/deploy): exit 6,
+    one line naming frame and layer, verify.json kept, no completion marker."""
+    from hdl import build, ir
+    from hdl.flow import verify
+    from sim import random_model as rm
+    model = rm.build_model([rm.LayerPlan(op="fc", out=4, kind="binary", act_bits=None)],
+                           input_shape=(1, 1, 8), input_bits=1, seed=1, name="fc")
+    path = ir.save(model, tmp_path / "m")
+
+    def mismatching(spec, codes, **kwargs):
+        return verify.VerifyResult(frames=len(codes), bit_exact=False, mismatched_frames=2,
+                                   accuracy=None, cycles_per_frame=None,
+                                   model_cycles_per_frame=spec.cycles_per_frame,
+                                   first_mismatch={"frame": 1, "layer": "layer 'fc0' (element 0)"})
+    monkeypatch.setattr(verify, "verify", mismatching)
+    out = tmp_path / "o"
+    code = build.main(["zcu102", "--model", str(path), "--no-synth", "--verify", "3", "--out",
+                       str(out)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == cli.EXIT_MISMATCH
+    assert lines[-1] == ("error: --verify: 2 of 3 frames differ from the golden model; first "
+                         "frame 1, layer 'fc0' (element 0)")
+    assert json.loads((out / "verify.json").read_text())["first_mismatch"]["frame"] == 1
+    assert not (out / "build_complete.json").exists()
