@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reps < 1 or args.batch < 1:
         print("error: --reps and --batch must be at least 1", file=sys.stderr)
-        return 2
+        return cli.EXIT_BAD_INPUT
     import torch
     torch.set_num_threads(2)
     rows = []

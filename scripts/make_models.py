@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in presets.names():
             print(f"error: unknown preset {name!r}; choose from {', '.join(presets.names())}",
                   file=sys.stderr)
-            return 2
+            return cli.EXIT_BAD_INPUT
     for name in names:
         m = presets.run_preset(name, Path(args.out) / name,
                                progress=not args.quiet and sys.stderr.isatty())
