@@ -13,7 +13,7 @@ import sys
 
 import boards
 from hdl import cli, ir
-from hdl.flow.build import DEFAULT_MODEL, DEFAULT_TARGET_FPS, REPO, BuildError, build, parse_folding
+from hdl.flow.build import DEFAULT_MODEL, DEFAULT_TARGET_FPS, REPO, build, parse_folding
 
 __all__ = ["main"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hdl import deploy, ir
+from hdl import deploy
 from hdl.flow import verify
 from hdl.flow.network import NetworkSpec
 from hdl.host.driver import Geometry, pack_frame
