@@ -23,7 +23,6 @@ is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,6 +37,7 @@ from hdl import ir
 from hdl.flow import synth
 from hdl.flow.build import DEFAULT_TARGET_FPS
 from hdl.flow.network import Network, NetworkSpec, weight_bram_budget
+from hdl import cli
 
 DENSE = "models/pot4"
 SPARSE = "models/pot4-sparse"
@@ -71,8 +71,9 @@ def design(path: str, board, target_cycles: int, *, measure: bool, progress) -> 
     return row
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.compression", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m bench.compression", __doc__.split("\n")[0])
     parser.add_argument("--board", default="pynq-z2", help="board (default pynq-z2)")
     parser.add_argument("--out", default="bench/results/compression.json", help="JSON result file")
     parser.add_argument("--no-sim", action="store_true", help="cycle model only (no simulation)")

@@ -16,7 +16,6 @@ is JSON, also written to ``bench/results/golden.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ from bench import command
 from hdl import ir
 from sim import golden
 from sim.random_model import cnv
+from hdl import cli
 
 RESULTS = Path(__file__).resolve().parent / "results" / "golden.json"
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "w1a2"
@@ -109,14 +109,15 @@ def compare(model: ir.Model, codes: np.ndarray, *, reps: int) -> dict:
             "speedup_vs_torch": t / g}
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.golden", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m bench.golden", __doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (default 5)")
     parser.add_argument("--batch", type=int, default=256, help="CNV batch size (default 256)")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.batch < 1:
         print("error: --reps and --batch must be at least 1", file=sys.stderr)
-        return 2
+        return cli.EXIT_BAD_INPUT
     import torch
     torch.set_num_threads(2)
     rows = []

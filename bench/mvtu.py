@@ -30,7 +30,6 @@ LUT-RAM. The last line printed is JSON; the same object is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -43,6 +42,7 @@ from bench import command
 from hdl.engines.mvtu import MVTU
 from hdl.flow.synth import synthesize_many
 from sim.random_model import random_thresholds, random_weights
+from hdl import cli
 
 # name: (kind, wbits, in_bits, outputs, inputs, pe, simd, out_bits or None for scores)
 CONFIGS = {
@@ -84,8 +84,9 @@ def build(name: str, seed: int = 0) -> MVTU:
                 thresholds=thresholds, primitives=primitives)
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.mvtu", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m bench.mvtu", __doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/mvtu.json", help="JSON result file")
     parser.add_argument("--workers", type=int, default=2, help="Yosys processes at once")
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS),

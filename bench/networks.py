@@ -29,7 +29,6 @@ Results: ``bench/results/networks.json`` (rows, goals, FINN comparison) and
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -44,6 +43,7 @@ from hdl import ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, LocalExecutor, make_executor
 from hdl.flow.network import Network, NetworkSpec, build_engine, weight_bram_budget
+from hdl import cli
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -568,8 +568,9 @@ def _json(value):
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+@cli.json_last_line
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.networks", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m bench.networks", __doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="SFC (relaxed folding) and the digits models on PYNQ-Z2 only")
     parser.add_argument("--networks", default=None, help=f"comma list from {', '.join(FULL_NETWORKS)}")
@@ -596,10 +597,17 @@ def main(argv=None) -> int:
         networks = tuple(n.strip() for n in args.networks.split(","))
         bad = [n for n in networks if n not in FULL_NETWORKS + QUICK["networks"]]
         if bad:
-            print(f"error: unknown network(s) {', '.join(bad)}", file=sys.stderr)
-            return 2
+            print(f"error: unknown network(s) {', '.join(bad)}; choose from "
+                  f"{', '.join(dict.fromkeys(FULL_NETWORKS + QUICK['networks']))}", file=sys.stderr)
+            return cli.EXIT_BAD_INPUT
     if args.boards:
         board_list = tuple(b.strip() for b in args.boards.split(","))
+        known = tuple(b for b, _ in BOARDS)
+        bad = [b for b in board_list if b not in known]
+        if bad:
+            print(f"error: unknown board(s) {', '.join(bad)} for this benchmark; choose from "
+                  f"{', '.join(known)}", file=sys.stderr)
+            return cli.EXIT_BAD_INPUT
     out_dir, rows_file = RESULTS_DIR, ROWS_FILE
     if args.quick or args.networks or args.boards:
         # A partial run must not overwrite the full results: merge by (network, board).

@@ -15,7 +15,6 @@ The last line printed is JSON; the same object is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -28,6 +27,7 @@ from amaranth.back import verilog
 from bench import command
 from hdl.engines.popcount import Popcount
 from hdl.flow.toolchain import run_yosys
+from hdl import cli
 
 GOAL = 1.3          # LUT per XNOR lane at SIMD 64 (issue 5)
 BASELINES = {"naive adder tree": 2.16, "plain 6:3 counter tree": 1.75}   # shared/TOOLCHAIN.md
@@ -129,8 +129,9 @@ def measure(simd: int, primitives: str, family: str = "xcup") -> dict:
     return stats
 
 
+@cli.json_last_line
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.popcount", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("python -m bench.popcount", __doc__.split("\n\n")[0])
     parser.add_argument("--simd", type=int, nargs="+", default=[32, 64, 128],
                         help="XNOR lanes per PE to measure (default: 32 64 128)")
     parser.add_argument("--no-xc7", action="store_true",

@@ -12,10 +12,10 @@ assumptions. Every section names the command that produced its figures (the file
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
+from hdl import cli
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_MEASURED = "not measured"
@@ -495,9 +495,9 @@ def render(results_dir, models_dir=None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+@cli.json_last_line
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.report",
-                                     description="Render docs/benchmarks.md from bench/results/*.json.")
+    parser = cli.parser("python -m bench.report", "Render docs/benchmarks.md from bench/results/*.json.")
     parser.add_argument("--results", default=str(REPO / "bench" / "results"), help="results directory")
     parser.add_argument("--models", default=str(REPO / "models"), help="shipped models directory")
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"), help="markdown file to write")

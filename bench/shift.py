@@ -44,7 +44,6 @@ to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -61,6 +60,7 @@ from hdl.engines.mvtu import MVTU
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.flow.synth import synthesize_many
 from sim.random_model import random_thresholds, random_weights
+from hdl import cli
 
 OUTPUTS, INPUTS, IN_BITS = 32, 64, 4
 FOLDINGS = ((2, 8), (4, 16))
@@ -131,8 +131,9 @@ def _previous(out: Path) -> dict | None:
             "dsp": {n: c.get("dsp") for n, c in configs.items()}}
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.shift", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m bench.shift", __doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/shift.json", help="JSON result file")
     parser.add_argument("--workers", type=int, default=2, help="Yosys processes at once")
     args = parser.parse_args(argv)

@@ -46,7 +46,6 @@ object is written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -60,6 +59,7 @@ from bench import command
 from hdl import ir
 from hdl.engines.mvtu import MVTU
 from hdl.engines.sparse import SparseCSC, SparseSpec
+from hdl import cli
 
 DENSITIES = (0.5, 0.25, 0.1, 0.05)
 PATTERNS = ("random", "columns", "channels", "conv")
@@ -194,8 +194,9 @@ def dense_figures(m, kind, wbits, in_bits, dpe, dsimd) -> dict:
             "pe": dpe, "simd": dsimd}
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sparse", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m bench.sparse", __doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/sparse.json", help="JSON result file")
     parser.add_argument("--size", type=int, default=256, help="fc layer outputs = inputs")
     parser.add_argument("--dense-pe", type=int, default=4, help="dense MVTU PE")

@@ -18,12 +18,12 @@ Writes ``bench/results/training.json``; the last line printed is that JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from bench import command
+from hdl import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("w1a1", "w1a2", "w2a2", "pot4", "pot4-sparse", "slim")
@@ -49,9 +49,10 @@ def _target(name: str, m: dict, results: dict) -> tuple[bool, str]:
     return False, "no target"
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
     from quant.presets import run_preset
-    ap = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
+    ap = cli.parser("python -m bench.training", __doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs (estimator comparison: 10 epochs)")
     ap.add_argument("--retrain", action="store_true", help="retrain every preset instead of reading models/")
     ap.add_argument("--no-estimators", action="store_true", help="skip the w1a1 estimator comparison")

@@ -39,7 +39,6 @@ written to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -59,6 +58,7 @@ from hdl.flow import synth
 from hdl.flow.network import (bram18_estimate, build_engine, plan, plan_ram_styles, stage_cycles,
                               weight_bram_budget, weight_memory)
 from sim.random_model import LayerPlan, build_model
+from hdl import cli
 
 BOARD = "ax7z035"
 #: Seed paper 004's figures and issue 13's goal for them.
@@ -385,8 +385,9 @@ def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
     return out
 
 
+@cli.json_last_line
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.vgg_layer", description=__doc__.split("\n")[0])
+    parser = cli.parser("python -m bench.vgg_layer", __doc__.split("\n")[0])
     parser.add_argument("--out", default="bench/results/vgg_layer.json", help="JSON result file")
     parser.add_argument("--designs", default=",".join(DESIGNS),
                         help=f"comma-separated subset of {', '.join(DESIGNS)}")

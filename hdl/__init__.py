@@ -6,3 +6,6 @@
 * ``hdl.shell``: the AXI top around the network;
 * ``hdl.host``: the driver on the processing system.
 """
+
+#: The package version (``pyproject.toml`` reads it from here).
+__version__ = "0.1.0"

@@ -1,69 +1,75 @@
-"""``python -m hdl.build BOARD``: a model file becomes a board project (see :mod:`hdl.flow.build`).
+"""``python -m hdl.build BOARD`` (or ``qnn-build BOARD``): a model file becomes a board
+project (see :mod:`hdl.flow.build`).
 
-Errors (unknown board, bad model file, bad numbers or paths, impossible folding or
-target, a design that does not fit) print one line and exit 2; Ctrl-C exits 130. A
-finished build writes ``build_complete.json`` last; a failed one leaves no outputs.
+Every error prints one line on stderr and exits with the code of its kind (listed in
+``--help``, from :mod:`hdl.cli`). A finished build writes ``build_complete.json`` last;
+a failed one leaves no outputs, except a finished build that does not fit, fails in
+Vivado or differs from the golden model: its report stays to explain why.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import boards
-from hdl import ir
-from hdl.flow.build import DEFAULT_MODEL, DEFAULT_TARGET_FPS, REPO, BuildError, build, parse_folding
+from hdl import cli, ir
+from hdl.flow.build import DEFAULT_MODEL, DEFAULT_TARGET_FPS, REPO, build, parse_folding
 
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors in one line (no usage block)."""
+def _parser():
+    p = cli.parser(
+        "python -m hdl.build",
+        "Build a streaming accelerator for a Zynq board from a model file: Verilog, Vivado "
+        "project, Yosys estimates, a report, and deploy/ for a PYNQ board.",
+        json_help="write only the build's summary as JSON to stdout")
+    p.add_argument("board", help=f"board name: {', '.join(boards.BOARDS)}")
+    p.add_argument("--model", default=None,
+                   help=f"model directory or .npz (default: the shipped {DEFAULT_MODEL.relative_to(REPO)})")
+    p.add_argument("--clock", type=float, default=None, metavar="MHZ",
+                   help="fabric clock (default: the board's)")
+    p.add_argument("--target-fps", type=float, default=None, metavar="N",
+                   help=f"target frame rate (default: {DEFAULT_TARGET_FPS:,})")
+    p.add_argument("--max-fit", action="store_true",
+                   help="largest frame rate whose layers fit the board's LUT and BRAM")
+    p.add_argument("--folding", default=None, metavar="JSON",
+                   help='per-layer overrides, inline or a file: {"conv0": {"pe": 4, "simd": 1}}')
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output directory (default: build/BOARD in the working directory)")
+    p.add_argument("--no-synth", action="store_true", help="skip the Yosys estimates and the report")
+    p.add_argument("--verify", type=int, default=0, metavar="N",
+                   help="simulate the accelerator (Verilator) on N frames with random stalls; "
+                        "bit-exactness, accuracy and measured cycles/frame go into report.json")
+    p.add_argument("--verify-data", default=None, metavar="DATA",
+                   help="frames for --verify and deploy/: 'digits', 'random' or an .npz "
+                        "(default: the digits test split when the model takes 8x8 images)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the stalls and random frames")
+    p.add_argument("--no-deploy", action="store_true", help="do not write deploy/")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the Yosys jobs on this Dask scheduler's workers (docs/cluster.md)")
+    return p
 
-    def error(self, message):
-        self.exit(2, f"error: {message} (see python -m hdl.build --help)\n")
+
+def _body(args) -> int:
+    result = build(args.board, model_path=args.model, clock_mhz=args.clock,
+                   target_fps=args.target_fps, max_fit=args.max_fit,
+                   folding=parse_folding(args.folding), out_dir=args.out,
+                   run_synth=not args.no_synth, verify=args.verify,
+                   verify_data=args.verify_data, seed=args.seed, deploy=not args.no_deploy,
+                   scheduler=args.scheduler)
+    if args.json:
+        cli.emit_json({
+            "out_dir": str(result.out_dir), "folding": result.folding,
+            "cycles_per_frame": result.cycles_per_frame,
+            "report": result.report.to_json() if result.report is not None else None,
+            "verify": result.verify, "vivado": result.vivado, "messages": list(result.messages)})
+    return cli.EXIT_OK
 
 
 def main(argv=None) -> int:
-    parser = _Parser(
-        prog="python -m hdl.build",
-        description="Build a streaming accelerator for a Zynq board from a model file: "
-                    "Verilog, Vivado project, Yosys estimates and a report.")
-    parser.add_argument("board", help=f"board name: {', '.join(boards.BOARDS)}")
-    parser.add_argument("--model", default=None,
-                        help=f"model directory or .npz (default: {DEFAULT_MODEL.relative_to(REPO)})")
-    parser.add_argument("--clock", type=float, default=None, metavar="MHZ",
-                        help="fabric clock (default: the board's)")
-    parser.add_argument("--target-fps", type=float, default=None, metavar="N",
-                        help=f"target frame rate (default: {DEFAULT_TARGET_FPS:,})")
-    parser.add_argument("--max-fit", action="store_true",
-                        help="largest frame rate whose layers fit the board's LUT and BRAM")
-    parser.add_argument("--folding", default=None, metavar="JSON",
-                        help='per-layer overrides, inline or a file: {"conv0": {"pe": 4, "simd": 1}}')
-    parser.add_argument("--out", default=None, metavar="DIR", help="output directory (default: build/BOARD)")
-    parser.add_argument("--no-synth", action="store_true", help="skip the Yosys estimates and the report")
-    parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                        help="run the Yosys jobs on this Dask scheduler's workers (docs/cluster.md)")
-    args = parser.parse_args(argv)
-    try:
-        build(args.board, model_path=args.model, clock_mhz=args.clock, target_fps=args.target_fps,
-              max_fit=args.max_fit, folding=parse_folding(args.folding), out_dir=args.out,
-              run_synth=not args.no_synth, scheduler=args.scheduler)
-    except (BuildError, ir.IRError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except OSError as exc:                      # disk full, a folder removed under us, ...
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"error: {exc.strerror or type(exc).__name__}{where}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; the output folder holds no finished build", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    args = _parser().parse_args(argv)
+    return cli.run(_body, args, bad_input=(ir.IRError, OSError))
 
 
 if __name__ == "__main__":

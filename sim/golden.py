@@ -46,15 +46,13 @@ compete with the pool. Results do not depend on the chunking or the thread count
 
 Conv padding positions hold the *code* ``pad_value`` (for 1-bit inputs code 0 is -1).
 
-Command line: ``python -m sim.golden MODEL [--data digits|PATH.npz] [--json]`` prints
-the test-split accuracy and frames per second of :func:`run`.
+Command line: ``python -m sim.golden MODEL [--data digits|PATH.npz] [--json]`` (or
+``qnn-golden``) prints the test-split accuracy and frames per second of :func:`run`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -563,11 +561,8 @@ def first_mismatch(model: ir.Model, codes, hw_outputs_by_layer: list) -> Mismatc
 # --- command line ----------------------------------------------------------------------
 
 def _progress(iterable, total):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is optional for the simulator
-        return iterable
-    return tqdm(iterable, total=total, desc="golden", unit="rep", disable=None, file=sys.stderr)
+    from hdl import cli
+    return cli.progress(iterable, total=total, desc="golden", unit="rep")
 
 
 def evaluate(model: ir.Model, x_codes: np.ndarray, labels: np.ndarray, *, reps: int = 3) -> dict:
@@ -585,37 +580,40 @@ def evaluate(model: ir.Model, x_codes: np.ndarray, labels: np.ndarray, *, reps: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sim.golden",
-        description="Run the bit-exact golden model on a data set's test split: "
-                    "accuracy and frames per second.")
+    from hdl import cli
+    parser = cli.parser(
+        "python -m sim.golden",
+        "Run the bit-exact golden model on a data set's test split: accuracy and frames "
+        "per second.", json_help="write only the figures as JSON to stdout")
     parser.add_argument("model", help="model file (.npz) or a directory holding model.npz")
     parser.add_argument("--data", default="digits", help="'digits' (default) or an .npz data set")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args(argv)
+    return cli.run(_main, args)
+
+
+def _main(args) -> int:
+    from hdl import cli
     from sim.data import DataError, load_dataset
     try:
         model = ir.load(args.model)
         data = load_dataset(args.data)
     except (ir.IRError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise cli.BadInput(str(exc)) from None
     if tuple(data.shape) != tuple(model.input.shape):
-        print(f"error: data set {data.name} has images {data.shape}, the model expects "
-              f"{tuple(model.input.shape)}", file=sys.stderr)
-        return 2
+        raise cli.BadInput(f"data set {data.name} has images {data.shape}, the model expects "
+                           f"{tuple(model.input.shape)}")
     if args.reps < 1:
-        print("error: --reps must be at least 1", file=sys.stderr)
-        return 2
+        raise cli.BadInput("--reps must be at least 1")
     codes = model.input.quantize(data.x_test)
     result = evaluate(model, codes, data.y_test, reps=args.reps)
     result = {"model": str(ir.model_path(args.model)), "name": model.name, "data": data.name,
               **result}
-    print(f"{model.name}: accuracy {100 * result['accuracy']:.2f}% on {result['frames']} "
-          f"{data.name} test frames, {result['frames_per_s']:.0f} frames/s")
     if args.json:
-        print(json.dumps(result))
+        cli.emit_json(result)
+    else:
+        print(f"{model.name}: accuracy {100 * result['accuracy']:.2f}% on {result['frames']} "
+              f"{data.name} test frames, {result['frames_per_s']:.0f} frames/s")
     return 0
 
 

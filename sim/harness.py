@@ -55,14 +55,15 @@ What :func:`run_cocotb` does:
    but off) or, without Verilator, Icarus (``hdl.flow.toolchain.simulator()``; ``QNN_SIM=icarus`` forces
    it), through the public ``cocotb_tools.runner.get_runner(sim).build(...)`` in a child
    process whose environment carries the Verilator make settings (see :func:`_build`).
-   The build lives in ``<repo>/build/sim_cache/<sha256>/`` keyed by the Verilog,
+   The build lives in ``<cache>/sim/<sha256>/`` (:func:`sim_cache_dir`: the user's
+   cache folder, or ``$QNN_SIM_CACHE``) keyed by the Verilog,
    the options and the simulator; it is shared by every test with the same hardware
    (an ``fcntl`` lock makes it safe under pytest-xdist) and never rebuilt.
 3. Runs the cocotb ``test_module`` once per seed (``runner.test(...)`` in a child
    process, killed after ``timeout_s``), in a fresh directory under
-   ``build/sim_runs/`` that is deleted when the run passes. Waveforms are not written
+   ``<cache>/sim_runs/`` that is deleted when the run passes. Waveforms are not written
    on passing runs: when a seed fails, that seed is re-run with tracing on, the
-   waveform is kept in ``build/sim_waves/<name>-seed<seed>.vcd`` (``.fst`` on Icarus),
+   waveform is kept in ``<cache>/sim_waves/<name>-seed<seed>.vcd`` (``.fst`` on Icarus),
    and :class:`AssertionError` names the failing cocotb test(s),
    the seed, the waveform, the log and the failure messages.
 
@@ -123,8 +124,10 @@ def repo_root() -> Path:
 
 
 def sim_cache_dir() -> Path:
-    """``<repo>/build/sim_cache``: one sub-folder per distinct build."""
-    return repo_root() / "build" / "sim_cache"
+    """One sub-folder per distinct build: ``$QNN_SIM_CACHE``, else ``sim`` in the user's
+    cache folder (:func:`hdl.flow.toolchain.cache_dir`; ``$QNN_CACHE`` moves it)."""
+    from hdl.flow.toolchain import cache_dir
+    return cache_dir("sim", "QNN_SIM_CACHE")
 
 
 @dataclasses.dataclass
@@ -545,8 +548,8 @@ def run_cocotb(dut, *, name: str, test_module: str, parameters: Mapping | None =
             built = True
 
     # ---- runs
-    runs_root = repo_root() / "build" / "sim_runs"
-    waves_root = repo_root() / "build" / "sim_waves"
+    runs_root = sim_cache_dir().parent / "sim_runs"
+    waves_root = sim_cache_dir().parent / "sim_waves"
     runs_root.mkdir(parents=True, exist_ok=True)
     keep_waves = os.environ.get(_ENV_WAVES, "") not in ("", "0")
     reports: dict[int, dict] = {}

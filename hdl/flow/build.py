@@ -6,19 +6,21 @@ accelerator (:class:`hdl.flow.network.Network` inside :class:`hdl.shell.axi.AxiT
 with its Vivado wrapper; estimate every layer and the whole accelerator with Yosys
 ``synth_xilinx`` (cached by netlist hash); write the Vivado project around the Zynq
 processing system (and run Vivado when it is on PATH); write ``report.json``,
-``report.md`` and ``report.png``.
+``report.md`` and ``report.png``; with ``verify``, simulate the generated top on test
+frames against the golden model (:mod:`hdl.flow.verify`); write ``deploy/`` for a PYNQ
+board (:mod:`hdl.deploy`).
 
-Errors (unknown board, bad model file, impossible folding, a design that does not
-fit) print one line and exit non-zero.
+Errors raise :class:`BuildError` (bad input) or one of its kinds :class:`DoesNotFit`,
+:class:`ToolFailed`, :class:`VerifyFailed`, each with one line and its CLI exit code.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 import boards
-from hdl import ir
+from hdl import cli, ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, check_scheduler, make_executor
 from hdl.shell.axi import AxiTop, verilog_wrapper
@@ -35,10 +37,16 @@ from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, 
                               frame_cycles, plan,
                               plan_ram_styles, stage_cycles, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
-from hdl.flow.vivado import run_vivado, write_project
+from hdl.flow.report import add_to_report
+from hdl.flow.vivado import run_vivado, vivado_figures, write_project
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET_FPS", "BuildError", "BuildResult", "build", "parse_folding"]
+__all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET_FPS", "BuildError", "DoesNotFit", "ToolFailed",
+           "VerifyFailed", "BuildResult", "build", "parse_folding"]
 
+log = logging.getLogger("qnn.build")
+
+#: Where the shipped ``models/`` are: beside the ``hdl`` package, in a checkout and in an
+#: installed wheel (package data) alike.
 REPO = Path(__file__).resolve().parents[2]
 #: The model ``python -m hdl.build`` uses when none is given.
 DEFAULT_MODEL = REPO / "models" / "w1a2"
@@ -50,13 +58,29 @@ CORE_MODULE, TOP_MODULE = "qnn_core", "qnn_accel"
 #: folder without it holds no finished build.
 COMPLETE_MARKER = "build_complete.json"
 #: Everything a build writes into its output folder; cleared before a build starts.
-OUTPUTS = (COMPLETE_MARKER, "report.json", "report.md", "report.png", "folding.json", "vivado")
+OUTPUTS = (COMPLETE_MARKER, "report.json", "report.md", "report.png", "folding.json", "vivado",
+           "deploy", "verify.json")
 #: Clock range accepted by ``--clock`` (MHz).
 CLOCK_RANGE = (1.0, 800.0)
 
 
-class BuildError(RuntimeError):
-    """A build cannot go on; the message is one line."""
+class BuildError(cli.BadInput, RuntimeError):
+    """A build cannot go on (bad input); the message is one line."""
+
+
+class DoesNotFit(BuildError):
+    """The design does not fit the board, or the asked frame rate cannot be met."""
+    exit_code = cli.EXIT_DOES_NOT_FIT
+
+
+class ToolFailed(BuildError):
+    """Yosys, Verilator or Vivado failed or is missing."""
+    exit_code = cli.EXIT_TOOL_FAILED
+
+
+class VerifyFailed(BuildError):
+    """``--verify``: the simulated accelerator differs from the golden model."""
+    exit_code = cli.EXIT_MISMATCH
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,27 +90,12 @@ class BuildResult:
     folding: dict
     cycles_per_frame: int
     messages: tuple[str, ...]
+    verify: dict | None = None
+    vivado: dict | None = None
 
 
 def _progress(total: int, desc: str):
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr)
-    except ImportError:                                  # base install: plain lines
-        class _Plain:
-            def __init__(self):
-                self.n = 0
-
-            def update(self, k=1):
-                self.n += k
-                print(f"{desc}: {self.n}/{total}", file=sys.stderr)
-
-            def set_postfix_str(self, s):
-                pass
-
-            def close(self):
-                pass
-        return _Plain()
+    return cli.progress(total=total, desc=desc)
 
 
 def parse_folding(text: str | None) -> dict | None:
@@ -165,6 +174,10 @@ def _prepare_out(out: Path) -> Path | None:
     if vivado.exists() and not (vivado / "create_project.tcl").exists():
         raise BuildError(f"--out {out}: holds a vivado/ folder this tool did not write; "
                          "choose another --out")
+    deploy = out / "deploy"
+    if deploy.exists() and not (deploy / "accelerator.json").exists():
+        raise BuildError(f"--out {out}: holds a deploy/ folder this tool did not write; "
+                         "choose another --out")
     _clear_outputs(out)
     return created
 
@@ -203,7 +216,7 @@ def _synth(jobs: dict, family, progress, executor=None) -> dict:
     except RuntimeError as exc:                      # Yosys missing or failed: its log's tail
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
-        raise BuildError(f"synthesis failed: {detail}") from None
+        raise ToolFailed(f"synthesis failed: {detail}") from None
 
 
 def _stage_jobs(stages, platform) -> dict:
@@ -242,7 +255,7 @@ def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[d
         else:
             lo = mid + 1
     if best is None:
-        raise BuildError(f"{board.name}: even the most folded design does not fit the board")
+        raise DoesNotFit(f"{board.name}: even the most folded design does not fit the board")
     return best
 
 
@@ -253,11 +266,17 @@ def _options(stage):
 
 def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
           target_fps: float | None = None, max_fit: bool = False, folding: dict | None = None,
-          out_dir=None, run_synth: bool = True, quiet: bool = False,
-          scheduler: str | None = None) -> BuildResult:
+          out_dir=None, run_synth: bool = True, quiet: bool = False, verify: int = 0,
+          verify_data: str | None = None, seed: int = 1, deploy: bool = True,
+          vivado_timeout: float | None = None, scheduler: str | None = None) -> BuildResult:
     """Run the whole build; raises :class:`BuildError` (or ``ir.IRError``) with one line.
 
-    ``scheduler`` (``tcp://HOST:PORT``): run the Yosys jobs on that Dask cluster.
+    ``out_dir`` defaults to ``build/BOARD`` in the working directory. ``verify``: frames
+    to simulate against the golden model (0: none) from ``verify_data`` (``"digits"``,
+    an ``.npz``, ``"random"``; default: the model's data set when it has its shape).
+    ``deploy``: write ``deploy/`` (the board-side driver, its configuration and the
+    test frames). ``scheduler`` (``tcp://HOST:PORT``): run the Yosys jobs on that Dask
+    cluster.
     """
     try:
         board = boards.get(board_name)
@@ -283,6 +302,10 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
             check_scheduler(scheduler)
         except (TypeError, ValueError) as exc:
             raise BuildError(f"--{exc}") from None
+    if isinstance(verify, bool) or not isinstance(verify, int) or not 0 <= verify <= 100_000:
+        raise BuildError(f"--verify must be a number of frames between 0 and 100000, not {verify!r}")
+    if verify_data not in (None, "digits", "random") and not Path(str(verify_data)).is_file():
+        raise BuildError(f"--verify-data must be 'digits', 'random' or an .npz file, not {verify_data!r}")
     lo, hi = model.specs()[-1].acc_range
     width = 1 + max((v if v >= 0 else -v - 1).bit_length() for v in (int(lo), int(hi)))  # signed
     if width > 32:
@@ -297,25 +320,25 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
                                        explicit=target_fps is not None, notes=notes)
     if out_dir is not None and not str(out_dir):
         raise BuildError("--out must name a directory, not ''")
-    out = Path(out_dir) if out_dir is not None else REPO / "build" / board.name
+    out = Path(out_dir) if out_dir is not None else Path("build") / board.name
     created = _prepare_out(out)
     try:
         with _executor(scheduler) as executor:
             result = _build_into(out, board=board, model=model, model_file=model_file, clock=clock,
                                  target_cycles=target_cycles, max_fit=max_fit, folding=folding,
-                                 run_synth=run_synth, quiet=quiet, notes=notes, executor=executor)
-    except _KeepOutputs:
-        raise                                # finished, failed its goal: the report explains
+                                 run_synth=run_synth, quiet=quiet, notes=notes, verify=verify,
+                                 verify_data=verify_data, seed=seed, deploy=deploy,
+                                 vivado_timeout=vivado_timeout, executor=executor)
+    except BuildError as exc:
+        if not getattr(exc, "keep_outputs", False):
+            _discard(out, created)
+        raise                                # kept: finished, failed its goal; the report explains
     except BaseException:
-        try:
-            _clear_outputs(out)              # nothing half-written survives a failed build
-            if created is not None:
-                _remove_empty(out, created)
-        except (OSError, BuildError):
-            pass
+        _discard(out, created)
         raise
     marker = {"board": board.name, "model": model.name, "model_file": str(model_file),
               "cycles_per_frame": result.cycles_per_frame, "synthesised": result.report is not None,
+              "verified_frames": verify,
               "outputs": sorted(p.name for p in out.iterdir() if p.name in OUTPUTS)}
     tmp = out / f".{COMPLETE_MARKER}.tmp"
     tmp.write_text(json.dumps(marker, indent=2) + "\n")
@@ -331,8 +354,21 @@ def _executor(scheduler):
         raise BuildError(str(exc)) from None
 
 
-class _KeepOutputs(BuildError):
-    """A finished build that failed its goal (does not fit, Vivado failed): outputs stay."""
+def _discard(out: Path, created: Path | None) -> None:
+    """Nothing half-written survives a failed build."""
+    try:
+        _clear_outputs(out)
+        if created is not None:
+            _remove_empty(out, created)
+    except (OSError, BuildError):
+        pass
+
+
+def _kept(exc: BuildError) -> BuildError:
+    """A finished build that failed its goal (does not fit, Vivado failed, verification
+    differs): its outputs stay, without the completion marker."""
+    exc.keep_outputs = True
+    return exc
 
 
 def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: list) -> int:
@@ -346,7 +382,7 @@ def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: li
     if cycles < fastest:
         best = clock * 1e6 / fastest
         if explicit:
-            raise BuildError(f"--target-fps {fps:g} cannot be met: the fastest folding of "
+            raise DoesNotFit(f"--target-fps {fps:g} cannot be met: the fastest folding of "
                              f"{model.name} needs {fastest} cycles per frame, {best:,.0f} fps at "
                              f"{clock:g} MHz; ask for at most {math.floor(best)} or use --max-fit")
         notes.append(f"the default target of {fps:,.0f} fps is beyond {model.name}'s fastest "
@@ -356,9 +392,10 @@ def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: li
 
 
 def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, max_fit, folding,
-                run_synth, quiet, notes, executor=None) -> BuildResult:
+                run_synth, quiet, notes, verify, verify_data, seed, deploy,
+                vivado_timeout, executor=None) -> BuildResult:
     messages = list(notes)
-    say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    say = (lambda s: None) if quiet else log.info
     for note in notes:
         say(note)
     started = time.monotonic()
@@ -382,8 +419,8 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
-        project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
-                                sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
+        write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
+                      sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
         (out / "folding.json").write_text(json.dumps(spec.folding, indent=2) + "\n")
 
         report = None
@@ -399,17 +436,15 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                                            latency_cycles=spec.latency_bound, clock_mhz=clock,
                                            totals=whole.resources(),
                                            cycles_per_frame=spec.cycles_per_frame)
-            notes = [f"folding: {json.dumps(spec.folding)}",
-                     f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
-                     "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
-                     "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
-                     f"toolflow time: {time.monotonic() - started:.1f} s"]
-            write_report(report, out, notes=notes)
-        vivado = run_vivado(out / "vivado")
+            report_notes = [f"folding: {json.dumps(spec.folding)}",
+                            f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
+                            "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
+                            "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
+                            f"toolflow time: {time.monotonic() - started:.1f} s"]
+            write_report(report, out, notes=report_notes)
     finally:
         progress.close()
 
-    messages.append(vivado.message)
     if report is not None:
         say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame, "
             f"{report.fps:,.0f} fps at {clock:g} MHz, {report.totals['lut']:,} LUT, "
@@ -418,12 +453,84 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
     else:
         say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame "
             f"({clock * 1e6 / spec.cycles_per_frame:,.0f} fps at {clock:g} MHz); synthesis skipped")
-    say(vivado.message)
     if report is not None and not report.fits:
         over = [k for k in report.totals if report.totals[k] > report.capacity[k]]
-        raise _KeepOutputs(f"{board.name}: the design does not fit ({', '.join(f'{k} {report.totals[k]:,} > {report.capacity[k]:,}' for k in over)}); "
-                         f"lower --target-fps or use --max-fit (report in {out})")
+        raise _kept(DoesNotFit(
+            f"{board.name}: the design does not fit ({', '.join(f'{k} {report.totals[k]:,} > {report.capacity[k]:,}' for k in over)}); "
+            f"lower --target-fps or use --max-fit (report in {out})"))
+
+    verified = None
+    if verify:
+        verified = _verify(out, spec, model, verify, verify_data, seed, report is not None, say)
+    if deploy:
+        _deploy(out / "deploy", top, clock, model, verify_data, seed)
+        say(f"deploy/: driver, accelerator.json, validate.py and test frames -> {out / 'deploy'}")
+
+    vivado = run_vivado(out / "vivado", timeout=vivado_timeout,
+                        echo=(lambda line: None) if quiet else (lambda line: log.info("vivado: %s", line)))
+    messages.append(vivado.message)
+    say(vivado.message)
+    figures = None
     if vivado.ran and not vivado.ok:
-        raise _KeepOutputs(vivado.message)
+        raise _kept(ToolFailed(vivado.message))
+    if vivado.ran:
+        try:
+            figures = vivado_figures(out / "vivado", board.ps)
+        except ValueError as exc:
+            raise _kept(ToolFailed(f"Vivado's reports cannot be read: {exc}")) from None
+        if figures is not None and report is not None:
+            add_to_report(out / "report.json", "vivado", figures)
+        if deploy:
+            from hdl.deploy import copy_bitstream
+            copy_bitstream(out / "vivado", out / "deploy")
     return BuildResult(report=report, out_dir=out, folding=spec.folding,
-                       cycles_per_frame=spec.cycles_per_frame, messages=tuple(messages))
+                       cycles_per_frame=spec.cycles_per_frame, messages=tuple(messages),
+                       verify=verified, vivado=figures)
+
+
+def _deploy(folder: Path, top, clock, model, verify_data, seed) -> None:
+    from hdl.deploy import write_deploy
+    from hdl.flow.verify import frames_for
+    try:
+        n = 450 if verify_data in (None, "digits") else 100
+        codes, labels, _ = frames_for(model, n, verify_data, seed)
+        if labels is not None and verify_data in (None, "digits"):
+            codes, labels = codes[:n], labels[:n]
+    except (ValueError, OSError) as exc:
+        raise BuildError(f"deploy test frames: {exc}") from None
+    write_deploy(folder, top=top, clock_mhz=clock, model=model, codes=codes, labels=labels)
+
+
+def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, say) -> dict:
+    """Simulate the top on ``n`` frames; the result goes into report.json (or verify.json
+    without synthesis); a mismatch raises :class:`VerifyFailed`."""
+    from hdl.flow import toolchain
+    from hdl.flow.verify import frames_for, verify as run_verify
+    try:
+        codes, labels, source = frames_for(model, n, data, seed)
+    except (ValueError, OSError) as exc:
+        raise BuildError(f"--verify: {exc}") from None
+    say(f"verify: {n} {source} frames through the simulated accelerator, random stalls ...")
+    try:
+        result = run_verify(spec, codes, labels=labels, seed=seed)
+    except toolchain.ToolNotFound as exc:
+        raise ToolFailed(f"--verify: {exc}") from None
+    except ImportError as exc:                     # cocotb, cocotbext-axi: the 'sim' extra
+        raise ToolFailed(f"--verify needs the simulation packages ({exc.name} is missing): "
+                         "pip install 'qnn-fpga[sim]'") from None
+    except (AssertionError, RuntimeError) as exc:
+        raise ToolFailed(f"--verify: the simulation failed ({str(exc).splitlines()[0]})") from None
+    result["data"] = source
+    if has_report:
+        add_to_report(out / "report.json", "verify", dict(result))
+    else:
+        (out / "verify.json").write_text(json.dumps(dict(result), indent=2) + "\n")
+    bad = result["first_mismatch"]
+    if bad is not None:
+        raise _kept(VerifyFailed(
+            f"--verify: {result['mismatched_frames']} of {n} frames differ from the golden "
+            f"model; first frame {bad['frame']}, {bad['layer']}"))
+    acc = f", accuracy {100 * result['accuracy']:.2f}%" if result["accuracy"] is not None else ""
+    say(f"verify: {n} frames bit-exact{acc}, {result['cycles_per_frame']} cycles/frame measured "
+        f"(model {result['model_cycles_per_frame']})")
+    return result

@@ -9,6 +9,11 @@
     capacity: {lut, ff, bram18, uram, dsp},
     fits, cycles_per_frame, fps, latency_cycles
 
+and, when the build ran them, ``verify`` (:mod:`hdl.flow.verify`: bit_exact, accuracy,
+measured cycles_per_frame, ...) and ``vivado`` (utilization and timing read from
+Vivado's reports: lut, ff, bram18, dsp, wns_ns, achieved_mhz, ...; see
+:mod:`hdl.flow.vivado`), added by :func:`add_to_report`.
+
 * ``totals`` are the whole accelerator's figures (its own synthesis, which includes
   the FIFOs, width converters and AXI logic between the layers); without one they are
   the sum of the layers.
@@ -32,13 +37,15 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 __all__ = ["LayerReport", "BuildReport", "write_report", "load_report", "REPORT_KEYS",
-           "LAYER_KEYS", "RESOURCE_KEYS", "MAX_LOGIC_LEVELS"]
+           "LAYER_KEYS", "RESOURCE_KEYS", "MAX_LOGIC_LEVELS", "OPTIONAL_KEYS", "add_to_report"]
 
 RESOURCE_KEYS = ("lut", "ff", "bram18", "uram", "dsp")
 LAYER_KEYS = ("name", "op", "engine", "pe", "simd", "cycles_per_frame", *RESOURCE_KEYS,
               "logic_levels")
 REPORT_KEYS = ("board", "part", "clock_mhz", "model", "layers", "totals", "capacity", "fits",
                "cycles_per_frame", "fps", "latency_cycles")
+#: Keys added by later steps of a build (verification, a Vivado run).
+OPTIONAL_KEYS = ("verify", "vivado")
 #: Logic levels above which a layer is flagged in report.md.
 MAX_LOGIC_LEVELS = 6
 
@@ -186,7 +193,7 @@ class BuildReport:
 
     @classmethod
     def from_json(cls, data: Mapping) -> "BuildReport":
-        keys = set(data)
+        keys = set(data) - set(OPTIONAL_KEYS)
         if keys != set(REPORT_KEYS):
             raise ValueError(f"report.json keys must be {', '.join(REPORT_KEYS)}; "
                              f"missing {sorted(set(REPORT_KEYS) - keys)}, "
@@ -301,6 +308,16 @@ def write_report(report: BuildReport, out_dir: str | os.PathLike, *,
                            ("\n![per-layer cycles and resources](report.png)\n"
                             if paths["png"] else ""))
     return paths
+
+
+def add_to_report(path: str | os.PathLike, key: str, value) -> None:
+    """Add ``key`` (one of :data:`OPTIONAL_KEYS`) to an existing ``report.json``."""
+    if key not in OPTIONAL_KEYS:
+        raise ValueError(f"key must be one of {', '.join(OPTIONAL_KEYS)}, not {key!r}")
+    path = Path(path)
+    data = json.loads(path.read_text())
+    data[key] = value
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def load_report(path: str | os.PathLike) -> BuildReport:

@@ -3,7 +3,7 @@
 :func:`synthesize` maps a Verilog design to Xilinx primitives for a board's family
 (``xc7`` for Zynq-7000, ``xcup`` for Zynq UltraScale+), reads the cell counts from
 ``stat -json`` and the mapped netlist from ``write_json``, and returns a
-:class:`SynthResult`. Results are cached under ``build/synth_cache/`` by the SHA-256 of
+:class:`SynthResult`. Results are cached in the user's cache folder (:func:`default_cache_dir`) by the SHA-256 of
 (Verilog, top, family, options, Yosys version, counting rules), so that the network
 build re-synthesises only the engines whose netlist changed. An entry is served only
 when it is exactly what this module writes (fields, types, top, family, Yosys version,
@@ -152,11 +152,10 @@ class SynthResult:
 
 
 def default_cache_dir() -> Path:
-    """``build/synth_cache`` under the repository (or ``$QNN_SYNTH_CACHE``)."""
-    env = os.environ.get("QNN_SYNTH_CACHE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "build" / "synth_cache"
+    """``$QNN_SYNTH_CACHE``, else ``synth`` in the user's cache folder (see
+    :func:`hdl.flow.toolchain.cache_dir`)."""
+    from hdl.flow.toolchain import cache_dir
+    return cache_dir("synth", "QNN_SYNTH_CACHE")
 
 
 def yosys_version() -> str:

@@ -13,8 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ToolNotFound", "verilator_env", "verilator_root", "yosys_command", "run_yosys",
+__all__ = ["ToolNotFound", "cache_dir", "verilator_env", "verilator_root", "yosys_command", "run_yosys",
            "iverilog_available", "vivado_path", "simulator"]
+
+
+def cache_dir(kind: str, env: str | None = None) -> Path:
+    """Where the ``kind`` cache lives (``"synth"``, ``"sim"``): ``$<env>`` if set, else
+    ``$QNN_CACHE/<kind>``, else the user's cache folder (``platformdirs``, e.g.
+    ``~/.cache/qnn-fpga/<kind>``). Never the source tree, which may be read-only."""
+    if env and os.environ.get(env):
+        return Path(os.environ[env])
+    if os.environ.get("QNN_CACHE"):
+        return Path(os.environ["QNN_CACHE"]) / kind
+    from platformdirs import user_cache_dir
+    return Path(user_cache_dir("qnn-fpga", appauthor=False)) / kind
 
 
 class ToolNotFound(RuntimeError):

@@ -33,14 +33,20 @@
   PYNQ ``Overlay``;
 * ``build.sh``: ``vivado -mode batch -source build.tcl``.
 
-:func:`run_vivado` runs ``build.tcl`` when ``vivado`` is on PATH and otherwise says that
-the scripts are ready.
+:func:`run_vivado` runs ``build.tcl`` when ``vivado`` is on PATH (its output streamed line
+by line to a callback, the terminal by default, while Vivado also writes ``vivado.log``)
+and otherwise says that the scripts are ready. :func:`parse_utilization` and
+:func:`parse_timing` read the ``utilization.rpt`` and ``timing.rpt`` that ``build.tcl``
+writes (``report_utilization`` / ``report_timing_summary`` text) into numbers;
+:func:`vivado_figures` gathers them for ``report.json``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -49,7 +55,7 @@ from . import toolchain
 
 __all__ = ["VivadoProject", "VivadoRun", "write_project", "run_vivado", "block_design_tcl",
            "project_tcl", "build_tcl", "constraints_xdc", "BD_NAME", "ACCEL_CELL",
-           "ADDRESSES"]
+           "ADDRESSES", "parse_utilization", "parse_timing", "vivado_figures", "FABRIC_CLOCK"]
 
 #: Name of the block design (its HDL wrapper is ``system_wrapper``).
 BD_NAME = "system"
@@ -358,8 +364,13 @@ def write_project(out_dir: str | os.PathLike, *, board, top: str,
                          build_sh=sh, bitstream=out / f"{project}.bit")
 
 
-def run_vivado(out_dir: str | os.PathLike, *, timeout: float | None = None) -> VivadoRun:
-    """Run ``build.tcl`` in ``out_dir`` when ``vivado`` is on PATH; else say it is ready."""
+def run_vivado(out_dir: str | os.PathLike, *, timeout: float | None = None,
+               echo=None) -> VivadoRun:
+    """Run ``build.tcl`` in ``out_dir`` when ``vivado`` is on PATH; else say it is ready.
+
+    Vivado's output goes line by line to ``echo`` (default: stderr) while it runs, and
+    into ``vivado.log``; ``timeout`` (seconds) kills it.
+    """
     out = Path(out_dir)
     if not (out / "build.tcl").exists():
         raise FileNotFoundError(f"{out / 'build.tcl'} not found: call write_project first")
@@ -369,10 +380,124 @@ def run_vivado(out_dir: str | os.PathLike, *, timeout: float | None = None) -> V
             f"Vivado not on PATH: the project is ready, run `{out / 'build.sh'}` "
             f"(vivado -mode batch -source build.tcl) on a machine with Vivado"))
     log = out / "vivado.log"
-    proc = subprocess.run([exe, "-mode", "batch", "-nojournal", "-log", str(log),
-                           "-source", "build.tcl"], cwd=out, timeout=timeout,
-                          capture_output=True, text=True)
-    ok = proc.returncode == 0
+    echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    returncode = _stream([exe, "-mode", "batch", "-nojournal", "-log", str(log),
+                          "-source", "build.tcl"], cwd=out, timeout=timeout, echo=echo)
+    ok = returncode == 0
     msg = (f"bitstream written: {out}" if ok else
-           f"Vivado failed (exit {proc.returncode}); see {log}")
-    return VivadoRun(ran=True, ok=ok, message=msg, returncode=proc.returncode, log=log)
+           f"Vivado failed (exit {returncode}); see {log}")
+    return VivadoRun(ran=True, ok=ok, message=msg, returncode=returncode, log=log)
+
+
+def _stream(cmd: list, *, cwd, timeout: float | None, echo) -> int:
+    """Run ``cmd``, handing each line of its output to ``echo`` as it comes; kill it after
+    ``timeout`` seconds (exit code then -9)."""
+    import threading
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1)
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+    try:
+        for line in proc.stdout:
+            echo(line.rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+#: The PS fabric clock that drives the accelerator, by PS kind (Vivado's clock names).
+FABRIC_CLOCK = {"ps7": "clk_fpga_0", "ps8": "clk_pl_0"}
+
+
+def _table_rows(text: str) -> dict:
+    """``| Site Type | Used | ...`` rows of a Vivado table: name -> first number."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not line.lstrip().startswith("|"):
+            continue
+        name = cells[0].rstrip("*").strip()
+        try:
+            used = float(cells[1])
+        except ValueError:
+            continue
+        rows.setdefault(name, used)
+    return rows
+
+
+def parse_utilization(text: str) -> dict:
+    """``report_utilization`` text -> ``{lut, ff, bram18, uram, dsp}`` (used).
+
+    Reads the UltraScale+ names (CLB LUTs, CLB Registers) and the 7-series ones (Slice
+    LUTs, Slice Registers); block RAM counts RAMB36 as two BRAM18.
+    """
+    rows = _table_rows(text)
+
+    def first(*names):
+        for name in names:
+            if name in rows:
+                return rows[name]
+        return None
+
+    lut, ff = first("CLB LUTs", "Slice LUTs"), first("CLB Registers", "Slice Registers")
+    if lut is None or ff is None:
+        raise ValueError("not a Vivado utilization report: no 'CLB LUTs'/'Slice LUTs' row")
+    ramb36, ramb18, tiles = first("RAMB36/FIFO", "RAMB36"), first("RAMB18"), first("Block RAM Tile")
+    if ramb36 is not None or ramb18 is not None:
+        bram18 = 2 * (ramb36 or 0) + (ramb18 or 0)
+    else:
+        bram18 = 2 * (tiles or 0)
+    return {"lut": int(lut), "ff": int(ff), "bram18": int(round(bram18)),
+            "uram": int(first("URAM") or 0), "dsp": int(first("DSPs", "DSP48E1", "DSP48E2") or 0)}
+
+
+def parse_timing(text: str, clock: str | None = None) -> dict:
+    """``report_timing_summary`` text -> ``{wns_ns, tns_ns, whs_ns, clock, period_ns,
+    target_mhz, achieved_mhz, met}``; ``achieved_mhz = 1000 / (period - WNS)`` for
+    ``clock`` (default: the first clock of the Clock Summary)."""
+    lines = text.splitlines()
+    values = None
+    for n, line in enumerate(lines):
+        if line.split()[:2] == ["WNS(ns)", "TNS(ns)"]:
+            for row in lines[n + 1:n + 4]:
+                parts = row.split()
+                if parts and not set(parts[0]) <= {"-"}:
+                    values = parts
+                    break
+            break
+    if values is None:
+        raise ValueError("not a Vivado timing summary: no 'Design Timing Summary' table")
+    header = re.split(r"\s{2,}", lines[n].strip())       # columns: two or more spaces apart
+    wns = float(values[0])
+    tns = float(values[1])
+    whs = float(values[header.index("WHS(ns)")]) if "WHS(ns)" in header else None
+    clocks = {}
+    for line in lines:
+        m = re.match(r"^\s*(\S+)\s+\{[\d.\s]+\}\s+([\d.]+)\s+([\d.]+)\s*$", line)
+        if m:
+            clocks.setdefault(m.group(1), (float(m.group(2)), float(m.group(3))))
+    if not clocks:
+        raise ValueError("not a Vivado timing summary: no 'Clock Summary' table")
+    name = clock if clock in clocks else next(iter(clocks))
+    period, target = clocks[name]
+    return {"wns_ns": wns, "tns_ns": tns, "whs_ns": whs, "clock": name, "period_ns": period,
+            "target_mhz": target, "achieved_mhz": round(1000.0 / (period - wns), 3),
+            "met": wns >= 0 and (whs is None or whs >= 0)}
+
+
+def vivado_figures(out_dir: str | os.PathLike, ps: str) -> dict | None:
+    """The utilization and timing of a finished Vivado run in ``out_dir`` (None without
+    both reports)."""
+    out = Path(out_dir)
+    util, timing = out / "utilization.rpt", out / "timing.rpt"
+    if not (util.exists() and timing.exists()):
+        return None
+    return {**parse_utilization(util.read_text(errors="replace")),
+            **parse_timing(timing.read_text(errors="replace"), FABRIC_CLOCK.get(ps))}

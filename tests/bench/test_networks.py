@@ -130,7 +130,10 @@ def test_cli_help():
     assert out.returncode == 0 and "--quick" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "bench.networks", "--networks", "nope", "--no-synth"],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown network" in bad.stderr
+    assert bad.returncode == 3 and "unknown network" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "bench.networks", "--boards", "zcu104", "--no-synth"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 3 and "unknown board(s) zcu104" in bad.stderr and not bad.stdout
 
 
 @pytest.mark.slow

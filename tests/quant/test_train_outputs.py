@@ -42,5 +42,5 @@ def test_bad_data_is_one_line(tmp_path, capsys):
              x_test=np.zeros((2, 3, 3)), y_test=np.array([0, 1]))
     code = train.main(["--preset", "slim", "--out", str(tmp_path / "o"), "--data", str(path), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 1 and len(err) == 1
+    assert code == 3 and len(err) == 1          # bad input
     assert str(path) in err[0] and "field 'y_train' holds label 1000000000000" in err[0]

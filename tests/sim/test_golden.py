@@ -356,7 +356,7 @@ def test_cli_good_model(tmp_path):
     path = ir.save(model, tmp_path / "m")
     res = _cli(tmp_path / "m", "--json", "--reps", "1")
     assert res.returncode == 0, res.stderr
-    result = json.loads(res.stdout.strip().splitlines()[-1])
+    result = json.loads(res.stdout)                  # --json: nothing but JSON on stdout
     assert result["model"] == str(path) and result["frames"] == 450
     assert 0.0 <= result["accuracy"] <= 1.0 and result["frames_per_s"] > 0
     from sim.data import load_dataset
@@ -369,10 +369,12 @@ def test_cli_bad_model_and_help(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file")
     res = _cli(bad)
-    assert res.returncode == 2
+    assert res.returncode == 3                       # bad input (2 is a usage error)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in res.stderr
     res = _cli(tmp_path / "missing.npz")
-    assert res.returncode == 2 and "no such file" in res.stderr
+    assert res.returncode == 3 and "no such file" in res.stderr
     res = _cli("--help")
-    assert res.returncode == 0 and "--data" in res.stdout
+    assert res.returncode == 0 and "--data" in res.stdout and "exit codes:" in res.stdout
+    res = _cli(tmp_path / "m.npz", "--reps")
+    assert res.returncode == 2 and "expected one argument" in res.stderr

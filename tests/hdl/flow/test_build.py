@@ -11,6 +11,7 @@ import boards
 from hdl import ir
 from hdl.flow import build
 from hdl.flow.report import LAYER_KEYS, REPORT_KEYS, RESOURCE_KEYS
+from hdl.cli import EXIT_BAD_INPUT, EXIT_DOES_NOT_FIT, EXIT_USAGE
 from sim import random_model as rm
 
 
@@ -30,7 +31,7 @@ def _cli(*args):
 
 def test_unknown_board_is_one_line():
     proc = _cli("zcu999", "--no-synth")
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_BAD_INPUT
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown board 'zcu999'" in lines[0]
     assert all(name in lines[0] for name in boards.BOARDS)
@@ -40,7 +41,7 @@ def test_bad_model_is_one_line(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a model")
     proc = _cli("zcu102", "--model", str(bad), "--no-synth", "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_BAD_INPUT
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in proc.stderr
 
@@ -48,7 +49,7 @@ def test_bad_model_is_one_line(tmp_path):
 def test_bad_folding_is_one_line(tiny_model, tmp_path):
     proc = _cli("pynq-z2", "--model", str(tiny_model), "--no-synth", "--out", str(tmp_path),
                 "--folding", '{"conv0": {"pe": 3}}')
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_BAD_INPUT
     line = proc.stderr.strip().splitlines()[-1]
     assert "layer 'conv0'" in line and "PE must divide the output count 4, not 3" in line
 
@@ -194,7 +195,9 @@ def test_bad_argument_is_one_line(case, tmp_path, tiny_model, wide_model, capsys
     args, expect = _bad_args(tmp_path, tiny_model, wide_model)[case]
     before = sorted(p.name for p in tmp_path.iterdir())
     code, lines = _main(capsys, "zcu102", *args)
-    assert code == 2 and len(lines) == 1, lines
+    want = (EXIT_USAGE if case in ("clock text", "fps text", "unknown option") else
+            EXIT_DOES_NOT_FIT if case == "fps unreachable" else EXIT_BAD_INPUT)
+    assert code == want and len(lines) == 1, (code, lines)
     assert lines[0].startswith("error: ") and expect in lines[0], lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == before   # nothing left behind
 
@@ -244,7 +247,7 @@ def test_stale_outputs_never_survive(tiny_model, tmp_path):
     build.build("zcu102", model_path=tiny_model, out_dir=out, run_synth=False, quiet=True)
     marker = json.loads((out / build.COMPLETE_MARKER).read_text())
     assert marker["synthesised"] is False and marker["board"] == "zcu102"
-    assert set(marker["outputs"]) == {"folding.json", "vivado"}
+    assert set(marker["outputs"]) == {"folding.json", "vivado", "deploy"}
     # An earlier build's report (and a foreign file) in the folder: --no-synth drops the report.
     (out / "report.json").write_text("{}")
     (out / "mine.txt").write_text("keep")
@@ -269,3 +272,11 @@ def test_foreign_vivado_folder_is_not_deleted(tiny_model, tmp_path):
     with pytest.raises(build.BuildError, match="holds a vivado/ folder this tool did not write"):
         build.build("zcu102", model_path=tiny_model, out_dir=tmp_path, run_synth=False, quiet=True)
     assert (tmp_path / "vivado" / "precious.xpr").exists()
+
+
+def test_foreign_deploy_folder_is_not_deleted(tiny_model, tmp_path):
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "mine.bit").write_text("x")
+    with pytest.raises(build.BuildError, match="holds a deploy/ folder this tool did not write"):
+        build.build("zcu102", model_path=tiny_model, out_dir=tmp_path, run_synth=False, quiet=True)
+    assert (tmp_path / "deploy" / "mine.bit").exists()

@@ -215,3 +215,27 @@ def test_vivado_path(clean_env):
     assert toolchain.vivado_path() is None
     fake_which(clean_env, {"vivado": "/opt/Xilinx/bin/vivado"})
     assert toolchain.vivado_path() == "/opt/Xilinx/bin/vivado"
+
+
+def test_caches_live_in_the_user_cache_folder(monkeypatch, tmp_path):
+    """Never in the source tree; QNN_CACHE moves all, QNN_SYNTH_CACHE / QNN_SIM_CACHE one."""
+    from pathlib import Path
+
+    from platformdirs import user_cache_dir
+
+    from hdl.flow import synth
+    from sim import harness
+    for var in ("QNN_CACHE", "QNN_SYNTH_CACHE", "QNN_SIM_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    base = Path(user_cache_dir("qnn-fpga", appauthor=False))
+    assert base.is_relative_to(tmp_path / "xdg")
+    assert synth.default_cache_dir() == base / "synth"
+    assert harness.sim_cache_dir() == base / "sim"
+    monkeypatch.setenv("QNN_CACHE", str(tmp_path / "all"))
+    assert synth.default_cache_dir() == tmp_path / "all" / "synth"
+    assert harness.sim_cache_dir() == tmp_path / "all" / "sim"
+    monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path / "s"))
+    monkeypatch.setenv("QNN_SIM_CACHE", str(tmp_path / "v"))
+    assert synth.default_cache_dir() == tmp_path / "s"
+    assert harness.sim_cache_dir() == tmp_path / "v"

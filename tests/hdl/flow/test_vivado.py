@@ -356,3 +356,76 @@ def test_run_vivado_runs_build_script(tmp_path, sources, monkeypatch):
     assert result.ran and result.ok and result.returncode == 0
     assert "-mode batch" in (out / "args.txt").read_text()
     assert "-source build.tcl" in (out / "args.txt").read_text()
+
+
+# --- Vivado's output streamed while it runs; its reports read into numbers ---
+
+from pathlib import Path
+
+REPORTS = Path(__file__).parent / "vivado_reports"
+
+
+def test_parse_utilization_ultrascale_and_7series():
+    zu = vivado.parse_utilization((REPORTS / "utilization_zcu102.rpt").read_text())
+    assert zu == {"lut": 21877, "ff": 26034, "bram18": 2 * 22 + 11, "uram": 0, "dsp": 3}
+    z7 = vivado.parse_utilization((REPORTS / "utilization_pynqz2.rpt").read_text())
+    assert z7 == {"lut": 18944, "ff": 20411, "bram18": 2 * 104 + 12, "uram": 0, "dsp": 0}
+    with pytest.raises(ValueError, match="not a Vivado utilization report"):
+        vivado.parse_utilization("Timing Summary Report\n")
+
+
+def test_parse_timing_met_and_failed():
+    met = vivado.parse_timing((REPORTS / "timing_zcu102.rpt").read_text(), "clk_pl_0")
+    assert met["wns_ns"] == 0.618 and met["whs_ns"] == 0.010 and met["met"] is True
+    assert met["clock"] == "clk_pl_0" and met["target_mhz"] == 200.0
+    assert met["achieved_mhz"] == pytest.approx(1000 / (5.0 - 0.618), abs=1e-3)
+    failed = vivado.parse_timing((REPORTS / "timing_failed_pynqz2.rpt").read_text(),
+                                 vivado.FABRIC_CLOCK["ps7"])
+    assert failed["met"] is False and failed["tns_ns"] == -88.412
+    assert failed["achieved_mhz"] == pytest.approx(1000 / 11.25, abs=1e-3)
+    with pytest.raises(ValueError, match="no 'Design Timing Summary'"):
+        vivado.parse_timing("nothing here")
+
+
+def _fake_vivado(tmp_path, body):
+    fake = tmp_path / "bin" / "vivado"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text("#!/bin/sh\n" + body)
+    fake.chmod(0o755)
+    return fake
+
+
+def test_run_vivado_streams_its_output(tmp_path, sources, monkeypatch):
+    """Each line reaches the callback while Vivado still runs (before it writes 'done')."""
+    fake = _fake_vivado(tmp_path, 'echo "start of synthesis"\nsleep 1\ntouch done\n'
+                                  'echo "route_design completed"\nexit 3\n')
+    monkeypatch.setattr(toolchain, "vivado_path", lambda: str(fake))
+    vivado.write_project(tmp_path / "p", board=boards.get("zcu102"), top="qnn_accel", sources=sources)
+    seen = []
+    result = vivado.run_vivado(tmp_path / "p", echo=lambda line: seen.append(
+        (line, (tmp_path / "p" / "done").exists())))
+    assert seen == [("start of synthesis", False), ("route_design completed", True)]
+    assert result.ran and not result.ok and result.returncode == 3
+
+
+def test_build_reads_vivado_reports(tmp_path, monkeypatch):
+    """A (fake) Vivado run: utilization and timing in the build's result, the bitstream
+    and .hwh copied into deploy/, and its failure is 'tool failed'."""
+    from hdl.flow import build
+    from hdl import ir
+    from sim import random_model as rm
+    model = rm.build_model([rm.LayerPlan(op="fc", out=4, kind="binary", act_bits=None)],
+                           input_shape=(1, 1, 8), input_bits=1, seed=1, name="fc")
+    path = ir.save(model, tmp_path / "m")
+    fake = _fake_vivado(tmp_path, f'cp {REPORTS}/utilization_zcu102.rpt utilization.rpt\n'
+                                  f'cp {REPORTS}/timing_zcu102.rpt timing.rpt\n'
+                                  'echo bits > qnn.bit\necho hwh > qnn.hwh\n')
+    monkeypatch.setattr(toolchain, "vivado_path", lambda: str(fake))
+    result = build.build("zcu102", model_path=path, out_dir=tmp_path / "o", run_synth=False,
+                         quiet=True)
+    assert result.vivado["lut"] == 21877 and result.vivado["achieved_mhz"] > 200
+    assert (tmp_path / "o" / "deploy" / "qnn.bit").read_text() == "bits\n"
+    assert (tmp_path / "o" / "deploy" / "qnn.hwh").read_text() == "hwh\n"
+    _fake_vivado(tmp_path, "echo 'ERROR: [Place 30-640] Place Check' ; exit 1\n")
+    with pytest.raises(build.ToolFailed, match="Vivado failed"):
+        build.build("zcu102", model_path=path, out_dir=tmp_path / "o", run_synth=False, quiet=True)
