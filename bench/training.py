@@ -5,6 +5,7 @@ sparsity, against the targets of issue 4:
 
     w1a1 >= 97%, w1a2 >= 98%, w2a2 >= 98.5%, pot4 >= 99%,
     pot4-sparse >= 98% with compression_ratio >= 35,
+    pot4-block >= 98% with <= 25% of its blocks non-zero in conv1, conv2 and fc3 (issue 13),
     slim removing >= 40% of conv channels within 1 point of w1a2.
 
 By default it reads the ``metrics.json`` that ``python -m scripts.make_models --all``
@@ -26,7 +27,7 @@ from pathlib import Path
 from bench import command
 
 ROOT = Path(__file__).resolve().parent.parent
-PRESETS = ("w1a1", "w1a2", "w2a2", "pot4", "pot4-sparse", "slim")
+PRESETS = ("w1a1", "w1a2", "w2a2", "pot4", "pot4-sparse", "pot4-block", "slim")
 ESTIMATORS = ("ste", "approx", "swish", "expect")
 
 
@@ -40,6 +41,12 @@ def _target(name: str, m: dict, results: dict) -> tuple[bool, str]:
         cr = m["compression_ratio"]
         return acc >= 0.98 and cr >= 35, (f"accuracy {acc:.4f} vs >= 0.98 (gap {acc - 0.98:+.4f}), "
                                           f"compression {cr}x vs >= 35x")
+    if name == "pot4-block":
+        bd = m.get("block_density") or {}
+        worst = max((bd.get(k, 1.0) for k in ("conv1", "conv2", "fc3")), default=1.0)
+        blk = "x".join(str(v) for v in m.get("block") or ())
+        return acc >= 0.98 and worst <= 0.25, (f"accuracy {acc:.4f} vs >= 0.98 (gap {acc - 0.98:+.4f}), "
+                                               f"densest {blk} block layer {worst:.1%} vs <= 25%")
     if name == "slim":
         removed = m.get("conv_channels_removed", 0.0)
         ref = results.get("w1a2", {}).get("accuracy")
@@ -70,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {k: m.get(k) for k in (
             "accuracy", "float_accuracy", "compression_ratio", "bytes_fp32", "bytes_exported",
             "sparsity", "sparsity_total", "epochs", "seed", "estimator", "train_seconds",
-            "train_cpu_seconds", "conv_channels", "conv_channels_removed", "source")}
+            "train_cpu_seconds", "conv_channels", "conv_channels_removed", "block", "block_density",
+            "weight_density", "source")}
     for name in PRESETS:
         ok, text = _target(name, results[name], results)
         checks[name] = {"met": ok, "detail": text}

@@ -183,7 +183,8 @@ def zero_blocks(matrix, block) -> float:
     r, c = block
     if m.dim() != 2 or m.shape[0] % r or m.shape[1] % c:
         raise ValueError(f"block {r}x{c} must tile the matrix {tuple(m.shape)}")
-    return 1.0 - float(_blocks(m != 0, r, c).flatten(2).any(-1).float().mean())
+    live = _blocks(m != 0, r, c).flatten(2).any(-1)
+    return (live.numel() - int(live.sum())) / live.numel()
 
 
 @torch.no_grad()
@@ -209,7 +210,8 @@ def prune_blocks(layer, sparsity: float, block, norm: str = "l2") -> float:
     m = full.reshape(layer.weight.shape[0], -1)
     layer.mask.copy_(layer.mask & _from_matrix(m, layer.mask))
     layer.apply_mask()
-    return 1.0 - float(block_keep(layer, (r, c)).float().mean())
+    keep = block_keep(layer, (r, c))
+    return (keep.numel() - int(keep.sum())) / keep.numel()
 
 
 def block_schedule(target: float, increments: int, ramp: str = "linear") -> list[float]:
