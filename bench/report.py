@@ -424,13 +424,14 @@ def _blockprune(lines, data):
     table = []
     for r in data.get("runs") or []:
         bd, wd = r.get("block_density") or {}, r.get("weight_density") or {}
-        table.append(["x".join(str(v) for v in r.get("block") or ()), _n(r.get("target"), ".0%"),
+        table.append(["x".join(str(v) for v in r.get("block") or ()), _n(r.get("target"), ".0%") if isinstance(r.get("target"), float) else _n(r.get("target")),
                       _n(r.get("val_accuracy"), ".2%"), _n(r.get("test_accuracy"), ".2%"),
                       *[_n(bd.get(k), ".1%") for k in layers], *[_n(wd.get(k), ".1%") for k in layers],
-                      _n(r.get("train_seconds"), ",.0f")])
+                      _n(r.get("train_seconds"), ",.0f"),
+                      " ".join(f"{k}={v}" for k, v in sorted((r.get("recipe") or {}).items()))])
     lines += _table(["block", "target zero blocks", "val accuracy", "test accuracy",
                      *[f"{k} block density" for k in layers], *[f"{k} weight density" for k in layers],
-                     "train s"], table)
+                     "train s", "recipe"], table)
     lines += ["", f"- accuracy of the exported model (golden model); trained on "
               f"{_n(data.get('train_fraction'), '.0%')} of the training split, validation = the rest; "
               f"one shared float pretraining ({_n(data.get('float_seconds'), ',.0f')} s)", ""]
