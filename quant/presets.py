@@ -9,9 +9,11 @@ Every preset starts with a float pretraining of the same network (quantizers dis
 * ``pot4``: INQ to 4-bit power-of-two weights, 4-bit activations;
 * ``pot4-sparse``: reversed-order magnitude pruning (then peak pruning of the remaining
   layers), then INQ with the masks held;
-* ``pot4-block``: the ``pot4`` network with whole ``rows x cols`` blocks of the weight
-  matrices of conv1, conv2 and fc3 pruned (:func:`quant.prune.block_prune`, for the
-  tile-skipping dense engines), then INQ with the masks held;
+* ``pot4-block``: the ``pot4`` network (like for like in hardware) with whole
+  ``rows x cols`` blocks of the weight matrices of conv1, conv2 and fc3 pruned
+  (:func:`quant.prune.block_prune`, for the tile-skipping dense engines; conv0 and the
+  output layer stay dense), then INQ with the masks held. Block shape, sparsity and
+  schedule were chosen with ``python -m bench.blockprune`` (docs/benchmarks.md);
 * ``slim``: ``w1a2`` with an L1 penalty on BatchNorm gamma, channel removal
   (network slimming) and fine-tuning of the smaller network.
 
@@ -166,8 +168,8 @@ PRESETS = {p.name: p for p in [
     Preset(name="pot4-block", mode="block",
            spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
            epochs=24,
-           options={"block": (8, 16), "norm": "l2", "targets": {1: 0.8, 2: 0.8, 3: 0.85},
-                    "increments": 4, "prune_epochs": 4}),
+           options={"block": (4, 16), "norm": "l2", "targets": {1: 0.9, 2: 0.9, 3: 0.9},
+                    "increments": 4, "ramp": "cubic", "prune_epochs": 8}),
     Preset(name="slim", mode="slim",
            spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1),
            options={"gamma_l1": 1e-4, "ratio": 0.42, "per_layer": True, "finetune": 50}),
