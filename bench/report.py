@@ -3,7 +3,7 @@
 ``python -m bench.report [--results bench/results] [--models models] [--out docs/benchmarks.md]``
 
 Reads every ``<results>/*.json`` (one file per benchmark: ``networks``, ``sparse``,
-``shift``, ``vgg_layer``, ``popcount``, ``mvtu``, ``golden``, ``training``, and any other as a generic
+``shift``, ``vgg_layer``, ``popcount``, ``mvtu``, ``golden``, ``training``, ``blockprune``, and any other as a generic
 section) and the shipped models' ``metrics.json``. It renders only what those files
 hold: a missing file or figure is written "not measured", nothing is computed from
 assumptions. Every section names the command that produced its figures (the file's
@@ -414,6 +414,29 @@ def _golden(lines, data):
               f"during the run; numpy {data.get('numpy')}, torch {data.get('torch')}", ""]
 
 
+def _blockprune(lines, data):
+    lines += ["## Block pruning: block shape against sparsity (pot4-block)", ""]
+    if not data:
+        lines += [f"{NOT_MEASURED} (no `bench/results/blockprune.json`).", ""]
+        return
+    _source(lines, _cmd(data, "blockprune"))
+    layers = ("conv1", "conv2", "fc3")
+    table = []
+    for r in data.get("runs") or []:
+        bd, wd = r.get("block_density") or {}, r.get("weight_density") or {}
+        table.append(["x".join(str(v) for v in r.get("block") or ()), _n(r.get("target"), ".0%") if isinstance(r.get("target"), float) else _n(r.get("target")),
+                      _n(r.get("val_accuracy"), ".2%"), _n(r.get("test_accuracy"), ".2%"),
+                      *[_n(bd.get(k), ".1%") for k in layers], *[_n(wd.get(k), ".1%") for k in layers],
+                      _n(r.get("train_seconds"), ",.0f"),
+                      " ".join(f"{k}={v}" for k, v in sorted((r.get("recipe") or {}).items()))])
+    lines += _table(["block", "target zero blocks", "val accuracy", "test accuracy",
+                     *[f"{k} block density" for k in layers], *[f"{k} weight density" for k in layers],
+                     "train s", "recipe"], table)
+    lines += ["", f"- accuracy of the exported model (golden model); trained on "
+              f"{_n(data.get('train_fraction'), '.0%')} of the training split, validation = the rest; "
+              f"one shared float pretraining ({_n(data.get('float_seconds'), ',.0f')} s)", ""]
+
+
 def _training(lines, data, models_dir: Path):
     lines += ["## Training: accuracy and compression per preset", ""]
     presets, cmd = {}, None
@@ -464,7 +487,7 @@ def _generic(lines, name, data):
 
 
 KNOWN = ("networks", "sparse", "compression", "shift", "vgg_layer", "popcount", "mvtu", "golden",
-         "training")
+         "training", "blockprune")
 
 
 def render(results_dir, models_dir=None) -> str:
@@ -489,6 +512,7 @@ def render(results_dir, models_dir=None) -> str:
     _mvtu(lines, files.get("mvtu"))
     _golden(lines, files.get("golden"))
     _training(lines, files.get("training"), models_dir)
+    _blockprune(lines, files.get("blockprune"))
     for name, data in files.items():
         if name not in KNOWN:
             _generic(lines, name, data)

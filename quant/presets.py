@@ -9,6 +9,11 @@ Every preset starts with a float pretraining of the same network (quantizers dis
 * ``pot4``: INQ to 4-bit power-of-two weights, 4-bit activations;
 * ``pot4-sparse``: reversed-order magnitude pruning (then peak pruning of the remaining
   layers), then INQ with the masks held;
+* ``pot4-block``: the ``pot4`` network (like for like in hardware) with whole
+  ``rows x cols`` blocks of the weight matrices of conv1, conv2 and fc3 pruned
+  (:func:`quant.prune.block_prune`, for the tile-skipping dense engines; conv0 and the
+  output layer stay dense), then INQ with the masks held. Block shape, sparsity and
+  schedule were chosen with ``python -m bench.blockprune`` (docs/benchmarks.md);
 * ``slim``: ``w1a2`` with an L1 penalty on BatchNorm gamma, channel removal
   (network slimming) and fine-tuning of the smaller network.
 
@@ -47,7 +52,7 @@ class Preset:
     name: str
     arch: Arch = Arch()
     spec: QuantSpec
-    mode: str = "qat"                 # qat | inq | sparse | slim
+    mode: str = "qat"                 # qat | inq | sparse | block | slim
     float_epochs: int = 30
     epochs: int = 60                  # main phase (QAT, or total INQ retraining)
     lr_float: float = 5e-3
@@ -64,8 +69,12 @@ class Preset:
                     n_classes=len(data.classes))
 
     def train(self, data, *, epochs: int | None = None, seed: int | None = None,
-              progress: bool = True):
-        """Train on ``data``; returns ``(net, info)``. ``epochs`` rescales every phase."""
+              progress: bool = True, pretrained: dict | None = None):
+        """Train on ``data``; returns ``(net, info)``. ``epochs`` rescales every phase.
+
+        ``pretrained``: ``(state_dict, float_accuracy)`` of this network's float
+        pretraining on the same data (skips that phase; sweeps share one).
+        """
         seed = self.seed if seed is None else seed
         main_ep = self.epochs if epochs is None else epochs
         f = main_ep / self.epochs
@@ -80,9 +89,13 @@ class Preset:
             # peak pruning judges on a validation split that training never sees
             data, val = full.split_val(0.15, seed)
         net.set_quant(False)
-        fit(net, data, epochs=sc(self.float_epochs), lr=self.lr_float, seed=seed,
-            desc=f"{self.name} float", progress=progress)
-        info["float_accuracy"] = evaluate(net, data.x_test, data.y_test)
+        if pretrained is None:
+            fit(net, data, epochs=sc(self.float_epochs), lr=self.lr_float, seed=seed,
+                desc=f"{self.name} float", progress=progress)
+            info["float_accuracy"] = evaluate(net, data.x_test, data.y_test)
+        else:
+            net.load_state_dict(pretrained[0])
+            info["float_accuracy"] = pretrained[1]
         o = self.options
         if self.mode == "qat":
             net.set_quant(True)
@@ -105,6 +118,17 @@ class Preset:
                                       seed=seed + 3, progress=progress)
                 info["peak"] = {"base_val_accuracy": pk["base_val_accuracy"],
                                 "reached": {str(k): v for k, v in pk["reached"].items()}}
+            info["pruned_float_accuracy"] = evaluate(net, data.x_test, data.y_test)
+            info["inq"] = inq.inq(net, data, epochs_per_step=sc(self.epochs // 4), lr=self.lr,
+                                  seed=seed + 4, progress=progress)
+        elif self.mode == "block":
+            targets = {int(k): v for k, v in o["targets"].items()}
+            reached = prune.block_prune(net, data, targets, o["block"], norm=o.get("norm", "l2"),
+                                        increments=o.get("increments", 3),
+                                        ramp=o.get("ramp", "linear"),
+                                        epochs=sc(o.get("prune_epochs", 3)), lr=self.lr_float / 2,
+                                        seed=seed + 2, progress=progress)
+            info["block_sparsity_pruned"] = {str(k): round(v, 4) for k, v in reached.items()}
             info["pruned_float_accuracy"] = evaluate(net, data.x_test, data.y_test)
             info["inq"] = inq.inq(net, data, epochs_per_step=sc(self.epochs // 4), lr=self.lr,
                                   seed=seed + 4, progress=progress)
@@ -141,10 +165,27 @@ PRESETS = {p.name: p for p in [
            options={"targets": {4: 0.6, 3: 0.95, 2: 0.95, 1: 0.92, 0: 0.5},
                     "increments": 3, "prune_epochs": 6,
                     "peak": (0.96, 0.97, 0.98), "peak_epochs": 3}),
+    Preset(name="pot4-block", mode="block",
+           spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
+           epochs=24,
+           options={"block": (4, 16), "norm": "l2", "targets": {1: 0.9, 2: 0.9, 3: 0.9},
+                    "increments": 4, "ramp": "cubic", "prune_epochs": 8}),
     Preset(name="slim", mode="slim",
            spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1),
            options={"gamma_l1": 1e-4, "ratio": 0.42, "per_layer": True, "finetune": 50}),
 ]}
+
+
+def block_report(model: ir.Model, block) -> dict:
+    """Fraction of non-zero ``block``s (layers it tiles) and of non-zero weights, per layer."""
+    bd, wd = {}, {}
+    for layer in model.layers:
+        if isinstance(layer, (ir.Conv, ir.FC)):
+            m = layer.weights.matrix()
+            if m.shape[0] % block[0] == 0 and m.shape[1] % block[1] == 0:
+                bd[layer.name] = round(1 - prune.zero_blocks(m, block), 6)
+            wd[layer.name] = round(float(np.count_nonzero(m)) / m.size, 6)
+    return {"block": list(block), "block_density": bd, "weight_density": wd}
 
 
 def names() -> list[str]:
@@ -199,6 +240,8 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
                   "offset": d.input_spec.offset},
         **{k: v for k, v in info.items() if k not in ("epochs", "float_accuracy")},
     }
+    if p.mode == "block":
+        metrics.update(block_report(model, p.options["block"]))
     tmp = out / f".metrics.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out / "metrics.json")                # whole, and after model.npz

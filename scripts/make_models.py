@@ -3,7 +3,7 @@
 Trains each preset with its fixed default seed (``quant.presets``) and writes
 ``models/<preset>/model.npz`` and ``metrics.json`` (accuracy measured by the golden
 model on the exported file). Default: ``w1a2`` (the model ``python -m hdl.build`` uses), ``pot4``,
-``pot4-sparse``; ``--all`` adds ``w1a1``, ``w2a2`` and ``slim``.
+``pot4-sparse``, ``pot4-block``; ``--all`` adds ``w1a1``, ``w2a2`` and ``slim``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from hdl import cli
 
-SHIPPED = ("w1a2", "pot4", "pot4-sparse")
+SHIPPED = ("w1a2", "pot4", "pot4-sparse", "pot4-block")
 OPTIONAL = ("w1a1", "w2a2", "slim")
 ROOT = Path(__file__).resolve().parent.parent / "models"
 

@@ -105,3 +105,103 @@ def test_every_preset_builds():
         assert net(d.x_test[:2]).shape == (2, 10)
     with pytest.raises(ValueError, match="unknown preset"):
         presets.get("w9a9")
+
+
+def _blockwise_constant(m, r, c):
+    b = m.reshape(m.shape[0] // r, r, m.shape[1] // c, c)
+    return bool(torch.all(b == b[:, :1, :, :1]))
+
+
+def test_block_shape_must_tile_the_matrix():
+    layers = _net().quant_layers()
+    assert prune.check_block(layers[1], (4, 8)) == (4, 8)
+    with pytest.raises(ValueError, match="block rows must divide the output channels 16, not 3"):
+        prune.check_block(layers[1], (3, 8))
+    with pytest.raises(ValueError, match="block cols must divide the input channels 8, not 16"):
+        prune.check_block(layers[1], (4, 16))       # would straddle two kernel positions
+    with pytest.raises(ValueError, match="block cols must divide the input width 64, not 48"):
+        prune.check_block(layers[3], (4, 48))
+    with pytest.raises(TypeError, match="block must be a"):
+        prune.check_block(layers[1], 4)
+    with pytest.raises(ValueError, match="norm must be"):
+        prune.block_norms(layers[1], (4, 8), "l3")
+
+
+def test_conv_matrix_columns_are_ky_kx_channel_like_the_export():
+    layer = _net().quant_layers()[1]                # 16 x 8 x 3 x 3
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[5, 3, 2, 1] = 1.0
+    m = prune.weight_matrix(layer.weight)
+    assert m.shape == (16, 72)
+    assert torch.nonzero(m).tolist() == [[5, (2 * 3 + 1) * 8 + 3]]
+
+
+def test_prune_blocks_removes_whole_blocks_of_smallest_norm():
+    layer = _net().quant_layers()[1]                # matrix 16 x 72: 4 x 9 blocks of 4 x 8
+    norms = torch.randperm(36).double().reshape(4, 9) + 1.0
+    with torch.no_grad():
+        # each block holds one weight of magnitude = its rank (L1 = L2 = that value)
+        m = torch.zeros(16, 72)
+        for i in range(4):
+            for j in range(9):
+                m[4 * i + 1, 8 * j + 2] = -float(norms[i, j])
+        layer.weight.copy_(m.reshape(16, 3, 3, 8).permute(0, 3, 1, 2))
+        layer.weight.add_(1e-3 * torch.rand_like(layer.weight))
+    got = prune.prune_blocks(layer, 0.5, (4, 8), "l1")
+    assert got == 0.5
+    keep = prune.block_keep(layer, (4, 8))
+    assert torch.equal(keep, norms > 18)            # the 18 smallest blocks went
+    mask = prune.weight_matrix(layer.mask)
+    assert _blockwise_constant(mask, 4, 8)
+    assert prune.zero_blocks(prune.weight_matrix(layer.weight.detach()), (4, 8)) == 0.5
+    # never unprunes: a lower target leaves the mask alone, a higher one adds blocks
+    assert prune.prune_blocks(layer, 0.25, (4, 8)) == 0.5
+    assert torch.equal(prune.weight_matrix(layer.mask), mask)
+    assert prune.prune_blocks(layer, 0.75, (4, 8), "l2") == 0.75
+    assert torch.all(prune.block_keep(layer, (4, 8)) <= keep)
+
+
+def test_block_schedule_ramps_to_its_target():
+    assert prune.block_schedule(0.8, 4) == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    cubic = prune.block_schedule(0.8, 4, "cubic")
+    assert cubic[-1] == pytest.approx(0.8) and cubic[0] == pytest.approx(0.8 * (1 - 0.75 ** 3))
+    assert all(a < b for a, b in zip(cubic, cubic[1:]))
+    with pytest.raises(ValueError, match="increments must be a positive int, not 0"):
+        prune.block_schedule(0.8, 0)
+    with pytest.raises(ValueError, match="ramp must be"):
+        prune.block_schedule(0.8, 2, "steep")
+
+
+def test_block_prune_reaches_its_targets_and_exports_whole_zero_blocks(small, tmp_path):
+    from hdl import ir
+    from quant.export import export
+    net = _net()
+    targets = {1: 0.75, 2: 0.8, 3: 0.875}
+    got = prune.block_prune(net, small, targets, (4, 8), increments=2, epochs=1,
+                            progress=False)
+    layers = net.quant_layers()
+    for i, t in targets.items():
+        n = prune.block_keep(layers[i], (4, 8)).numel()
+        assert got[i] == round(t * n) / n
+        assert _blockwise_constant(prune.weight_matrix(layers[i].mask), 4, 8)
+    net.set_quant(True)
+    d = small
+    ir.save(export(net, d.input_spec, d.classes, name="tiny"), tmp_path)
+    model = ir.load(tmp_path)
+    mats = {l.name: l.weights.matrix() for l in model.layers if isinstance(l, (ir.Conv, ir.FC))}
+    for i, name in ((1, "conv1"), (2, "conv2"), (3, "fc3")):
+        assert prune.zero_blocks(mats[name], (4, 8)) >= got[i]
+    assert prune.zero_blocks(mats["conv0"], (4, 9)) == 0.0
+    rep = presets.block_report(model, (4, 8))
+    assert set(rep["block_density"]) == {"conv1", "conv2", "fc3"}
+    assert rep["block_density"]["fc3"] == pytest.approx(1 - prune.zero_blocks(mats["fc3"], (4, 8)))
+
+
+def test_pot4_block_has_the_pot4_network():
+    a, b = presets.get("pot4"), presets.get("pot4-block")
+    assert a.arch == b.arch and a.spec == b.spec
+    d = prepare_data("digits")
+    layers = b.build(d).quant_layers()
+    for i in b.options["targets"]:
+        prune.check_block(layers[i], b.options["block"])
