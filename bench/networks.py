@@ -619,8 +619,11 @@ def main(argv=None) -> int:
     try:
         executor = make_executor(args.scheduler, workers=SYNTH_WORKERS)
     except (ClusterError, ValueError) as exc:
-        print(f"error: --{exc}" if isinstance(exc, ValueError) else f"error: {exc}", file=sys.stderr)
-        return 2
+        if isinstance(exc, ValueError):
+            print(f"error: --{exc}", file=sys.stderr)
+            return cli.EXIT_BAD_INPUT
+        print(f"error: {exc}", file=sys.stderr)
+        return cli.EXIT_TOOL_FAILED
     with executor:
         result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
                      args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress,

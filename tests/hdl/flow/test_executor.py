@@ -9,6 +9,7 @@ import pytest
 
 from bench import networks
 from hdl import build as cli
+from hdl.cli import EXIT_BAD_INPUT
 from hdl.flow import build, synth
 from hdl.flow.executor import (ClusterError, DaskExecutor, LocalExecutor, check_scheduler,
                                make_executor)
@@ -135,12 +136,12 @@ def test_unreachable_scheduler_is_one_error():
 def test_cli_scheduler_errors_are_one_line(tmp_path, capsys):
     code = cli.main(["pynq-z2", "--scheduler", "nowhere", "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: --scheduler must be tcp://HOST:PORT (or tls://HOST:PORT), "
+    assert code == EXIT_BAD_INPUT and err == ["error: --scheduler must be tcp://HOST:PORT (or tls://HOST:PORT), "
                                  "not 'nowhere'"]
     code = cli.main(["pynq-z2", "--no-synth", "--scheduler", "tcp://h:1", "--out", str(tmp_path / "b")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err == ["error: --scheduler runs the synthesis jobs: drop --no-synth"]
-    assert networks.main(["--quick", "--scheduler", "h:1"]) == 2
+    assert code == EXIT_BAD_INPUT and err == ["error: --scheduler runs the synthesis jobs: drop --no-synth"]
+    assert networks.main(["--quick", "--scheduler", "h:1"]) == EXIT_BAD_INPUT
     assert "--scheduler must be tcp://HOST:PORT" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
