@@ -13,6 +13,11 @@ A backend implements four calls (:class:`Backend`):
   number of beats: BATCH frames; the last beat carries TLAST);
 * ``recv_frame(nbytes) -> uint8 array``: one transfer's output beats (up to TLAST).
 
+A backend with ``pipelined = True`` takes the next transfer's ``send_frame`` before the
+previous ``recv_frame`` (it queues input transfers and keeps the output side going), so
+that the accelerator never drains between batches; :meth:`Accelerator.run` then keeps
+two batches in flight.
+
 :class:`PynqBackend` is the board: a PYNQ ``Overlay`` of the bitstream (``.bit`` with its
 ``.hwh``), the AXI DMA ``dma`` moving frames, the accelerator's registers at ``accel``.
 PYNQ is imported only when a ``PynqBackend`` is made, so this module imports anywhere.
@@ -22,6 +27,7 @@ network compiler.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -270,22 +276,35 @@ class Accelerator:
         g = self.geometry
         labels = np.empty(len(frames), dtype=np.int64)
         scores = np.empty((len(frames), g.classes), dtype=np.int64)
-        current = None
-        for start in range(0, len(frames), self.batch):
-            chunk = frames[start:start + self.batch]
-            if len(chunk) != current:
-                current = len(chunk)
-                self.backend.write_reg(REGISTERS["BATCH"], current)
-            self.backend.send_frame(pack_frames(chunk, g))
-            s, lab = unpack_outputs(self.backend.recv_frame(current * g.out_bytes), g, current)
+        ahead = 2 if getattr(self.backend, "pipelined", False) else 1
+        pending: deque = deque()                   # (first frame, frames) sent, not received
+
+        def receive():
+            start, n = pending.popleft()
+            s, lab = unpack_outputs(self.backend.recv_frame(n * g.out_bytes), g, n)
             if self.check_label:
                 best = np.argmax(s, axis=1)
                 bad = np.nonzero(lab != best)[0]
                 if len(bad):
-                    n = int(bad[0])
-                    raise AcceleratorError(f"frame {start + n}: label word {int(lab[n])} is "
-                                           f"not the argmax {int(best[n])} of the scores")
-            labels[start:start + current], scores[start:start + current] = lab, s
+                    k = int(bad[0])
+                    raise AcceleratorError(f"frame {start + k}: label word {int(lab[k])} is "
+                                           f"not the argmax {int(best[k])} of the scores")
+            labels[start:start + n], scores[start:start + n] = lab, s
+
+        current = None
+        for start in range(0, len(frames), self.batch):
+            chunk = frames[start:start + self.batch]
+            if len(chunk) != current:              # BATCH changes only with nothing in flight
+                while pending:
+                    receive()
+                current = len(chunk)
+                self.backend.write_reg(REGISTERS["BATCH"], current)
+            self.backend.send_frame(pack_frames(chunk, g))
+            pending.append((start, current))
+            if len(pending) >= ahead:
+                receive()
+        while pending:
+            receive()
         if self.check_label:
             st = self.status()
             if st["short_frame"] or st["long_frame"]:
@@ -315,7 +334,16 @@ class Accelerator:
 
 
 class PynqBackend:
-    """A PYNQ overlay on the board: registers over MMIO, frames over the AXI DMA."""
+    """A PYNQ overlay on the board: registers over MMIO, frames over the AXI DMA.
+
+    Pipelined: ``send_frame`` starts the input (MM2S) transfer, or queues it while one
+    runs; ``recv_frame`` starts the output (S2MM) transfer, starts the queued input
+    transfer as soon as the running one ends, and waits for its output. An output
+    transfer is thus always running while the driver waits for an input transfer, so
+    the accelerator's output never blocks its input for good.
+    """
+
+    pipelined = True
 
     def __init__(self, bitfile: str, *, dma: str = "dma", accel: str = "accel",
                  download: bool = True):
@@ -328,7 +356,11 @@ class PynqBackend:
         self.overlay = pynq.Overlay(bitfile, download=download)
         self.dma = getattr(self.overlay, dma)
         self.regs = getattr(self.overlay, accel)
-        self._in = self._out = None
+        self._in = [None, None]        # input buffers, used in turn
+        self._turn = 0
+        self._queued = None            # an input buffer waiting for the running transfer
+        self._sending = False
+        self._out = None
 
     def write_reg(self, offset: int, value: int) -> None:
         self.regs.write(offset, value)
@@ -344,15 +376,29 @@ class PynqBackend:
         return current
 
     def send_frame(self, data: np.ndarray) -> None:
-        self._in = self._buffer(self._in, len(data))
-        self._in[:] = data
-        self._in.flush()
-        self.dma.sendchannel.transfer(self._in)       # returns at once; TLAST at its end
+        if self._queued is not None:
+            raise AcceleratorError("PynqBackend holds one queued input transfer: receive "
+                                   "the oldest batch first")
+        k = self._turn
+        self._turn ^= 1
+        self._in[k] = buf = self._buffer(self._in[k], len(data))
+        buf[:] = data
+        buf.flush()
+        if self._sending:
+            self._queued = buf
+        else:
+            self.dma.sendchannel.transfer(buf)         # returns at once; TLAST at its end
+            self._sending = True
 
     def recv_frame(self, nbytes: int) -> np.ndarray:
         self._out = self._buffer(self._out, nbytes)
         self.dma.recvchannel.transfer(self._out)
-        self.dma.sendchannel.wait()
+        if self._sending:
+            self.dma.sendchannel.wait()
+            self._sending = False
+        if self._queued is not None:
+            self.dma.sendchannel.transfer(self._queued)
+            self._queued, self._sending = None, True
         self.dma.recvchannel.wait()
         self._out.invalidate()
         return np.array(self._out)

@@ -231,3 +231,80 @@ def test_driver_packing_matches_hdl_axi():
     expect = np.stack([[c[k::classes].sum() for k in range(classes)] for c in codes])
     assert np.array_equal(scores, expect)
     assert np.array_equal(labels, np.argmax(expect, axis=1))
+
+
+# --- PynqBackend against a fake PYNQ: the DMA's ordering rules ------------------------
+
+class _Buffer(np.ndarray):
+    def flush(self):
+        pass
+
+    def invalidate(self):
+        pass
+
+    def freebuffer(self):
+        pass
+
+
+class _FakeDma:
+    """Two DMA channels in simple mode and an accelerator holding at most one frame:
+    a channel refuses a transfer while busy, and an input transfer can finish only while
+    an output transfer takes the previous batch's results (else the board would hang)."""
+
+    def __init__(self, fake: FakeBackend):
+        self.fake = fake
+        self.log = []
+        dma = self
+
+        class Channel:
+            def __init__(self, name):
+                self.name, self.busy, self.buf = name, False, None
+
+            def transfer(self, buf):
+                assert not self.busy, f"{self.name}: transfer while busy"
+                self.busy, self.buf = True, buf
+                dma.log.append(f"start {self.name}")
+
+            def wait(self):
+                if self.busy:
+                    dma.finish(self)
+                    self.busy = False
+
+        self.sendchannel, self.recvchannel = Channel("mm2s"), Channel("s2mm")
+        self.sent = self.received = 0
+
+    def finish(self, ch):
+        if ch is self.sendchannel:
+            # the accelerator takes a batch only if the previous one's output can leave
+            assert self.received >= self.sent - 1 and (
+                self.recvchannel.busy or self.received == self.sent), "deadlock: no S2MM"
+            self.fake.send_frame(np.asarray(ch.buf))
+            self.sent += 1
+        else:
+            assert self.sent > self.received, "S2MM waits for input that never comes"
+            ch.buf[:] = self.fake.recv_frame(ch.buf.nbytes)
+            self.received += 1
+        self.log.append(f"done {ch.name}")
+
+
+def test_pynq_backend_pipelines_batches(monkeypatch):
+    import sys
+    import types
+    g = Geometry(in_elements=20, in_bits=2, classes=3, in_width=64, out_width=64)
+    fn = weighted_sums(3, 20, seed=4)
+    fake = FakeBackend(fn, g)
+    dma = _FakeDma(fake)
+    pynq = types.ModuleType("pynq")
+    pynq.allocate = lambda shape, dtype: np.zeros(shape, dtype).view(_Buffer)
+    pynq.Overlay = lambda bitfile, download=True: types.SimpleNamespace(dma=dma, accel=fake)
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    fake.write = fake.write_reg
+    fake.read = fake.read_reg
+    acc = Accelerator.on_board("x.bit", batch=4)
+    codes = np.random.default_rng(1).integers(0, 4, size=(15, 20))
+    labels, scores = acc.run(codes)
+    expect = np.stack([fn(c) for c in codes])
+    assert np.array_equal(scores, expect) and np.array_equal(labels, expect.argmax(axis=1))
+    # the second batch is sent before the first one's output is waited for
+    assert dma.log[:4] == ["start mm2s", "start s2mm", "done mm2s", "start mm2s"]
+    assert dma.sent == dma.received == 4
