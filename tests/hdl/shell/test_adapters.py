@@ -88,21 +88,24 @@ def test_axis_input_packing(bits, lanes, elements, width):
     assert events == ["start"] * 3, f"seed {seed}"
 
 
-@pytest.mark.parametrize("lanes, frame, cycles_per_beat", [
-    (1, 16, 1),          # 4 codes per input beat, 1 per output beat: no bubble
-    (3, 24, 1),          # input faster than output: an output beat every cycle
-    (8, 24, 2),          # two input beats per output beat
+@pytest.mark.parametrize("lanes, frame, cycles_per_beat, batch", [
+    (1, 16, 1, 1),       # 4 codes per input beat, 1 per output beat: no bubble
+    (3, 24, 1, 1),       # input faster than output: an output beat every cycle
+    (8, 24, 2, 1),       # two input beats per output beat
+    (8, 24, 2, 2),       # the same in batches of two frames
+    (3, 24, 1, 3),       # ... and three
 ])
-def test_axis_input_full_rate(lanes, frame, cycles_per_beat):
+def test_axis_input_full_rate(lanes, frame, cycles_per_beat, batch):
     fmt = InputFormat(bits=8, lanes=lanes, frame_elements=frame)
     dut = AxisInput(fmt)
-    n_out = 3 * frame // lanes
+    n_out = 6 * frame // lanes
     times, errors = [], []
 
     async def src(ctx):
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.ends.ready, 1)
+        ctx.set(dut.batch, batch)
         t = 0
         while len(times) < n_out:
             _, _, valid = await ctx.tick().sample(dut.o.valid)
@@ -111,12 +114,12 @@ def test_axis_input_full_rate(lanes, frame, cycles_per_beat):
                 times.append(t)
 
     async def tlast(ctx):
-        # ``last`` on every frame's last beat, counted from accepted beats
-        beats = 0
+        # ``last`` on every batch's last beat, counted from accepted beats
+        beats, per = 0, fmt.beats_per_frame * batch
         async for _, _, v, r in ctx.tick().sample(dut.i.valid, dut.i.ready):
             if v and r:
                 beats += 1
-            ctx.set(dut.i.payload.last, beats % fmt.beats_per_frame == fmt.beats_per_frame - 1)
+            ctx.set(dut.i.payload.last, beats % per == per - 1)
 
     async def watch(ctx):
         async for _, _, e1, e2 in ctx.tick().sample(dut.err_short, dut.err_long):
