@@ -164,14 +164,16 @@ def test_driver_checks():
 class AmaranthBackend:
     """hdl.shell.axi.AxiTop around SumCore in Amaranth's simulator, one simulation per call."""
 
-    def __init__(self, frame, classes):
-        self.frame, self.classes = frame, classes
+    def __init__(self, frame, classes, bits=8, in_width=32, out_width=32):
+        self.frame, self.classes, self.bits = frame, classes, bits
+        self.in_width, self.out_width = in_width, out_width
         self.queue = []
         self.batch = 1
 
     def _top(self):
-        return axi.AxiTop(SumCore(self.frame, self.classes, out_lanes=2),
-                          frame_elements=self.frame, classes=self.classes)
+        return axi.AxiTop(SumCore(self.frame, self.classes, out_lanes=2, bits=self.bits),
+                          frame_elements=self.frame, classes=self.classes,
+                          in_width=self.in_width, out_width=self.out_width)
 
     def read_reg(self, offset):
         top, got = self._top(), []
@@ -195,8 +197,10 @@ class AmaranthBackend:
     def recv_frame(self, nbytes):
         data = self.queue.pop(0)
         top, got = self._top(), []
-        words = data.view("<u4")
-        beats = [(int(w), int(k == len(words) - 1)) for k, w in enumerate(words)]
+        step = self.in_width // 8
+        words = [int.from_bytes(bytes(data[k:k + step]), "little")
+                 for k in range(0, len(data), step)]
+        beats = [(w, int(k == len(words) - 1)) for k, w in enumerate(words)]
         rng = random.Random(len(self.queue))
 
         started = []
@@ -209,7 +213,8 @@ class AmaranthBackend:
         async def sink(ctx):
             while not started:
                 await ctx.tick()
-            await axis_recv(ctx, top, nbytes // 4, rng, prefix="m_axis_", out=got)
+            await axis_recv(ctx, top, nbytes * 8 // self.out_width, rng, prefix="m_axis_",
+                            out=got)
 
         sim = Simulator(top)
         sim.add_clock(1e-8)
@@ -217,8 +222,8 @@ class AmaranthBackend:
         sim.add_testbench(sink)
         sim.run()
         assert got[-1][1] == 1 and all(b[1] == 0 for b in got[:-1])
-        return np.frombuffer(b"".join(b[0].to_bytes(4, "little") for b in got),
-                             dtype=np.uint8)
+        return np.frombuffer(b"".join(b[0].to_bytes(self.out_width // 8, "little")
+                                      for b in got), dtype=np.uint8)
 
 
 def test_driver_packing_matches_hdl_axi():
@@ -227,6 +232,24 @@ def test_driver_packing_matches_hdl_axi():
     assert acc.geometry == Geometry(in_elements=frame, in_bits=8, classes=classes)
     codes = np.random.default_rng(2).integers(0, 256, size=(5, frame))
     acc.batch = 3                                   # a batch of 3, then one of 2
+    labels, scores = acc.run(codes)
+    expect = np.stack([[c[k::classes].sum() for k in range(classes)] for c in codes])
+    assert np.array_equal(scores, expect)
+    assert np.array_equal(labels, np.argmax(expect, axis=1))
+
+
+@pytest.mark.parametrize("bits, frame, in_width, out_width", [
+    (1, 100, 64, 128),        # 64 one-bit codes per beat, 2 beats a frame
+    (3, 50, 128, 64),         # 42 three-bit codes per beat, 2 bits spare
+])
+def test_driver_dense_packing_matches_hdl_axi(bits, frame, in_width, out_width):
+    """The driver's dense packing against the real adapters at wide TDATA (random
+    stalls), batches of 2 and 1."""
+    classes = 4
+    acc = Accelerator(AmaranthBackend(frame, classes, bits, in_width, out_width), batch=2)
+    assert acc.geometry == Geometry(in_elements=frame, in_bits=bits, classes=classes,
+                                    in_width=in_width, out_width=out_width)
+    codes = np.random.default_rng(bits).integers(0, 1 << bits, size=(3, frame))
     labels, scores = acc.run(codes)
     expect = np.stack([[c[k::classes].sum() for k in range(classes)] for c in codes])
     assert np.array_equal(scores, expect)
