@@ -9,6 +9,9 @@ attributes, what the generator needs beyond pins:
   product tables (DS190 for Zynq-7000, DS891 for Zynq UltraScale+);
 * ``ps``: the processing system, ``"ps7"`` (Zynq-7000, ``processing_system7``) or
   ``"ps8"`` (Zynq UltraScale+, ``zynq_ultra_ps_e``);
+* ``axis_width``: the default TDATA width of the accelerator's AXI-Stream ports, the
+  width of the PS's high-performance ports the DMA reaches DDR through (64 bits on
+  Zynq-7000 S_AXI_HP, 128 on Zynq UltraScale+ S_AXI_HP*_FPD);
 * ``default_clock_mhz``: the fabric clock (FCLK_CLK0 / pl_clk0) the accelerator runs at
   unless ``--clock`` says otherwise;
 * ``synth_family``: the ``-family`` of Yosys ``synth_xilinx`` (``xc7`` or ``xcup``);
@@ -68,6 +71,7 @@ class ZynqPlatform(XilinxPlatform):
     description: str
     capacity: Capacity
     ps: str
+    axis_width: int
     default_clock_mhz: float
     synth_family: str
     board_part: str | None = None

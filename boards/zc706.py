@@ -17,6 +17,7 @@ class ZC706Platform(ZynqPlatform):
     # DS190: 218,600 LUT, 437,200 FF, 545 RAMB36 (1,090 RAMB18), 900 DSP48E1.
     capacity = Capacity(lut=218_600, ff=437_200, bram18=1_090, uram=0, dsp=900)
     ps = "ps7"
+    axis_width = 64         # AXI-Stream TDATA bits: the HP ports' width
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = "xilinx.com:zc706:part0:1.4"

@@ -17,6 +17,7 @@ class ZCU102Platform(ZynqPlatform):
     # DS891: 274,080 LUT, 548,160 FF, 912 RAMB36 (1,824 RAMB18), 0 URAM, 2,520 DSP48E2.
     capacity = Capacity(lut=274_080, ff=548_160, bram18=1_824, uram=0, dsp=2_520)
     ps = "ps8"
+    axis_width = 128        # AXI-Stream TDATA bits: the HP ports' width
     default_clock_mhz = 200.0
     synth_family = "xcup"
     board_part = "xilinx.com:zcu102:part0:3.4"

@@ -146,6 +146,10 @@ class AxisChecker:
 class SimBackend:
     """:class:`hdl.host.driver.Backend` on the ports of a simulated :class:`hdl.shell.axi.AxiTop`.
 
+    A transfer is a batch of BATCH frames, TLAST at its end, each way. Pipelined (as a
+    DMA with queued transfers): ``send_frame`` queues and returns, the output side
+    collects whatever comes, so the driver keeps two batches in flight.
+
     Parameters
     ----------
     dut : cocotb handle
@@ -160,6 +164,8 @@ class SimBackend:
         ``recv_frame`` raises :class:`ProtocolError` if no whole frame has arrived
         within that many cycles.
     """
+
+    pipelined = True
 
     def __init__(self, dut, *, seed: int = 0, gap_prob: float = 0.0, stall_prob: float = 0.0,
                  clock: str = "clk", reset: str = "rst", timeout_cycles: int = 1_000_000):
@@ -211,7 +217,8 @@ class SimBackend:
         return raw
 
     async def send_frame_async(self, data) -> None:
-        """Queue the frame's bytes, TLAST on the last beat (returns at once, like a DMA)."""
+        """Queue a transfer's bytes (BATCH frames), TLAST on the last beat (returns at
+        once, like a DMA)."""
         from cocotbext.axi import AxiStreamFrame
         await self.source.send(AxiStreamFrame(self._bytes(data)))
 
@@ -227,7 +234,8 @@ class SimBackend:
 
     async def recv_frame_async(self, nbytes: int | None = None, *,
                                timeout_cycles: int | None = None) -> np.ndarray:
-        """The bytes of the next output frame (up to TLAST); :class:`ProtocolError` if it
+        """The bytes of the next output transfer (up to TLAST: BATCH frames);
+        :class:`ProtocolError` if it
         does not come within ``timeout_cycles`` (default: the backend's), has other than
         ``nbytes`` bytes, or the output broke the stream rule."""
         timeout = timeout_cycles or self.timeout_cycles

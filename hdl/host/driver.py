@@ -1,16 +1,22 @@
 """Host driver: run frames through the accelerator, on a board or against a simulation.
 
-:class:`Accelerator` packs input codes into AXI-Stream beats (the packing of
+:class:`Accelerator` packs input codes densely into AXI-Stream beats (the packing of
 :mod:`hdl.shell.adapters` and docs/hardware.md; registers from :mod:`hdl.shell.regmap`,
-so that no Amaranth is imported here), hands each frame to a *backend*, unpacks the
-scores and the label, and reads the registers (frames done, cycles, status).
+so that no Amaranth is imported here), hands a batch of frames per DMA transfer to a
+*backend* (the BATCH register), unpacks the scores and the labels, and reads the
+registers (frames done, cycles, status).
 
 A backend implements four calls (:class:`Backend`):
 
 * ``write_reg(offset, value)`` / ``read_reg(offset) -> int``: the AXI4-Lite registers;
-* ``send_frame(data)``: one frame's input beats as bytes (``uint8`` array, a whole
-  number of beats; the last beat carries TLAST);
-* ``recv_frame(nbytes) -> uint8 array``: one frame's output beats.
+* ``send_frame(data)``: one transfer's input beats as bytes (``uint8`` array, a whole
+  number of beats: BATCH frames; the last beat carries TLAST);
+* ``recv_frame(nbytes) -> uint8 array``: one transfer's output beats (up to TLAST).
+
+A backend with ``pipelined = True`` takes the next transfer's ``send_frame`` before the
+previous ``recv_frame`` (it queues input transfers and keeps the output side going), so
+that the accelerator never drains between batches; :meth:`Accelerator.run` then keeps
+two batches in flight.
 
 :class:`PynqBackend` is the board: a PYNQ ``Overlay`` of the bitstream (``.bit`` with its
 ``.hwh``), the AXI DMA ``dma`` moving frames, the accelerator's registers at ``accel``.
@@ -21,16 +27,22 @@ network compiler.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hdl.shell.regmap import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, REGISTERS,
-                              STATUS_BUSY, STATUS_ERR_LONG, STATUS_ERR_SHORT, WORD)
+from hdl.shell.regmap import (CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT, MAX_BATCH,
+                              MAX_CODE_BITS, REGISTERS, STATUS_BUSY, STATUS_ERR_LONG,
+                              STATUS_ERR_SHORT, TDATA_WIDTHS, WORD, input_beats_per_frame,
+                              output_beats_per_frame, pack_in_format)
 
-__all__ = ["Backend", "PynqBackend", "Accelerator", "Geometry", "pack_frame",
-           "unpack_output", "AcceleratorError"]
+__all__ = ["Backend", "PynqBackend", "Accelerator", "Geometry", "pack_frame", "pack_frames",
+           "unpack_output", "unpack_outputs", "AcceleratorError", "DEFAULT_BATCH"]
+
+#: Frames per DMA transfer unless ``Accelerator(batch=...)`` says otherwise.
+DEFAULT_BATCH = 64
 
 
 class AcceleratorError(RuntimeError):
@@ -68,27 +80,35 @@ class Geometry:
             if value > MAX_ELEMENTS:
                 raise ValueError(f"{key} must be at most {MAX_ELEMENTS} (the model file's "
                                  f"limit), not {value}")
-        if self.in_bits > 16:
-            raise ValueError(f"in_bits must be at most 16, not {self.in_bits}")
+        if self.in_bits > MAX_CODE_BITS:
+            raise ValueError(f"in_bits must be at most {MAX_CODE_BITS}, not {self.in_bits}")
         for key in ("in_width", "out_width"):
-            if getattr(self, key) not in (32, 64):
-                raise ValueError(f"{key} must be 32 or 64, not {getattr(self, key)!r}")
+            if getattr(self, key) not in TDATA_WIDTHS or isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be one of {', '.join(map(str, TDATA_WIDTHS))}, "
+                                 f"not {getattr(self, key)!r}")
 
     @property
-    def slot_bytes(self) -> int:
-        return 1 if self.in_bits <= 8 else 2
+    def slot_bits(self) -> int:
+        """Bits of TDATA per input code: the code's width (dense packing)."""
+        return self.in_bits
+
+    @property
+    def codes_per_beat(self) -> int:
+        return self.in_width // self.slot_bits
+
+    @property
+    def in_beats(self) -> int:
+        return input_beats_per_frame(self.in_elements, self.in_bits, self.in_width)
 
     @property
     def in_bytes(self) -> int:
         """Bytes of one input frame: whole beats."""
-        beat = self.in_width // 8
-        return -(-self.in_elements * self.slot_bytes // beat) * beat
+        return self.in_beats * self.in_width // 8
 
     @property
     def out_bytes(self) -> int:
         """Bytes of one output frame: ``classes`` score words and a label word, whole beats."""
-        beat = self.out_width // 8
-        return -(-(self.classes + 1) * (WORD // 8) // beat) * beat
+        return output_beats_per_frame(self.classes, self.out_width) * self.out_width // 8
 
     @classmethod
     def from_registers(cls, read_reg) -> "Geometry":
@@ -99,36 +119,55 @@ class Geometry:
         """
         values = {name: int(read_reg(REGISTERS[name])) for name in ("IN_FORMAT", "IN_ELEMENTS", "CLASSES")}
         fmt = values["IN_FORMAT"]
+        regs = ", ".join(f"{k} = {v:#x}" for k, v in values.items())
         try:
-            return cls(in_elements=values["IN_ELEMENTS"], classes=values["CLASSES"],
-                       in_bits=fmt & 0xFF, in_width=((fmt >> 16) & 0xFF) * 8,
-                       out_width=((fmt >> 24) & 0xFF) * 8)
+            g = cls(in_elements=values["IN_ELEMENTS"], classes=values["CLASSES"],
+                    in_bits=fmt & 0xFF, in_width=((fmt >> 16) & 0xFF) * 8,
+                    out_width=((fmt >> 24) & 0xFF) * 8)
         except ValueError as exc:
-            regs = ", ".join(f"{k} = {v:#x}" for k, v in values.items())
             raise AcceleratorError(f"the registers describe no valid accelerator ({regs}): {exc}") from None
+        if (fmt >> 8) & 0xFF != g.slot_bits:
+            raise AcceleratorError(f"IN_FORMAT announces {(fmt >> 8) & 0xFF}-bit code slots, "
+                                   f"this driver packs {g.slot_bits}-bit codes densely "
+                                   f"({regs}): an accelerator of another version")
+        return g
 
     def in_format(self) -> int:
         """The IN_FORMAT register value that matches this geometry."""
-        return (self.in_bits | self.slot_bytes << 8 | (self.in_width // 8) << 16
-                | (self.out_width // 8) << 24)
+        return pack_in_format(self.in_bits, self.in_width, self.out_width)
 
 
 def pack_frame(codes, geometry: Geometry) -> np.ndarray:
     """One frame's input codes (any shape, tensor order) -> the bytes of its beats.
 
-    One code per byte (per little-endian 16-bit half-word above 8 bits), the first code
-    in the lowest byte of the first beat, zeros after the last code up to a whole beat.
+    ``codes_per_beat = floor(TDATA / bits)`` codes per beat, code ``j`` of a beat in bits
+    ``j*bits .. j*bits+bits-1`` (the first code in the lowest bits of the first beat),
+    beats little-endian in memory, zeros after the last code up to a whole beat.
     """
     flat = _integer_codes(codes).reshape(-1)
     if flat.size != geometry.in_elements:
         raise ValueError(f"a frame has {geometry.in_elements} input codes, not {flat.size}")
-    if flat.size and (flat.min() < 0 or flat.max() >= 1 << geometry.in_bits):
-        raise ValueError(f"input codes must be in 0..{(1 << geometry.in_bits) - 1}")
-    out = np.zeros(geometry.in_bytes, dtype=np.uint8)
-    dtype = "<u1" if geometry.slot_bytes == 1 else "<u2"
-    raw = flat.astype(dtype).tobytes()
-    out[:len(raw)] = np.frombuffer(raw, dtype=np.uint8)
-    return out
+    return pack_frames(flat.reshape(1, -1), geometry)
+
+
+def pack_frames(codes, geometry: Geometry) -> np.ndarray:
+    """``(N, in_elements)`` integer codes -> the bytes of N frames' beats, back to back."""
+    g = geometry
+    codes = _integer_codes(codes)
+    if codes.ndim != 2 or codes.shape[1] != g.in_elements:
+        raise ValueError(f"codes must be shaped (N, {g.in_elements}), not {codes.shape}")
+    if codes.size and (codes.min() < 0 or codes.max() >= 1 << g.in_bits):
+        raise ValueError(f"input codes must be in 0..{(1 << g.in_bits) - 1}")
+    n, cpb, slot = len(codes), g.codes_per_beat, g.slot_bits
+    padded = np.zeros((n, g.in_beats * cpb), dtype=np.uint32)
+    padded[:, :g.in_elements] = codes
+    if slot in (8, 16) and cpb * slot == g.in_width:       # whole bytes: a plain view
+        return np.ascontiguousarray(padded.astype("<u1" if slot == 8 else "<u2")) \
+            .view(np.uint8).reshape(-1)
+    bits = ((padded[..., None] >> np.arange(slot, dtype=np.uint32)) & 1).astype(np.uint8)
+    beats = np.zeros((n, g.in_beats, g.in_width), dtype=np.uint8)
+    beats[..., :cpb * slot] = bits.reshape(n, g.in_beats, cpb * slot)
+    return np.packbits(beats, axis=-1, bitorder="little").reshape(-1)
 
 
 def _integer_codes(codes) -> np.ndarray:
@@ -146,10 +185,21 @@ def unpack_output(data, geometry: Geometry) -> tuple[np.ndarray, int]:
     if data.size != geometry.out_bytes:
         raise AcceleratorError(f"an output frame has {geometry.out_bytes} bytes, "
                                f"not {data.size}")
-    words = data.view("<u4")
-    scores = words[:geometry.classes].view("<i4").astype(np.int64)
-    label = int(words[geometry.classes])
-    return scores, label
+    scores, labels = unpack_outputs(data, geometry, 1)
+    return scores[0], int(labels[0])
+
+
+def unpack_outputs(data, geometry: Geometry, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """``frames`` output frames' bytes (one transfer) -> (int64 scores (N, classes),
+    labels (N,))."""
+    g = geometry
+    data = np.asarray(data, dtype=np.uint8).reshape(-1)
+    if data.size != frames * g.out_bytes:
+        raise AcceleratorError(f"{frames} output frames have {frames * g.out_bytes} bytes, "
+                               f"not {data.size}")
+    words = np.ascontiguousarray(data).view("<u4").reshape(frames, -1)
+    scores = words[:, :g.classes].view("<i4").astype(np.int64)
+    return scores, words[:, g.classes].astype(np.int64)
 
 
 class Accelerator:
@@ -158,14 +208,18 @@ class Accelerator:
     ``backend`` is a :class:`Backend`; ``geometry`` defaults to what the registers say.
     ``check_label``: raise :class:`AcceleratorError` when the label word disagrees with
     the argmax of the scores (first maximum), or an input frame error flag is raised.
+    ``batch``: frames per DMA transfer (written to the BATCH register by :meth:`run`).
     """
 
     def __init__(self, backend: Backend, *, geometry: Geometry | None = None,
                  ident: int = DEFAULT_IDENT, check_label: bool = True,
-                 frame_shape: tuple[int, ...] | None = None):
+                 frame_shape: tuple[int, ...] | None = None, batch: int = DEFAULT_BATCH):
         if not isinstance(backend, Backend):
             raise TypeError("backend must implement write_reg, read_reg, send_frame, "
                             "recv_frame")
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+            raise ValueError(f"batch must be an int in 1..{MAX_BATCH}, not {batch!r}")
+        self.batch = batch
         self.backend = backend
         found = backend.read_reg(REGISTERS["ID"])
         if ident is not None and found != ident:
@@ -213,20 +267,44 @@ class Accelerator:
         """Input codes ``(N, ...)`` (each frame ``in_elements`` codes) -> (labels (N,),
         scores (N, classes) int64).
 
-        Every frame is checked (integer dtype, shape, code range) before the first is sent.
+        Every frame is checked (integer dtype, shape, code range) before the first is
+        sent; then one DMA transfer each way per ``batch`` frames (the last batch may be
+        smaller: BATCH is written before each transfer whose size differs).
         """
         codes = np.asarray(codes)
         frames = self._check_codes(codes)
         g = self.geometry
         labels = np.empty(len(frames), dtype=np.int64)
         scores = np.empty((len(frames), g.classes), dtype=np.int64)
-        for n, frame in enumerate(frames):
-            self.backend.send_frame(pack_frame(frame, g))
-            s, label = unpack_output(self.backend.recv_frame(g.out_bytes), g)
-            if self.check_label and label != int(np.argmax(s)):
-                raise AcceleratorError(f"frame {n}: label word {label} is not the argmax "
-                                       f"{int(np.argmax(s))} of the scores")
-            labels[n], scores[n] = label, s
+        ahead = 2 if getattr(self.backend, "pipelined", False) else 1
+        pending: deque = deque()                   # (first frame, frames) sent, not received
+
+        def receive():
+            start, n = pending.popleft()
+            s, lab = unpack_outputs(self.backend.recv_frame(n * g.out_bytes), g, n)
+            if self.check_label:
+                best = np.argmax(s, axis=1)
+                bad = np.nonzero(lab != best)[0]
+                if len(bad):
+                    k = int(bad[0])
+                    raise AcceleratorError(f"frame {start + k}: label word {int(lab[k])} is "
+                                           f"not the argmax {int(best[k])} of the scores")
+            labels[start:start + n], scores[start:start + n] = lab, s
+
+        current = None
+        for start in range(0, len(frames), self.batch):
+            chunk = frames[start:start + self.batch]
+            if len(chunk) != current:              # BATCH changes only with nothing in flight
+                while pending:
+                    receive()
+                current = len(chunk)
+                self.backend.write_reg(REGISTERS["BATCH"], current)
+            self.backend.send_frame(pack_frames(chunk, g))
+            pending.append((start, current))
+            if len(pending) >= ahead:
+                receive()
+        while pending:
+            receive()
         if self.check_label:
             st = self.status()
             if st["short_frame"] or st["long_frame"]:
@@ -256,7 +334,16 @@ class Accelerator:
 
 
 class PynqBackend:
-    """A PYNQ overlay on the board: registers over MMIO, frames over the AXI DMA."""
+    """A PYNQ overlay on the board: registers over MMIO, frames over the AXI DMA.
+
+    Pipelined: ``send_frame`` starts the input (MM2S) transfer, or queues it while one
+    runs; ``recv_frame`` starts the output (S2MM) transfer, starts the queued input
+    transfer as soon as the running one ends, and waits for its output. An output
+    transfer is thus always running while the driver waits for an input transfer, so
+    the accelerator's output never blocks its input for good.
+    """
+
+    pipelined = True
 
     def __init__(self, bitfile: str, *, dma: str = "dma", accel: str = "accel",
                  download: bool = True):
@@ -269,7 +356,11 @@ class PynqBackend:
         self.overlay = pynq.Overlay(bitfile, download=download)
         self.dma = getattr(self.overlay, dma)
         self.regs = getattr(self.overlay, accel)
-        self._in = self._out = None
+        self._in = [None, None]        # input buffers, used in turn
+        self._turn = 0
+        self._queued = None            # an input buffer waiting for the running transfer
+        self._sending = False
+        self._out = None
 
     def write_reg(self, offset: int, value: int) -> None:
         self.regs.write(offset, value)
@@ -285,15 +376,29 @@ class PynqBackend:
         return current
 
     def send_frame(self, data: np.ndarray) -> None:
-        self._in = self._buffer(self._in, len(data))
-        self._in[:] = data
-        self._in.flush()
-        self.dma.sendchannel.transfer(self._in)       # returns at once; TLAST at its end
+        if self._queued is not None:
+            raise AcceleratorError("PynqBackend holds one queued input transfer: receive "
+                                   "the oldest batch first")
+        k = self._turn
+        self._turn ^= 1
+        self._in[k] = buf = self._buffer(self._in[k], len(data))
+        buf[:] = data
+        buf.flush()
+        if self._sending:
+            self._queued = buf
+        else:
+            self.dma.sendchannel.transfer(buf)         # returns at once; TLAST at its end
+            self._sending = True
 
     def recv_frame(self, nbytes: int) -> np.ndarray:
         self._out = self._buffer(self._out, nbytes)
         self.dma.recvchannel.transfer(self._out)
-        self.dma.sendchannel.wait()
+        if self._sending:
+            self.dma.sendchannel.wait()
+            self._sending = False
+        if self._queued is not None:
+            self.dma.sendchannel.transfer(self._queued)
+            self._queued, self._sending = None, True
         self.dma.recvchannel.wait()
         self._out.invalidate()
         return np.array(self._out)

@@ -3,9 +3,14 @@
 An AXI-Stream beat is a ``stream.Signature(axis_layout(width))``: payload ``data``
 (TDATA) and ``last`` (TLAST), with ``valid``/``ready`` as TVALID/TREADY. TKEEP is
 neither looked at nor produced here; :class:`hdl.shell.axi.AxiTop` names the ports the
-Xilinx way. Beat packing (docs/hardware.md): input codes in tensor order, one per
-:func:`~hdl.shell.regmap.code_slot_bits` slot, lowest index in the lowest slot; output
-32-bit score words, class 0 first, then the label word.
+Xilinx way. Beat packing (docs/hardware.md, :mod:`hdl.shell.regmap`): input codes in
+tensor order, ``floor(TDATA / bits)`` per beat in ``bits``-wide slots, lowest index in
+the lowest bits; output 32-bit score words, class 0 first, then the label word.
+
+Batches: a DMA transfer carries ``batch`` frames (the BATCH register), TLAST on its last
+beat. :class:`AxisInput` frames by count and tells :class:`AxisOutput`, through the
+``ends`` stream (a small FIFO in between), which frames end a batch, so that the output
+transfer ends with the same frame even when TLAST came at the wrong place.
 
 :class:`InputFormat` and :class:`OutputFormat` are the adapters' parameters, checked
 before any hardware is built.
@@ -22,7 +27,9 @@ from amaranth.lib.wiring import In, Out
 from hdl.engines.plumbing import WidthConverter
 from hdl.engines.pool import LabelSelect
 
-from .regmap import WORD, code_slot_bits
+from .regmap import (MAX_BATCH, MAX_CODE_BITS, WORD, check_tdata_width, code_slot_bits,
+                     input_beats_per_frame, output_beats_per_frame, output_cycles_per_frame,
+                     output_words_per_frame)
 
 __all__ = ["axis_layout", "InputFormat", "OutputFormat", "AxisInput", "AxisOutput"]
 
@@ -39,16 +46,11 @@ def _check_int(name, value, minimum=1):
         raise ValueError(f"{name} must be at least {minimum}, not {value}")
 
 
-def _check_width(name, value):
-    if value not in (32, 64) or isinstance(value, bool):
-        raise ValueError(f"{name} must be 32 or 64, not {value!r}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class InputFormat:
     """Input frames: ``frame_elements`` codes of ``bits`` bits (1..16) in TDATA of
-    ``data_width`` bits (32 or 64), delivered ``lanes`` per beat to the network;
-    ``lanes`` must divide ``frame_elements``."""
+    ``data_width`` bits (:data:`~hdl.shell.regmap.TDATA_WIDTHS`), delivered ``lanes``
+    per beat to the network; ``lanes`` must divide ``frame_elements``."""
 
     bits: int
     lanes: int
@@ -58,16 +60,16 @@ class InputFormat:
     def __post_init__(self):
         for name in ("bits", "lanes", "frame_elements"):
             _check_int(name, getattr(self, name))
-        if self.bits > 16:
-            raise ValueError(f"input code bits must be at most 16, not {self.bits}")
-        _check_width("data width", self.data_width)
+        if self.bits > MAX_CODE_BITS:
+            raise ValueError(f"input code bits must be at most {MAX_CODE_BITS}, not {self.bits}")
+        check_tdata_width("data width", self.data_width)
         if self.frame_elements % self.lanes:
             raise ValueError(f"lanes must divide the frame length {self.frame_elements}, "
                              f"not {self.lanes}")
 
     @property
     def slot(self) -> int:
-        """Bits of TDATA per code."""
+        """Bits of TDATA per code (the code's width: dense)."""
         return code_slot_bits(self.bits)
 
     @property
@@ -76,14 +78,15 @@ class InputFormat:
 
     @property
     def beats_per_frame(self) -> int:
-        return -(-self.frame_elements // self.codes_per_beat)
+        return input_beats_per_frame(self.frame_elements, self.bits, self.data_width)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputFormat:
     """Output frames: ``classes`` signed scores of ``score_width`` bits (at most 32),
     ``lanes`` per beat from the network (``lanes`` divides ``classes``), sent as 32-bit
-    words in TDATA of ``data_width`` bits (32 or 64) followed by the label word."""
+    words in TDATA of ``data_width`` bits (:data:`~hdl.shell.regmap.TDATA_WIDTHS`)
+    followed by the label word."""
 
     score_width: int
     lanes: int
@@ -98,7 +101,7 @@ class OutputFormat:
         if self.classes % self.lanes:
             raise ValueError(f"lanes must divide the number of classes {self.classes}, "
                              f"not {self.lanes}")
-        _check_width("data width", self.data_width)
+        check_tdata_width("data width", self.data_width)
 
     @property
     def words_per_beat(self) -> int:
@@ -107,40 +110,52 @@ class OutputFormat:
     @property
     def words_per_frame(self) -> int:
         """The scores and the label."""
-        return self.classes + 1
+        return output_words_per_frame(self.classes)
 
     @property
     def beats_per_frame(self) -> int:
-        return -(-self.words_per_frame // self.words_per_beat)
+        return output_beats_per_frame(self.classes, self.data_width)
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """The adapter's floor: one word per cycle and one cycle to close the frame."""
+        return output_cycles_per_frame(self.classes)
 
 
 class AxisInput(wiring.Component):
     """AXI-Stream beats of packed input codes -> the network's code stream.
 
-    A frame is ``beats_per_frame`` beats, the last with ``last`` set; the codes past the
-    frame's end in its last beat are dropped whatever they hold. Framing keeps exactly
-    ``beats_per_frame`` beats per frame, and a
-    :class:`~hdl.engines.plumbing.WidthConverter` (``frame=frame_elements``) repacks
-    ``codes_per_beat`` codes per beat into ``lanes``.
+    A frame is ``beats_per_frame`` beats and a batch ``batch`` frames (the BATCH
+    register, read live: change it between transfers only); TLAST is expected on the
+    batch's last beat. The codes past the frame's end in its last beat are dropped
+    whatever they hold. A :class:`~hdl.engines.plumbing.WidthConverter`
+    (``frame=frame_elements``) repacks ``codes_per_beat`` codes per beat into ``lanes``.
 
-    Frame errors: ``last`` on an earlier beat (short frame) pulses ``err_short``; the
-    frame is completed with zero codes so that the network stays aligned (its result is
-    garbage), then the next beat starts a new frame. The last expected beat without
-    ``last`` (long frame) pulses ``err_long``; the frame goes on normally and beats are
-    dropped up to and including the next ``last``. ``frame_start`` pulses when the first
-    beat of a frame is accepted.
+    For every frame, ``ends`` carries one flag, taken with the frame's last beat: 1 when
+    the frame ends its batch. Its ``valid`` depends on the converter's ``ready``:
+    connect a FIFO, whose ``ready`` does not depend on ``valid``. The frame's last beat
+    waits for ``ends.ready``.
+
+    Errors: TLAST before the batch's last beat (short) pulses ``err_short``; a frame cut
+    in the middle is completed with zero codes so that the network stays aligned (its
+    result is garbage), and the frame ends the batch; the next beat starts a new batch.
+    The batch's last beat without TLAST (long) pulses ``err_long``; the batch ends
+    normally and beats are dropped up to and including the next TLAST.
+    ``frame_start`` pulses when the first beat of a frame is accepted.
 
     Ports
     -----
     i : ``In(stream.Signature(axis_layout(data_width)))``
     o : ``Out(stream.Signature(ArrayLayout(unsigned(bits), lanes)))``
+    ends : ``Out(stream.Signature(1))``
+    batch : ``In(16)``, frames per batch (at least 1)
     frame_start, err_short, err_long : ``Out(1)``
 
     Latency and throughput
     ----------------------
-    One cycle (the converter's register). The converter's rate: one output beat per
-    cycle when ``lanes <= codes_per_beat``, else one input beat per cycle, i.e.
-    ``min(lanes, codes_per_beat)`` codes per cycle.
+    One cycle (the converter's register). No bubble between frames or batches: one
+    input beat per cycle when ``lanes >= codes_per_beat``, else one output beat per
+    cycle, i.e. ``min(lanes, codes_per_beat)`` codes per cycle.
     """
 
     def __init__(self, fmt: InputFormat):
@@ -150,47 +165,67 @@ class AxisInput(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(axis_layout(fmt.data_width))),
             "o": Out(stream.Signature(data.ArrayLayout(unsigned(fmt.bits), fmt.lanes))),
+            "ends": Out(stream.Signature(1)),
+            "batch": In(range(MAX_BATCH + 1), init=1),
             "frame_start": Out(1), "err_short": Out(1), "err_long": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        fmt, i = self.format, self.i
+        fmt, i, ends = self.format, self.i, self.ends
         m.submodules.convert = conv = WidthConverter(fmt.bits, fmt.codes_per_beat, fmt.lanes,
                                                      frame=fmt.frame_elements)
         wiring.connect(m, conv.o, wiring.flipped(self.o))
 
         beat = Signal(range(fmt.beats_per_frame))  # position of the next beat in its frame
+        frame = Signal(range(MAX_BATCH + 1))       # position of the frame in its batch
         last_beat = Signal()
+        last_frame = Signal()
         pad = Signal()                             # completing a short frame with zeros
-        drop = Signal()                            # discarding the tail of a long frame
-        m.d.comb += last_beat.eq(beat == fmt.beats_per_frame - 1)
+        drop = Signal()                            # discarding the tail of a long batch
+        m.d.comb += [
+            last_beat.eq(beat == fmt.beats_per_frame - 1),
+            last_frame.eq(frame + 1 >= self.batch),
+        ]
 
+        # A frame's last beat goes only with its flag into ``ends``.
+        flag_ok = Signal()
+        m.d.comb += flag_ok.eq(~last_beat | ends.ready)
         codes = [i.payload.data.bit_select(j * fmt.slot, fmt.bits)
                  for j in range(fmt.codes_per_beat)]
         with m.If(pad):
-            m.d.comb += conv.i.valid.eq(1)         # payload 0: a beat of zero codes
+            m.d.comb += [
+                conv.i.valid.eq(flag_ok),          # payload 0: a beat of zero codes
+                ends.payload.eq(1),
+            ]
         with m.Elif(drop):
             m.d.comb += i.ready.eq(1)
         with m.Else():
             m.d.comb += [
-                conv.i.valid.eq(i.valid),
+                conv.i.valid.eq(i.valid & flag_ok),
                 conv.i.payload.eq(Cat(*codes)),
-                i.ready.eq(conv.i.ready),
+                i.ready.eq(conv.i.ready & flag_ok),
+                ends.payload.eq(last_frame | i.payload.last),
             ]
+        moved = Signal()                           # a beat enters the converter
+        m.d.comb += [
+            moved.eq(conv.i.valid & conv.i.ready),
+            ends.valid.eq(moved & last_beat),
+        ]
 
-        with m.If(conv.i.valid & conv.i.ready):
+        with m.If(moved):
             m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
             with m.If(last_beat):
-                m.d.sync += pad.eq(0)
+                m.d.sync += [pad.eq(0), frame.eq(Mux(ends.payload, 0, frame + 1))]
         with m.If(drop & i.valid & i.payload.last):
             m.d.sync += drop.eq(0)
         with m.If(~pad & ~drop & i.valid & i.ready):
             m.d.comb += self.frame_start.eq(beat == 0)
-            with m.If(i.payload.last & ~last_beat):
+            with m.If(i.payload.last & ~(last_beat & last_frame)):
                 m.d.comb += self.err_short.eq(1)
-                m.d.sync += pad.eq(1)
-            with m.If(~i.payload.last & last_beat):
+                with m.If(~last_beat):
+                    m.d.sync += pad.eq(1)
+            with m.If(~i.payload.last & last_beat & last_frame):
                 m.d.comb += self.err_long.eq(1)
                 m.d.sync += drop.eq(1)
         return m
@@ -203,21 +238,24 @@ class AxisOutput(wiring.Component):
     in lane ``p`` of beat ``f``). Each score is sign-extended to a 32-bit word; the word
     after the last score holds the label, found by a
     :class:`~hdl.engines.pool.LabelSelect` as the scores pass (the first class with the
-    largest score). Words fill ``data_width / 32`` slots per beat, lowest first; the beat
-    holding the label has ``last`` set and zeros after the label. ``frame_done`` pulses
-    when that beat is taken.
+    largest score). Words fill ``data_width / 32`` slots per beat, lowest first; a
+    frame's last beat holds its label and zeros after it, and the next frame starts a
+    new beat. The label word waits for the frame's flag on ``ends`` (from
+    :class:`AxisInput`): the frame's last beat has ``last`` (TLAST) set when the flag is
+    1, so that TLAST ends the batch. ``frame_done`` pulses when a label beat is taken.
 
     Ports
     -----
     i : ``In(stream.Signature(ArrayLayout(signed(score_width), lanes)))``
+    ends : ``In(stream.Signature(1))``
     o : ``Out(stream.Signature(axis_layout(data_width)))``
     frame_done : ``Out(1)``
 
     Latency and throughput
     ----------------------
-    One word per cycle (a beat leaves while the next one fills), plus one cycle per
-    frame after its label beat: ``classes + 2`` cycles per frame with no backpressure.
-    A word reaches ``o`` one cycle after its score is taken.
+    One word per cycle (a beat leaves while the next one fills), with no bubble between
+    frames: ``classes + 1`` cycles per frame with no backpressure. A word reaches ``o``
+    one cycle after its score is taken.
     """
 
     def __init__(self, fmt: OutputFormat):
@@ -226,13 +264,14 @@ class AxisOutput(wiring.Component):
         self.format = fmt
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(signed(fmt.score_width), fmt.lanes))),
+            "ends": In(stream.Signature(1)),
             "o": Out(stream.Signature(axis_layout(fmt.data_width))),
             "frame_done": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        fmt, o = self.format, self.o
+        fmt, o, ends = self.format, self.o, self.ends
         wpb, lanes = fmt.words_per_beat, fmt.lanes
         m.submodules.select = select = LabelSelect(fmt.classes, width=fmt.score_width,
                                                    lanes=lanes)
@@ -244,7 +283,8 @@ class AxisOutput(wiring.Component):
         word = Signal(range(fmt.words_per_frame))
         lane = Signal(range(lanes))
         full = Signal()                          # the beat in ``slots`` is presented
-        last = Signal()                          # ... and it holds the label
+        frame_end = Signal()                     # ... and it holds a label
+        last = Signal()                          # ... and it ends the batch (TLAST)
         label = Signal(range(fmt.classes))
 
         is_label = Signal()
@@ -252,11 +292,12 @@ class AxisOutput(wiring.Component):
         transfer = Signal()                      # the presented beat is taken now
         m.d.comb += transfer.eq(o.valid & o.ready)
         can_write = Signal()                     # a word may be written this cycle
-        m.d.comb += can_write.eq(~full | (transfer & ~last))
+        m.d.comb += can_write.eq(~full | transfer)
         take = Signal()                          # a word is written this cycle
         m.d.comb += [
-            take.eq(can_write & (is_label | src.valid)),
+            take.eq(can_write & Mux(is_label, ends.valid, src.valid)),
             src.ready.eq(can_write & ~is_label & (lane == lanes - 1)),
+            ends.ready.eq(can_write & is_label),
         ]
         with m.If(src.valid & src.ready & src.payload.last):
             m.d.sync += label.eq(src.payload.label)
@@ -278,21 +319,20 @@ class AxisOutput(wiring.Component):
         # The beat leaves first; a word written in the same cycle starts the next beat
         # (statements below override these).
         with m.If(transfer):
-            m.d.sync += [full.eq(0), slot.eq(0), last.eq(0)]
+            m.d.sync += [full.eq(0), slot.eq(0), last.eq(0), frame_end.eq(0)]
             m.d.sync += [s.eq(0) for s in slots]
-            with m.If(last):
-                m.d.sync += word.eq(0)
-                m.d.comb += self.frame_done.eq(1)
+            m.d.comb += self.frame_done.eq(frame_end)
         with m.If(take):
             with m.Switch(wslot):
                 for k in range(wpb):
                     with m.Case(k):
                         m.d.sync += slots[k].eq(value)
             with m.If(is_label):
-                m.d.sync += [full.eq(1), last.eq(1)]
+                m.d.sync += [full.eq(1), frame_end.eq(1), last.eq(ends.payload),
+                             word.eq(0), slot.eq(0)]
             with m.Else():
-                m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1))]
+                m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1)),
+                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))]
                 with m.If(wslot == wpb - 1):
                     m.d.sync += full.eq(1)
-            m.d.sync += slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))
         return m

@@ -21,20 +21,24 @@ from __future__ import annotations
 
 from amaranth import Const, Module, ResetInserter, Shape, Signal
 from amaranth.hdl import ShapeCastable
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adapters import AxisInput, AxisOutput, InputFormat, OutputFormat
 from .registers import AXI4LiteRegisters, AXI4LiteSignature
 from .regmap import (ADDR_WIDTH, CONTROL_CLEAR, CONTROL_SOFT_RESET, DEFAULT_IDENT,
                      DEFAULT_VERSION, REGISTERS, STATUS_BUSY, STATUS_ERR_LONG,
-                     STATUS_ERR_SHORT, WORD, RegisterValues, code_slot_bits, pack_in_format)
+                     STATUS_ERR_SHORT, TDATA_WIDTHS, WORD, RegisterValues, code_slot_bits,
+                     pack_in_format, shell_floor_cycles)
 
-__all__ = ["AxiTop", "formats_for", "verilog_wrapper", "build_sources",
+__all__ = ["AxiTop", "formats_for", "board_tdata_width", "verilog_wrapper", "build_sources",
            # re-exported from hdl.shell.regmap
            "REGISTERS", "DEFAULT_IDENT", "DEFAULT_VERSION", "ADDR_WIDTH", "STATUS_BUSY",
            "STATUS_ERR_SHORT", "STATUS_ERR_LONG", "CONTROL_SOFT_RESET", "CONTROL_CLEAR",
-           "code_slot_bits"]
+           "TDATA_WIDTHS", "code_slot_bits", "shell_floor_cycles"]
+
+#: TDATA width without a board: 32 bits.
+DEFAULT_TDATA_WIDTH = 32
 
 _AXI_LITE_PORTS = list(AXI4LiteSignature().members)
 _AXIS_PORTS = ["tdata", "tkeep", "tlast", "tvalid", "tready"]
@@ -58,6 +62,18 @@ def _stream_elements(signature, port: str, flow) -> tuple[int, Shape]:
         raise TypeError(f"core payloads must be data.ArrayLayout, not {layout!r} on '{port}'")
     shape = layout.elem_shape
     return layout.length, shape.as_shape() if isinstance(shape, ShapeCastable) else Shape.cast(shape)
+
+
+def board_tdata_width(board) -> int:
+    """The AXI-Stream TDATA width of ``board`` (a ``boards`` platform class or instance):
+    its ``axis_width`` (the width of its PS's high-performance ports: 64 bits on
+    Zynq-7000, 128 on Zynq UltraScale+), or 32 for ``None``."""
+    if board is None:
+        return DEFAULT_TDATA_WIDTH
+    width = getattr(board, "axis_width", None)
+    if width is None:
+        raise TypeError(f"board must be a boards platform with an axis_width, not {board!r}")
+    return width
 
 
 def formats_for(signature: wiring.Signature, *, frame_elements: int, classes: int,
@@ -87,8 +103,15 @@ class AxiTop(wiring.Component):
         out_lanes)))`` (the ``classes`` scores of a frame).
     frame_elements, classes : int
         Input codes and scores per frame.
-    in_width, out_width : int
-        TDATA bits of the input and output streams, 32 or 64.
+    in_width, out_width : int or None
+        TDATA bits of the input and output streams (:data:`TDATA_WIDTHS`); ``None``:
+        the board's (:func:`board_tdata_width`), 32 without a board.
+    board : a ``boards`` platform class, or None
+        Only for the default TDATA widths.
+    frames_in_flight : int
+        Depth of the FIFO of batch-end flags between the adapters: at most this many
+        frames are between their last input beat and their label beat (more stall the
+        input at a frame's end).
     ident, version : int
         What the ID and VERSION registers read.
 
@@ -97,7 +120,13 @@ class AxiTop(wiring.Component):
     ``s_axi_*`` (AXI4-Lite slave), ``s_axis_*`` (input codes), ``m_axis_*`` (scores and
     label); clock and reset are Amaranth's ``clk``/``rst`` (reset active high), which
     :func:`verilog_wrapper` turns into ``aclk``/``aresetn``. TKEEP is ignored on the
-    input and all ones on the output.
+    input and all ones on the output. A DMA transfer carries BATCH frames (register,
+    default 1), TLAST on its last beat, each way.
+
+    The shell's floors of the frame interval (what the cycle model adds to the
+    network's): :attr:`input_beats_per_frame`, :attr:`output_cycles_per_frame` and
+    their maximum :attr:`floor_cycles`; the same numbers without a top:
+    :func:`hdl.shell.regmap.shell_floor_cycles`.
 
     A soft reset (CONTROL bit 0) resets the core, both adapters and the in-flight count.
     The parameters are checked as :func:`formats_for` and
@@ -105,10 +134,17 @@ class AxiTop(wiring.Component):
     """
 
     def __init__(self, core: wiring.Component, *, frame_elements: int, classes: int,
-                 in_width: int = 32, out_width: int = 32, ident: int = DEFAULT_IDENT,
+                 in_width: int | None = None, out_width: int | None = None, board=None,
+                 frames_in_flight: int = 32, ident: int = DEFAULT_IDENT,
                  version: int = DEFAULT_VERSION):
         if not isinstance(core, wiring.Component):
             raise TypeError(f"core must be a wiring.Component, not {type(core).__name__}")
+        in_width = board_tdata_width(board) if in_width is None else in_width
+        out_width = board_tdata_width(board) if out_width is None else out_width
+        if (not isinstance(frames_in_flight, int) or isinstance(frames_in_flight, bool)
+                or frames_in_flight < 1):
+            raise ValueError(f"frames_in_flight must be a positive int, not {frames_in_flight!r}")
+        self.frames_in_flight = frames_in_flight
         self.input_format, self.output_format = formats_for(
             core.signature, frame_elements=frame_elements, classes=classes, in_width=in_width,
             out_width=out_width)
@@ -117,11 +153,27 @@ class AxiTop(wiring.Component):
             in_format=pack_in_format(self.input_format.bits, in_width, out_width))
         self.core = core
         self.frame_elements, self.classes = frame_elements, classes
+        self.in_width, self.out_width = in_width, out_width
         members = {f"s_axi_{name}": member.flip()
                    for name, member in AXI4LiteSignature(ADDR_WIDTH, WORD).members.items()}
         members.update(_axis_members("s_axis", in_width, master=False))
         members.update(_axis_members("m_axis", out_width, master=True))
         super().__init__(members)
+
+    @property
+    def input_beats_per_frame(self) -> int:
+        """Input beats of one frame: the shell's input floor (cycles per frame)."""
+        return self.input_format.beats_per_frame
+
+    @property
+    def output_cycles_per_frame(self) -> int:
+        """The output adapter's floor (cycles per frame), ``classes + 1``."""
+        return self.output_format.cycles_per_frame
+
+    @property
+    def floor_cycles(self) -> int:
+        """The shell's floor of the frame interval: the larger of the two above."""
+        return max(self.input_beats_per_frame, self.output_cycles_per_frame)
 
     def elaborate(self, platform):
         m = Module()
@@ -152,8 +204,20 @@ class AxiTop(wiring.Component):
         ]
         wiring.connect(m, inp.o, self.core.i)
         wiring.connect(m, self.core.o, out.i)
+        # Which frames end a batch, from the input adapter to the output adapter.
+        ends = ResetInserter(soft_reset)(fifo.SyncFIFO(width=1, depth=self.frames_in_flight))
+        m.submodules.ends = ends
+        m.d.comb += [
+            inp.batch.eq(regs.batch),
+            ends.w_en.eq(inp.ends.valid),
+            ends.w_data.eq(inp.ends.payload),
+            inp.ends.ready.eq(ends.w_rdy),
+            out.ends.valid.eq(ends.r_rdy),
+            out.ends.payload.eq(ends.r_data),
+            ends.r_en.eq(out.ends.ready),
+        ]
 
-        # Frames in flight: started (first input beat) minus finished (TLAST out).
+        # Frames in flight: started (first input beat) minus finished (label beat out).
         in_flight = Signal(16)
         with m.If(soft_reset):
             m.d.sync += in_flight.eq(0)
@@ -223,8 +287,9 @@ def verilog_wrapper(top: AxiTop, *, name: str, inner: str) -> str:
 
 
 def build_sources(core: wiring.Component, *, frame_elements: int, classes: int,
-                  name: str = "qnn_accel", in_width: int = 32, out_width: int = 32,
-                  ident: int = DEFAULT_IDENT, version: int = DEFAULT_VERSION) -> dict:
+                  name: str = "qnn_accel", in_width: int | None = None,
+                  out_width: int | None = None, board=None, ident: int = DEFAULT_IDENT,
+                  version: int = DEFAULT_VERSION) -> dict:
     """The Verilog files of a board build: ``{f"{name}_core.v": ..., f"{name}.v": ...}``.
 
     ``{name}_core.v`` is :class:`AxiTop` around ``core`` (module ``{name}_core``) and
@@ -233,7 +298,7 @@ def build_sources(core: wiring.Component, *, frame_elements: int, classes: int,
     """
     from amaranth.back import verilog as amaranth_verilog
     top = AxiTop(core, frame_elements=frame_elements, classes=classes, in_width=in_width,
-                 out_width=out_width, ident=ident, version=version)
+                 out_width=out_width, board=board, ident=ident, version=version)
     inner = f"{name}_core"
     return {f"{inner}.v": amaranth_verilog.convert(top, name=inner),
             f"{name}.v": verilog_wrapper(top, name=name, inner=inner)}

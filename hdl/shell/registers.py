@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .regmap import ADDR_WIDTH, REGISTER_MAP, REGISTERS, WORD, RegisterValues
+from .regmap import ADDR_WIDTH, MAX_BATCH, REGISTER_MAP, REGISTERS, WORD, RegisterValues
 
 __all__ = ["AXI4LiteSignature", "AXI4LiteRegisters"]
 
@@ -50,13 +50,17 @@ class AXI4LiteRegisters(wiring.Component):
         One-cycle pulses: FRAMES_DONE counts, the STATUS error flags are set.
     soft_reset : Out(1)
         One-cycle pulse when CONTROL bit 0 is written with 1.
+    batch : Out(16)
+        The BATCH register: frames per transfer, 1..65535 (a write of 0 stores 1; the
+        pin reset sets 1, the soft reset leaves it).
 
     Timing
     ------
     A write completes (BVALID) one cycle after both its address and data were accepted;
     a read answers (RVALID) the cycle after ARVALID & ARREADY. One outstanding
     transaction per direction: AWREADY/WREADY fall while a write waits for BREADY, and
-    ARREADY while RVALID waits for RREADY. Only WSTRB bit 0 of a CONTROL write counts.
+    ARREADY while RVALID waits for RREADY. Only WSTRB bit 0 of a CONTROL write counts; a
+    BATCH write needs WSTRB bits 0 and 1 and takes WDATA bits 15:0.
     """
 
     def __init__(self, values: RegisterValues = RegisterValues()):
@@ -66,7 +70,7 @@ class AXI4LiteRegisters(wiring.Component):
         super().__init__({
             "bus": In(AXI4LiteSignature(ADDR_WIDTH, WORD)),
             "busy": In(1), "frame_done": In(1), "err_short": In(1), "err_long": In(1),
-            "soft_reset": Out(1),
+            "soft_reset": Out(1), "batch": Out(range(MAX_BATCH + 1), init=1),
         })
 
     def elaborate(self, platform):
@@ -121,10 +125,14 @@ class AXI4LiteRegisters(wiring.Component):
             self.soft_reset.eq(write_control & w_data[0]),
             clear.eq(write_control & w_data[1]),
         ]
+        batch = Signal(range(MAX_BATCH + 1), init=1)
+        m.d.comb += self.batch.eq(batch)
+        with m.If(do_write & (aw_addr[2:] == REGISTERS["BATCH"] >> 2) & (w_strb[:2] == 0b11)):
+            m.d.sync += batch.eq(Mux(w_data[:16] == 0, 1, w_data[:16]))
 
         # Read channel: one case per readable register of the table.
         live = {"frames_done": frames, "cycles": cycles,
-                "status": Cat(self.busy, err_short, err_long)}
+                "status": Cat(self.busy, err_short, err_long), "batch": batch}
         rvalid = Signal()
         rdata = Signal(WORD)
         m.d.comb += [
@@ -139,7 +147,7 @@ class AXI4LiteRegisters(wiring.Component):
             m.d.sync += rvalid.eq(1)
             with m.Switch(bus.araddr[2:]):
                 for reg in REGISTER_MAP:
-                    if reg.access != "R":
+                    if "R" not in reg.access:
                         continue
                     value = live[reg.source] if reg.source in live else getattr(self.values, reg.source)
                     with m.Case(reg.offset >> 2):

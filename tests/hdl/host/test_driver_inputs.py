@@ -27,7 +27,7 @@ class Recorder:
         self.sent = []
 
     def write_reg(self, offset, value):
-        pass
+        self.regs[offset] = value
 
     def read_reg(self, offset):
         return self.regs.get(offset, 0)
@@ -36,12 +36,20 @@ class Recorder:
         self.sent.append(np.asarray(data).copy())
 
     def recv_frame(self, nbytes):
-        total = int(self.sent[-1][:self.g.in_elements].sum())
-        scores = [total] + [0] * (self.g.classes - 1)
-        label = 0 if total >= 0 else 1
-        words = [s & 0xFFFFFFFF for s in scores] + [label]
-        out = b"".join(w.to_bytes(4, "little") for w in words)
-        return np.frombuffer(out + bytes(nbytes - len(out)), np.uint8)
+        g, out = self.g, b""
+        bits = np.unpackbits(self.sent[-1].astype(np.uint8), bitorder="little")
+        frames = bits.reshape(self.regs[REGISTERS["BATCH"]], -1)
+        for f in frames:          # codes of in_bits bits, g.codes_per_beat per beat
+            beats = f.reshape(-1, g.in_width)[:, :g.codes_per_beat * g.in_bits]
+            codes = (beats.reshape(-1, g.in_bits) << np.arange(g.in_bits)).sum(axis=1)
+            total = int(codes[:g.in_elements].sum())
+            scores = [total] + [0] * (g.classes - 1)
+            label = 0 if total >= 0 else 1
+            words = [s & 0xFFFFFFFF for s in scores] + [label]
+            frame = b"".join(w.to_bytes(4, "little") for w in words)
+            out += frame + bytes(g.out_bytes - len(frame))
+        assert len(out) == nbytes
+        return np.frombuffer(out, np.uint8)
 
 
 G = Geometry(in_elements=8 * 8 * 1, in_bits=4, classes=2)
@@ -88,7 +96,7 @@ def test_good_codes_in_any_layout_of_whole_frames():
     codes = np.arange(3 * 64, dtype=np.uint16).reshape(3, 8, 8, 1) % 16
     labels, scores = acc.run(codes)
     assert scores[:, 0].tolist() == [int(c.sum()) for c in codes] and labels.tolist() == [0, 0, 0]
-    assert len(rec.sent) == 3
+    assert len(rec.sent) == 1                       # one transfer: a batch of 3
     flat, _ = acc.run(codes.reshape(3, 64).astype(np.int8))
     assert flat.tolist() == [0, 0, 0]
 
@@ -113,12 +121,30 @@ def test_pack_frame_refuses_floats():
     ("CLASSES", 0, "classes must be a positive int"),
     ("IN_ELEMENTS", 1 << 31, "in_elements must be at most"),
     ("IN_FORMAT", 0x04040120, "in_bits must be at most 16"),
-    ("IN_FORMAT", 0x04030104, "in_width must be 32 or 64"),
+    ("IN_FORMAT", 0x04030404, "in_width must be one of 32, 64, 128"),
 ])
 def test_register_values_are_range_checked(reg, value, match):
     rec = Recorder(G, **{reg: value})
     with pytest.raises(AcceleratorError, match=f"{reg} = {value:#x}.*{match}"):
         Accelerator(rec)
+
+
+def test_old_packing_is_refused():
+    """An accelerator announcing byte slots for 4-bit codes (version 1) is refused."""
+    rec = Recorder(G, IN_FORMAT=0x04040804)
+    with pytest.raises(AcceleratorError, match="8-bit code slots, this driver packs 4-bit"):
+        Accelerator(rec)
+
+
+def test_batch_parameter():
+    with pytest.raises(ValueError, match="batch must be an int in 1..65535, not 0"):
+        make(batch=0)
+    acc, rec = make(batch=2)
+    codes = np.arange(5 * 64).reshape(5, 64) % 16
+    _, scores = acc.run(codes)
+    assert scores[:, 0].tolist() == codes.sum(axis=1).tolist()
+    assert [d.size for d in rec.sent] == [2 * G.in_bytes, 2 * G.in_bytes, G.in_bytes]
+    assert rec.regs[REGISTERS["BATCH"]] == 1
 
 
 def test_limit_is_the_model_files():

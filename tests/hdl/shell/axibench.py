@@ -51,7 +51,7 @@ async def stream_send(ctx, port, payloads, rng, gap_prob=0.3):
             ctx.set(port.valid, 0)
             await ctx.tick()
         ctx.set(port.valid, 1)
-        ctx.set(port.payload.as_value(), p)
+        ctx.set(getattr(port.payload, "as_value", lambda: port.payload)(), p)
         while True:
             _, _, ready = await ctx.tick().sample(port.ready)
             if ready:

@@ -16,11 +16,14 @@ def unpack_lanes(payloads, bits, lanes):
     return [(int(p) >> (j * bits)) & ((1 << bits) - 1) for p in payloads for j in range(lanes)]
 
 
-def run_input(dut, beats, n_out, seed, gap=0.3, stall=0.3, tail=0):
+def run_input(dut, beats, n_out, seed, gap=0.3, stall=0.3, tail=0, batch=1, flags=None):
     """Send (tdata, tlast) beats, receive ``n_out`` code beats; returns them and the
-    events seen on frame_start / err_short / err_long."""
+    events seen on frame_start / err_short / err_long. The ``ends`` flags taken (with
+    random stalls on ``ends.ready``) are appended to ``flags``."""
     got, events = [], []
+    flags = [] if flags is None else flags
     r = random.Random(seed)
+    fr = random.Random(seed + 1)
     width = dut.format.data_width
 
     async def src(ctx):
@@ -32,16 +35,27 @@ def run_input(dut, beats, n_out, seed, gap=0.3, stall=0.3, tail=0):
             await ctx.tick().repeat(tail)
 
     async def watch(ctx):
+        ctx.set(dut.batch, batch)
         async for _, _, start, short, long in ctx.tick().sample(
                 dut.frame_start, dut.err_short, dut.err_long):
             events.extend(name for name, hit in (("start", start), ("short", short),
                                                  ("long", long)) if hit)
+
+    async def ends(ctx):
+        ready = 1
+        ctx.set(dut.ends.ready, ready)
+        async for _, _, valid, flag in ctx.tick().sample(dut.ends.valid, dut.ends.payload):
+            if valid and ready:
+                flags.append(int(flag))
+            ready = int(fr.random() >= stall)
+            ctx.set(dut.ends.ready, ready)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(src)
     sim.add_testbench(sink)
     sim.add_testbench(watch, background=True)
+    sim.add_testbench(ends, background=True)
     sim.run()
     return got, events
 
@@ -74,20 +88,24 @@ def test_axis_input_packing(bits, lanes, elements, width):
     assert events == ["start"] * 3, f"seed {seed}"
 
 
-@pytest.mark.parametrize("lanes, frame, cycles_per_beat", [
-    (1, 16, 1),          # 4 codes per input beat, 1 per output beat: no bubble
-    (3, 24, 1),          # input faster than output: an output beat every cycle
-    (8, 24, 2),          # two input beats per output beat
+@pytest.mark.parametrize("lanes, frame, cycles_per_beat, batch", [
+    (1, 16, 1, 1),       # 4 codes per input beat, 1 per output beat: no bubble
+    (3, 24, 1, 1),       # input faster than output: an output beat every cycle
+    (8, 24, 2, 1),       # two input beats per output beat
+    (8, 24, 2, 2),       # the same in batches of two frames
+    (3, 24, 1, 3),       # ... and three
 ])
-def test_axis_input_full_rate(lanes, frame, cycles_per_beat):
+def test_axis_input_full_rate(lanes, frame, cycles_per_beat, batch):
     fmt = InputFormat(bits=8, lanes=lanes, frame_elements=frame)
     dut = AxisInput(fmt)
-    n_out = 3 * frame // lanes
+    n_out = 6 * frame // lanes
     times, errors = [], []
 
     async def src(ctx):
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.o.ready, 1)
+        ctx.set(dut.ends.ready, 1)
+        ctx.set(dut.batch, batch)
         t = 0
         while len(times) < n_out:
             _, _, valid = await ctx.tick().sample(dut.o.valid)
@@ -96,12 +114,12 @@ def test_axis_input_full_rate(lanes, frame, cycles_per_beat):
                 times.append(t)
 
     async def tlast(ctx):
-        # ``last`` on every frame's last beat, counted from accepted beats
-        beats = 0
+        # ``last`` on every batch's last beat, counted from accepted beats
+        beats, per = 0, fmt.beats_per_frame * batch
         async for _, _, v, r in ctx.tick().sample(dut.i.valid, dut.i.ready):
             if v and r:
                 beats += 1
-            ctx.set(dut.i.payload.last, beats % fmt.beats_per_frame == fmt.beats_per_frame - 1)
+            ctx.set(dut.i.payload.last, beats % per == per - 1)
 
     async def watch(ctx):
         async for _, _, e1, e2 in ctx.tick().sample(dut.err_short, dut.err_long):
@@ -153,14 +171,55 @@ def test_axis_input_resynchronises_after_short_and_long_frames(lanes):
     beats += [(x, 0) for x in w[1]] + [(0xDEAD, 0), (0xBEEF, 1)]   # long: 2 extra beats
     beats += [(x, int(k == 2)) for k, x in enumerate(w[2])]        # a good frame
     expect = list(good[0][:8]) + [0] * 4 + list(good[1]) + list(good[2])
-    got, events = run_input(dut, beats, len(expect) // lanes, seed=3, tail=20)
+    flags = []
+    got, events = run_input(dut, beats, len(expect) // lanes, seed=3, tail=20, flags=flags)
     assert unpack_lanes(got, bits, lanes) == [int(x) for x in expect]
     assert events == ["start", "short", "start", "long", "start"]
+    assert flags == [1, 1, 1]
+
+
+@pytest.mark.parametrize("bits, lanes, elements, width, batch, seed", [
+    (1, 8, 72, 64, 4, 1), (3, 3, 30, 32, 3, 2), (8, 4, 12, 128, 5, 3),
+])
+def test_axis_input_batches(bits, lanes, elements, width, batch, seed):
+    """Batches of ``batch`` frames, TLAST only at a batch's end, under random stalls:
+    every code arrives, the flags mark each batch's last frame; then a batch cut short
+    (TLAST in its second frame) and one too long, and the stream resynchronises."""
+    fmt = InputFormat(bits=bits, lanes=lanes, frame_elements=elements, data_width=width)
+    dut = AxisInput(fmt)
+    rng = np.random.default_rng(seed)
+    frames = [rng.integers(0, 1 << bits, size=elements) for _ in range(3 * batch + 2)]
+    words = [pack_input(f, bits, width) for f in frames]
+    beats, expect = [], []
+    for b in range(2):                                   # two good batches
+        chunk = [w for f in words[b * batch:(b + 1) * batch] for w in f]
+        beats += [(w, int(k == len(chunk) - 1)) for k, w in enumerate(chunk)]
+        expect += [int(x) for f in frames[b * batch:(b + 1) * batch] for x in f]
+    k = 2 * batch                                        # short: frame 0 and half of 1
+    beats += [(w, 0) for w in words[k]]
+    half = max(1, fmt.beats_per_frame // 2)
+    cut = words[k + 1][:half]
+    beats += [(w, int(j == len(cut) - 1)) for j, w in enumerate(cut)]
+    expect += [int(x) for x in frames[k]]
+    kept = min(elements, half * fmt.codes_per_beat) if half < fmt.beats_per_frame else elements
+    expect += [int(x) for x in frames[k + 1][:kept]] + [0] * (elements - kept)
+    long = [w for f in words[k + 2:k + 2 + batch] for w in f] + [0x5A, 0xA5]
+    beats += [(w, int(j == len(long) - 1)) for j, w in enumerate(long)]   # long batch
+    expect += [int(x) for f in frames[k + 2:k + 2 + batch] for x in f]
+    flags = []
+    got, events = run_input(dut, beats, len(expect) // lanes, seed, batch=batch, flags=flags,
+                            tail=20)
+    assert unpack_lanes(got, bits, lanes) == expect, f"seed {seed}"
+    want = ([0] * (batch - 1) + [1]) * 2 + [0, 1] + [0] * (batch - 1) + [1]
+    assert flags == want, f"seed {seed}"
+    assert events.count("start") == 3 * batch + 2, f"seed {seed}"
+    assert (events.count("short"), events.count("long")) == (1, 1), f"seed {seed}"
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
     (dict(lanes=4), ValueError, "lanes must divide the frame length 10, not 4"),
-    (dict(data_width=16), ValueError, "data width must be 32 or 64, not 16"),
+    (dict(data_width=16), ValueError, "data width must be one of 32, 64, 128, 256, 512, "
+                                      "1024, not 16"),
     (dict(bits=17), ValueError, "input code bits must be at most 16, not 17"),
     (dict(lanes=1.0), TypeError, "lanes must be an integer, not 1.0"),
     (dict(frame_elements=0), ValueError, "frame_elements must be at least 1, not 0"),
@@ -174,19 +233,30 @@ def test_input_format_checks(kwargs, exc, msg):
 
 def test_formats_geometry():
     fmt = InputFormat(bits=12, lanes=3, frame_elements=9, data_width=64)
-    assert (fmt.slot, fmt.codes_per_beat, fmt.beats_per_frame) == (16, 4, 3)
+    assert (fmt.slot, fmt.codes_per_beat, fmt.beats_per_frame) == (12, 5, 2)
+    fmt = InputFormat(bits=1, lanes=8, frame_elements=784, data_width=64)
+    assert (fmt.codes_per_beat, fmt.beats_per_frame) == (64, 13)
     out = OutputFormat(score_width=20, lanes=2, classes=10, data_width=64)
     assert (out.words_per_beat, out.words_per_frame, out.beats_per_frame) == (2, 11, 6)
+    assert out.cycles_per_frame == 11
 
 
 # ----------------------------------------------------------------- AxisOutput
 
-def run_output(dut, payloads, n_beats, seed, gap=0.3, stall=0.3):
+def run_output(dut, payloads, n_beats, seed, gap=0.3, stall=0.3, flags=None):
+    """Scores in, beats out; ``flags`` (default all 1) feed ``ends``, one per frame,
+    with random gaps."""
     got, done = [], []
     r = random.Random(seed)
+    fr = random.Random(seed + 2)
+    frames = len(payloads) * dut.format.lanes // dut.format.classes
+    flags = [1] * frames if flags is None else flags
 
     async def src(ctx):
         await stream_send(ctx, dut.i, payloads, r, gap)
+
+    async def ends(ctx):
+        await stream_send(ctx, dut.ends, flags, fr, gap)
 
     async def sink(ctx):
         await stream_recv(ctx, dut.o, n_beats, r, stall, out=got)
@@ -199,6 +269,7 @@ def run_output(dut, payloads, n_beats, seed, gap=0.3, stall=0.3):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(src)
+    sim.add_testbench(ends)
     sim.add_testbench(sink)
     sim.add_testbench(watch, background=True)
     sim.run()
@@ -227,11 +298,13 @@ def test_axis_output_words_and_label(score_width, lanes, classes, width):
             for j, s in enumerate(f[k:k + lanes]):
                 v |= (int(s) & mask) << (j * score_width)
             payloads.append(v)
-    got, done = run_output(dut, payloads, fmt.beats_per_frame * len(frames), seed)
+    flags = [1, 0, 0, 1]                            # batches of 1 and 3 frames
+    got, done = run_output(dut, payloads, fmt.beats_per_frame * len(frames), seed,
+                           flags=flags)
     wpb = width // 32
     for n, f in enumerate(frames):
         beats = got[n * fmt.beats_per_frame:(n + 1) * fmt.beats_per_frame]
-        assert [b[1] for b in beats] == [0] * (len(beats) - 1) + [1], f"seed {seed}"
+        assert [b[1] for b in beats] == [0] * (len(beats) - 1) + [flags[n]], f"seed {seed}"
         words = [(b[0] >> (32 * k)) & 0xFFFFFFFF for b in beats for k in range(wpb)]
         scores = [w - (1 << 32) if w >> 31 else w for w in words[:classes]]
         assert scores == [int(s) for s in f], f"seed {seed}"
@@ -240,9 +313,9 @@ def test_axis_output_words_and_label(score_width, lanes, classes, width):
     assert done == len(frames)
 
 
-@pytest.mark.parametrize("width", [32, 64])
+@pytest.mark.parametrize("width", [32, 64, 128])
 def test_axis_output_rate(width):
-    """Free-running source and sink: classes + 2 cycles per frame."""
+    """Free-running source and sink: classes + 1 cycles per frame, no bubble."""
     classes = 10
     dut = AxisOutput(OutputFormat(score_width=16, lanes=1, classes=classes, data_width=width))
     done_at = []
@@ -250,6 +323,7 @@ def test_axis_output_rate(width):
     async def bench(ctx):
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.o.ready, 1)
+        ctx.set(dut.ends.valid, 1)
         t = 0
         async for _, _, d in ctx.tick().sample(dut.frame_done):
             t += 1
@@ -263,13 +337,13 @@ def test_axis_output_rate(width):
     sim.add_testbench(bench)
     sim.run()
     gaps = {b - a for a, b in zip(done_at, done_at[1:])}
-    assert gaps == {classes + 2}
+    assert gaps == {classes + 1}
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
     (dict(score_width=33), ValueError, "score width must be at most 32, not 33"),
     (dict(lanes=3), ValueError, "lanes must divide the number of classes 10, not 3"),
-    (dict(data_width=48), ValueError, "data width must be 32 or 64, not 48"),
+    (dict(data_width=48), ValueError, "data width must be one of 32, .*, not 48"),
     (dict(classes="10"), TypeError, "classes must be an integer, not '10'"),
 ])
 def test_output_format_checks(kwargs, exc, msg):

@@ -28,18 +28,23 @@ def test_axi_top_end_to_end():
     frames[2][:] = 0
     frames[2][3] = 5                                # argmax = class 3
     expect_scores = [[int(f[k::classes].sum()) for k in range(classes)] for f in frames]
-    beats = []
-    for f in frames:
-        words = pack_input(f, 8, 32)
-        beats += [(w, int(k == len(words) - 1)) for k, w in enumerate(words)]
+    # one DMA transfer of the three frames: TLAST on the last beat only
+    words = [w for f in frames for w in pack_input(f, 8, 32)]
+    beats = [(w, int(k == len(words) - 1)) for k, w in enumerate(words)]
     got = []
     regs = {}
     r = random.Random(11)
+    started = []
 
     async def src(ctx):
+        await lite_write(ctx, top, REGISTERS["BATCH"], 3, r)
+        regs["batch"] = await lite_read(ctx, top, REGISTERS["BATCH"])
+        started.append(1)
         await axis_send(ctx, top, beats, r, prefix="s_axis_")
 
     async def sink(ctx):
+        while not started:
+            await ctx.tick()
         await axis_recv(ctx, top, (classes + 1) * len(frames), r, prefix="m_axis_", out=got)
         regs["frames"] = await lite_read(ctx, top, REGISTERS["FRAMES_DONE"])
         regs["cycles"] = await lite_read(ctx, top, REGISTERS["CYCLES"])
@@ -54,6 +59,8 @@ def test_axi_top_end_to_end():
         await lite_write(ctx, top, REGISTERS["CONTROL"],
                          regmap.CONTROL_SOFT_RESET | regmap.CONTROL_CLEAR, r)
         regs["status_clear"] = await lite_read(ctx, top, REGISTERS["STATUS"])
+        await lite_write(ctx, top, REGISTERS["BATCH"], 0, r)     # stores 1
+        regs["batch_after"] = await lite_read(ctx, top, REGISTERS["BATCH"])
         words = pack_input(frames[0], 8, 32)
         after = []
         await axis_send(ctx, top, [(w, int(k == len(words) - 1)) for k, w in enumerate(words)],
@@ -70,10 +77,11 @@ def test_axi_top_end_to_end():
     for n, scores in enumerate(expect_scores):
         beats_n = got[n * (classes + 1):(n + 1) * (classes + 1)]
         assert [b[0] for b in beats_n[:classes]] == scores
-        assert beats_n[classes] == (int(np.argmax(scores)), 1)
+        assert beats_n[classes] == (int(np.argmax(scores)), int(n == 2))
         assert all(b[1] == 0 for b in beats_n[:classes])
+    assert regs["batch"] == 3 and regs["batch_after"] == 1
     assert regs["frames"] == 3 and regs["id"] == 0xC0FFEE01 and regs["elements"] == frame
-    assert regs["format"] == 8 | 1 << 8 | 4 << 16 | 4 << 24
+    assert regs["format"] == 8 | 8 << 8 | 4 << 16 | 4 << 24
     assert 3 * (frame + classes) <= regs["cycles"] < 2000
     assert regs["status"] == 0
     assert regs["status_err"] & regmap.STATUS_ERR_SHORT
@@ -122,7 +130,7 @@ def test_formats_for_core():
     (object(), {}, TypeError, "signature must be a wiring.Signature, not object"),
     (core_signature(), dict(classes=3), ValueError,
      "lanes must divide the number of classes 3, not 2"),
-    (core_signature(), dict(in_width=16), ValueError, "data width must be 32 or 64, not 16"),
+    (core_signature(), dict(in_width=16), ValueError, "data width must be one of 32, "),
     (core_signature(width=33), {}, ValueError, "score width must be at most 32, not 33"),
     (wiring.Signature({"i": In(1)}), {}, ValueError,
      "core must have stream ports 'i' \\(In\\) and 'o' \\(Out\\), not a fitting 'i'"),
@@ -140,3 +148,28 @@ def test_build_sources():
     assert sorted(files) == ["net.v", "net_core.v"]
     assert "module net (" in files["net.v"] and "net_core core (" in files["net.v"]
     assert re.search(r"module net_core\s*\(", files["net_core.v"])
+
+
+def test_shell_floors():
+    """The shell's floors of the frame interval, on the top and without one."""
+    top = axi.AxiTop(SumCore(784, 4, bits=1), frame_elements=784, classes=4, in_width=64)
+    assert (top.input_beats_per_frame, top.output_cycles_per_frame, top.floor_cycles) == \
+        (13, 5, 13)
+    assert regmap.shell_floor_cycles(784, 1, 10, in_width=64) == 13
+    assert regmap.shell_floor_cycles(64, 8, 10) == 16          # digits, 8-bit, 32-bit TDATA
+    assert regmap.shell_floor_cycles(64, 4, 10, in_width=128) == 11   # the output's floor
+    assert regmap.input_beats_per_frame(32 * 32 * 3, 8, 128) == 192
+    assert regmap.output_beats_per_frame(10, 128) == 3
+
+
+def test_board_tdata_width():
+    from boards import PynqZ2Platform, ZCU102Platform
+    top = axi.AxiTop(SumCore(10, 4), frame_elements=10, classes=4, board=ZCU102Platform)
+    assert (top.in_width, top.out_width) == (128, 128)
+    assert len(top.s_axis_tdata) == 128 and len(top.m_axis_tkeep) == 16
+    top = axi.AxiTop(SumCore(10, 4), frame_elements=10, classes=4, board=PynqZ2Platform,
+                     out_width=32)
+    assert (top.in_width, top.out_width) == (64, 32)
+    assert axi.board_tdata_width(None) == 32
+    with pytest.raises(TypeError, match="board must be a boards platform"):
+        axi.board_tdata_width(object())

@@ -19,11 +19,11 @@ def test_table_is_consistent():
     assert all(o % 4 == 0 and o < 1 << regmap.ADDR_WIDTH for o in offsets)
     assert REGISTERS == {"ID": 0x00, "VERSION": 0x04, "FRAMES_DONE": 0x08, "CYCLES": 0x0C,
                          "STATUS": 0x10, "CONTROL": 0x14, "IN_ELEMENTS": 0x18,
-                         "CLASSES": 0x1C, "IN_FORMAT": 0x20}
+                         "CLASSES": 0x1C, "IN_FORMAT": 0x20, "BATCH": 0x24}
     constant = {f for f in RegisterValues.__dataclass_fields__}
-    live = {"frames_done", "cycles", "status"}
+    live = {"frames_done", "cycles", "status", "batch"}
     for r in REGISTER_MAP:
-        assert r.access in ("R", "W"), r
+        assert r.access in ("R", "W", "RW"), r
         assert (r.source is None) == (r.access == "W"), r
         assert r.source is None or r.source in constant | live, r
 
@@ -39,17 +39,34 @@ def test_driver_imports_no_amaranth():
 def test_docs_show_the_table():
     """docs/hardware.md's register table has the rows of REGISTER_MAP, in order."""
     text = (REPO / "docs" / "hardware.md").read_text()
-    rows = re.findall(r"^\| (0x[0-9A-F]{2}) \| (\w+) \| (\w) \| (.*) \|$", text, re.M)
+    rows = re.findall(r"^\| (0x[0-9A-F]{2}) \| (\w+) \| (\w+) \| (.*) \|$", text, re.M)
     assert [(int(o, 16), n, a, m) for o, n, a, m in rows] == \
         [(r.offset, r.name, r.access, r.meaning) for r in REGISTER_MAP]
 
 
 def test_in_format_round_trip():
     value = regmap.pack_in_format(12, 64, 32)
-    assert value == 12 | 2 << 8 | 8 << 16 | 4 << 24
-    assert regmap.unpack_in_format(value) == {"bits": 12, "slot_bytes": 2, "in_width": 64,
+    assert value == 12 | 12 << 8 | 8 << 16 | 4 << 24
+    assert regmap.unpack_in_format(value) == {"bits": 12, "slot_bits": 12, "in_width": 64,
                                               "out_width": 32}
-    assert regmap.code_slot_bits(8) == 8 and regmap.code_slot_bits(9) == 16
+    assert regmap.unpack_in_format(regmap.pack_in_format(1, 1024, 128))["in_width"] == 1024
+    assert regmap.code_slot_bits(8) == 8 and regmap.code_slot_bits(9) == 9
+    assert [regmap.codes_per_beat(b, 32) for b in (1, 2, 3, 4, 8, 12, 16)] == \
+        [32, 16, 10, 8, 4, 2, 2]
+    assert regmap.codes_per_beat(1, 128) == 128
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda: regmap.codes_per_beat(17, 32), ValueError, "input code bits must be at most 16"),
+    (lambda: regmap.codes_per_beat(0, 32), ValueError, "input code bits must be at least 1"),
+    (lambda: regmap.codes_per_beat(8, 48), ValueError,
+     "input TDATA width must be one of 32, 64, 128, 256, 512, 1024, not 48"),
+    (lambda: regmap.shell_floor_cycles(10, 8, 0), ValueError, "classes must be at least 1"),
+    (lambda: regmap.input_beats_per_frame(1.5, 8, 32), TypeError, "frame_elements must be"),
+])
+def test_packing_checks(call, exc, msg):
+    with pytest.raises(exc, match=msg):
+        call()
 
 
 @pytest.mark.parametrize("kwargs,exc,msg", [
