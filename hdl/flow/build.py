@@ -413,14 +413,16 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             raise BuildError(f"--folding: {exc}") from None
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
         try:
-            top = AxiTop(Network(spec=spec), frame_elements=frame_elements, classes=len(model.classes))
+            top = AxiTop(Network(spec=spec), frame_elements=frame_elements,
+                         classes=len(model.classes), board=board)
         except ValueError as exc:
             raise BuildError(f"{model_file}: the AXI shell cannot carry this model ({exc})") from None
         core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
         write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
-                      sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
+                      sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v},
+                      in_width=top.in_width, out_width=top.out_width)
         (out / "folding.json").write_text(json.dumps(spec.folding, indent=2) + "\n")
 
         report = None
@@ -461,7 +463,8 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
 
     verified = None
     if verify:
-        verified = _verify(out, spec, model, verify, verify_data, seed, report is not None, say)
+        verified = _verify(out, spec, model, verify, verify_data, seed, report is not None, say,
+                               board)
     if deploy:
         _deploy(out / "deploy", top, clock, model, verify_data, seed)
         say(f"deploy/: driver, accelerator.json, validate.py and test frames -> {out / 'deploy'}")
@@ -501,7 +504,8 @@ def _deploy(folder: Path, top, clock, model, verify_data, seed) -> None:
     write_deploy(folder, top=top, clock_mhz=clock, model=model, codes=codes, labels=labels)
 
 
-def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, say) -> dict:
+def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, say,
+            board=None) -> dict:
     """Simulate the top on ``n`` frames; the result goes into report.json (or verify.json
     without synthesis); a mismatch raises :class:`VerifyFailed`."""
     from hdl.flow import toolchain
@@ -512,7 +516,7 @@ def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, s
         raise BuildError(f"--verify: {exc}") from None
     say(f"verify: {n} {source} frames through the simulated accelerator, random stalls ...")
     try:
-        result = run_verify(spec, codes, labels=labels, seed=seed)
+        result = run_verify(spec, codes, labels=labels, seed=seed, board=board)
     except toolchain.ToolNotFound as exc:
         raise ToolFailed(f"--verify: {exc}") from None
     except ImportError as exc:                     # cocotb, cocotbext-axi: the 'sim' extra

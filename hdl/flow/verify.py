@@ -55,16 +55,16 @@ def frames_for(model: ir.Model, n: int, data: str | None = None, seed: int = 0):
     return (model.input.quantize(ds.x_test[take]).astype(np.int64), ds.y_test[take], ds.name)
 
 
-def _top(spec):
+def _top(spec, board=None):
     from hdl.flow.network import Network
     from hdl.shell.axi import AxiTop
     model = spec.model
     return AxiTop(Network(spec=spec), frame_elements=int(np.prod(model.input.shape)),
-                  classes=len(model.classes))
+                  classes=len(model.classes), board=board)
 
 
 def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
-           seed: int = 1, name: str | None = None) -> VerifyResult:
+           seed: int = 1, name: str | None = None, board=None) -> VerifyResult:
     """Run ``codes`` through the Verilator simulation of the accelerator of ``spec``
     (a :class:`hdl.flow.network.NetworkSpec`) and compare with the golden model of
     ``golden_model`` (default: the spec's model). Returns a :class:`VerifyResult`;
@@ -77,7 +77,7 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
     n = len(codes)
     want = golden.run(model, codes).astype(np.int64)
     want_labels = golden.predict(model, codes).astype(np.int64)
-    top = _top(spec)
+    top = _top(spec, board)
     parameters = {
         "codes": codes.reshape(n, -1), "in_bits": model.input.bits,
         "classes": len(model.classes), "latency_bound": int(spec.latency_bound),

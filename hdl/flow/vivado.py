@@ -338,8 +338,8 @@ def write_project(out_dir: str | os.PathLike, *, board, top: str,
     if not isinstance(clock_mhz, (int, float)) or not 1 <= clock_mhz <= 800:
         raise ValueError(f"clock must be between 1 and 800 MHz, not {clock_mhz!r}")
     for label, width in (("in_width", in_width), ("out_width", out_width)):
-        if width not in (32, 64):
-            raise ValueError(f"{label} must be 32 or 64, not {width!r}")
+        if width not in (32, 64, 128):
+            raise ValueError(f"{label} must be 32, 64 or 128 (the PS ports' widths), not {width!r}")
     out = Path(out_dir)
     (out / "hdl").mkdir(parents=True, exist_ok=True)
     rel_sources = []
