@@ -31,7 +31,7 @@ def main(argv=None) -> int:
                     "Verilog, Vivado project, Yosys estimates and a report.")
     parser.add_argument("board", help=f"board name: {', '.join(boards.BOARDS)}")
     parser.add_argument("--model", default=None,
-                        help=f"model directory or .npz (default: {DEFAULT_MODEL.relative_to(REPO)})")
+                        help=f"model directory, .npz or QONNX .onnx (default: {DEFAULT_MODEL.relative_to(REPO)})")
     parser.add_argument("--clock", type=float, default=None, metavar="MHZ",
                         help="fabric clock (default: the board's)")
     parser.add_argument("--target-fps", type=float, default=None, metavar="N",
