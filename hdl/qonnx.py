@@ -484,7 +484,7 @@ class _Importer:
         if x.pools or x.clip_lo is not None or x.clip_hi is not None:
             self.fail(node, "BatchNormalization after a MaxPool or an activation")
         eps = _frac(self.attrs(node).get("epsilon", 1e-5))
-        g, beta, mean, var = (self.per_channel(node, self.const(node, i, n), x)
+        g, beta, mean, var = (self.per_channel(node, _bn_param(self.const(node, i, n), x), x)
                               for i, n in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
         V = [v + eps for v in var]
         if any(v <= 0 for v in V):
@@ -630,9 +630,9 @@ class _Importer:
         bias = self._bias(node, 2, oc)
         lname = self.layer_name(node, f"conv{len(self.layers)}")
 
-        def make(mat, _w=(kind, bits), _ann=ann):
+        def make(mat, b=None, _w=(kind, bits), _ann=ann):
             return ir.Conv(name=lname, out_channels=oc, kernel=kh, stride=s, padding=p,
-                           pad_value=pad_code, weights=_ir_weights(mat, *_w, _ann))
+                           pad_value=pad_code, weights=_ir_weights(mat, _w[0], b or _w[1], _ann))
         return self._make_acc(node, x, m, wscale, kind, bits, (oc, oh, ow), False, make, bias, ann)
 
     def _bias(self, node, i, n):
@@ -656,8 +656,8 @@ class _Importer:
         wscale = [alpha * s for s in self._row_scale(node, w, out_axis)]
         lname = self.layer_name(node, f"fc{len(self.layers)}")
 
-        def make(mat, _w=(kind, bits), _ann=ann):
-            return ir.FC(name=lname, out_features=n_out, weights=_ir_weights(mat, *_w, _ann))
+        def make(mat, b=None, _w=(kind, bits), _ann=ann):
+            return ir.FC(name=lname, out_features=n_out, weights=_ir_weights(mat, _w[0], b or _w[1], _ann))
         return self._make_acc(node, x, m, wscale, kind, bits, (n_out, 1, 1), True, make,
                               bias if bias is not None else [Fraction(0)] * n_out, ann)
 
@@ -736,9 +736,15 @@ class _Importer:
                                  A=float(x.A), B=float(x.B)))
 
     # quantizers
-    def _quant_params(self, node):
+    def _quant_params(self, node, weights=False):
         a = self.attrs(node)
-        s = self.scalar(node, 1, "the scale")
+        if weights:                              # per-output-channel scales allowed
+            sc = np.asarray(self.const(node, 1, "the scale"), dtype=np.float64)
+            if np.any(~(sc > 0)):
+                self.fail(node, "a weight scale is not positive")
+            s = Fraction(1)
+        else:
+            s = self.scalar(node, 1, "the scale")
         z = self.scalar(node, 2, "the zero point")
         bw = self.scalar(node, 3, "the bit width")
         if bw.denominator != 1 or not 1 <= bw <= 16:
@@ -757,7 +763,7 @@ class _Importer:
 
     def op_Quant(self, node):
         x = self.get(node, 0)
-        s, z, bw, signed, qmin, qmax, mode = self._quant_params(node)
+        s, z, bw, signed, qmin, qmax, mode = self._quant_params(node, isinstance(x, np.ndarray))
         if isinstance(x, np.ndarray):            # weights
             f = np.asarray(x, dtype=np.float64)
             zs = np.asarray(self.const(node, 2, "zero point"), dtype=np.float64)
@@ -887,7 +893,7 @@ class _Importer:
         per_ch = bounds if bounds and isinstance(bounds[0], list) else [bounds] * ch
         neg = [p < 0 for p in x.P]
         m = np.where(np.array(neg)[:, None], -x.matrix, x.matrix) if any(neg) else x.matrix
-        layer = x.make(m)
+        layer = x.make(m, self._negated_bits(node, x, m))
         in_spec_bits = x.in_bits
         lo, hi = ir.layer_acc_range(layer, in_spec_bits)
         n_thr = (1 << bits) - 1
@@ -915,6 +921,17 @@ class _Importer:
             self._probe_like(tensor, codes)
         return codes
 
+    def _negated_bits(self, node, x: _Acc, m) -> int:
+        """Weight bits after negating rows: -(-2**(b-1)) needs one more bit."""
+        if x.kind != "int" or not m.size or m.max() < 1 << (x.bits - 1):
+            return x.bits
+        if x.bits == 8:
+            msg = "negating rows (a negative scale) of 8-bit weights holding -128 needs 9 bits"
+            if node is None:
+                raise QONNXError(f"node '{x.node}': {msg}")
+            self.fail(node, msg)
+        return x.bits + 1
+
     # the scores
     def finish(self, x: _Acc):
         if x.pools or x.clip_lo is not None or x.clip_hi is not None:
@@ -940,7 +957,7 @@ class _Importer:
                              "of the output scale")
         bias = np.array([int(v - base) for v in d], dtype=np.int64)
         m = -x.matrix if flip else x.matrix
-        layer = x.make(m)
+        layer = x.make(m, self._negated_bits(None, x, m))
         if x.biased or np.any(bias):
             layer = _with_bias(layer, bias)
         self.layers.append(layer)
@@ -1049,6 +1066,12 @@ def _threshold(P, Q, V, R, b, incl, clip_lo, clip_hi, lo, hi) -> int:
         else:
             left = mid + 1
     return left
+
+
+def _bn_param(arr, x):
+    """BatchNormalization's (C,) parameters, shaped to broadcast along the channel axis."""
+    arr = np.asarray(arr)
+    return arr if x.flat or arr.ndim != 1 else arr.reshape(-1, 1, 1)
 
 
 def _with_bias(layer, bias):
