@@ -184,15 +184,17 @@ class Probe:
     V: np.ndarray | None = None
     R: np.ndarray | None = None
     bounds: np.ndarray | None = None
+    chw: tuple = (0, 0, 0)
 
     def codes(self, real) -> np.ndarray:
-        """Codes (N, H, W, C) from the ONNX tensor's values (N, C, H, W) or (N, C)."""
+        """Codes (N, H, W, C) from the ONNX tensor's values (N, C, H, W), or (N, C*H*W)
+        flattened in ONNX's (c, y, x) order."""
         real = np.asarray(real, dtype=np.float64)
         ir_val = np.rint((real - self.B) / self.A).astype(np.int64)
         c = (ir_val + 1) // 2 if self.bits == 1 else ir_val
         if c.ndim == 2:
-            c = c[:, None, None, :]
-        elif c.ndim == 4:
+            c = c.reshape(len(c), *self.chw) if np.prod(self.chw) == c.shape[1] else c[:, :, None, None]
+        if c.ndim == 4:
             c = c.transpose(0, 2, 3, 1)
         return c
 
@@ -387,6 +389,10 @@ class _Importer:
         if isinstance(v, np.ndarray):
             return self._fold(node)
         perm = list(self.attrs(node).get("perm", []))
+        if isinstance(v, _Weights):              # e.g. MatMul(x, Transpose(Quant(W)))
+            perm = perm or list(range(v.q.ndim))[::-1]
+            return _replace(v, q=v.q.transpose(perm),
+                            scale=np.broadcast_to(v.scale, v.q.shape).transpose(perm))
         c, h, w = v.shape
         dims = [1, c] if v.flat else [1, c, h, w]
         moved = [d for i, d in enumerate(perm) if i != d]
@@ -728,12 +734,13 @@ class _Importer:
         if x.pad:
             self.fail(node, "pools a padded tensor")
         self.layers.append(pool)
-        self._probe_like(node.output[0], x)
-        return _replace(x, shape=shape)
+        out = _replace(x, shape=shape)
+        self._probe_like(node.output[0], out)
+        return out
 
     def _probe_like(self, tensor, x: _Codes):
         self.probes.append(Probe(layer=len(self.layers) - 1, tensor=tensor, bits=x.bits,
-                                 A=float(x.A), B=float(x.B)))
+                                 A=float(x.A), B=float(x.B), chw=tuple(x.shape)))
 
     # quantizers
     def _quant_params(self, node, weights=False):
@@ -865,7 +872,8 @@ class _Importer:
         self.input_levels = levels
         A, B = _code_map(bits, levels, A, B, bipolar)
         codes = _Codes(shape=x.shape, bits=bits, A=A, B=B, flat=x.flat)
-        self.probes.append(Probe(layer=-1, tensor=node.output[0], bits=bits, A=float(A), B=float(B)))
+        self.probes.append(Probe(layer=-1, tensor=node.output[0], bits=bits, A=float(A), B=float(B),
+                                 chw=tuple(x.shape)))
         return codes
 
     def _levels(self, node, x, bounds, levels, s, B0, bipolar=False, raw_mode=None, raw_q=None):
@@ -914,7 +922,7 @@ class _Importer:
         self.probes.append(Probe(layer=len(self.layers) - 1, tensor=node.output[0], bits=bits,
                                  A=float(A), B=float(B), P=Pf,
                                  Q=np.array([float(q) for q in x.Q]), V=np.array([float(v) for v in x.V]),
-                                 R=np.array([float(r) for r in x.R]), bounds=bnd))
+                                 R=np.array([float(r) for r in x.R]), bounds=bnd, chw=tuple(x.shape)))
         codes = _Codes(shape=x.shape, bits=bits, A=A, B=B, flat=x.flat)
         for pool, tensor in x.pools:
             self.layers.append(pool)
@@ -1145,15 +1153,20 @@ def import_onnx(source, *, name: str | None = None) -> ir.Model:
 
 # --- export ---------------------------------------------------------------------------
 
-def export_onnx(model: ir.Model, path=None):
-    """Write ``model`` as a QONNX graph (returns the ``onnx.ModelProto``; saved if ``path``)."""
+def export_onnx(model: ir.Model, path=None, *, batch: int = 1):
+    """Write ``model`` as a QONNX graph (returns the ``onnx.ModelProto``; saved if ``path``).
+
+    ``batch`` is the graph's fixed batch size (QONNX's executor wants fixed shapes).
+    """
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {batch!r}")
     onnx, nh = _onnx()
     from onnx import TensorProto, helper
     model.validate(model.name)
     specs = model.specs()
     h, w, c = model.input.shape
     nodes, inits, anns, infos = [], [], [], []
-    cur = {"shape": [1, c, h, w], "type": TensorProto.DOUBLE}
+    cur = {"shape": [batch, c, h, w], "type": TensorProto.DOUBLE}
 
     def const(name, arr):
         inits.append(nh.from_array(np.asarray(arr), name))
@@ -1203,19 +1216,19 @@ def export_onnx(model: ir.Model, path=None):
                     p = layer.padding
                     x = node("Pad", [x, const(f"{lname}_pads", np.array([0, 0, p, p, 0, 0, p, p], np.int64)),
                                      const(f"{lname}_pad_value", np.float32(pv))], f"{lname}_pad",
-                             mode="constant", shape=[1, ci, spec.shape[0] + 2 * p, spec.shape[1] + 2 * p])
+                             mode="constant", shape=[batch, ci, spec.shape[0] + 2 * p, spec.shape[1] + 2 * p])
                 wname = const(f"{lname}_W", f32(wt, "weight"))
                 x = node("Conv", [x, wname], lname, kernel_shape=[k, k],
                          strides=[layer.stride, layer.stride], pads=[0, 0, 0, 0],
-                         shape=[1, out.shape[2], out.shape[0], out.shape[1]])
+                         shape=[batch, out.shape[2], out.shape[0], out.shape[1]])
                 bshape = (1, layer.out_channels, 1, 1)
             else:
                 hh, ww, cc = spec.shape
-                x = node("Flatten", [x], f"{lname}_flatten", axis=1, shape=[1, hh * ww * cc])
+                x = node("Flatten", [x], f"{lname}_flatten", axis=1, shape=[batch, hh * ww * cc])
                 # rows of the ONNX matrix in (c, y, x) order
                 perm = np.arange(hh * ww * cc).reshape(hh, ww, cc).transpose(2, 0, 1).reshape(-1)
                 wname = const(f"{lname}_W", f32(m[:, perm].T, "weight"))
-                x = node("MatMul", [x, wname], lname, shape=[1, layer.out_features])
+                x = node("MatMul", [x, wname], lname, shape=[batch, layer.out_features])
                 bshape = (layer.out_features,)
             anns.append((wname, ann))
             if layer.bias is not None:
@@ -1230,13 +1243,13 @@ def export_onnx(model: ir.Model, path=None):
             x = node("MultiThreshold", [x, const(f"{lname}_T", t)], lname, domain=QONNX_DOMAIN, **attrs)
         elif isinstance(layer, ir.MaxPool):
             x = node("MaxPool", [x], lname, kernel_shape=[layer.kernel, layer.kernel],
-                     strides=[layer.step, layer.step], shape=[1, out.shape[2], out.shape[0], out.shape[1]])
+                     strides=[layer.step, layer.step], shape=[batch, out.shape[2], out.shape[0], out.shape[1]])
     x = node("Cast", [x], "scores_f64", to=TensorProto.DOUBLE, dtype=TensorProto.DOUBLE)
     x = node("Mul", [x, const("output_scale", np.float64(model.output_scale))], "scores")
     graph = helper.make_graph(
         nodes, _IDENT.sub("_", model.name) or "model",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
-        [helper.make_tensor_value_info("scores", TensorProto.DOUBLE, [1, len(model.classes)])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, h, w])],
+        [helper.make_tensor_value_info("scores", TensorProto.DOUBLE, [batch, len(model.classes)])],
         inits, value_info=infos[:-1])
     for tname, kv in anns:
         a = onnx.TensorAnnotation(tensor_name=tname)
