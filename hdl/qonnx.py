@@ -855,7 +855,7 @@ class _Importer:
         if isinstance(x, _Raw):
             # code 1 iff a*x + b + bound0 >= 0: scale a, offset b - bound + 1, clipped to 0..1
             return self._raw_quant(node, x, levels=2, k=Fraction(1), offset=1 - bounds[0][0],
-                                   A=s, B=Fraction(0) - s + s + B, bounds=None, bipolar=True)
+                                   A=s, B=B, bounds=None, bipolar=True)
         return self._levels(node, x, bounds, 2, s, B, bipolar=True)
 
     def _raw_quant(self, node, x: _Raw, *, levels, k, offset, A, B, bounds, bipolar=False):
@@ -1016,7 +1016,7 @@ _BOUNDARY = {
 def _code_map(bits, levels, s, B0, bipolar=False):
     """(A, B) with real = A * ir_value + B, from real = s * c + B0 (c = code)."""
     if bipolar:
-        return s, B0 if B0 is not None else Fraction(0)
+        return s, B0
     if bits == 1:                       # ir = 2c - 1
         return s / 2, s / 2 + B0
     return s, B0

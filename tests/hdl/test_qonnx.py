@@ -41,6 +41,7 @@ def test_round_trip_is_identical_and_qonnx_runs_it(name, tmp_path):
     model = ir.load(MODELS / name)
     path = tmp_path / f"{name}.onnx"
     assert hq.main(["export", str(MODELS / name), "--out", str(path)]) == 0
+    onnx.checker.check_model(onnx.load(str(path)))          # a well-formed ONNX file (Netron)
     assert hq.main(["import", str(path), "--out", str(tmp_path / "back")]) == 0
     _same(model, ir.load(tmp_path / "back"))
     # QONNX's executor: the same labels, and scores = output_scale * integer scores
