@@ -16,23 +16,27 @@ A quantizer (Quant, BipolarQuant, MultiThreshold, Sign; Relu/Clip before it)
 on an accumulator becomes a ``threshold`` layer: its level ``j`` holds when ``y`` passes
 a boundary ``b_j`` (``y >= b_j`` or ``y > b_j``: Quant's rounding mode decides whether
 the boundary itself belongs, e.g. half-to-even). The threshold is the smallest integer
-accumulator (within the layer's exact range) for which that holds in *exact real
-arithmetic* on the graph's float32 constants (``sqrt`` compared by squaring), so the
+accumulator for which that holds in *exact real arithmetic* on the graph's float32
+constants (``sqrt`` compared by squaring; clamped to the layer's exact accumulator range
+unless within twice its magnitude), so the
 thresholds reproduce the float graph on every integer input, except where QONNX's own
 float32 evaluation rounds across a boundary (a *float tie*; ``bench.interop`` counts
 those inputs). A channel whose ``y`` decreases with its accumulator (negative
 BatchNorm scale) has its weight row negated, as ``quant.export`` does.
 
 The input quantizer becomes ``input.scale``/``offset`` (``code = floor(raw * scale +
-offset)``: round-half-to-even is taken as half-up, a tie only at exact halves). The last
+offset)``: round-half-to-even is taken as half-up, a tie only at exact halves; a
+narrow-range quantizer's top code is the file's too for raw inputs inside the
+quantizer's range, ``metadata['input_code_max']``). The last
 conv/fc layer gives the integer scores: one positive ``output_scale`` for all classes,
 per-class offsets that are integer multiples of it into ``bias``, a common additive
 constant into ``metadata['score_offset']``. What does not fit (an unknown op, a residual
-branch, per-channel activation scales, a non-uniform input quantizer, ...) raises
-:class:`QONNXError`, one line naming the node and why.
+branch, per-channel activation scales, a non-uniform input quantizer, Trunc, ...)
+raises :class:`QONNXError`, one line naming the node and why.
 
-**Export.** Cast/Mul/Add/Quant(FLOOR) on the input (in float64, as the model file's rule), then Conv (after a
-Pad holding the pad code's value) or Flatten+MatMul with the integer weights in float32
+**Export.** Cast/Mul/Add/Quant(FLOOR) on the input (float64, the model file's rule),
+then Conv (after a Pad holding the pad code's value) or Flatten+MatMul with the integer
+weights in float32
 (exact: every accumulator is below 2**24, checked), MultiThreshold per threshold layer,
 MaxPool, the integer bias as Add, and the scores times ``output_scale`` in float64.
 Weight kinds and formats are in the graph's ``quantization_annotation``
