@@ -476,6 +476,26 @@ def _training(lines, data, models_dir: Path):
     lines.append("")
 
 
+def _interop(lines, name, data):
+    lines += ["## QONNX import: Brevitas BNN-PYNQ models against QONNX's executor", ""]
+    _source(lines, _cmd(data, name))
+    rows = [[m, _n(r.get("frames")), _n(r.get("label_agreement"), ".4f"), _n(r.get("code_mismatches")),
+             _n(r.get("code_mismatches_outside_ties")), _n(r.get("float_ties")), _yes(r.get("imported")),
+             _yes(r.get("built")), _n(r.get("simulated_frames")) if "simulated_frames" in r else ""]
+            for m, r in (data.get("models") or {}).items()]
+    lines += _table(["model", "frames", "label agreement", "frames with a code mismatch",
+                     "outside float ties", "float ties", "imported", "built (--no-synth)",
+                     "frames simulated (Verilator)"], rows)
+    lines += ["", f"- all labels equal: {_yes(data.get('all_labels_equal'))}", ""]
+
+
+def _yes(value) -> str:
+    return {True: "yes", False: "no"}.get(value, NOT_MEASURED)
+
+
+_EXTRA = {"interop": _interop}
+
+
 def _generic(lines, name, data):
     lines += [f"## {name}", ""]
     _source(lines, _cmd(data, name))
@@ -515,7 +535,7 @@ def render(results_dir, models_dir=None) -> str:
     _blockprune(lines, files.get("blockprune"))
     for name, data in files.items():
         if name not in KNOWN:
-            _generic(lines, name, data)
+            _EXTRA.get(name, _generic)(lines, name, data)
     return "\n".join(lines).rstrip() + "\n"
 
 

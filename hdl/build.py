@@ -26,7 +26,7 @@ def _parser():
         json_help="write only the build's summary as JSON to stdout")
     p.add_argument("board", help=f"board name: {', '.join(boards.BOARDS)}")
     p.add_argument("--model", default=None,
-                   help=f"model directory or .npz (default: the shipped {DEFAULT_MODEL.relative_to(REPO)})")
+                   help=f"model directory, .npz or QONNX .onnx (default: the shipped {DEFAULT_MODEL.relative_to(REPO)})")
     p.add_argument("--clock", type=float, default=None, metavar="MHZ",
                    help="fabric clock (default: the board's)")
     p.add_argument("--target-fps", type=float, default=None, metavar="N",

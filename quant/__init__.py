@@ -12,8 +12,10 @@
   :mod:`quant.inq` (incremental power-of-two quantization): steps over the loop.
 * :mod:`quant.presets`: the recipes over those steps, and ``run_preset`` (train, export,
   measure, write the model file).
-* :mod:`quant.train`: the CLI, ``python -m quant.train --preset NAME --out DIR``.
+* :mod:`quant.arch`: an architecture description (JSON) as a preset.
+* :mod:`quant.train`: the CLI, ``python -m quant.train --preset NAME --out DIR`` (or
+  ``--arch FILE.json``).
 
-Imports run one way (``tests/quant/test_imports.py``): train -> presets -> prune, inq ->
-loop; presets and prune -> model -> layers -> quantizers; presets -> export -> model.
+Imports run one way (``tests/quant/test_imports.py``): train -> arch -> presets -> prune,
+inq -> loop; presets and prune -> model -> layers -> quantizers; presets -> export -> model.
 """

@@ -3,9 +3,9 @@
 Every preset starts with a float pretraining of the same network (quantizers disabled;
 ``float_accuracy``), then:
 
-* ``w1a1``, ``w1a2``, ``w2a2``: quantization-aware training (binary / binary / ternary
-  hidden weights; 1-, 2-, 2-bit activations; int8 first and last layers, the MVTU int
-  mode's job);
+* ``w1a1``, ``w1a2``, ``w1a3``, ``w2a2``: quantization-aware training (binary / binary /
+  binary / ternary hidden weights; 1-, 2-, 3-, 2-bit activations; int8 first and last
+  layers, the MVTU int mode's job);
 * ``pot4``: INQ to 4-bit power-of-two weights, 4-bit activations;
 * ``pot4-sparse``: reversed-order magnitude pruning (then peak pruning of the remaining
   layers), then INQ with the masks held;
@@ -155,6 +155,7 @@ PRESETS = {p.name: p for p in [
     Preset(name="w1a1", spec=QuantSpec(weight=("binary", 1), act_bits=1, estimator="ste", **_W1),
            arch=Arch(convs=((64, False), (64, True), (128, True)), fcs=(128,))),
     Preset(name="w1a2", spec=QuantSpec(weight=("binary", 1), act_bits=2, estimator="ste", **_W1)),
+    Preset(name="w1a3", spec=QuantSpec(weight=("binary", 1), act_bits=3, estimator="ste", **_W1)),
     Preset(name="w2a2", spec=QuantSpec(weight=("ternary", 2), act_bits=2, estimator="ste", **_W1)),
     Preset(name="pot4", mode="inq", spec=QuantSpec(weight=("pot", 4), act_bits=4, act_clip=4.0),
            epochs=24),
@@ -198,10 +199,13 @@ def get(name: str) -> Preset:
     return PRESETS[name]
 
 
-def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None = None,
-               data: str = "digits", progress: bool = True, estimator: str | None = None) -> dict:
-    """Train, export and measure one preset; writes ``out/model.npz`` and ``metrics.json``."""
-    p = get(preset)
+def run_preset(preset: "str | Preset", out, *, epochs: int | None = None, seed: int | None = None,
+               data: str = "digits", progress: bool = True, estimator: str | None = None,
+               command: str | None = None) -> dict:
+    """Train, export and measure one preset (a name, or a :class:`Preset` such as
+    ``quant.arch.load_arch`` gives); writes ``out/model.npz`` and ``metrics.json``."""
+    p = preset if isinstance(preset, Preset) else get(preset)
+    preset = p.name
     if estimator is not None:
         p = p.with_estimator(estimator)
     seed = p.seed if seed is None else seed
@@ -226,6 +230,7 @@ def run_preset(preset: str, out, *, epochs: int | None = None, seed: int | None 
     cmd += "".join(f" --{k} {v}" for k, v in (("epochs", epochs), ("seed", seed if seed != p.seed else None),
                                               ("data", data if data != "digits" else None),
                                               ("estimator", estimator)) if v is not None)
+    cmd = command or cmd
     metrics = {
         "command": cmd,
         "preset": preset, "data": d.name, "seed": seed, "epochs": info["epochs"],

@@ -1,4 +1,5 @@
-"""Training CLI: ``python -m quant.train --preset NAME --out DIR`` (or ``qnn-train``).
+"""Training CLI: ``python -m quant.train --preset NAME --out DIR`` (or ``--arch FILE.json``;
+``qnn-train`` once installed).
 
 Trains a preset (:mod:`quant.presets`) on a data set (``sim.data.load_dataset``: the
 embedded digits split by default, or an ``.npz``) with :func:`quant.presets.run_preset`,
@@ -25,7 +26,10 @@ def _parser():
         "Train a quantized model from a preset and export it as a model file "
         "(model.npz, with metrics.json beside it).",
         json_help="write only the metrics as JSON to stdout")
-    p.add_argument("--preset", required=True, choices=names(), help="training recipe")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", choices=names(), help="training recipe")
+    src.add_argument("--arch", metavar="FILE.json",
+                     help="your own architecture (layers, weight kind and bits, activation bits)")
     p.add_argument("--out", required=True, help="output directory (model.npz, metrics.json)")
     p.add_argument("--epochs", type=int, default=None,
                    help="scale the preset's epochs to this many QAT epochs (default: preset's)")
@@ -41,21 +45,28 @@ def _body(args) -> int:
         raise cli.BadInput(f"--epochs must be at least 1, not {args.epochs}")
     bar = sys.stderr.isatty() and not args.quiet
     try:
-        m = run_preset(args.preset, args.out, epochs=args.epochs, seed=args.seed, data=args.data,
-                       progress=bar, estimator=args.estimator)
+        preset, command = args.preset, None
+        if args.arch:
+            from .arch import load_arch
+            preset = load_arch(args.arch)
+            command = "python -m quant.train " + " ".join(args.argv)
+        m = run_preset(preset, args.out, epochs=args.epochs, seed=args.seed, data=args.data,
+                       progress=bar, estimator=args.estimator, command=command)
     except (ValueError, OSError) as exc:
         raise cli.BadInput(str(exc).splitlines()[0]) from None
     if args.json:
         cli.emit_json(m)
     else:
         log.info("%s: accuracy %.2f%% (float model %.2f%%), compression %.1fx, %.0f s -> %s",
-                 args.preset, 100 * m["accuracy"], 100 * m["float_accuracy"],
+                 args.preset or m["preset"], 100 * m["accuracy"], 100 * m["float_accuracy"],
                  m["compression_ratio"], m["train_seconds"], args.out)
     return cli.EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(_body, _parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    args.argv = list(argv if argv is not None else sys.argv[1:])
+    return cli.run(_body, args)
 
 
 if __name__ == "__main__":

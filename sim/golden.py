@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         "python -m sim.golden",
         "Run the bit-exact golden model on a data set's test split: accuracy and frames "
         "per second.", json_help="write only the figures as JSON to stdout")
-    parser.add_argument("model", help="model file (.npz) or a directory holding model.npz")
+    parser.add_argument("model", help="model file (.npz), a directory holding model.npz, or a QONNX .onnx")
     parser.add_argument("--data", default="digits", help="'digits' (default) or an .npz data set")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
     args = parser.parse_args(argv)
@@ -596,7 +596,8 @@ def _main(args) -> int:
     from hdl import cli
     from sim.data import DataError, load_dataset
     try:
-        model = ir.load(args.model)
+        from hdl.qonnx import load_model       # a model file, or a QONNX graph (.onnx)
+        model = load_model(args.model)
         data = load_dataset(args.data)
     except (ir.IRError, DataError) as exc:
         raise cli.BadInput(str(exc)) from None

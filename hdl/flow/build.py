@@ -283,7 +283,8 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     model_file = ir.model_path(model_path or DEFAULT_MODEL)
-    model = ir.load(model_path or DEFAULT_MODEL)
+    from hdl.qonnx import load_model          # a model file, or a QONNX graph (.onnx)
+    model = load_model(model_path or DEFAULT_MODEL)
     clock = _number(board.default_clock_mhz if clock_mhz is None else clock_mhz,
                     "--clock", *CLOCK_RANGE, " MHz")
     if target_fps is not None:

@@ -75,7 +75,8 @@ def test_import_graph_is_acyclic():
 
 def test_layers_run_loop_then_steps_then_presets_then_cli():
     graph = _graph()
-    assert graph["train"] == {"presets"}
+    assert graph["train"] == {"presets", "arch"}
+    assert graph["arch"] == {"presets", "model"}
     assert {"loop", "prune", "inq"} <= graph["presets"]
     assert "loop" in graph["prune"] and "loop" in graph["inq"]
     assert graph["loop"] & {"prune", "inq", "presets", "train"} == set()
