@@ -197,7 +197,8 @@ def test_golden_cli_reads_onnx(tmp_path, capsys):
     direct = golden.main([str(MODELS / "w1a2"), "--reps", "1", "--json"])
     out = capsys.readouterr().out.strip().splitlines()
     import json
-    assert direct == 0 and json.loads(out[1])["accuracy"] == json.loads(out[3])["accuracy"]
+    assert direct == 0 and len(out) == 2        # --json: only the JSON on stdout
+    assert json.loads(out[0])["accuracy"] == json.loads(out[1])["accuracy"]
 
 
 def test_base_install_needs_no_onnx():

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from hdl import ir
+from hdl.cli import EXIT_BAD_INPUT
 from quant import presets, train
 from quant.arch import preset_from_dict
 
@@ -49,7 +50,7 @@ def test_bad_arch_names_the_field(change, message):
 def test_bad_arch_file_is_one_line(tmp_path, capsys):
     path = tmp_path / "a.json"
     path.write_text(json.dumps({**SMALL, "act_bits": 0}))
-    assert train.main(["--arch", str(path), "--out", str(tmp_path / "m")]) == 1
+    assert train.main(["--arch", str(path), "--out", str(tmp_path / "m")]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}.act_bits must be an integer in 1..8, not 0"
 
