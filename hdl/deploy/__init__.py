@@ -46,6 +46,7 @@ def accelerator_config(top, *, clock_mhz: float, model_name: str, dma: str = "dm
         "model": model_name, "clock_mhz": float(clock_mhz), "bitfile": BITFILE,
         "dma": dma, "accel": accel or ACCEL_CELL,
         "registers": {r.name: r.offset for r in regmap.REGISTER_MAP},
+        "max_batch": regmap.MAX_BATCH,
         "register_access": {r.name: r.access for r in regmap.REGISTER_MAP},
         "register_values": {r.name: getattr(values, r.source) for r in regmap.REGISTER_MAP
                             if r.access == "R" and r.source in fields},

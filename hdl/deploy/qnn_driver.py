@@ -88,6 +88,7 @@ class QnnAccelerator(object):
         self.dma = getattr(overlay, cfg["dma"])
         self.regs = getattr(overlay, cfg["accel"])
         self._buffers = {}
+        self._batch = None          # what BATCH holds, once this driver wrote it
         self._check_registers()
 
     # Registers.
@@ -122,6 +123,7 @@ class QnnAccelerator(object):
         """Soft reset of the datapath; clears the counters and error flags."""
         bits = self.config["bits"]
         self.write("CONTROL", bits["CONTROL_SOFT_RESET"] | bits["CONTROL_CLEAR"])
+        self._batch = None
 
     def clear(self):
         self.write("CONTROL", self.config["bits"]["CONTROL_CLEAR"])
@@ -138,8 +140,11 @@ class QnnAccelerator(object):
 
     def run(self, codes, batch=256):
         """Input codes ``(N, ...)`` (``elements`` codes per frame) -> (labels (N,),
-        scores (N, classes) int64). Frames are packed ``batch`` at a time into one DMA
-        buffer; the send of the next frame overlaps the receipt of the current one."""
+        scores (N, classes) int64). ``batch`` frames go in one DMA transfer each way (the
+        BATCH register tells the accelerator where a transfer ends)."""
+        if not 1 <= int(batch) <= self.config["max_batch"]:
+            raise ValueError("batch must be in 1..%d, not %r" % (self.config["max_batch"], batch))
+        batch = int(batch)
         codes = np.asarray(codes)
         n = codes.shape[0]
         inp, out = self.config["input"], self.config["output"]
@@ -167,16 +172,16 @@ class QnnAccelerator(object):
         return labels, scores
 
     def _stream(self, ibuf, obuf, frames, in_bytes, out_bytes):
+        """One transfer of ``frames`` frames each way; BATCH changes only between
+        transfers, with nothing in flight."""
+        if self._batch != frames:
+            self.write("BATCH", frames)
+            self._batch = frames
         send, recv = self.dma.sendchannel, self.dma.recvchannel
-        recv.transfer(obuf, start=0, nbytes=out_bytes)
-        send.transfer(ibuf, start=0, nbytes=in_bytes)
-        for k in range(frames):
-            send.wait()
-            if k + 1 < frames:
-                send.transfer(ibuf, start=(k + 1) * in_bytes, nbytes=in_bytes)
-            recv.wait()
-            if k + 1 < frames:
-                recv.transfer(obuf, start=(k + 1) * out_bytes, nbytes=out_bytes)
+        recv.transfer(obuf, start=0, nbytes=frames * out_bytes)
+        send.transfer(ibuf, start=0, nbytes=frames * in_bytes)
+        send.wait()
+        recv.wait()
 
     def predict(self, codes):
         return self.run(codes)[0]
