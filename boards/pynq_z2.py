@@ -18,6 +18,9 @@ class PynqZ2Platform(ZynqPlatform):
     # DS190: 53,200 LUT, 106,400 FF, 140 RAMB36 (280 RAMB18), 220 DSP48E1.
     capacity = Capacity(lut=53_200, ff=106_400, bram18=280, uram=0, dsp=220)
     ps = "ps7"
+    # PS DDR3, 16-bit at 1050 MT/s (TUL PYNQ-Z2 manual); HP ports 64-bit.
+    ddr_peak_bytes_per_s = 2_100_000_000
+    hp_data_width = 64
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = "tul.com.tw:pynq-z2:part0:1.0"

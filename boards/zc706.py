@@ -17,6 +17,9 @@ class ZC706Platform(ZynqPlatform):
     # DS190: 218,600 LUT, 437,200 FF, 545 RAMB36 (1,090 RAMB18), 900 DSP48E1.
     capacity = Capacity(lut=218_600, ff=437_200, bram18=1_090, uram=0, dsp=900)
     ps = "ps7"
+    # PS DDR3, 32-bit at 1066 MT/s (UG954); HP ports 64-bit.
+    ddr_peak_bytes_per_s = 4_264_000_000
+    hp_data_width = 64
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = "xilinx.com:zc706:part0:1.4"

@@ -17,6 +17,9 @@ class ZCU102Platform(ZynqPlatform):
     # DS891: 274,080 LUT, 548,160 FF, 912 RAMB36 (1,824 RAMB18), 0 URAM, 2,520 DSP48E2.
     capacity = Capacity(lut=274_080, ff=548_160, bram18=1_824, uram=0, dsp=2_520)
     ps = "ps8"
+    # PS DDR4, 64-bit at 2400 MT/s (UG1182); HP ports 128-bit.
+    ddr_peak_bytes_per_s = 19_200_000_000
+    hp_data_width = 128
     default_clock_mhz = 200.0
     synth_family = "xcup"
     board_part = "xilinx.com:zcu102:part0:3.4"

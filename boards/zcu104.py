@@ -17,6 +17,9 @@ class ZCU104Platform(ZynqPlatform):
     # DS891: 230,400 LUT, 460,800 FF, 312 RAMB36 (624 RAMB18), 96 URAM, 1,728 DSP48E2.
     capacity = Capacity(lut=230_400, ff=460_800, bram18=624, uram=96, dsp=1_728)
     ps = "ps8"
+    # PS DDR4, 64-bit at 2400 MT/s (UG1267); HP ports 128-bit.
+    ddr_peak_bytes_per_s = 19_200_000_000
+    hp_data_width = 128
     default_clock_mhz = 200.0
     synth_family = "xcup"
     board_part = "xilinx.com:zcu104:part0:1.1"
