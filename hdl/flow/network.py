@@ -35,11 +35,16 @@ from hdl.engines.plumbing import StreamFIFO, WidthConverter
 from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.engines.sparse import SparseCSC, SparseSpec
+from hdl.engines.weightstream import AXI_BOUNDARY, AxiReadSignature, WeightStream, WeightStreamSpec
 from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
            "weight_memory", "bram18_estimate", "weight_bram_budget"]
+
+
+#: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
+WEIGHT_ADDR_WIDTH = 40
 
 
 class FoldingError(ValueError):
@@ -53,7 +58,9 @@ class Stage:
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
     places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
-    engine's entry ROMs).
+    engine's entry ROMs). ``weights="ddr"`` streams a dense engine's weights from DDR
+    (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words) instead:
+    the layer runs on the MVTU (or shift MAC) even if its weights are CSC.
     """
     name: str
     op: str
@@ -64,6 +71,12 @@ class Stage:
     pe: int
     simd: int
     ram_style: str = "auto"
+    weights: str = "rom"
+    ddr_width: int = 128
+
+    @property
+    def streamed(self) -> bool:
+        return self.weights == "ddr"
 
     @property
     def in_lanes(self) -> int:
@@ -75,11 +88,29 @@ class Stage:
 
     @property
     def engine(self) -> str:
-        return engine_name(self.layer, self.in_spec.bits)
+        return engine_name(self.layer, self.in_spec.bits, dense=self.streamed)
+
+    @property
+    def vectors_per_frame(self) -> int:
+        """Input vectors of the compute engine per frame (output pixels of a conv)."""
+        return self.window.out_pixels if isinstance(self.layer, ir.Conv) else 1
 
     @property
     def cycles_per_frame(self) -> int:
-        return stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
+        """The cycle model; a streamed stage gets at most one DDR word per cycle."""
+        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
+        if self.streamed:
+            cycles = max(cycles, self.vectors_per_frame * self.weight_stream.cycles_per_pass)
+        return cycles
+
+    @cached_property
+    def weight_stream(self) -> WeightStreamSpec | None:
+        """The weight streamer's description of a streamed stage, else None."""
+        if not self.streamed:
+            return None
+        spec = self.compute
+        return WeightStreamSpec(spec.weight_beat_layout, spec.neuron_folds * spec.synapse_folds,
+                                data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width))
 
     @cached_property
     def compute(self):
@@ -87,9 +118,12 @@ class Stage:
         ``SparseSpec`` for the sparse engine); None for max-pool."""
         if isinstance(self.layer, ir.MaxPool):
             return None
-        cls = SparseSpec if self.engine == "sparse" else MVTUSpec
-        return cls.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
-                              simd=self.simd, ram_style=self.ram_style)
+        if self.engine == "sparse":
+            return SparseSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits,
+                                         pe=self.pe, simd=self.simd, ram_style=self.ram_style)
+        return MVTUSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
+                                   simd=self.simd, ram_style=self.ram_style,
+                                   weight_source="stream" if self.streamed else "rom")
 
     @property
     def window(self) -> SlidingWindowSpec | None:
@@ -106,12 +140,13 @@ class Stage:
         return MaxPoolSpec.for_layer(self.layer, self.in_spec, self.pe)
 
 
-def engine_name(layer: ir.Layer, in_bits: int | None) -> str:
-    """Which engine runs a layer: decided by its weights alone."""
+def engine_name(layer: ir.Layer, in_bits: int | None, *, dense: bool = False) -> str:
+    """Which engine runs a layer: decided by its weights alone (``dense``: a CSC layer
+    expanded for a dense engine, as when its weights stream from DDR)."""
     if isinstance(layer, ir.MaxPool):
         return "maxpool"
     w = layer.weights
-    if w.sparse:
+    if w.sparse and not dense:
         return "sparse"
     if w.kind == "pot":
         return "shiftmac"
@@ -281,14 +316,15 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     stages = []
     for layer, threshold, in_spec, out_spec in groups:
         value = folding.get(layer.name, auto[layer.name])
-        ram_style = "auto"
+        ram_style, weights = "auto", "rom"
         if isinstance(value, dict):
-            extra = set(value) - {"pe", "simd", "ram_style"}
+            extra = set(value) - {"pe", "simd", "ram_style", "weights"}
             if extra:
                 raise FoldingError(f"layer '{layer.name}': unknown folding key(s) {', '.join(sorted(extra))}")
             pe = value.get("pe", auto[layer.name][0])
             simd = value.get("simd", pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
             ram_style = value.get("ram_style", "auto")
+            weights = value.get("weights", "rom")
         else:
             try:
                 pe, simd = value
@@ -297,8 +333,13 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
                                    f"{{'pe': .., 'simd': ..}}, not {value!r}") from None
         _check_folding(layer, in_spec, pe, simd)
         _check_ram_style(layer, in_spec, ram_style)
+        if weights not in ("rom", "ddr"):
+            raise FoldingError(f"layer '{layer.name}': weights must be 'rom' or 'ddr', not {weights!r}")
+        if weights == "ddr" and isinstance(layer, ir.MaxPool):
+            raise FoldingError(f"layer '{layer.name}': a max-pool stage has no weights to stream")
         stages.append(Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold,
-                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style))
+                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style,
+                            weights=weights))
     return stages
 
 
@@ -319,7 +360,7 @@ def weight_bram_budget(bram18: int) -> int:
 def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
     """``(memories, width, depth)`` of an engine's weight ROMs (one per PE; the sparse
     engine's entry ROMs), or None for a stage without them (max-pool)."""
-    if stage.compute is None:
+    if stage.compute is None or stage.streamed:
         return None
     return stage.compute.entry_memory if stage.engine == "sparse" else stage.compute.weight_memory
 
@@ -467,8 +508,42 @@ class NetworkSpec:
     def folding(self) -> dict[str, dict]:
         """Per stage ``{"pe", "simd"}`` (and ``"ram_style"`` where it is not ``"auto"``)."""
         return {s.name: {"pe": s.pe, "simd": s.simd,
-                         **({"ram_style": s.ram_style} if s.ram_style != "auto" else {})}
+                         **({"ram_style": s.ram_style} if s.ram_style != "auto" else {}),
+                         **({"weights": s.weights} if s.streamed else {})}
                 for s in self.stages}
+
+    @cached_property
+    def streamed(self) -> list[Stage]:
+        """The stages whose weights stream from DDR, in pipeline order (AXI port
+        ``w{k}`` of the network serves the ``k``-th)."""
+        return [s for s in self.stages if s.streamed]
+
+    @cached_property
+    def weight_offsets(self) -> list[int]:
+        """Byte offset of each streamed stage's image in the weight buffer (4 KiB aligned)."""
+        ends = [0]
+        for s in self.streamed:
+            ends.append(ends[-1] + -(-s.weight_stream.image_bytes // AXI_BOUNDARY) * AXI_BOUNDARY)
+        return ends[:-1]
+
+    @property
+    def weight_buffer_bytes(self) -> int:
+        """Size of :meth:`weight_image`."""
+        if not self.streamed:
+            return 0
+        return self.weight_offsets[-1] + -(-self.streamed[-1].weight_stream.image_bytes
+                                           // AXI_BOUNDARY) * AXI_BOUNDARY
+
+    def weight_image(self) -> bytes:
+        """The DDR weight buffer the driver places (contiguous, 4 KiB aligned): every
+        streamed stage's :func:`hdl.engines.weightstream.weight_image` at its offset."""
+        from hdl.engines.weightstream import weight_image
+        offsets = self.weight_offsets
+        out = bytearray(self.weight_buffer_bytes)
+        for s, at in zip(self.streamed, offsets):
+            img = weight_image(s.compute.weight_beats(), s.weight_stream)
+            out[at:at + len(img)] = img
+        return bytes(out)
 
 
 class Network(Described):
@@ -496,6 +571,11 @@ class Network(Described):
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
     left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
+
+    Stages with ``weights="ddr"`` add, for the ``k``-th of them, an AXI4 read master
+    ``w{k}`` (``Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, ddr_width))``), and the network
+    the inputs ``weight_base`` (byte address of :meth:`NetworkSpec.weight_image` in DDR,
+    4 KiB aligned) and ``weight_enable`` (fetching runs while high).
     """
 
     Spec = NetworkSpec
@@ -506,8 +586,16 @@ class Network(Described):
         self.engines = [build_engine(s) for s in spec.stages]
         out_layout = _payload(self.engines[-1], "o")
         self.score_shape = out_layout.elem_shape
-        wiring.Component.__init__(self, {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
-                                         "o": Out(stream.Signature(out_layout))})
+        ports = {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
+                 "o": Out(stream.Signature(out_layout))}
+        #: The weight streamers, one per streamed stage.
+        self.streamers = [WeightStream(spec=s.weight_stream) for s in spec.streamed]
+        if self.streamers:
+            ports["weight_base"] = In(WEIGHT_ADDR_WIDTH)
+            ports["weight_enable"] = In(1)
+            for k, s in enumerate(spec.streamed):
+                ports[f"w{k}"] = Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, s.ddr_width))
+        wiring.Component.__init__(self, ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -530,4 +618,12 @@ class Network(Described):
             wiring.connect(m, upstream, engine.i)
             upstream = engine.o
         wiring.connect(m, upstream, wiring.flipped(self.o))
+        for k, (stage, ws, offset) in enumerate(zip(self.spec.streamed, self.streamers,
+                                                     self.spec.weight_offsets)):
+            m.submodules[f"{stage.name}_weights"] = ws
+            engine = self.engines[self.stages.index(stage)]
+            compute = engine.compute if isinstance(engine, ConvEngine) else engine
+            wiring.connect(m, ws.o, compute.w)
+            wiring.connect(m, ws.axi, wiring.flipped(getattr(self, f"w{k}")))
+            m.d.comb += [ws.base.eq(self.weight_base + offset), ws.enable.eq(self.weight_enable)]
         return m
