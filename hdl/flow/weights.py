@@ -113,12 +113,15 @@ def place_weights(stages: list[Stage], board, *, clock_mhz: float | None = None,
         budget_bytes = int(ONCHIP_WEIGHT_SHARE * board.onchip_weight_bytes())
     width = board.hp_data_width
     stages = [replace(s, ddr_width=width) if s.streamed else s for s in stages]
+    candidates = {}
     while sum(onchip_bytes(s) for s in stages) > budget_bytes:
         best = None
         for k, s in enumerate(stages):
             if s.compute is None or s.streamed:
                 continue
-            cand = replace(s, weights="ddr", ddr_width=width)
+            if k not in candidates:
+                candidates[k] = replace(s, weights="ddr", ddr_width=width)
+            cand = candidates[k]
             score = onchip_bytes(s) / max(1, ddr_bytes_per_frame(cand))
             if best is None or score > best[0]:
                 best = (score, k, cand)

@@ -50,6 +50,8 @@ class AXI4LiteRegisters(wiring.Component):
         One-cycle pulses: FRAMES_DONE counts, the STATUS error flags are set.
     soft_reset : Out(1)
         One-cycle pulse when CONTROL bit 0 is written with 1.
+    weight_base : Out(64), weight_enable : Out(1)
+        WEIGHT_BASE_HI/LO as written; enable rises with the first WEIGHT_BASE_LO write.
 
     Timing
     ------
@@ -67,6 +69,7 @@ class AXI4LiteRegisters(wiring.Component):
             "bus": In(AXI4LiteSignature(ADDR_WIDTH, WORD)),
             "busy": In(1), "frame_done": In(1), "err_short": In(1), "err_long": In(1),
             "soft_reset": Out(1),
+            "weight_base": Out(64), "weight_enable": Out(1),
         })
 
     def elaborate(self, platform):
@@ -121,6 +124,12 @@ class AXI4LiteRegisters(wiring.Component):
             self.soft_reset.eq(write_control & w_data[0]),
             clear.eq(write_control & w_data[1]),
         ]
+        # WEIGHT_BASE_HI/LO: the weight buffer's address; a LO write enables the streamers.
+        for name, lo in (("WEIGHT_BASE_LO", 0), ("WEIGHT_BASE_HI", 32)):
+            with m.If(do_write & (aw_addr[2:] == REGISTERS[name] >> 2)):
+                m.d.sync += self.weight_base[lo:lo + 32].eq(w_data)
+                if not lo:
+                    m.d.sync += self.weight_enable.eq(1)
 
         # Read channel: one case per readable register of the table.
         live = {"frames_done": frames, "cycles": cycles,

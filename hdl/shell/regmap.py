@@ -61,6 +61,13 @@ REGISTER_MAP: tuple[Register, ...] = (
     Register("IN_FORMAT", 0x20, "R", "in_format",
              "bits 7:0 input code bits; 15:8 bytes per code slot; 23:16 input TDATA bytes; "
              "31:24 output TDATA bytes"),
+    # Weights from DDR (helper ddr, issue 18): present on every top, used by cores with
+    # streamed stages (hdl.flow.network, weights="ddr").
+    Register("WEIGHT_BASE_LO", 0x40, "W", None,
+             "bits 31:0 of the DDR byte address of the weight buffer (4 KiB aligned, bits "
+             "11:0 ignored); writing it starts the weight streamers"),
+    Register("WEIGHT_BASE_HI", 0x44, "W", None,
+             "bits 63:32 of that address (write before WEIGHT_BASE_LO)"),
 )
 
 #: Register byte offsets by name.
