@@ -361,7 +361,8 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
         project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
-                                sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v})
+                                sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v},
+                                weight_ports=len(top.weight_ports))
         (out / "folding.json").write_text(json.dumps(spec.folding, indent=2) + "\n")
 
         report = None

@@ -356,3 +356,46 @@ def test_run_vivado_runs_build_script(tmp_path, sources, monkeypatch):
     assert result.ran and result.ok and result.returncode == 0
     assert "-mode batch" in (out / "args.txt").read_text()
     assert "-source build.tcl" in (out / "args.txt").read_text()
+
+
+class _WeightCore(_Core):
+    """A core with one weight read master (as a network with a streamed stage)."""
+
+    def __init__(self):
+        from hdl.engines.weightstream import AxiReadSignature
+        wiring.Component.__init__(self, {
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(8), 1))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(16), 1))),
+            "weight_base": In(40), "weight_enable": In(1), "w0": Out(AxiReadSignature(40, 128))})
+
+
+@pytest.mark.parametrize("name", ["zcu104", "pynq-z2"])
+def test_block_design_weight_port(tmp_path, name):
+    """The accelerator's weight master reaches the second HP port through a SmartConnect,
+    on the one clock and reset."""
+    board = boards.get(name)
+    srcs = axi.build_sources(_WeightCore(), frame_elements=4, classes=4, name="qnn_accel")
+    out = tmp_path / "vivado"
+    proj = vivado.write_project(out, board=board, top="qnn_accel", sources=srcs, weight_ports=1)
+    (tmp_path / "standin.tcl").write_text(STANDIN)
+    driver = tmp_path / "driver.tcl"
+    driver.write_text(f"source {tmp_path / 'standin.tcl'}\nsource {proj.build_tcl}\n")
+    log = tmp_path / "standin.log"
+    env = {"STANDIN_LOG": str(log), "STANDIN_RUNS": str(tmp_path / "runs"),
+           "STANDIN_BOARD_FILES": "0", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([*TCL, str(driver)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [line.split("\t") for line in log.read_text().splitlines()]
+    intf = {frozenset(r[1:]) for r in records if r[0] == "INTF"}
+    hp1 = "ps/S_AXI_HP1" if board.ps == "ps7" else "ps/S_AXI_HP1_FPD"
+    assert frozenset({f"{vivado.ACCEL_CELL}/m_axi_w0", "weight_ic/S00_AXI"}) in intf
+    assert frozenset({"weight_ic/M00_AXI", hp1}) in intf
+    nets = [set(r[1:]) for r in records if r[0] == "NET"]
+    clk = next(n for n in nets if "weight_ic/aclk" in n)
+    assert ("ps/FCLK_CLK0" if board.ps == "ps7" else "ps/pl_clk0") in clk
+    assert ("ps/S_AXI_HP1_ACLK" if board.ps == "ps7" else "ps/saxihp1_fpd_aclk") in clk
+    assert "weight_ic/aresetn" in next(n for n in nets if "rst/peripheral_aresetn" in n)
+    pins = [p for n in nets for p in n]
+    assert len(pins) == len(set(pins))
+    accel_intfs, _ = wrapper_interfaces(srcs["qnn_accel.v"])
+    assert accel_intfs == {"s_axi", "s_axis", "m_axis", "m_axi_w0"}
