@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +53,10 @@ from sim.random_model import ALEXNET_DENSITIES, alexnet
 SEED_FPS = 9.73
 SEED_MODEL_BYTES = 8.7e6
 BASE = 0x8_0000_0000
+
+
+def _log(text: str):
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def _lower_bound(layer, in_spec, pe, simd, dense):
@@ -86,16 +91,20 @@ def fold(model, target: int, streamed=frozenset(), stream_width: int = 128) -> d
         simds = _divisors(c) if isinstance(layer, ir.Conv) else _divisors(in_spec.size)
         options = sorted(((p, s) for p in _divisors(rows) for s in simds),
                          key=lambda ps: (ps[0] * ps[1], -ps[1] if dense else ps[1]))
-        choice = None
+        choice, need = None, 0.0
         for p, s in options:
-            if _lower_bound(layer, in_spec, p, s, dense) > target:
+            if _lower_bound(layer, in_spec, p, s, dense) > target or p * s < need:
                 continue
             if layer.name in streamed:
                 choice = (p, s)          # dense: the bound is the cycle model
                 break
-            if stage_cycles(layer, in_spec, p, s) <= target:
+            t0 = time.time()
+            cycles = stage_cycles(layer, in_spec, p, s)
+            _log(f"{layer.name}: pe {p} simd {s}: {cycles} cycles ({time.time() - t0:.0f} s)")
+            if cycles <= target:
                 choice = (p, s)
                 break
+            need = p * s * cycles / target      # skip foldings that cannot be enough
         if choice is None:
             choice = max(options, key=lambda ps: ps[0] * ps[1])
         folding[layer.name] = choice
@@ -168,14 +177,20 @@ def measure_slice(stage, rows: int, *, board, vectors: int = 2, seed: int = 0) -
 def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
     t0 = time.time()
     model = alexnet(seed=0)
+    _log("model built")
     mhz = board.default_clock_mhz
     target = int(mhz * 1e6 / fps_target)
-    stages = plan(model, fold(model, target))
+    folding = fold(model, target)
+    stages = plan(model, folding)
     wp = place_weights(stages, board)
     streamed = {s.name for s in wp.stages if s.streamed}
+    _log(f"first placement: streamed {sorted(streamed)}")
     if streamed:                                      # refold the streamed stages as dense
-        stages = plan(model, fold(model, target, streamed, board.hp_data_width))
+        dense = fold(model, target, streamed, board.hp_data_width)
+        folding = {k: dense[k] if k in streamed else v for k, v in folding.items()}
+        stages = plan(model, folding)
         wp = place_weights(stages, board)
+    _log(f"placement: streamed {[s.name for s in wp.stages if s.streamed]}")
     layers = {}
     for s in wp.stages:
         if s.compute is None:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -60,7 +60,9 @@ class Stage:
     places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
     engine's entry ROMs). ``weights="ddr"`` streams a dense engine's weights from DDR
     (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words) instead:
-    the layer runs on the MVTU (or shift MAC) even if its weights are CSC.
+    the layer runs on the MVTU (or shift MAC) even if its weights are CSC. ``ddr_ports``
+    (dividing ``pe``) splits the weight beat by PE groups over that many streamers, each
+    with its own AXI master, for stages that need more than one port's bandwidth.
     """
     name: str
     op: str
@@ -73,6 +75,7 @@ class Stage:
     ram_style: str = "auto"
     weights: str = "rom"
     ddr_width: int = 128
+    ddr_ports: int = 1
 
     @property
     def streamed(self) -> bool:
@@ -104,13 +107,28 @@ class Stage:
         return cycles
 
     @cached_property
-    def weight_stream(self) -> WeightStreamSpec | None:
-        """The weight streamer's description of a streamed stage, else None."""
+    def weight_streams(self) -> list[WeightStreamSpec]:
+        """The weight streamers' descriptions of a streamed stage (one per DDR port, each
+        carrying ``pe / ddr_ports`` PEs' words), else empty."""
         if not self.streamed:
-            return None
+            return []
         spec = self.compute
-        return WeightStreamSpec(spec.weight_beat_layout, spec.neuron_folds * spec.synapse_folds,
-                                data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width))
+        part = spec.pe // self.ddr_ports * spec.simd * spec.weight_bits
+        return [WeightStreamSpec(unsigned(part), spec.neuron_folds * spec.synapse_folds,
+                                 data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width))
+                for _ in range(self.ddr_ports)]
+
+    @property
+    def weight_stream(self) -> WeightStreamSpec | None:
+        """The first (or only) weight streamer's description, else None."""
+        return self.weight_streams[0] if self.streamed else None
+
+    def weight_parts(self) -> list[list[int]]:
+        """Per DDR port, the beats it streams (its PEs' bits of ``weight_beats()``)."""
+        part = self.weight_stream.beat_bits
+        mask = (1 << part) - 1
+        beats = self.compute.weight_beats()
+        return [[(b >> (j * part)) & mask for b in beats] for j in range(self.ddr_ports)]
 
     @cached_property
     def compute(self):
@@ -312,19 +330,24 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     if unknown:
         raise FoldingError(f"folding names unknown stage(s) {', '.join(unknown)}; "
                            f"stages are {', '.join(layer.name for layer, *_ in groups)}")
-    auto = choose_folding(model, target_cycles or 1 << 62)
+    full = all(isinstance(v, (tuple, list)) or (isinstance(v, dict) and {"pe", "simd"} <= set(v))
+               for v in folding.values()) and len(folding) == len(groups)
+    # (every stage folded explicitly: no search, which costs a sparse schedule per option)
+    auto = None if full else choose_folding(model, target_cycles or 1 << 62)
     stages = []
     for layer, threshold, in_spec, out_spec in groups:
-        value = folding.get(layer.name, auto[layer.name])
-        ram_style, weights = "auto", "rom"
+        value = folding.get(layer.name) if full else folding.get(layer.name, auto[layer.name])
+        ram_style, weights, ddr_ports = "auto", "rom", 1
         if isinstance(value, dict):
-            extra = set(value) - {"pe", "simd", "ram_style", "weights"}
+            extra = set(value) - {"pe", "simd", "ram_style", "weights", "ddr_ports"}
             if extra:
                 raise FoldingError(f"layer '{layer.name}': unknown folding key(s) {', '.join(sorted(extra))}")
-            pe = value.get("pe", auto[layer.name][0])
-            simd = value.get("simd", pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
+            pe = value["pe"] if "pe" in value else auto[layer.name][0]
+            simd = value["simd"] if "simd" in value else (
+                pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
             ram_style = value.get("ram_style", "auto")
             weights = value.get("weights", "rom")
+            ddr_ports = value.get("ddr_ports", 1)
         else:
             try:
                 pe, simd = value
@@ -337,9 +360,13 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
             raise FoldingError(f"layer '{layer.name}': weights must be 'rom' or 'ddr', not {weights!r}")
         if weights == "ddr" and isinstance(layer, ir.MaxPool):
             raise FoldingError(f"layer '{layer.name}': a max-pool stage has no weights to stream")
+        if not isinstance(ddr_ports, int) or isinstance(ddr_ports, bool) or ddr_ports < 1 or pe % ddr_ports \
+                or (ddr_ports > 1 and weights != "ddr"):
+            raise FoldingError(f"layer '{layer.name}': ddr_ports must divide PE {pe} on a stage "
+                               f"with weights 'ddr', not {ddr_ports!r}")
         stages.append(Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold,
                             in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style,
-                            weights=weights))
+                            weights=weights, ddr_ports=ddr_ports))
     return stages
 
 
@@ -509,39 +536,47 @@ class NetworkSpec:
         """Per stage ``{"pe", "simd"}`` (and ``"ram_style"`` where it is not ``"auto"``)."""
         return {s.name: {"pe": s.pe, "simd": s.simd,
                          **({"ram_style": s.ram_style} if s.ram_style != "auto" else {}),
-                         **({"weights": s.weights} if s.streamed else {})}
+                         **({"weights": s.weights} if s.streamed else {}),
+                         **({"ddr_ports": s.ddr_ports} if s.ddr_ports > 1 else {})}
                 for s in self.stages}
 
     @cached_property
     def streamed(self) -> list[Stage]:
-        """The stages whose weights stream from DDR, in pipeline order (AXI port
-        ``w{k}`` of the network serves the ``k``-th)."""
+        """The stages whose weights stream from DDR, in pipeline order."""
         return [s for s in self.stages if s.streamed]
 
     @cached_property
+    def streamers(self) -> list[tuple[Stage, int, WeightStreamSpec]]:
+        """``(stage, port of the stage, description)`` per weight streamer, in order; AXI
+        master ``w{k}`` of the network serves the ``k``-th."""
+        return [(s, j, ws) for s in self.streamed for j, ws in enumerate(s.weight_streams)]
+
+    @cached_property
     def weight_offsets(self) -> list[int]:
-        """Byte offset of each streamed stage's image in the weight buffer (4 KiB aligned)."""
+        """Byte offset of each streamer's image in the weight buffer (4 KiB aligned)."""
         ends = [0]
-        for s in self.streamed:
-            ends.append(ends[-1] + -(-s.weight_stream.image_bytes // AXI_BOUNDARY) * AXI_BOUNDARY)
+        for _, _, ws in self.streamers:
+            ends.append(ends[-1] + -(-ws.image_bytes // AXI_BOUNDARY) * AXI_BOUNDARY)
         return ends[:-1]
 
     @property
     def weight_buffer_bytes(self) -> int:
         """Size of :meth:`weight_image`."""
-        if not self.streamed:
+        if not self.streamers:
             return 0
-        return self.weight_offsets[-1] + -(-self.streamed[-1].weight_stream.image_bytes
+        return self.weight_offsets[-1] + -(-self.streamers[-1][2].image_bytes
                                            // AXI_BOUNDARY) * AXI_BOUNDARY
 
     def weight_image(self) -> bytes:
         """The DDR weight buffer the driver places (contiguous, 4 KiB aligned): every
-        streamed stage's :func:`hdl.engines.weightstream.weight_image` at its offset."""
+        streamer's :func:`hdl.engines.weightstream.weight_image` at its offset."""
         from hdl.engines.weightstream import weight_image
-        offsets = self.weight_offsets
         out = bytearray(self.weight_buffer_bytes)
-        for s, at in zip(self.streamed, offsets):
-            img = weight_image(s.compute.weight_beats(), s.weight_stream)
+        parts = {}
+        for (s, j, ws), at in zip(self.streamers, self.weight_offsets):
+            if s.name not in parts:
+                parts[s.name] = s.weight_parts()
+            img = weight_image(parts[s.name][j], ws)
             out[at:at + len(img)] = img
         return bytes(out)
 
@@ -588,12 +623,12 @@ class Network(Described):
         self.score_shape = out_layout.elem_shape
         ports = {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
                  "o": Out(stream.Signature(out_layout))}
-        #: The weight streamers, one per streamed stage.
-        self.streamers = [WeightStream(spec=s.weight_stream) for s in spec.streamed]
+        #: The weight streamers (``NetworkSpec.streamers``).
+        self.streamers = [WeightStream(spec=ws) for _, _, ws in spec.streamers]
         if self.streamers:
             ports["weight_base"] = In(WEIGHT_ADDR_WIDTH)
             ports["weight_enable"] = In(1)
-            for k, s in enumerate(spec.streamed):
+            for k, (s, _, _) in enumerate(spec.streamers):
                 ports[f"w{k}"] = Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, s.ddr_width))
         wiring.Component.__init__(self, ports)
 
@@ -618,12 +653,21 @@ class Network(Described):
             wiring.connect(m, upstream, engine.i)
             upstream = engine.o
         wiring.connect(m, upstream, wiring.flipped(self.o))
-        for k, (stage, ws, offset) in enumerate(zip(self.spec.streamed, self.streamers,
-                                                     self.spec.weight_offsets)):
-            m.submodules[f"{stage.name}_weights"] = ws
-            engine = self.engines[self.stages.index(stage)]
-            compute = engine.compute if isinstance(engine, ConvEngine) else engine
-            wiring.connect(m, ws.o, compute.w)
+        joined = {}
+        for k, ((stage, j, _), ws, offset) in enumerate(zip(self.spec.streamers, self.streamers,
+                                                            self.spec.weight_offsets)):
+            m.submodules[f"{stage.name}_weights{j}"] = ws
+            joined.setdefault(stage.name, (stage, []))[1].append(ws)
             wiring.connect(m, ws.axi, wiring.flipped(getattr(self, f"w{k}")))
             m.d.comb += [ws.base.eq(self.weight_base + offset), ws.enable.eq(self.weight_enable)]
+        for stage, streams in joined.values():
+            # One beat from every port's streamer makes the stage's weight beat.
+            engine = self.engines[self.stages.index(stage)]
+            compute = engine.compute if isinstance(engine, ConvEngine) else engine
+            all_valid = Signal(name=f"{stage.name}_weights_valid")
+            m.d.comb += [all_valid.eq(Cat(ws.o.valid for ws in streams).all()),
+                         compute.w.valid.eq(all_valid),
+                         compute.w.payload.eq(Cat(ws.o.payload for ws in streams))]
+            for ws in streams:
+                m.d.comb += ws.o.ready.eq(compute.w.ready & all_valid)
         return m

@@ -6,7 +6,8 @@ most on-chip bytes per DDR byte it adds to a frame (a fully connected layer read
 weights once per frame; a convolution once per output pixel, so it streams last). The
 returned :class:`WeightPlan` reports, per stage and in total, the bytes on chip, the
 bytes read from DDR per frame, and the DDR bandwidth at the frame rate against the HP
-port's (:meth:`boards._base.ZynqPlatform.ddr_port_bytes_per_s`).
+ports' (:meth:`boards._base.ZynqPlatform.ddr_port_bytes_per_s` each; one port per AXI
+master, ``Stage.ddr_ports`` masters per streamed stage) and the DDR's peak.
 
 The frame rate counts the port: a frame takes at least its DDR bytes over the port's
 bytes per cycle, besides the slowest stage (:attr:`Stage.cycles_per_frame`, which holds
@@ -42,7 +43,7 @@ def ddr_bytes_per_frame(stage: Stage) -> int:
     """Bytes a streamed stage reads from DDR per frame: one pass per input vector."""
     if not stage.streamed:
         return 0
-    return stage.weight_stream.pass_bytes * stage.vectors_per_frame
+    return sum(ws.pass_bytes for ws in stage.weight_streams) * stage.vectors_per_frame
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,23 @@ class WeightPlan:
     clock_mhz: float
     port_bytes_per_s: float
     budget_bytes: int
+    ddr_peak_bytes_per_s: float = float("inf")
+
+    @property
+    def masters(self) -> int:
+        """AXI read masters, each on its own HP port (``Stage.ddr_ports`` per stage)."""
+        return sum(s.ddr_ports for s in self.stages if s.streamed)
+
+    @property
+    def available_bytes_per_s(self) -> float:
+        """What the masters' HP ports can read together, at most the DDR's peak."""
+        return min(max(1, self.masters) * self.port_bytes_per_s, self.ddr_peak_bytes_per_s)
 
     @property
     def folding(self) -> dict:
         """A folding for :class:`hdl.flow.network.NetworkSpec` with the placement."""
-        return {s.name: {"pe": s.pe, "simd": s.simd, **({"weights": "ddr"} if s.streamed else {})}
+        return {s.name: {"pe": s.pe, "simd": s.simd,
+                         **({"weights": "ddr", "ddr_ports": s.ddr_ports} if s.streamed else {})}
                 for s in self.stages}
 
     @property
@@ -71,7 +84,7 @@ class WeightPlan:
     @property
     def ddr_image_bytes(self) -> int:
         """Bytes of the weight images in DDR (one pass per streamed stage)."""
-        return sum(s.weight_stream.pass_bytes for s in self.stages if s.streamed)
+        return sum(ws.pass_bytes for s in self.stages for ws in s.weight_streams)
 
     @property
     def compute_cycles(self) -> int:
@@ -83,8 +96,10 @@ class WeightPlan:
 
     @property
     def cycles_per_frame(self) -> int:
-        """The slowest stage, or the port's time for the frame's DDR bytes if longer."""
-        return max(self.compute_cycles, math.ceil(self.ddr_bytes_per_frame / self.port_bytes_per_cycle))
+        """The slowest stage (a streamed one at one word per cycle and port), or the time
+        the ports and the DDR need for the frame's DDR bytes if longer."""
+        per_cycle = self.available_bytes_per_s / (self.clock_mhz * 1e6)
+        return max(self.compute_cycles, math.ceil(self.ddr_bytes_per_frame / per_cycle))
 
     @property
     def fps(self) -> float:
@@ -129,4 +144,5 @@ def place_weights(stages: list[Stage], board, *, clock_mhz: float | None = None,
             raise ValueError(f"weights exceed the on-chip budget of {budget_bytes} bytes even "
                              f"with every stage streamed")
         stages[best[1]] = best[2]
-    return WeightPlan(stages, mhz, board.ddr_port_bytes_per_s(mhz), budget_bytes)
+    return WeightPlan(stages, mhz, board.ddr_port_bytes_per_s(mhz), budget_bytes,
+                      float(board.ddr_peak_bytes_per_s))

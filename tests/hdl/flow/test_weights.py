@@ -35,7 +35,7 @@ def simulate(net, codes, *, seed, gap=0.3, stall=0.3, ddr_stall=0.3, latency=30,
     got, ends = [], []
     ddrs = [DdrModel(image, base=BASE, data_width=s.ddr_width, latency=latency,
                      bytes_per_cycle=bytes_per_cycle, stall=ddr_stall, seed=seed + 10 * k)
-            for k, s in enumerate(net.spec.streamed)]
+            for k, (s, _, _) in enumerate(net.spec.streamers)]
 
     async def source(ctx):
         ctx.set(net.weight_base, BASE)
@@ -81,20 +81,23 @@ def codes_for(model, n, seed):
     return np.random.default_rng(seed).integers(0, 1 << model.input.bits, size=(n, *model.input.shape))
 
 
-@pytest.mark.parametrize("streamed", [("fc1",), ("fc1", "fc2"), ("conv0", "fc2")])
+@pytest.mark.parametrize("streamed", [("fc1",), ("fc1:2", "fc2"), ("conv0:2", "fc2")])
 def test_streamed_network_bit_exact(streamed):
+    """``name:n``: the stage's weights over ``n`` DDR ports (streamers joined per beat)."""
     model = small_model()
     folding = {"conv0": {"pe": 2, "simd": 2}, "pool0": (2, 2), "fc1": {"pe": 2, "simd": 6},
                "fc2": {"pe": 2, "simd": 4}}
-    for name in streamed:
-        folding[name]["weights"] = "ddr"
+    for item in streamed:
+        name, _, ports = item.partition(":")
+        folding[name].update(weights="ddr", ddr_ports=int(ports or 1))
     net = Network(model, folding)
-    assert [s.name for s in net.spec.streamed] == list(streamed)
+    assert [s.name for s in net.spec.streamed] == [i.partition(":")[0] for i in streamed]
+    assert len(net.streamers) == sum(int(i.partition(":")[2] or 1) for i in streamed)
     codes = codes_for(model, 2, 5)
     got, _, ddrs = simulate(net, codes, seed=5)
     assert np.array_equal(got, golden.run(model, codes))
-    for s, ddr in zip(net.spec.streamed, ddrs):
-        assert ddr.bytes_read >= 2 * ddr_bytes_per_frame(s)
+    for (s, _, ws), ddr in zip(net.spec.streamers, ddrs):
+        assert ddr.bytes_read >= 2 * ws.pass_bytes * s.vectors_per_frame
 
 
 def test_streamed_frame_cycles_follow_the_port():
@@ -146,6 +149,10 @@ def test_weights_folding_errors():
         plan(model, {"fc1": {"weights": "dram"}})
     with pytest.raises(FoldingError, match="a max-pool stage has no weights to stream"):
         plan(model, {"pool0": {"weights": "ddr"}})
+    with pytest.raises(FoldingError, match="ddr_ports must divide PE 2 on a stage with weights 'ddr', not 3"):
+        plan(model, {"fc1": {"pe": 2, "weights": "ddr", "ddr_ports": 3}})
+    with pytest.raises(FoldingError, match="ddr_ports must divide PE 2"):
+        plan(model, {"fc1": {"pe": 2, "ddr_ports": 2}})
     spec = NetworkSpec(model, {"fc1": {"weights": "ddr"}})
     assert spec.folding["fc1"]["weights"] == "ddr" and spec.weight_offsets == [0]
     assert len(spec.weight_image()) == spec.weight_buffer_bytes == 4096
