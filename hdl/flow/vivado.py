@@ -100,42 +100,54 @@ def _ps_properties(board, clock_mhz: float) -> dict:
     }
 
 
-#: The HP port the weight streamers read DDR through (the DMA has HP0), by PS kind.
-_WEIGHT_HP = {"ps7": dict(slave="S_AXI_HP1", slave_clk="S_AXI_HP1_ACLK",
-                          props={"PCW_USE_S_AXI_HP1": 1, "PCW_S_AXI_HP1_DATA_WIDTH": 64}),
-              "ps8": dict(slave="S_AXI_HP1_FPD", slave_clk="saxihp1_fpd_aclk",
-                          props={"PSU__USE__S_AXI_GP3": 1, "PSU__SAXIGP3__DATA_WIDTH": 128})}
+#: The PS slave ports the weight masters read DDR through, one each (the DMA has HP0):
+#: (interface, clock pin, properties), by PS kind.
+_WEIGHT_HP = {
+    "ps7": [(f"S_AXI_HP{n}", f"S_AXI_HP{n}_ACLK",
+             {f"PCW_USE_S_AXI_HP{n}": 1, f"PCW_S_AXI_HP{n}_DATA_WIDTH": 64}) for n in (1, 2, 3)],
+    "ps8": [(f"S_AXI_{name}_FPD", f"saxi{name.lower()}_fpd_aclk",
+             {f"PSU__USE__S_AXI_GP{gp}": 1, f"PSU__SAXIGP{gp}__DATA_WIDTH": 128})
+            for name, gp in (("HP1", 3), ("HP2", 4), ("HP3", 5), ("HPC0", 0), ("HPC1", 1))],
+}
+
+
+def max_weight_ports(board) -> int:
+    """How many weight masters the board's PS can take, one slave port each."""
+    return len(_WEIGHT_HP[board.ps])
 
 
 def _weight_port_tcl(board, weight_ports: int) -> list[str]:
-    """The weight masters ``m_axi_w{k}`` of the accelerator through a SmartConnect to
-    the second HP port (clocked and reset with the rest; addressed by ``assign_bd_address``)."""
+    """Weight master ``m_axi_w{k}`` of the accelerator -> SmartConnect ``weight_ic{k}``
+    -> its own PS slave port (clocked and reset with the rest; addressed by
+    ``assign_bd_address``)."""
     if not weight_ports:
         return []
-    hp = _WEIGHT_HP[board.ps]
-    lines = ["", "# Weights from DDR: the accelerator's read masters -> SmartConnect -> HP1",
-             f"set_property -dict {_tcl_dict(hp['props'])} $ps",
-             "set weight_ic [create_bd_cell -type ip -vlnv [ip_vlnv smartconnect] weight_ic]",
-             f"set_property -dict [list CONFIG.NUM_SI {{{weight_ports}}} CONFIG.NUM_MI {{1}}] $weight_ic"]
-    for k in range(weight_ports):
-        lines.append(f"connect_bd_intf_net [get_bd_intf_pins {ACCEL_CELL}/m_axi_w{k}] "
-                     f"[get_bd_intf_pins weight_ic/S{k:02d}_AXI]")
-    lines.append(f"connect_bd_intf_net [get_bd_intf_pins weight_ic/M00_AXI] "
-                 f"[get_bd_intf_pins ps/{hp['slave']}]")
+    if weight_ports > max_weight_ports(board):
+        raise ValueError(f"weight_ports must be at most {max_weight_ports(board)} on "
+                         f"{board.name}, not {weight_ports}")
+    lines = ["", "# Weights from DDR: each read master -> SmartConnect -> its own HP port"]
+    for k, (slave, _, props) in enumerate(_WEIGHT_HP[board.ps][:weight_ports]):
+        lines += [f"set_property -dict {_tcl_dict(props)} $ps",
+                  f"set weight_ic{k} [create_bd_cell -type ip -vlnv [ip_vlnv smartconnect] weight_ic{k}]",
+                  f"set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $weight_ic{k}",
+                  f"connect_bd_intf_net [get_bd_intf_pins {ACCEL_CELL}/m_axi_w{k}] "
+                  f"[get_bd_intf_pins weight_ic{k}/S00_AXI]",
+                  f"connect_bd_intf_net [get_bd_intf_pins weight_ic{k}/M00_AXI] "
+                  f"[get_bd_intf_pins ps/{slave}]"]
     return lines
 
 
 def _weight_clock_pins(board, weight_ports: int) -> str:
     """The weight path's clock pins, on the fabric clock's net."""
-    if not weight_ports:
-        return ""
-    return f" [get_bd_pins ps/{_WEIGHT_HP[board.ps]['slave_clk']}] [get_bd_pins weight_ic/aclk]"
+    return "".join(f" [get_bd_pins ps/{clk}] [get_bd_pins weight_ic{k}/aclk]"
+                   for k, (_, clk, _) in enumerate(_WEIGHT_HP[board.ps][:weight_ports]))
 
 
 def block_design_tcl(board, *, top: str, clock_mhz: float, in_width: int = 32,
                      out_width: int = 32, weight_ports: int = 0) -> str:
     """Tcl that builds the block design in the current project (see module docstring);
-    ``weight_ports`` AXI4 read masters ``m_axi_w{k}`` of the accelerator go to HP1."""
+    the accelerator's ``weight_ports`` AXI4 read masters ``m_axi_w{k}`` each get a PS
+    slave port (HP1, HP2, HP3, then HPC0, HPC1 on Zynq UltraScale+)."""
     ps = _PS[board.ps]
     addr = ADDRESSES[board.ps]
     ps_props = _ps_properties(board, clock_mhz)
@@ -231,7 +243,7 @@ def block_design_tcl(board, *, top: str, clock_mhz: float, in_width: int = 32,
         "connect_bd_net [get_bd_pins rst/peripheral_aresetn] [get_bd_pins dma/axi_resetn] "
         f"[get_bd_pins ctrl_ic/aresetn] [get_bd_pins mem_ic/aresetn] "
         f"[get_bd_pins {ACCEL_CELL}/aresetn]"
-        + (" [get_bd_pins weight_ic/aresetn]" if weight_ports else ""),
+        + "".join(f" [get_bd_pins weight_ic{k}/aresetn]" for k in range(weight_ports)),
         "# DMA interrupts",
         "connect_bd_net [get_bd_pins dma/mm2s_introut] [get_bd_pins irq/In0]",
         "connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq/In1]",
