@@ -35,16 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Module
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from bench import command
 from boards.zcu104 import ZCU104Platform
 from hdl import ir
-from hdl.engines.mvtu import MVTU, MVTUSpec
-from hdl.engines.weightstream import WeightStream, WeightStreamSpec, weight_image
-from hdl.flow.network import _divisors, plan, stage_cycles
+from hdl.engines import shiftadd
+from hdl.flow.network import Network, _divisors, plan, stage_cycles
 from hdl.flow.weights import ddr_bytes_per_frame, onchip_bytes, place_weights
 from sim import amsim, golden
 from sim.ddr import DdrModel, port_timing
@@ -84,10 +81,14 @@ def fold(model, target: int, streamed=frozenset(), stream_width: int = 128) -> d
             lanes = math.gcd(prev, c)
             while stage_cycles(layer, in_spec, lanes, lanes) > target:
                 lanes = min(d for d in _divisors(c) if d > lanes)
-            folding[layer.name] = (lanes, lanes)
+            folding[layer.name] = (lanes, lanes, 1)
             continue
         dense = layer.name in streamed or not layer.weights.sparse
         rows = layer.weights.shape[0]
+        if layer.name in streamed:
+            folding[layer.name] = _stream_fold(layer, in_spec, target, stream_width)
+            prev = folding[layer.name][0]
+            continue
         simds = _divisors(c) if isinstance(layer, ir.Conv) else _divisors(in_spec.size)
         options = sorted(((p, s) for p in _divisors(rows) for s in simds),
                          key=lambda ps: (ps[0] * ps[1], -ps[1] if dense else ps[1]))
@@ -107,68 +108,102 @@ def fold(model, target: int, streamed=frozenset(), stream_width: int = 128) -> d
             need = p * s * cycles / target      # skip foldings that cannot be enough
         if choice is None:
             choice = max(options, key=lambda ps: ps[0] * ps[1])
-        folding[layer.name] = choice
+        folding[layer.name] = (*choice, 1)
         prev = choice[0]
-    return {name: {"pe": p, "simd": s, **({"weights": "ddr"} if name in streamed else {})}
-            for name, (p, s) in folding.items()}
+    return {name: {"pe": f[0], "simd": f[1], **({"weights": "ddr", "ddr_ports": f[2]} if name in streamed else {})}
+            for name, f in folding.items()}
 
 
-def measure_slice(stage, rows: int, *, board, vectors: int = 2, seed: int = 0) -> dict:
-    """Simulate ``rows`` output rows (full input width) of a streamed stage with its
-    folding, the WeightStream and the DDR model at the board's port timing; cycles per
-    vector in steady state, checked bit-exact, and extrapolated to all rows."""
+def weight_bits(layer) -> int:
+    """Stored bits per weight on the dense engine (as ``MVTUSpec.weight_bits``)."""
+    w = layer.weights
+    if w.kind != "pot":
+        return w.bits
+    values = w.values if w.sparse else w.dense[w.dense != 0]
+    e = np.log2(np.abs(values)).round().astype(np.int64)
+    return 1 + shiftadd.code_fields(int(e.max() - e.min() + 1))[0]
+
+
+def _stream_fold(layer, in_spec, target: int, width: int) -> tuple[int, int, int]:
+    """``(pe, simd, ddr_ports)`` of a streamed FC stage: the fewest DDR ports, then the
+    fewest lanes, whose compute cycles and words per port and pass meet ``target``."""
+    rows, cols = layer.weights.shape
+    wb = weight_bits(layer)
+    best = None
+    for p in _divisors(rows):
+        for s in _divisors(in_spec.size):
+            beats = (rows // p) * (cols // s)
+            if beats > target:
+                continue
+            for ports in (d for d in _divisors(p) if d <= 4):
+                part = p // ports * s * wb
+                if part <= width:
+                    words = -(-beats // (width // (1 << (part - 1).bit_length())))
+                else:
+                    words = beats * -(-part // width)
+                if words <= target:
+                    key = (ports, p * s, -s)
+                    if best is None or key < best[0]:
+                        best = (key, (p, s, ports))
+                    break
+    if best is None:
+        raise ValueError(f"layer '{layer.name}': no streamed folding meets {target} cycles")
+    return best[1]
+
+
+def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) -> dict:
+    """Simulate ``rows`` output rows (full input width) of a streamed FC stage as a
+    one-stage :class:`hdl.flow.network.Network` at the stage's folding and DDR ports, each
+    port served by a :class:`sim.ddr.DdrModel` at the board's latency and bandwidth;
+    scores checked bit-exact against ``sim.golden``; cycles per vector in steady state
+    (between the last two frame ends), extrapolated to all rows."""
     layer = stage.layer
-    m_full = layer.weights.matrix()
-    sub = m_full[:rows]
-    w = ir.Weights.from_matrix(sub, layer.weights.kind, layer.weights.bits)
-    sl = ir.FC(name="slice", out_features=rows, weights=w)
-    spec = MVTUSpec.from_layer(sl, None, in_bits=stage.in_spec.bits, pe=stage.pe, simd=stage.simd,
-                               weight_source="stream")
-    ws_spec = WeightStreamSpec(spec.weight_beat_layout, spec.neuron_folds * spec.synapse_folds,
-                               data_width=stage.ddr_width, burst_len=stage.weight_stream.burst_len,
-                               outstanding=4)
-    image = weight_image(spec.weight_beats(), ws_spec)
+    cols = layer.weights.shape[1]
+    sub = layer.weights.matrix()[:rows]
+    fc = ir.FC(name="slice", out_features=rows,
+               weights=ir.Weights.from_matrix(sub, layer.weights.kind, layer.weights.bits))
+    model = ir.Model(name="slice", input=ir.InputSpec(shape=(1, 1, cols), bits=stage.in_spec.bits, scale=1.0),
+                     layers=[fc], classes=[str(k) for k in range(rows)]).validate("slice")
+    net = Network(model, {"slice": {"pe": stage.pe, "simd": stage.simd, "weights": "ddr",
+                                    "ddr_ports": stage.ddr_ports}})
+    image = net.spec.weight_image()
     latency, bpc = port_timing(board)
-    top = Module()
-    top.submodules.mvtu = mvtu = MVTU(spec=spec)
-    top.submodules.ws = ws = WeightStream(spec=ws_spec)
-    wiring.connect(top, ws.o, mvtu.w)
-    rng = np.random.default_rng(seed)
-    cols = sub.shape[1]
-    codes = rng.integers(0, 1 << stage.in_spec.bits, size=(vectors + 1, cols))
-    ddr = DdrModel(image, base=BASE, data_width=stage.ddr_width, latency=latency, bytes_per_cycle=bpc)
-    n_out = (vectors + 1) * spec.neuron_folds
-    got, cycles = [], []
+    ddrs = [DdrModel(image, base=BASE, data_width=ws.data_width, latency=latency, bytes_per_cycle=bpc)
+            for _, _, ws in net.spec.streamers]
+    codes = np.random.default_rng(seed).integers(0, 1 << stage.in_spec.bits, size=(frames, 1, 1, cols))
+    beats = codes.reshape(-1, stage.simd)
+    per_frame = rows // stage.pe
+    got, ends = [], []
 
-    async def control(ctx):
-        ctx.set(ws.base, BASE)
-        ctx.set(ws.enable, 1)
-        await amsim.feed(ctx, mvtu.i, codes.reshape(-1, stage.simd), rng=seed, gap=0)
+    async def source(ctx):
+        ctx.set(net.weight_base, BASE)
+        ctx.set(net.weight_enable, 1)
+        await amsim.feed(ctx, net.i, beats, rng=seed, gap=0)
 
     async def sink(ctx):
-        got.extend(await amsim.drain(ctx, mvtu.o, n_out, rng=seed + 1, stall=0, seed=seed,
-                                     max_cycles=20 * (vectors + 1) * (ws_spec.words + cols) + 10_000,
+        cycles = []
+        got.extend(await amsim.drain(ctx, net.o, frames * per_frame, rng=seed + 1, stall=0, seed=seed,
+                                     max_cycles=20 * frames * (net.spec.streamers[0][2].words + cols) + 10_000,
                                      cycles=cycles))
+        ends.extend(cycles[per_frame - 1::per_frame])
 
-    async def memory(ctx):
-        await ddr.run(ctx, ws.axi)
-
-    sim = Simulator(top)
+    sim = Simulator(net)
     sim.add_clock(1e-8)
-    sim.add_testbench(control)
+    sim.add_testbench(source)
     sim.add_testbench(sink)
-    sim.add_testbench(memory, background=True)
+    for k, ddr in enumerate(ddrs):
+        async def memory(ctx, ddr=ddr, port=getattr(net, f"w{k}")):
+            await ddr.run(ctx, port)
+        sim.add_testbench(memory, background=True)
     t0 = time.time()
     sim.run()
-    spec_in = ir.TensorSpec(shape=(1, 1, cols), bits=stage.in_spec.bits)
-    want = golden.layer_forward(sl, codes.reshape(len(codes), 1, 1, cols), spec_in).reshape(len(codes), -1)
-    exact = bool(np.array_equal(np.array(got).reshape(len(codes), rows), want))
-    per_vector = (cycles[-1] - cycles[spec.neuron_folds - 1]) / vectors
+    exact = bool(np.array_equal(np.array(got).reshape(frames, rows), golden.run(model, codes)))
+    per_vector = ends[-1] - ends[-2]
+    s0 = net.spec.stages[0]
     return {"stage": stage.name, "rows": rows, "of_rows": layer.weights.shape[0],
-            "pe": stage.pe, "simd": stage.simd, "bit_exact": exact,
-            "cycles_per_vector_slice": per_vector,
-            "model_cycles_slice": max(spec.cycles_per_vector, ws_spec.words),
-            "ddr_bytes_slice": ws_spec.pass_bytes,
+            "pe": stage.pe, "simd": stage.simd, "ddr_ports": stage.ddr_ports, "bit_exact": exact,
+            "cycles_per_vector_slice": per_vector, "model_cycles_slice": s0.cycles_per_frame,
+            "ddr_bytes_slice": sum(ws.pass_bytes for _, _, ws in net.spec.streamers),
             "cycles_per_frame_extrapolated": per_vector * layer.weights.shape[0] / rows,
             "ddr_latency_cycles": latency, "port_bytes_per_cycle": bpc,
             "sim_seconds": round(time.time() - t0, 1)}
@@ -201,10 +236,14 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
                           "density": round(nnz / math.prod(s.layer.weights.shape), 4),
                           "onchip_bytes": onchip_bytes(s), "ddr_bytes_per_frame": ddr_bytes_per_frame(s),
                           "cycles_per_frame_model": s.cycles_per_frame}
-    slices = [measure_slice(s, math.lcm(slice_rows, s.pe), board=board) for s in wp.stages if s.streamed]
+    slices = []
+    for s in wp.stages:
+        if s.streamed:
+            slices.append(measure_slice(s, math.lcm(slice_rows, s.pe), board=board))
+            _log(f"slice {s.name}: {slices[-1]}")
     measured = {sl["stage"]: sl["cycles_per_frame_extrapolated"] for sl in slices}
-    cycles = max([measured.get(s.name, s.cycles_per_frame) for s in wp.stages]
-                 + [math.ceil(wp.ddr_bytes_per_frame / wp.port_bytes_per_cycle)])
+    ddr_cycles = math.ceil(wp.ddr_bytes_per_frame / (wp.available_bytes_per_s / (mhz * 1e6)))
+    cycles = max([measured.get(s.name, s.cycles_per_frame) for s in wp.stages] + [ddr_cycles])
     fps = mhz * 1e6 / cycles
     nonzeros = sum(round(v["density"] * math.prod(s.layer.weights.shape))
                    for s in wp.stages if s.compute is not None for v in [layers[s.name]])
@@ -220,7 +259,12 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "cycles_model": wp.cycles_per_frame,
         "ddr_bytes_per_frame": wp.ddr_bytes_per_frame,
         "ddr_bandwidth_used": round(wp.ddr_bytes_per_frame * fps),
-        "ddr_bandwidth_port": wp.port_bytes_per_s,
+        "ddr_bandwidth_port": wp.available_bytes_per_s,
+        "ddr_ports": wp.masters, "ddr_bandwidth_per_port": wp.port_bytes_per_s,
+        "ddr_peak": wp.ddr_peak_bytes_per_s,
+        "ddr_bandwidth_port_note": ("sum of the HP ports the weight masters use (one each, "
+                                    "128 bits at the fabric clock), at most the DDR peak"),
+        "all_slices_bit_exact": all(sl["bit_exact"] for sl in slices),
         "model_bytes": wp.onchip_bytes + wp.ddr_image_bytes,
         "model_bytes_onchip": wp.onchip_bytes, "model_bytes_ddr": wp.ddr_image_bytes,
         "seed_model_bytes": SEED_MODEL_BYTES, "onchip_budget_bytes": wp.budget_bytes,
