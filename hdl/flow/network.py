@@ -45,6 +45,10 @@ __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "N
 
 #: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
 WEIGHT_ADDR_WIDTH = 40
+#: Bursts a weight streamer keeps in flight: 4 bursts of 16 words cover a read latency
+#: of up to ~48 cycles at one word per cycle (2 bursts ran at 0.65 words per cycle with
+#: the ZCU104 model's 30 cycles, ``bench.alexnet``).
+WEIGHT_OUTSTANDING = 4
 
 
 class FoldingError(ValueError):
@@ -115,7 +119,8 @@ class Stage:
         spec = self.compute
         part = spec.pe // self.ddr_ports * spec.simd * spec.weight_bits
         return [WeightStreamSpec(unsigned(part), spec.neuron_folds * spec.synapse_folds,
-                                 data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width))
+                                 data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width),
+                                 outstanding=WEIGHT_OUTSTANDING)
                 for _ in range(self.ddr_ports)]
 
     @property
