@@ -125,8 +125,9 @@ def weight_bits(layer) -> int:
 
 
 def _stream_fold(layer, in_spec, target: int, width: int) -> tuple[int, int, int]:
-    """``(pe, simd, ddr_ports)`` of a streamed FC stage: the fewest DDR ports, then the
-    fewest lanes, whose compute cycles and words per port and pass meet ``target``."""
+    """``(pe, simd, ddr_ports)`` of a streamed FC stage whose compute cycles and words
+    per port and pass meet ``target``: the fewest DDR ports, then the fewest DDR words
+    (beats that fill their slots), then the fewest lanes."""
     rows, cols = layer.weights.shape
     wb = weight_bits(layer)
     best = None
@@ -142,7 +143,7 @@ def _stream_fold(layer, in_spec, target: int, width: int) -> tuple[int, int, int
                 else:
                     words = beats * -(-part // width)
                 if words <= target:
-                    key = (ports, p * s, -s)
+                    key = (ports, words * ports, p * s, -s)     # least slot padding, then lanes
                     if best is None or key < best[0]:
                         best = (key, (p, s, ports))
                     break
