@@ -18,7 +18,12 @@ attributes, what the generator needs beyond pins:
 * ``board_part``: the Vivado board part whose preset configures the PS (DDR, MIO), used
   when the board files are installed, or None;
 * ``ps_config``: PS properties applied in any case (the fabric clock and the AXI ports
-  are set by the block design generator itself).
+  are set by the block design generator itself);
+* ``ddr_peak_bytes_per_s``: the PS DDR interface's peak (bus width x transfer rate of
+  the board's memory), ``hp_data_width`` the PL-to-PS HP port width the weight
+  streamers use, ``ddr_latency_ns`` the read latency the DDR simulation model assumes
+  (an assumption for simulation, not a measurement). A streamed weight port gets at
+  most :meth:`ZynqPlatform.ddr_port_bytes_per_s`.
 
 The accelerator does not use board pins: it is clocked and reset by the processing
 system inside the block design. The pins are there so that the class is a usable
@@ -76,6 +81,21 @@ class ZynqPlatform(XilinxPlatform):
     synth_family: str
     board_part: str | None = None
     ps_config: dict = {}
+    ddr_peak_bytes_per_s: float
+    hp_data_width: int = 128
+    ddr_latency_ns: float = 150.0
+
+    @classmethod
+    def ddr_port_bytes_per_s(cls, clock_mhz: float | None = None) -> float:
+        """Bytes per second one HP port can read: its width at the fabric clock, at most
+        the DDR's peak."""
+        mhz = clock_mhz or cls.default_clock_mhz
+        return min(cls.hp_data_width / 8 * mhz * 1e6, float(cls.ddr_peak_bytes_per_s))
+
+    @classmethod
+    def onchip_weight_bytes(cls) -> int:
+        """Bytes of block RAM (18 Kb halves) and UltraRAM (288 Kb) on the device."""
+        return cls.capacity.bram18 * 18 * 1024 // 8 + cls.capacity.uram * 288 * 1024 // 8
 
     @classmethod
     def part(cls) -> str:

@@ -26,6 +26,9 @@ class AX7Z035Platform(ZynqPlatform):
     capacity = Capacity(lut=171_900, ff=343_800, bram18=1_000, uram=0, dsp=900)
     ps = "ps7"
     axis_width = 64         # AXI-Stream TDATA bits: the HP ports' width
+    # PS DDR3, 32-bit at 1066 MT/s (ALINX AX7Z035 manual); HP ports 64-bit.
+    ddr_peak_bytes_per_s = 4_264_000_000
+    hp_data_width = 64
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = None

@@ -19,6 +19,9 @@ class PynqZ2Platform(ZynqPlatform):
     capacity = Capacity(lut=53_200, ff=106_400, bram18=280, uram=0, dsp=220)
     ps = "ps7"
     axis_width = 64         # AXI-Stream TDATA bits: the HP ports' width
+    # PS DDR3, 16-bit at 1050 MT/s (TUL PYNQ-Z2 manual); HP ports 64-bit.
+    ddr_peak_bytes_per_s = 2_100_000_000
+    hp_data_width = 64
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = "tul.com.tw:pynq-z2:part0:1.0"

@@ -18,6 +18,9 @@ class ZC706Platform(ZynqPlatform):
     capacity = Capacity(lut=218_600, ff=437_200, bram18=1_090, uram=0, dsp=900)
     ps = "ps7"
     axis_width = 64         # AXI-Stream TDATA bits: the HP ports' width
+    # PS DDR3, 32-bit at 1066 MT/s (UG954); HP ports 64-bit.
+    ddr_peak_bytes_per_s = 4_264_000_000
+    hp_data_width = 64
     default_clock_mhz = 100.0
     synth_family = "xc7"
     board_part = "xilinx.com:zc706:part0:1.4"

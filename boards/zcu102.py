@@ -18,6 +18,9 @@ class ZCU102Platform(ZynqPlatform):
     capacity = Capacity(lut=274_080, ff=548_160, bram18=1_824, uram=0, dsp=2_520)
     ps = "ps8"
     axis_width = 128        # AXI-Stream TDATA bits: the HP ports' width
+    # PS DDR4, 64-bit at 2400 MT/s (UG1182); HP ports 128-bit.
+    ddr_peak_bytes_per_s = 19_200_000_000
+    hp_data_width = 128
     default_clock_mhz = 200.0
     synth_family = "xcup"
     board_part = "xilinx.com:zcu102:part0:3.4"

@@ -18,6 +18,9 @@ class ZCU104Platform(ZynqPlatform):
     capacity = Capacity(lut=230_400, ff=460_800, bram18=624, uram=96, dsp=1_728)
     ps = "ps8"
     axis_width = 128        # AXI-Stream TDATA bits: the HP ports' width
+    # PS DDR4, 64-bit at 2400 MT/s (UG1267); HP ports 128-bit.
+    ddr_peak_bytes_per_s = 19_200_000_000
+    hp_data_width = 128
     default_clock_mhz = 200.0
     synth_family = "xcup"
     board_part = "xilinx.com:zcu104:part0:1.1"

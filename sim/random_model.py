@@ -13,7 +13,7 @@ import numpy as np
 from hdl import ir
 
 __all__ = ["LayerPlan", "random_weights", "random_thresholds", "build_model",
-           "cnv", "sfc", "lfc"]
+           "cnv", "sfc", "lfc", "alexnet", "ALEXNET_DENSITIES"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,3 +137,31 @@ def lfc(seed: int = 0) -> ir.Model:
     """FINN's LFC: 784-1024-1024-1024-10, W1A1 with binarized input pixels, as BNN-PYNQ's
     LFC-W1A1 (the anchor it is compared with), so every layer is XNOR-popcount."""
     return _mlp("lfc-w1a1", 1024, seed, input_bits=1)
+
+
+#: Kept share of the weights per AlexNet layer. Seed 003 (``/work/shared/seeds/003_*``)
+#: gives only the whole-network figure (reversed pruning, 13x fewer parameters, 61 M in
+#: all) and no per-layer table, so the convolutions keep Han et al.'s (2015, "Learning
+#: both weights and connections") per-layer densities and the fully connected layers are
+#: pruned harder, to the seed's 13x overall (:func:`alexnet` checks the total).
+ALEXNET_DENSITIES = {"conv0": 0.84, "conv1": 0.38, "conv2": 0.35, "conv3": 0.37, "conv4": 0.37,
+                     "fc5": 0.048, "fc6": 0.048, "fc7": 0.15}
+
+
+def alexnet(*, kind: str = "pot", wbits: int = 4, abits: int = 4, seed: int = 0,
+            densities: dict | None = None) -> ir.Model:
+    """An AlexNet-class network on 227x227x3 8-bit input: 5 convolutions (96 11x11/4,
+    256 5x5, 384, 384, 256 3x3; no channel groups) with 2x2 max-pools after the 1st, 2nd
+    and 5th, then 4096-4096-1000 fully connected, 1000 classes; ``wbits``-bit weights
+    pruned to :data:`ALEXNET_DENSITIES` (CSC), ``abits``-bit activations."""
+    d = dict(ALEXNET_DENSITIES, **(densities or {}))
+    c = lambda name, out, k, stride=1, pad=0, pool=0: LayerPlan(
+        op="conv", out=out, kind=kind, wbits=wbits, act_bits=abits, kernel=k, stride=stride,
+        padding=pad, pool=pool, density=d[name])
+    f = lambda name, out, last=False: LayerPlan(op="fc", out=out, kind=kind, wbits=wbits,
+                                                act_bits=None if last else abits, density=d[name])
+    plans = [c("conv0", 96, 11, 4, 0, 2), c("conv1", 256, 5, 1, 2, 2), c("conv2", 384, 3, 1, 1),
+             c("conv3", 384, 3, 1, 1), c("conv4", 256, 3, 1, 1, 2),
+             f("fc5", 4096), f("fc6", 4096), f("fc7", 1000, True)]
+    return build_model(plans, input_shape=(227, 227, 3), input_bits=8, seed=seed,
+                       name=f"alexnet-{kind}{wbits}a{abits}")

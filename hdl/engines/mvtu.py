@@ -56,7 +56,7 @@ from hdl.engines.popcount import PRIMITIVES, Popcount
 from hdl.engines.described import Described
 from hdl.engines.threshold import OutputStage, OutputStageSpec, range_shape
 
-__all__ = ["MVTU", "MVTUSpec", "KINDS", "MODES", "RAM_STYLES"]
+__all__ = ["MVTU", "MVTUSpec", "KINDS", "MODES", "RAM_STYLES", "WEIGHT_SOURCES"]
 
 MODES = ("xnor", "binary", "int", "pot")
 
@@ -71,6 +71,10 @@ BINARY_ADD_MAX_SIMD = 8
 
 #: Weight-memory placements (``MVTU(ram_style=...)``), as FINN's MVAU ``ram_style``.
 RAM_STYLES = ("auto", "block", "distributed")
+#: Where the weights come from (``MVTU(weight_source=...)``): the on-chip ROMs, or the
+#: ``w`` stream port (one beat of ``pe`` words per step, e.g. from
+#: :class:`hdl.engines.weightstream.WeightStream` reading DDR).
+WEIGHT_SOURCES = ("rom", "stream")
 
 
 def _tree_sum(terms: list):
@@ -95,10 +99,13 @@ class MVTUSpec:
     """
 
     def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd, thresholds=None, bias=None,
-                 ram_style="auto"):
+                 ram_style="auto", weight_source="rom"):
         if ram_style not in RAM_STYLES:
             raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
-        self.ram_style = ram_style
+        if weight_source not in WEIGHT_SOURCES:
+            raise ValueError(f"weight_source must be one of {', '.join(WEIGHT_SOURCES)}, "
+                             f"not {weight_source!r}")
+        self.ram_style, self.weight_source = ram_style, weight_source
         m, wbits = check_weights(weights, kind, wbits)
         in_bits = check_int("in_bits", in_bits, 1, MAX_IN_BITS, numpy=True)
         pe = check_int("PE", pe, 1, numpy=True)
@@ -157,20 +164,24 @@ class MVTUSpec:
                                       thresholds=self.stage_thresholds, bias=self.stage_bias)
         self.out_shape = self.output.out_shape
         self.out_bits = None if thresholds is None else self.out_shape.width
-        self.signature = wiring.Signature({
+        ports = {
             "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
             "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
-        })
+        }
+        if weight_source == "stream":
+            ports["w"] = In(stream.Signature(self.weight_beat_layout))
+        self.signature = wiring.Signature(ports)
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto"):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto",
+                   weight_source="rom"):
         """The description for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Sparse (CSC) weights are expanded to a dense matrix."""
         check_fc_layer(layer, threshold)
         w = layer.weights
         return cls(w.matrix(), kind=w.kind, wbits=w.bits, in_bits=in_bits, pe=pe, simd=simd,
                    thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
-                   ram_style=ram_style)
+                   ram_style=ram_style, weight_source=weight_source)
 
     @staticmethod
     def vector_cycles(outputs: int, inputs: int, pe: int, simd: int) -> int:
@@ -202,6 +213,20 @@ class MVTUSpec:
     def weight_memory(self) -> tuple[int, int, int]:
         """``(memories, width, depth)`` of the weight ROMs (one per PE)."""
         return self.pe, self.simd * self.weight_bits, self.neuron_folds * self.synapse_folds
+
+    @property
+    def weight_beat_layout(self) -> data.ArrayLayout:
+        """One step's weights on the ``w`` stream: lane ``p`` is PE ``p``'s word."""
+        return data.ArrayLayout(unsigned(self.simd * self.weight_bits), self.pe)
+
+    def weight_beats(self) -> list[int]:
+        """The ``w`` stream of one vector, as integers of the beat layout: beat
+        ``f * SF + s`` holds word ``f * SF + s`` of every PE (PE ``p`` at bits
+        ``p * simd * weight_bits``). The ``weight_source="stream"`` MVTU takes this
+        sequence once per input vector."""
+        words, width = self.weight_words(), self.simd * self.weight_bits
+        return [sum(words[p][k] << (p * width) for p in range(self.pe))
+                for k in range(self.neuron_folds * self.synapse_folds)]
 
     def weight_words(self) -> list[list[int]]:
         """Memory contents per PE: word ``f * SF + s`` holds row ``f*pe + p``, columns
@@ -320,6 +345,10 @@ class MVTU(Described):
         to synthesis, ``"block"`` asks for block RAM, ``"distributed"`` for LUTs. Written
         as the memories' ``rom_style`` attribute (Vivado; :mod:`hdl.flow.synth` maps it for
         Yosys).
+    weight_source : "rom" | "stream"
+        ``"stream"`` drops the ROMs and adds the port ``w`` (``In(stream.Signature(
+        weight_beat_layout))``): one beat per step, the sequence :meth:`MVTUSpec.weight_beats`
+        once per input vector. A step waits for its beat; latency is unchanged.
     """
 
     Spec = MVTUSpec
@@ -337,10 +366,12 @@ class MVTU(Described):
         super().__init__(spec)
 
     @classmethod
-    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto", **kwargs):
+    def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd, ram_style="auto",
+                   weight_source="rom", **kwargs):
         """An MVTU for an IR ``Conv`` or ``FC`` layer, optionally fused with its ``Threshold``."""
         return cls(spec=MVTUSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
-                                            ram_style=ram_style), **kwargs)
+                                            ram_style=ram_style, weight_source=weight_source),
+                   **kwargs)
 
     # --- datapath ---------------------------------------------------------------------
     #
@@ -454,11 +485,16 @@ class MVTU(Described):
         waddr = Signal(range(depth))
         from_stream = Signal()
         issue = Signal()
+        # With streamed weights a step also needs its weight beat (taken on ``issue``).
+        streamed = self.weight_source == "stream"
+        w_ok = self.w.valid if streamed else Const(1, 1)
         m.d.comb += [
             from_stream.eq(nf == 0),
-            self.i.ready.eq(advance & from_stream),
-            issue.eq(advance & (~from_stream | self.i.valid)),
+            self.i.ready.eq(advance & from_stream & w_ok),
+            issue.eq(advance & w_ok & (~from_stream | self.i.valid)),
         ]
+        if streamed:
+            m.d.comb += self.w.ready.eq(issue)
         with m.If(issue):
             m.d.sync += waddr.eq(Mux(waddr == depth - 1, 0, waddr + 1))
             with m.If(sf == sf_count - 1):
@@ -498,9 +534,17 @@ class MVTU(Described):
         v2, first2, last2 = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [x2.eq(x1), v2.eq(v1), first2.eq(first1), last2.eq(last1)]
-        words = self.weight_words()
         w_data = []
-        for p in range(pe):
+        if streamed:
+            # The weight beat takes the place of the ROM's address (stage 1) and read
+            # data (stage 2) registers: same latency as the ROM.
+            w1 = Signal(self.weight_beat_layout)
+            w2 = Signal(self.weight_beat_layout)
+            with m.If(advance):
+                m.d.sync += [w1.eq(self.w.payload), w2.eq(w1)]
+            w_data = [w2[p] for p in range(pe)]
+        words = [] if streamed else self.weight_words()
+        for p in range(0 if streamed else pe):
             attrs = None if self.ram_style == "auto" else {"rom_style": self.ram_style}
             mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p],
                          attrs=attrs)

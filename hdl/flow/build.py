@@ -421,9 +421,10 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         core_v = verilog.convert(top, name=CORE_MODULE, platform=platform)
         wrapper_v = verilog_wrapper(top, name=TOP_MODULE, inner=CORE_MODULE)
         progress.update()
-        write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
-                      sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v},
-                      in_width=top.in_width, out_width=top.out_width)
+        project = write_project(out / "vivado", board=board, top=TOP_MODULE, clock_mhz=clock,
+                                sources={f"{CORE_MODULE}.v": core_v, f"{TOP_MODULE}.v": wrapper_v},
+                                in_width=top.in_width, out_width=top.out_width,
+                                weight_ports=len(top.weight_ports))
         (out / "folding.json").write_text(json.dumps(spec.folding, indent=2) + "\n")
 
         report = None

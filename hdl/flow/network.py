@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,11 +35,20 @@ from hdl.engines.plumbing import StreamFIFO, WidthConverter
 from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.engines.sparse import SparseCSC, SparseSpec
+from hdl.engines.weightstream import AXI_BOUNDARY, AxiReadSignature, WeightStream, WeightStreamSpec
 from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
            "weight_memory", "bram18_estimate", "weight_bram_budget"]
+
+
+#: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
+WEIGHT_ADDR_WIDTH = 40
+#: Bursts a weight streamer keeps in flight: 4 bursts of 16 words cover a read latency
+#: of up to ~48 cycles at one word per cycle (2 bursts ran at 0.65 words per cycle with
+#: the ZCU104 model's 30 cycles, ``bench.alexnet``).
+WEIGHT_OUTSTANDING = 4
 
 
 class FoldingError(ValueError):
@@ -53,7 +62,11 @@ class Stage:
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
     places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
-    engine's entry ROMs).
+    engine's entry ROMs). ``weights="ddr"`` streams a dense engine's weights from DDR
+    (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words) instead:
+    the layer runs on the MVTU (or shift MAC) even if its weights are CSC. ``ddr_ports``
+    (dividing ``pe``) splits the weight beat by PE groups over that many streamers, each
+    with its own AXI master, for stages that need more than one port's bandwidth.
     """
     name: str
     op: str
@@ -64,6 +77,13 @@ class Stage:
     pe: int
     simd: int
     ram_style: str = "auto"
+    weights: str = "rom"
+    ddr_width: int = 128
+    ddr_ports: int = 1
+
+    @property
+    def streamed(self) -> bool:
+        return self.weights == "ddr"
 
     @property
     def in_lanes(self) -> int:
@@ -75,11 +95,45 @@ class Stage:
 
     @property
     def engine(self) -> str:
-        return engine_name(self.layer, self.in_spec.bits)
+        return engine_name(self.layer, self.in_spec.bits, dense=self.streamed)
+
+    @property
+    def vectors_per_frame(self) -> int:
+        """Input vectors of the compute engine per frame (output pixels of a conv)."""
+        return self.window.out_pixels if isinstance(self.layer, ir.Conv) else 1
 
     @property
     def cycles_per_frame(self) -> int:
-        return stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
+        """The cycle model; a streamed stage gets at most one DDR word per cycle."""
+        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
+        if self.streamed:
+            cycles = max(cycles, self.vectors_per_frame * self.weight_stream.cycles_per_pass)
+        return cycles
+
+    @cached_property
+    def weight_streams(self) -> list[WeightStreamSpec]:
+        """The weight streamers' descriptions of a streamed stage (one per DDR port, each
+        carrying ``pe / ddr_ports`` PEs' words), else empty."""
+        if not self.streamed:
+            return []
+        spec = self.compute
+        part = spec.pe // self.ddr_ports * spec.simd * spec.weight_bits
+        return [WeightStreamSpec(unsigned(part), spec.neuron_folds * spec.synapse_folds,
+                                 data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width),
+                                 outstanding=WEIGHT_OUTSTANDING)
+                for _ in range(self.ddr_ports)]
+
+    @property
+    def weight_stream(self) -> WeightStreamSpec | None:
+        """The first (or only) weight streamer's description, else None."""
+        return self.weight_streams[0] if self.streamed else None
+
+    def weight_parts(self) -> list[list[int]]:
+        """Per DDR port, the beats it streams (its PEs' bits of ``weight_beats()``)."""
+        part = self.weight_stream.beat_bits
+        mask = (1 << part) - 1
+        beats = self.compute.weight_beats()
+        return [[(b >> (j * part)) & mask for b in beats] for j in range(self.ddr_ports)]
 
     @cached_property
     def compute(self):
@@ -87,9 +141,12 @@ class Stage:
         ``SparseSpec`` for the sparse engine); None for max-pool."""
         if isinstance(self.layer, ir.MaxPool):
             return None
-        cls = SparseSpec if self.engine == "sparse" else MVTUSpec
-        return cls.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
-                              simd=self.simd, ram_style=self.ram_style)
+        if self.engine == "sparse":
+            return SparseSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits,
+                                         pe=self.pe, simd=self.simd, ram_style=self.ram_style)
+        return MVTUSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
+                                   simd=self.simd, ram_style=self.ram_style,
+                                   weight_source="stream" if self.streamed else "rom")
 
     @property
     def window(self) -> SlidingWindowSpec | None:
@@ -106,12 +163,13 @@ class Stage:
         return MaxPoolSpec.for_layer(self.layer, self.in_spec, self.pe)
 
 
-def engine_name(layer: ir.Layer, in_bits: int | None) -> str:
-    """Which engine runs a layer: decided by its weights alone."""
+def engine_name(layer: ir.Layer, in_bits: int | None, *, dense: bool = False) -> str:
+    """Which engine runs a layer: decided by its weights alone (``dense``: a CSC layer
+    expanded for a dense engine, as when its weights stream from DDR)."""
     if isinstance(layer, ir.MaxPool):
         return "maxpool"
     w = layer.weights
-    if w.sparse:
+    if w.sparse and not dense:
         return "sparse"
     if w.kind == "pot":
         return "shiftmac"
@@ -277,18 +335,24 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     if unknown:
         raise FoldingError(f"folding names unknown stage(s) {', '.join(unknown)}; "
                            f"stages are {', '.join(layer.name for layer, *_ in groups)}")
-    auto = choose_folding(model, target_cycles or 1 << 62)
+    full = all(isinstance(v, (tuple, list)) or (isinstance(v, dict) and {"pe", "simd"} <= set(v))
+               for v in folding.values()) and len(folding) == len(groups)
+    # (every stage folded explicitly: no search, which costs a sparse schedule per option)
+    auto = None if full else choose_folding(model, target_cycles or 1 << 62)
     stages = []
     for layer, threshold, in_spec, out_spec in groups:
-        value = folding.get(layer.name, auto[layer.name])
-        ram_style = "auto"
+        value = folding.get(layer.name) if full else folding.get(layer.name, auto[layer.name])
+        ram_style, weights, ddr_ports = "auto", "rom", 1
         if isinstance(value, dict):
-            extra = set(value) - {"pe", "simd", "ram_style"}
+            extra = set(value) - {"pe", "simd", "ram_style", "weights", "ddr_ports"}
             if extra:
                 raise FoldingError(f"layer '{layer.name}': unknown folding key(s) {', '.join(sorted(extra))}")
-            pe = value.get("pe", auto[layer.name][0])
-            simd = value.get("simd", pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
+            pe = value["pe"] if "pe" in value else auto[layer.name][0]
+            simd = value["simd"] if "simd" in value else (
+                pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
             ram_style = value.get("ram_style", "auto")
+            weights = value.get("weights", "rom")
+            ddr_ports = value.get("ddr_ports", 1)
         else:
             try:
                 pe, simd = value
@@ -297,8 +361,17 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
                                    f"{{'pe': .., 'simd': ..}}, not {value!r}") from None
         _check_folding(layer, in_spec, pe, simd)
         _check_ram_style(layer, in_spec, ram_style)
+        if weights not in ("rom", "ddr"):
+            raise FoldingError(f"layer '{layer.name}': weights must be 'rom' or 'ddr', not {weights!r}")
+        if weights == "ddr" and isinstance(layer, ir.MaxPool):
+            raise FoldingError(f"layer '{layer.name}': a max-pool stage has no weights to stream")
+        if not isinstance(ddr_ports, int) or isinstance(ddr_ports, bool) or ddr_ports < 1 or pe % ddr_ports \
+                or (ddr_ports > 1 and weights != "ddr"):
+            raise FoldingError(f"layer '{layer.name}': ddr_ports must divide PE {pe} on a stage "
+                               f"with weights 'ddr', not {ddr_ports!r}")
         stages.append(Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold,
-                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style))
+                            in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style,
+                            weights=weights, ddr_ports=ddr_ports))
     return stages
 
 
@@ -319,7 +392,7 @@ def weight_bram_budget(bram18: int) -> int:
 def weight_memory(stage: Stage) -> tuple[int, int, int] | None:
     """``(memories, width, depth)`` of an engine's weight ROMs (one per PE; the sparse
     engine's entry ROMs), or None for a stage without them (max-pool)."""
-    if stage.compute is None:
+    if stage.compute is None or stage.streamed:
         return None
     return stage.compute.entry_memory if stage.engine == "sparse" else stage.compute.weight_memory
 
@@ -467,8 +540,50 @@ class NetworkSpec:
     def folding(self) -> dict[str, dict]:
         """Per stage ``{"pe", "simd"}`` (and ``"ram_style"`` where it is not ``"auto"``)."""
         return {s.name: {"pe": s.pe, "simd": s.simd,
-                         **({"ram_style": s.ram_style} if s.ram_style != "auto" else {})}
+                         **({"ram_style": s.ram_style} if s.ram_style != "auto" else {}),
+                         **({"weights": s.weights} if s.streamed else {}),
+                         **({"ddr_ports": s.ddr_ports} if s.ddr_ports > 1 else {})}
                 for s in self.stages}
+
+    @cached_property
+    def streamed(self) -> list[Stage]:
+        """The stages whose weights stream from DDR, in pipeline order."""
+        return [s for s in self.stages if s.streamed]
+
+    @cached_property
+    def streamers(self) -> list[tuple[Stage, int, WeightStreamSpec]]:
+        """``(stage, port of the stage, description)`` per weight streamer, in order; AXI
+        master ``w{k}`` of the network serves the ``k``-th."""
+        return [(s, j, ws) for s in self.streamed for j, ws in enumerate(s.weight_streams)]
+
+    @cached_property
+    def weight_offsets(self) -> list[int]:
+        """Byte offset of each streamer's image in the weight buffer (4 KiB aligned)."""
+        ends = [0]
+        for _, _, ws in self.streamers:
+            ends.append(ends[-1] + -(-ws.image_bytes // AXI_BOUNDARY) * AXI_BOUNDARY)
+        return ends[:-1]
+
+    @property
+    def weight_buffer_bytes(self) -> int:
+        """Size of :meth:`weight_image`."""
+        if not self.streamers:
+            return 0
+        return self.weight_offsets[-1] + -(-self.streamers[-1][2].image_bytes
+                                           // AXI_BOUNDARY) * AXI_BOUNDARY
+
+    def weight_image(self) -> bytes:
+        """The DDR weight buffer the driver places (contiguous, 4 KiB aligned): every
+        streamer's :func:`hdl.engines.weightstream.weight_image` at its offset."""
+        from hdl.engines.weightstream import weight_image
+        out = bytearray(self.weight_buffer_bytes)
+        parts = {}
+        for (s, j, ws), at in zip(self.streamers, self.weight_offsets):
+            if s.name not in parts:
+                parts[s.name] = s.weight_parts()
+            img = weight_image(parts[s.name][j], ws)
+            out[at:at + len(img)] = img
+        return bytes(out)
 
 
 class Network(Described):
@@ -496,6 +611,11 @@ class Network(Described):
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
     left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
+
+    Stages with ``weights="ddr"`` add, for the ``k``-th of them, an AXI4 read master
+    ``w{k}`` (``Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, ddr_width))``), and the network
+    the inputs ``weight_base`` (byte address of :meth:`NetworkSpec.weight_image` in DDR,
+    4 KiB aligned) and ``weight_enable`` (fetching runs while high).
     """
 
     Spec = NetworkSpec
@@ -506,8 +626,16 @@ class Network(Described):
         self.engines = [build_engine(s) for s in spec.stages]
         out_layout = _payload(self.engines[-1], "o")
         self.score_shape = out_layout.elem_shape
-        wiring.Component.__init__(self, {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
-                                         "o": Out(stream.Signature(out_layout))})
+        ports = {"i": In(stream.Signature(_payload(self.engines[0], "i"))),
+                 "o": Out(stream.Signature(out_layout))}
+        #: The weight streamers (``NetworkSpec.streamers``).
+        self.streamers = [WeightStream(spec=ws) for _, _, ws in spec.streamers]
+        if self.streamers:
+            ports["weight_base"] = In(WEIGHT_ADDR_WIDTH)
+            ports["weight_enable"] = In(1)
+            for k, (s, _, _) in enumerate(spec.streamers):
+                ports[f"w{k}"] = Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, s.ddr_width))
+        wiring.Component.__init__(self, ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -530,4 +658,21 @@ class Network(Described):
             wiring.connect(m, upstream, engine.i)
             upstream = engine.o
         wiring.connect(m, upstream, wiring.flipped(self.o))
+        joined = {}
+        for k, ((stage, j, _), ws, offset) in enumerate(zip(self.spec.streamers, self.streamers,
+                                                            self.spec.weight_offsets)):
+            m.submodules[f"{stage.name}_weights{j}"] = ws
+            joined.setdefault(stage.name, (stage, []))[1].append(ws)
+            wiring.connect(m, ws.axi, wiring.flipped(getattr(self, f"w{k}")))
+            m.d.comb += [ws.base.eq(self.weight_base + offset), ws.enable.eq(self.weight_enable)]
+        for stage, streams in joined.values():
+            # One beat from every port's streamer makes the stage's weight beat.
+            engine = self.engines[self.stages.index(stage)]
+            compute = engine.compute if isinstance(engine, ConvEngine) else engine
+            all_valid = Signal(name=f"{stage.name}_weights_valid")
+            m.d.comb += [all_valid.eq(Cat(ws.o.valid for ws in streams).all()),
+                         compute.w.valid.eq(all_valid),
+                         compute.w.payload.eq(Cat(ws.o.payload for ws in streams))]
+            for ws in streams:
+                m.d.comb += ws.o.ready.eq(compute.w.ready & all_valid)
         return m

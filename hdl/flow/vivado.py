@@ -106,9 +106,54 @@ def _ps_properties(board, clock_mhz: float) -> dict:
     }
 
 
+#: The PS slave ports the weight masters read DDR through, one each (the DMA has HP0):
+#: (interface, clock pin, properties), by PS kind.
+_WEIGHT_HP = {
+    "ps7": [(f"S_AXI_HP{n}", f"S_AXI_HP{n}_ACLK",
+             {f"PCW_USE_S_AXI_HP{n}": 1, f"PCW_S_AXI_HP{n}_DATA_WIDTH": 64}) for n in (1, 2, 3)],
+    "ps8": [(f"S_AXI_{name}_FPD", f"saxi{name.lower()}_fpd_aclk",
+             {f"PSU__USE__S_AXI_GP{gp}": 1, f"PSU__SAXIGP{gp}__DATA_WIDTH": 128})
+            for name, gp in (("HP1", 3), ("HP2", 4), ("HP3", 5), ("HPC0", 0), ("HPC1", 1))],
+}
+
+
+def max_weight_ports(board) -> int:
+    """How many weight masters the board's PS can take, one slave port each."""
+    return len(_WEIGHT_HP[board.ps])
+
+
+def _weight_port_tcl(board, weight_ports: int) -> list[str]:
+    """Weight master ``m_axi_w{k}`` of the accelerator -> SmartConnect ``weight_ic{k}``
+    -> its own PS slave port (clocked and reset with the rest; addressed by
+    ``assign_bd_address``)."""
+    if not weight_ports:
+        return []
+    if weight_ports > max_weight_ports(board):
+        raise ValueError(f"weight_ports must be at most {max_weight_ports(board)} on "
+                         f"{board.name}, not {weight_ports}")
+    lines = ["", "# Weights from DDR: each read master -> SmartConnect -> its own HP port"]
+    for k, (slave, _, props) in enumerate(_WEIGHT_HP[board.ps][:weight_ports]):
+        lines += [f"set_property -dict {_tcl_dict(props)} $ps",
+                  f"set weight_ic{k} [create_bd_cell -type ip -vlnv [ip_vlnv smartconnect] weight_ic{k}]",
+                  f"set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $weight_ic{k}",
+                  f"connect_bd_intf_net [get_bd_intf_pins {ACCEL_CELL}/m_axi_w{k}] "
+                  f"[get_bd_intf_pins weight_ic{k}/S00_AXI]",
+                  f"connect_bd_intf_net [get_bd_intf_pins weight_ic{k}/M00_AXI] "
+                  f"[get_bd_intf_pins ps/{slave}]"]
+    return lines
+
+
+def _weight_clock_pins(board, weight_ports: int) -> str:
+    """The weight path's clock pins, on the fabric clock's net."""
+    return "".join(f" [get_bd_pins ps/{clk}] [get_bd_pins weight_ic{k}/aclk]"
+                   for k, (_, clk, _) in enumerate(_WEIGHT_HP[board.ps][:weight_ports]))
+
+
 def block_design_tcl(board, *, top: str, clock_mhz: float, in_width: int = 32,
-                     out_width: int = 32) -> str:
-    """Tcl that builds the block design in the current project (see module docstring)."""
+                     out_width: int = 32, weight_ports: int = 0) -> str:
+    """Tcl that builds the block design in the current project (see module docstring);
+    the accelerator's ``weight_ports`` AXI4 read masters ``m_axi_w{k}`` each get a PS
+    slave port (HP1, HP2, HP3, then HPC0, HPC1 on Zynq UltraScale+)."""
     ps = _PS[board.ps]
     addr = ADDRESSES[board.ps]
     ps_props = _ps_properties(board, clock_mhz)
@@ -190,18 +235,21 @@ def block_design_tcl(board, *, top: str, clock_mhz: float, in_width: int = 32,
         f"connect_bd_intf_net [get_bd_intf_pins mem_ic/M00_AXI] "
         f"[get_bd_intf_pins ps/{ps['slave']}]",
         "",
+        *_weight_port_tcl(board, weight_ports),
+        "",
         "# One clock: the PS fabric clock",
         f"connect_bd_net [get_bd_pins ps/{ps['clk']}] "
         f"[get_bd_pins ps/{ps['master_clk']}] [get_bd_pins ps/{ps['slave_clk']}] "
         "[get_bd_pins dma/s_axi_lite_aclk] [get_bd_pins dma/m_axi_mm2s_aclk] "
         "[get_bd_pins dma/m_axi_s2mm_aclk] [get_bd_pins ctrl_ic/aclk] "
         f"[get_bd_pins mem_ic/aclk] [get_bd_pins {ACCEL_CELL}/aclk] "
-        "[get_bd_pins rst/slowest_sync_clk]",
+        "[get_bd_pins rst/slowest_sync_clk]" + _weight_clock_pins(board, weight_ports),
         "# Reset: PS reset -> proc_sys_reset -> every AXI block",
         f"connect_bd_net [get_bd_pins ps/{ps['resetn']}] [get_bd_pins rst/ext_reset_in]",
         "connect_bd_net [get_bd_pins rst/peripheral_aresetn] [get_bd_pins dma/axi_resetn] "
         f"[get_bd_pins ctrl_ic/aresetn] [get_bd_pins mem_ic/aresetn] "
-        f"[get_bd_pins {ACCEL_CELL}/aresetn]",
+        f"[get_bd_pins {ACCEL_CELL}/aresetn]"
+        + "".join(f" [get_bd_pins weight_ic{k}/aresetn]" for k in range(weight_ports)),
         "# DMA interrupts",
         "connect_bd_net [get_bd_pins dma/mm2s_introut] [get_bd_pins irq/In0]",
         "connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq/In1]",
@@ -225,7 +273,8 @@ def block_design_tcl(board, *, top: str, clock_mhz: float, in_width: int = 32,
 
 
 def project_tcl(board, *, project: str, sources: list[str], constraints: str, top: str,
-                clock_mhz: float, in_width: int = 32, out_width: int = 32) -> str:
+                clock_mhz: float, in_width: int = 32, out_width: int = 32,
+                weight_ports: int = 0) -> str:
     """Tcl that creates the project, adds sources and builds the block design."""
     src = " ".join(f"[file join $here {s}]" for s in sources)
     board_part = board.board_part or ""
@@ -245,7 +294,7 @@ def project_tcl(board, *, project: str, sources: list[str], constraints: str, to
         "update_compile_order -fileset sources_1",
         "",
         block_design_tcl(board, top=top, clock_mhz=clock_mhz, in_width=in_width,
-                         out_width=out_width),
+                         out_width=out_width, weight_ports=weight_ports),
         f"set bd_file [get_files {BD_NAME}.bd]",
         "generate_target all $bd_file",
         "set wrapper [make_wrapper -files $bd_file -top]",
@@ -318,7 +367,7 @@ class VivadoRun:
 def write_project(out_dir: str | os.PathLike, *, board, top: str,
                   sources: Mapping[str, str], clock_mhz: float | None = None,
                   project: str = "qnn", in_width: int = 32, out_width: int = 32,
-                  jobs: int = 2) -> VivadoProject:
+                  jobs: int = 2, weight_ports: int = 0) -> VivadoProject:
     """Write the Verilog ``sources`` (file name -> text) and the Vivado scripts.
 
     ``top`` is the module the block design references (the AXI wrapper); ``clock_mhz``
@@ -351,7 +400,8 @@ def write_project(out_dir: str | os.PathLike, *, board, top: str,
     (out / "constraints.xdc").write_text(constraints_xdc(board))
     (out / "create_project.tcl").write_text(project_tcl(
         board, project=project, sources=rel_sources, constraints="constraints.xdc", top=top,
-        clock_mhz=float(clock_mhz), in_width=in_width, out_width=out_width))
+        clock_mhz=float(clock_mhz), in_width=in_width, out_width=out_width,
+        weight_ports=weight_ports))
     (out / "build.tcl").write_text(build_tcl(project=project, jobs=jobs))
     sh = out / "build.sh"
     sh.write_text("#!/bin/sh\n# Vivado batch build: project, block design, bitstream, .xsa\n"

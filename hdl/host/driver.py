@@ -262,6 +262,21 @@ class Accelerator:
         """Clear FRAMES_DONE, CYCLES and the error flags."""
         self.backend.write_reg(REGISTERS["CONTROL"], CONTROL_CLEAR)
 
+    def set_weight_base(self, address: int) -> None:
+        """Point the weight streamers at the weight buffer (``NetworkSpec.weight_image``)
+        at DDR byte ``address`` and start them: WEIGHT_BASE_HI, then WEIGHT_BASE_LO."""
+        if not isinstance(address, int) or address < 0 or address >> 64 or address % 4096:
+            raise ValueError(f"address must be a 4 KiB aligned 64-bit DDR address, not {address!r}")
+        self.backend.write_reg(REGISTERS["WEIGHT_BASE_HI"], address >> 32)
+        self.backend.write_reg(REGISTERS["WEIGHT_BASE_LO"], address & 0xFFFF_FFFF)
+
+    def load_weights(self, image: bytes) -> int:
+        """Place the weight buffer in contiguous DDR (the backend's ``place_buffer``) and
+        start the streamers on it; returns its physical address."""
+        address = self.backend.place_buffer(bytes(image))
+        self.set_weight_base(address)
+        return address
+
     # Frames.
     def run(self, codes) -> tuple[np.ndarray, np.ndarray]:
         """Input codes ``(N, ...)`` (each frame ``in_elements`` codes) -> (labels (N,),
@@ -374,6 +389,15 @@ class PynqBackend:
                 current.freebuffer()
             current = self._pynq.allocate(shape=(nbytes,), dtype=np.uint8)
         return current
+
+    def place_buffer(self, image: bytes) -> int:
+        """Copy ``image`` into a contiguous DDR buffer (kept alive); its physical address.
+        PYNQ's allocator returns page-aligned (4 KiB) buffers."""
+        buf = self._pynq.allocate(shape=(len(image),), dtype=np.uint8)
+        buf[:] = np.frombuffer(image, np.uint8)
+        buf.flush()
+        self._weights = buf
+        return int(buf.physical_address)
 
     def send_frame(self, data: np.ndarray) -> None:
         if self._queued is not None:

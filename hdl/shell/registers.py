@@ -53,6 +53,8 @@ class AXI4LiteRegisters(wiring.Component):
     batch : Out(16)
         The BATCH register: frames per transfer, 1..65535 (a write of 0 stores 1; the
         pin reset sets 1, the soft reset leaves it).
+    weight_base : Out(64), weight_enable : Out(1)
+        WEIGHT_BASE_HI/LO as written; enable rises with the first WEIGHT_BASE_LO write.
 
     Timing
     ------
@@ -71,6 +73,7 @@ class AXI4LiteRegisters(wiring.Component):
             "bus": In(AXI4LiteSignature(ADDR_WIDTH, WORD)),
             "busy": In(1), "frame_done": In(1), "err_short": In(1), "err_long": In(1),
             "soft_reset": Out(1), "batch": Out(range(MAX_BATCH + 1), init=1),
+            "weight_base": Out(64), "weight_enable": Out(1),
         })
 
     def elaborate(self, platform):
@@ -129,6 +132,12 @@ class AXI4LiteRegisters(wiring.Component):
         m.d.comb += self.batch.eq(batch)
         with m.If(do_write & (aw_addr[2:] == REGISTERS["BATCH"] >> 2) & (w_strb[:2] == 0b11)):
             m.d.sync += batch.eq(Mux(w_data[:16] == 0, 1, w_data[:16]))
+        # WEIGHT_BASE_HI/LO: the weight buffer's address; a LO write enables the streamers.
+        for name, lo in (("WEIGHT_BASE_LO", 0), ("WEIGHT_BASE_HI", 32)):
+            with m.If(do_write & (aw_addr[2:] == REGISTERS[name] >> 2)):
+                m.d.sync += self.weight_base[lo:lo + 32].eq(w_data)
+                if not lo:
+                    m.d.sync += self.weight_enable.eq(1)
 
         # Read channel: one case per readable register of the table.
         live = {"frames_done": frames, "cycles": cycles,

@@ -80,6 +80,13 @@ REGISTER_MAP: tuple[Register, ...] = (
     Register("BATCH", 0x24, "RW", "batch",
              "frames per input transfer (TLAST on the last beat of its last frame), and "
              "per output transfer; 1..65535, a write of 0 stores 1; reset value 1"),
+    # Weights from DDR (helper ddr, issue 18): present on every top, used by cores with
+    # streamed stages (hdl.flow.network, weights="ddr").
+    Register("WEIGHT_BASE_LO", 0x40, "W", None,
+             "bits 31:0 of the DDR byte address of the weight buffer (4 KiB aligned, bits "
+             "11:0 ignored); writing it starts the weight streamers"),
+    Register("WEIGHT_BASE_HI", 0x44, "W", None,
+             "bits 63:32 of that address (write before WEIGHT_BASE_LO)"),
 )
 
 #: Register byte offsets by name.

@@ -429,3 +429,54 @@ def test_build_reads_vivado_reports(tmp_path, monkeypatch):
     _fake_vivado(tmp_path, "echo 'ERROR: [Place 30-640] Place Check' ; exit 1\n")
     with pytest.raises(build.ToolFailed, match="Vivado failed"):
         build.build("zcu102", model_path=path, out_dir=tmp_path / "o", run_synth=False, quiet=True)
+
+
+class _WeightCore(_Core):
+    """A core with ``n`` weight read masters (as a network with streamed stages)."""
+
+    def __init__(self, n):
+        from hdl.engines.weightstream import AxiReadSignature
+        wiring.Component.__init__(self, {
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(8), 1))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(16), 1))),
+            "weight_base": In(40), "weight_enable": In(1),
+            **{f"w{k}": Out(AxiReadSignature(40, 128)) for k in range(n)}})
+
+
+@pytest.mark.parametrize("name, n", [("zcu104", 4), ("pynq-z2", 1)])
+def test_block_design_weight_ports(tmp_path, name, n):
+    """Each weight master reaches its own PS slave port through a SmartConnect, on the
+    one clock and reset."""
+    board = boards.get(name)
+    srcs = axi.build_sources(_WeightCore(n), frame_elements=4, classes=4, name="qnn_accel")
+    out = tmp_path / "vivado"
+    proj = vivado.write_project(out, board=board, top="qnn_accel", sources=srcs, weight_ports=n)
+    (tmp_path / "standin.tcl").write_text(STANDIN)
+    driver = tmp_path / "driver.tcl"
+    driver.write_text(f"source {tmp_path / 'standin.tcl'}\nsource {proj.build_tcl}\n")
+    log = tmp_path / "standin.log"
+    env = {"STANDIN_LOG": str(log), "STANDIN_RUNS": str(tmp_path / "runs"),
+           "STANDIN_BOARD_FILES": "0", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([*TCL, str(driver)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    records = [line.split("\t") for line in log.read_text().splitlines()]
+    intf = {frozenset(r[1:]) for r in records if r[0] == "INTF"}
+    nets = [set(r[1:]) for r in records if r[0] == "NET"]
+    clk = next(n for n in nets if ("ps/FCLK_CLK0" if board.ps == "ps7" else "ps/pl_clk0") in n)
+    rst = next(n for n in nets if "rst/peripheral_aresetn" in n)
+    slaves = (["S_AXI_HP1", "S_AXI_HP2", "S_AXI_HP3"] if board.ps == "ps7" else
+              ["S_AXI_HP1_FPD", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD", "S_AXI_HPC0_FPD"])
+    clocks = (["S_AXI_HP1_ACLK"] if board.ps == "ps7" else
+              ["saxihp1_fpd_aclk", "saxihp2_fpd_aclk", "saxihp3_fpd_aclk", "saxihpc0_fpd_aclk"])
+    for k in range(n):
+        assert frozenset({f"{vivado.ACCEL_CELL}/m_axi_w{k}", f"weight_ic{k}/S00_AXI"}) in intf
+        assert frozenset({f"weight_ic{k}/M00_AXI", f"ps/{slaves[k]}"}) in intf
+        assert {f"weight_ic{k}/aclk", f"ps/{clocks[k]}"} <= clk
+        assert f"weight_ic{k}/aresetn" in rst
+    pins = [p for n in nets for p in n]
+    assert len(pins) == len(set(pins))
+    accel_intfs, _ = wrapper_interfaces(srcs["qnn_accel.v"])
+    assert accel_intfs == {"s_axi", "s_axis", "m_axis"} | {f"m_axi_w{k}" for k in range(n)}
+    with pytest.raises(ValueError, match="weight_ports must be at most"):
+        vivado.write_project(tmp_path / "v2", board=board, top="qnn_accel", sources=srcs,
+                             weight_ports=vivado.max_weight_ports(board) + 1)

@@ -19,7 +19,8 @@ def test_table_is_consistent():
     assert all(o % 4 == 0 and o < 1 << regmap.ADDR_WIDTH for o in offsets)
     assert REGISTERS == {"ID": 0x00, "VERSION": 0x04, "FRAMES_DONE": 0x08, "CYCLES": 0x0C,
                          "STATUS": 0x10, "CONTROL": 0x14, "IN_ELEMENTS": 0x18,
-                         "CLASSES": 0x1C, "IN_FORMAT": 0x20, "BATCH": 0x24}
+                         "CLASSES": 0x1C, "IN_FORMAT": 0x20, "BATCH": 0x24,
+                         "WEIGHT_BASE_LO": 0x40, "WEIGHT_BASE_HI": 0x44}
     constant = {f for f in RegisterValues.__dataclass_fields__}
     live = {"frames_done", "cycles", "status", "batch"}
     for r in REGISTER_MAP:

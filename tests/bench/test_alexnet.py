@@ -1,0 +1,56 @@
+"""bench.alexnet's pieces on small layers: the streamed folding meets its target, a slice
+simulation is bit-exact and at least as slow as the port allows; the AlexNet model (slow)."""
+
+import math
+
+import pytest
+
+from bench import alexnet
+from boards.zcu104 import ZCU104Platform
+from hdl.flow.network import plan
+from sim.random_model import LayerPlan, build_model
+
+
+def small_fc(out=32, inputs=(2, 2, 16)):
+    plans = [LayerPlan(op="fc", out=out, kind="pot", wbits=4, act_bits=None, density=0.3)]
+    return build_model(plans, input_shape=inputs, input_bits=4, seed=2, name="small-fc")
+
+
+def test_stream_fold_meets_target():
+    model = small_fc()
+    layer = model.layers[0]
+    assert alexnet.weight_bits(layer) == 4
+    for target in (256, 64, 24):
+        folding = alexnet.fold(model, target, {"fc0"})
+        stage = plan(model, folding)[0]
+        assert stage.streamed and stage.cycles_per_frame <= target, (target, folding)
+        if target == 24:            # 2048 4-bit weights: 64 words of 128 bits: 3 ports,
+            assert folding["fc0"]["ddr_ports"] == 4     # rounded up to divide PE
+
+
+def test_measure_slice_bit_exact():
+    model = small_fc(out=16)
+    stage = plan(model, {"fc0": {"pe": 4, "simd": 8, "weights": "ddr", "ddr_ports": 2}})[0]
+    got = alexnet.measure_slice(stage, 8, board=ZCU104Platform)
+    assert got["bit_exact"]
+    # 8 rows x 64 inputs x 4 bits over two ports: 8 words each per vector (16 B/cycle).
+    assert got["ddr_bytes_slice"] == 256 and got["model_cycles_slice"] == 16
+    assert got["cycles_per_frame_extrapolated"] == got["cycles_per_vector_slice"] * 2
+    # Steady state at the model's speed despite the 30-cycle DDR latency (4 bursts in flight).
+    stage = plan(model, {"fc0": {"pe": 2, "simd": 16, "weights": "ddr"}})[0]
+    got = alexnet.measure_slice(stage, 16, board=ZCU104Platform, frames=4)
+    assert got["bit_exact"] and got["model_cycles_slice"] == 32 == got["cycles_per_vector_slice"]
+
+
+@pytest.mark.slow
+def test_alexnet_model():
+    from sim.random_model import ALEXNET_DENSITIES, alexnet as build
+    m = build()
+    shapes = [l.weights.shape for l in m.layers if hasattr(l, "weights")]
+    assert shapes == [(96, 363), (256, 2400), (384, 2304), (384, 3456), (256, 3456),
+                      (4096, 9216), (4096, 4096), (1000, 4096)]
+    assert len(m.classes) == 1000 and m.input.shape == (227, 227, 3)
+    for l in m.layers:
+        if hasattr(l, "weights"):
+            density = l.weights.nnz / math.prod(l.weights.shape)
+            assert density <= ALEXNET_DENSITIES[l.name]
