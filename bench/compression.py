@@ -89,7 +89,8 @@ def load_pruned(which: str, dense: ir.Model, block: tuple[int, int], keep: float
     return ir.load(which), {"model": which}
 
 
-def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: bool, progress) -> dict:
+def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: bool, progress,
+           run_synth: bool = True) -> dict:
     """Build, simulate and synthesise one whole network."""
     net = NetworkSpec(model, target_cycles=target_cycles,
                       bram18_budget=weight_bram_budget(board.capacity.bram18))
@@ -106,6 +107,9 @@ def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: b
     cycles = row.get("cycles_measured", row["cycles_model"])
     clock = board.default_clock_mhz
     row["fps"] = clock * 1e6 / cycles
+    if not run_synth:
+        row.update({k: None for k in ("lut", "ff", "bram18", "dsp", "logic_levels")})
+        return row
     started = time.monotonic()
     text = verilog.convert(Network(spec=net), name="network", platform=board())
     result = synth.synthesize(text, "network", board.synth_family)
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--board", default="pynq-z2", help="board (default pynq-z2)")
     parser.add_argument("--out", default="bench/results/compression.json", help="JSON result file")
     parser.add_argument("--no-sim", action="store_true", help="cycle model only (no simulation)")
+    parser.add_argument("--no-synth", action="store_true", help="no synthesis (no LUT figures or goals)")
     parser.add_argument("--dense", default=DENSE, help=f"dense model (default {DENSE})")
     parser.add_argument("--model", default=None,
                         help=f"pruned model file, or {RANDOM_BLOCK!r} (default {BLOCK} if it exists, "
@@ -169,17 +174,23 @@ def main(argv: list[str] | None = None) -> int:
     measure = not args.no_sim
     dense_model = ir.load(args.dense)
     pruned, about = load_pruned(which, dense_model, args.block, args.keep)
-    dense = design(dense_model, args.dense, board, target, measure=measure, progress=progress)
+    synth_on = not args.no_synth
+    dense = design(dense_model, args.dense, board, target, measure=measure, progress=progress,
+                   run_synth=synth_on)
     dense_cycles = dense.get("cycles_measured", dense["cycles_model"])
-    same = design(pruned, which, board, dense_cycles, measure=measure, progress=progress)
+    same = design(pruned, which, board, dense_cycles, measure=measure, progress=progress, run_synth=synth_on)
     fast = design(pruned, which, board, int(dense_cycles / SPEEDUP_GOAL), measure=measure,
-                  progress=progress)
+                  progress=progress, run_synth=synth_on)
     fps_ratio = fast["fps"] / dense["fps"]
-    lut_ratio_fast = fast["lut"] / dense["lut"]
     same_fps_ratio = same["fps"] / dense["fps"]
-    lut_ratio_same = same["lut"] / dense["lut"]
-    speed_met = fps_ratio >= SPEEDUP_GOAL and fast["lut"] <= dense["lut"]
-    size_met = same_fps_ratio >= 1.0 and lut_ratio_same <= LUT_GOAL
+    if synth_on:
+        lut_ratio_fast = round(fast["lut"] / dense["lut"], 3)
+        lut_ratio_same = round(same["lut"] / dense["lut"], 3)
+        speed_met = fps_ratio >= SPEEDUP_GOAL and fast["lut"] <= dense["lut"]
+        size_met = same_fps_ratio >= 1.0 and lut_ratio_same <= LUT_GOAL
+        met = speed_met or size_met
+    else:
+        lut_ratio_fast = lut_ratio_same = speed_met = size_met = met = None
     out = Path(args.out)
     summary = {
         "bench": "compression",
@@ -188,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"with <= {LUT_GOAL:.0%} of its LUTs (Yosys, whole network)",
         "pruned_model": about,
         "dense": dense, "pruned_same_fps": same, "pruned_fast": fast,
-        "fps_ratio": round(fps_ratio, 3), "lut_ratio_fast": round(lut_ratio_fast, 3),
-        "same_fps_ratio": round(same_fps_ratio, 3), "lut_ratio_same_fps": round(lut_ratio_same, 3),
-        "goal_speed_met": speed_met, "goal_size_met": size_met, "goal_met": speed_met or size_met,
+        "fps_ratio": round(fps_ratio, 3), "lut_ratio_fast": lut_ratio_fast,
+        "same_fps_ratio": round(same_fps_ratio, 3), "lut_ratio_same_fps": lut_ratio_same,
+        "goal_speed_met": speed_met, "goal_size_met": size_met, "goal_met": met,
         "synth_note": "Yosys synth_xilinx of the whole Network (engines, FIFOs, width converters; AXI "
                       "shell excluded), one run per design",
         "previous": previous_figures(out),

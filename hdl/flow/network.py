@@ -567,6 +567,12 @@ def burst_depth(stage: Stage) -> int:
     return 0
 
 
+#: Least depth of the FIFO after a tile-skipping stage: its folds of a single scheduled
+#: tile emit output beats back to back, and a depth-2 ``SyncFIFOBuffered`` written back
+#: to back passes one beat per two cycles.
+TILE_FIFO_DEPTH = 3
+
+
 class ConvEngine(wiring.Component):
     """A convolution: :class:`~hdl.engines.window.SlidingWindow` feeding a compute engine."""
 
@@ -629,7 +635,8 @@ class NetworkSpec:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
         #: Beats of the FIFO in front of each stage (None for the first).
-        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s)) for s in self.stages[1:]]
+        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s), TILE_FIFO_DEPTH if prev.tiles else 0)
+                                     for prev, s in zip(self.stages, self.stages[1:])]
         self.cycles_per_frame = frame_cycles(self.stages)
         self.latency_bound = latency_cycles(self.stages)
         self.in_lanes = self.stages[0].in_lanes

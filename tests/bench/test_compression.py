@@ -18,6 +18,13 @@ def tiny_pot():
     return build_model(plans, input_shape=(4, 4, 2), input_bits=2, seed=4, name="tiny-pot")
 
 
+def tiny_fc():
+    plans = [LayerPlan(op="fc", out=16, kind="pot", wbits=4, act_bits=2),
+             LayerPlan(op="fc", out=8, kind="pot", wbits=4, act_bits=2),
+             LayerPlan(op="fc", out=4, kind="pot", wbits=4, act_bits=None)]
+    return build_model(plans, input_shape=(2, 2, 8), input_bits=2, seed=4, name="tiny-fc")
+
+
 def test_block_pruned_keeps_the_largest_tiles():
     model = tiny_pot()
     pruned, kept = compression.block_pruned(model, (2, 8), 0.5)
@@ -30,13 +37,30 @@ def test_block_pruned_keeps_the_largest_tiles():
     assert np.array_equal(np.where(p != 0, m, 0), p)           # kept weights unchanged
 
 
-def test_bench_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path / "cache"))
-    path = ir.save(tiny_pot(), tmp_path / "tiny")
+def run(tmp_path, *extra):
+    path = ir.save(tiny_fc(), tmp_path / "tiny")
     out = tmp_path / "compression.json"
     assert compression.main(["--dense", str(path), "--model", "random-block", "--block", "2x8",
-                             "--keep", "0.25", "--target-fps", "500000", "--out", str(out)]) == 0
-    data = json.loads(out.read_text())
+                             "--keep", "0.25", "--target-fps", "500000", "--out", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_bench_runs_without_synthesis(tmp_path):
+    """Designs planned and simulated (measured cycles = model), no LUT figures or goals."""
+    data = run(tmp_path, "--no-synth")
+    dense, same, fast = data["dense"], data["pruned_same_fps"], data["pruned_fast"]
+    for row in (dense, same, fast):
+        assert row["cycles_measured"] == row["cycles_model"] and row["lut"] is None, row
+    assert fast["cycles_model"] <= fast["target_cycles"] == int(dense["cycles_measured"] / 2.2)
+    assert any(v.get("tiles") for v in fast["folding"].values())
+    assert data["fps_ratio"] == round(fast["fps"] / dense["fps"], 3)
+    assert data["goal_met"] is None and data["lut_ratio_fast"] is None
+
+
+@pytest.mark.slow
+def test_bench_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNN_SYNTH_CACHE", str(tmp_path / "cache"))
+    data = run(tmp_path)
     assert data["pruned_model"]["model"] == "random-block" and data["previous"] is None
     dense, same, fast = data["dense"], data["pruned_same_fps"], data["pruned_fast"]
     assert dense["target_cycles"] == 200 and dense["cycles_model"] <= 200
