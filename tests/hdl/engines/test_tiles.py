@@ -134,3 +134,31 @@ def test_from_layer_binary_pruned():
     spec = TileSpec.from_layer(layer, in_bits=1, pe=2, simd=4, in_simd=8)
     assert (spec.kind, spec.mode, spec.in_simd, spec.in_beats) == ("ternary", "int", 8, 1)
     assert spec.schedule == [(0, 0), (1, 0), (1, 1)] and spec.cycles_per_vector == 3
+
+
+@pytest.mark.slow
+def test_cocotb():
+    """Verilator: pot4 weights in 2 x 8 blocks (empty neuron folds), in_simd 16 > simd 8,
+    thresholds with bias; many seeds of gaps and stalls, and the free-running rate."""
+    from sim.harness import run_cocotb
+
+    rng = np.random.default_rng(23)
+    w = block_matrix(rng, 12, 48, "pot", 4, (2, 8), 0.35)
+    w[4:6] = 0
+    bias = rng.integers(-9, 10, size=12).astype(np.int64)
+    lo, hi = _bounds(w, 3, bias)
+    spread = np.maximum((hi - lo) // 6, 1)
+    thresholds = random_thresholds(rng, (lo + hi) // 2 - spread, (lo + hi) // 2 + spread, 2)
+    dut = TileMVTU(w, kind="pot", wbits=4, in_bits=3, pe=2, simd=8, in_simd=16,
+                   thresholds=thresholds, bias=bias)
+    p = dict(weights=w, kind="pot", wbits=4, in_bits=3, pe=2, simd=16, out_bits=dut.out_shape.width,
+             out_signed=dut.out_shape.signed, vectors=30, bias=bias, thresholds=thresholds)
+    result = run_cocotb(dut, name="tiles_pot", test_module="tests.hdl.engines.cocotb_tiles",
+                        parameters=p, seeds=range(1, 7), timeout_s=300)
+    assert "stalls" in " ".join(result.tests) and "free_running" in " ".join(result.tests)
+    rep = result.reports[result.seeds[-1]]
+    # Free-running: from the first output (vector 0, fold 0) to the last, vectors - 1 periods
+    # plus the steps of vector 0 after its first fold.
+    first_fold = sum(1 for f, _ in dut.schedule if f == 0)
+    span = rep["last_out"] - rep["first_out"] - (dut.steps - first_fold)
+    assert span == (rep["vectors"] - 1) * dut.cycles_per_vector, (rep, dut.steps, dut.in_beats)
