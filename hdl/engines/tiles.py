@@ -117,15 +117,9 @@ class TileSpec(MVTUSpec):
         return self.pe, self.simd * self.weight_bits, self.steps
 
     @property
-    def bank_bits(self) -> int:
-        """Address bits within a bank (banks at power-of-two offsets: the address is the
-        bank bit and the beat, concatenated)."""
-        return ceil_log2(self.in_beats)
-
-    @property
     def input_buffer(self) -> tuple[int, int]:
         """``(width, depth)`` of the two-bank input buffer."""
-        return self.in_simd * self.in_bits, 2 << self.bank_bits
+        return self.in_simd * self.in_bits, 2 * self.in_beats
 
     def weight_words(self) -> list[list[int]]:
         """Memory contents per PE: word ``k`` holds scheduled tile ``k``'s row of PE ``p``
@@ -137,7 +131,7 @@ class TileSpec(MVTUSpec):
     @property
     def step_fields(self) -> tuple[int, int]:
         """Bits of the step ROM's beat index and slice index fields."""
-        return max(1, self.bank_bits), max(1, ceil_log2(self.slices))
+        return max(1, ceil_log2(self.in_beats)), max(1, ceil_log2(self.slices))
 
     def step_words(self) -> list[int]:
         """Step ROM: per step the input beat (``s // slices``), the slice in it
@@ -164,8 +158,8 @@ class TileMVTU(MVTU):
         ``inputs / in_simd`` beats per vector, elements in order.
     o : as :class:`hdl.engines.mvtu.MVTU`: ``outputs / pe`` beats per vector.
 
-    Hardware: input beats go into a two-bank buffer (two banks of ``inputs / in_simd``
-    words of ``in_simd`` codes, at power-of-two offsets); a bank is taken by the stream while it is free and handed to
+    Hardware: input beats go into a two-bank buffer (``2 * inputs / in_simd`` words of
+    ``in_simd`` codes); a bank is taken by the stream while it is free and handed to
     compute when its vector is complete; compute steps through the step ROM (input beat,
     slice, first and last flags per scheduled tile) on the full bank and frees it at the
     vector's last step. Throughput: ``cycles_per_vector = max(inputs / in_simd, steps)``
@@ -209,13 +203,13 @@ class TileMVTU(MVTU):
         rd = buf.read_port(domain="sync")
         full = Signal(2)
         wbank, rbank = Signal(), Signal()
-        wbeat = Signal(self.bank_bits)
+        wbeat = Signal(range(beats))
         take = Signal()
         set_full, clr_full = Signal(2), Signal(2)
         m.d.comb += [
             self.i.ready.eq(~Mux(wbank, full[1], full[0])),
             take.eq(self.i.valid & self.i.ready),
-            wr.addr.eq(Cat(wbeat, wbank)),
+            wr.addr.eq(Mux(wbank, beats + wbeat, wbeat)),
             wr.data.eq(self.i.payload.as_value()),
             wr.en.eq(take),
         ]
@@ -239,7 +233,7 @@ class TileMVTU(MVTU):
         issue = Signal()
         m.d.comb += [
             issue.eq(advance & Mux(rbank, full[1], full[0])),
-            rd.addr.eq(Cat(beat[:self.bank_bits], rbank)),
+            rd.addr.eq(Mux(rbank, beats + beat, beat)),
             rd.en.eq(advance),
         ]
         with m.If(issue):

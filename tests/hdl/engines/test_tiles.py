@@ -112,7 +112,7 @@ def test_dense_matrix_same_cycles_as_mvtu():
     spec = TileSpec(w, kind="int", in_bits=2, pe=2, simd=4)
     assert spec.tiles == spec.steps == 4 * 6 and tile_mask(w, 2, 4).all()
     assert spec.cycles_per_vector == MVTU.Spec(w, kind="int", in_bits=2, pe=2, simd=4).cycles_per_vector
-    assert spec.weight_memory == (2, 16, 24) and spec.input_buffer == (8, 16)      # banks of 6 at 0, 8
+    assert spec.weight_memory == (2, 16, 24) and spec.input_buffer == (8, 12)
 
 
 @pytest.mark.parametrize("kwargs,match", [
