@@ -242,15 +242,31 @@ def _compression(lines, data):
               f"LUT ratio {_n(data.get('lut_ratio_fast'), 'g')}); size goal: {_met(data.get('goal_size_met'))} "
               f"(fps ratio {_n(data.get('same_fps_ratio'), 'g')}, LUT ratio "
               f"{_n(data.get('lut_ratio_same_fps'), 'g')})", ""]
+    pruned = (data.get("pruned_model") or {}).get("model", "pruned")
+    rows = [("dense pot4", data.get("dense")),
+            (f"{pruned}, same fps", data.get("pruned_same_fps")),
+            (f"{pruned}, 2.2x target", data.get("pruned_fast"))]
+    prev = data.get("previous") or (data if "sparse_same_fps" in data else {})
+    rows += [("before: pot4-sparse (CSC), same fps", prev.get("sparse_same_fps")),
+             ("before: pot4-sparse (CSC), 2.2x target", prev.get("sparse_fast"))]
     table = []
-    for label, key in (("dense pot4", "dense"), ("pot4-sparse, same fps", "sparse_same_fps"),
-                       ("pot4-sparse, 2.2x target", "sparse_fast")):
-        r = data.get(key) or {}
-        fold = ", ".join(f"{k} {v.get('pe')}x{v.get('simd')}" for k, v in (r.get("folding") or {}).items())
+    for label, r in rows:
+        if not r:
+            continue
+
+        def fold(k, v):
+            text = f"{k} {v.get('pe')}x{v.get('simd')}"
+            return text + (f" tiles(in {v.get('in_simd')})" if v.get("tiles") else "")
+
+        folding = ", ".join(fold(k, v) for k, v in (r.get("folding") or {}).items())
         table.append([label, _n(r.get("cycles_model")), _n(r.get("cycles_measured")), _n(r.get("fps"), ",.0f"),
-                      _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")), fold])
+                      _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")), folding])
     lines += _table(["design", "cycles/frame (model)", "cycles/frame (measured)", "fps", "LUT", "FF",
                      "BRAM18", "DSP", "folding"], table)
+    if prev.get("command") and prev is not data:
+        lines += ["", f"Before (CSC engine, unstructured pruning): `{prev['command']}`; fps ratio "
+                      f"{_n(prev.get('fps_ratio'), 'g')}, LUT ratio {_n(prev.get('lut_ratio_fast'), 'g')} (2.2x "
+                      f"target); LUT ratio {_n(prev.get('lut_ratio_same_fps'), 'g')} at the same fps."]
     lines.append("")
 
 

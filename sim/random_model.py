@@ -12,7 +12,7 @@ import numpy as np
 
 from hdl import ir
 
-__all__ = ["LayerPlan", "random_weights", "random_thresholds", "build_model",
+__all__ = ["LayerPlan", "random_weights", "block_prune", "random_thresholds", "build_model",
            "cnv", "sfc", "lfc", "alexnet", "ALEXNET_DENSITIES"]
 
 
@@ -21,7 +21,8 @@ class LayerPlan:
     """One compute block: ``conv`` or ``fc``, optional threshold and max-pool after it.
 
     ``act_bits`` is the width of the threshold's output codes; ``None`` marks the last
-    layer, which emits scores. ``density`` < 1 stores the weights as CSC.
+    layer, which emits scores. ``density`` < 1 stores the weights as CSC, or, with
+    ``block`` ``(rows, cols)``, keeps that share of the blocks and stores them dense.
     """
     op: str
     out: int
@@ -34,12 +35,16 @@ class LayerPlan:
     pad_value: int = 0
     pool: int = 0
     density: float = 1.0
+    block: tuple[int, int] | None = None
     bias: bool = False
 
 
 def random_weights(rng: np.random.Generator, rows: int, cols: int, kind: str,
-                   bits: int | None = None, density: float = 1.0) -> ir.Weights:
-    """A random weight matrix of the given kind, CSC when ``density`` < 1."""
+                   bits: int | None = None, density: float = 1.0,
+                   block: tuple[int, int] | None = None) -> ir.Weights:
+    """A random weight matrix of the given kind, CSC when ``density`` < 1; with ``block``
+    ``(r, c)`` (dividing the shape) whole ``r`` x ``c`` blocks are zeroed instead, each
+    kept with probability ``density``, and the matrix is stored dense."""
     bits = {"binary": 1, "ternary": 2}.get(kind, bits)
     if kind == "binary":
         m = rng.choice(np.array([-1, 1]), size=(rows, cols))
@@ -53,9 +58,22 @@ def random_weights(rng: np.random.Generator, rows: int, cols: int, kind: str,
         m = np.where(rng.random((rows, cols)) < 0.1, 0, m)
     else:
         raise ValueError(f"unknown weight kind {kind!r}")
+    if block is not None:
+        m = block_prune(rng, m, block, density)
+        return ir.Weights.from_matrix(m, kind, bits, sparse=kind == "binary" and bool((m == 0).any()))
     if density < 1.0:
         m = np.where(rng.random((rows, cols)) < density, m, 0)
     return ir.Weights.from_matrix(m, kind, bits, sparse=density < 1.0)
+
+
+def block_prune(rng: np.random.Generator, m: np.ndarray, block: tuple[int, int], density: float) -> np.ndarray:
+    """``m`` with each ``block`` ``(r, c)`` tile kept with probability ``density``, else zeroed."""
+    r, c = block
+    rows, cols = m.shape
+    if r < 1 or c < 1 or rows % r or cols % c:
+        raise ValueError(f"block must divide the weight shape {m.shape}, not {block}")
+    keep = rng.random((rows // r, cols // c)) < density
+    return np.where(np.repeat(np.repeat(keep, r, axis=0), c, axis=1), m, 0)
 
 
 def random_thresholds(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
@@ -76,7 +94,7 @@ def build_model(plans: list[LayerPlan], *, input_shape: tuple[int, int, int], in
         h, w, c = shape
         if plan.op == "conv":
             weights = random_weights(rng, plan.out, plan.kernel * plan.kernel * c, plan.kind,
-                                     plan.wbits, plan.density)
+                                     plan.wbits, plan.density, plan.block)
             bias = rng.integers(-8, 9, size=plan.out).astype(np.int64) if plan.bias else None
             layer = ir.Conv(name=f"conv{i}", out_channels=plan.out, kernel=plan.kernel,
                             stride=plan.stride, padding=plan.padding, pad_value=plan.pad_value,
@@ -85,7 +103,8 @@ def build_model(plans: list[LayerPlan], *, input_shape: tuple[int, int, int], in
             ow = (w + 2 * plan.padding - plan.kernel) // plan.stride + 1
             shape = (oh, ow, plan.out)
         else:
-            weights = random_weights(rng, plan.out, h * w * c, plan.kind, plan.wbits, plan.density)
+            weights = random_weights(rng, plan.out, h * w * c, plan.kind, plan.wbits, plan.density,
+                                     plan.block)
             bias = rng.integers(-8, 9, size=plan.out).astype(np.int64) if plan.bias else None
             layer = ir.FC(name=f"fc{i}", out_features=plan.out, weights=weights, bias=bias)
             shape = (1, 1, plan.out)

@@ -35,7 +35,7 @@ from hdl.flow.executor import ClusterError, check_scheduler, make_executor
 from hdl.shell.axi import AxiTop, verilog_wrapper
 from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
                               frame_cycles, plan,
-                              plan_ram_styles, stage_cycles, weight_bram_budget)
+                              plan_ram_styles, stage_cycle_options, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
 from hdl.flow.report import add_to_report
 from hdl.flow.vivado import run_vivado, vivado_figures, write_project
@@ -236,12 +236,12 @@ def _fits(board, totals: dict) -> bool:
 def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[dict, int]:
     """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
 
-    Candidate targets are the distinct cycle counts the stages can reach; a binary
+    Candidate targets are the distinct cycle counts the stages can reach (on the tile
+    engine too, where the weights have zero tiles); a binary
     search over them synthesises each tried folding's engines (cached by netlist).
     """
     stages = plan(model)
-    candidates = sorted({stage_cycles(s.layer, s.in_spec, p, q)
-                         for s in stages for p, q in _options(s)})
+    candidates = sorted({c for s in stages for c in stage_cycle_options(s.layer, s.in_spec)})
     lo, hi = 0, len(candidates) - 1        # hi: slowest candidate, assumed to fit
     best = None
     while lo <= hi:
@@ -257,11 +257,6 @@ def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[d
     if best is None:
         raise DoesNotFit(f"{board.name}: even the most folded design does not fit the board")
     return best
-
-
-def _options(stage):
-    from hdl.flow.network import _fold_options
-    return _fold_options(stage.layer, stage.in_spec)
 
 
 def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,

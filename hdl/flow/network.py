@@ -2,9 +2,12 @@
 
 A model's layers group into *stages*: a ``conv`` or ``fc`` layer with the ``threshold``
 after it (one compute engine with its fused output stage; a ``conv`` gets a sliding
-window in front), or a ``maxpool``. The engine of a compute stage follows from the
-layer's weights alone: CSC weights run on the sparse engine, power-of-two weights on
-the shift MAC, everything else on the MVTU (XNOR, binary-weight or int mode).
+window in front), or a ``maxpool``. The default engine of a compute stage follows from
+the layer's weights: CSC weights run on the sparse engine, power-of-two weights on the
+shift MAC, everything else on the MVTU (XNOR, binary-weight or int mode). Where the
+weights have all-zero ``pe`` x ``simd`` tiles, the planner may put the stage on the
+tile-skipping MVTU instead (:mod:`hdl.engines.tiles`, ``"tiles": true`` in a folding),
+when that meets the target with fewer LUTs (:func:`lut_estimate`).
 
 Stages are chained by streams; where one stage's output lanes differ from the next
 stage's input lanes a width converter repacks them, and a small FIFO decouples every
@@ -36,11 +39,12 @@ from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.engines.sparse import SparseCSC, SparseSpec
 from hdl.engines.weightstream import AXI_BOUNDARY, AxiReadSignature, WeightStream, WeightStreamSpec
+from hdl.engines.tiles import TileMVTU, TileSpec, tile_mask
 from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
-           "weight_memory", "bram18_estimate", "weight_bram_budget"]
+           "weight_memory", "bram18_estimate", "weight_bram_budget", "lut_estimate", "stage_cycle_options"]
 
 
 #: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
@@ -66,7 +70,9 @@ class Stage:
     (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words) instead:
     the layer runs on the MVTU (or shift MAC) even if its weights are CSC. ``ddr_ports``
     (dividing ``pe``) splits the weight beat by PE groups over that many streamers, each
-    with its own AXI master, for stages that need more than one port's bandwidth.
+    with its own AXI master, for stages that need more than one port's bandwidth. ``tiles`` puts a compute
+    stage on the tile-skipping MVTU (:class:`hdl.engines.tiles.TileMVTU`), whose input takes
+    ``in_simd`` elements per beat (default ``simd``); a tile stage keeps its weights on chip.
     """
     name: str
     op: str
@@ -80,6 +86,8 @@ class Stage:
     weights: str = "rom"
     ddr_width: int = 128
     ddr_ports: int = 1
+    tiles: bool = False
+    in_simd: int | None = None
 
     @property
     def streamed(self) -> bool:
@@ -87,7 +95,7 @@ class Stage:
 
     @property
     def in_lanes(self) -> int:
-        return self.simd
+        return self.in_simd or self.simd
 
     @property
     def out_lanes(self) -> int:
@@ -95,7 +103,7 @@ class Stage:
 
     @property
     def engine(self) -> str:
-        return engine_name(self.layer, self.in_spec.bits, dense=self.streamed)
+        return engine_name(self.layer, self.in_spec.bits, tiles=self.tiles, dense=self.streamed)
 
     @property
     def vectors_per_frame(self) -> int:
@@ -105,7 +113,8 @@ class Stage:
     @property
     def cycles_per_frame(self) -> int:
         """The cycle model; a streamed stage gets at most one DDR word per cycle."""
-        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd)
+        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd, tiles=self.tiles,
+                              in_simd=self.in_simd)
         if self.streamed:
             cycles = max(cycles, self.vectors_per_frame * self.weight_stream.cycles_per_pass)
         return cycles
@@ -138,9 +147,13 @@ class Stage:
     @cached_property
     def compute(self):
         """The compute engine's description (``MVTUSpec`` for the MVTU and shift MAC,
-        ``SparseSpec`` for the sparse engine); None for max-pool."""
+        ``TileSpec`` for the tile-skipping MVTU, ``SparseSpec`` for the sparse engine);
+        None for max-pool."""
         if isinstance(self.layer, ir.MaxPool):
             return None
+        if self.tiles:
+            return TileSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
+                                       simd=self.simd, in_simd=self.in_lanes, ram_style=self.ram_style)
         if self.engine == "sparse":
             return SparseSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits,
                                          pe=self.pe, simd=self.simd, ram_style=self.ram_style)
@@ -153,7 +166,7 @@ class Stage:
         """The sliding window's description for a convolution, else None."""
         if not isinstance(self.layer, ir.Conv):
             return None
-        return SlidingWindowSpec.for_conv(self.layer, self.in_spec, self.simd)
+        return SlidingWindowSpec.for_conv(self.layer, self.in_spec, self.in_lanes)
 
     @property
     def pool(self) -> MaxPoolSpec | None:
@@ -163,12 +176,16 @@ class Stage:
         return MaxPoolSpec.for_layer(self.layer, self.in_spec, self.pe)
 
 
-def engine_name(layer: ir.Layer, in_bits: int | None, *, dense: bool = False) -> str:
-    """Which engine runs a layer: decided by its weights alone (``dense``: a CSC layer
-    expanded for a dense engine, as when its weights stream from DDR)."""
+def engine_name(layer: ir.Layer, in_bits: int | None, *, tiles: bool = False,
+                dense: bool = False) -> str:
+    """Which engine runs a layer: by default decided by its weights alone; ``tiles``: the
+    tile-skipping MVTU (``shiftmac-tiles`` for pot weights, else ``mvtu-tiles``);
+    ``dense``: a CSC layer expanded for a dense engine, as when its weights stream from DDR."""
     if isinstance(layer, ir.MaxPool):
         return "maxpool"
     w = layer.weights
+    if tiles:
+        return "shiftmac-tiles" if w.kind == "pot" else "mvtu-tiles"
     if w.sparse and not dense:
         return "sparse"
     if w.kind == "pot":
@@ -182,7 +199,8 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) -> int:
+def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int, *, tiles: bool = False,
+                 in_simd: int | None = None) -> int:
     """Cycles per frame of one stage at a folding (the cycle model), from the engines'
     descriptions.
 
@@ -193,12 +211,21 @@ def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) ->
       above the kernel);
     * sparse (CSC) fc / conv: the engine's cycles per vector (they follow the non-zero
       weights, see :class:`hdl.engines.sparse.SparseSpec`) instead of ``(out / pe) * (in / simd)``;
+    * ``tiles``: the tile-skipping MVTU's ``max(in / in_simd, scheduled tiles)`` per vector
+      (:meth:`hdl.engines.tiles.TileSpec.tile_cycles`, from the actual zero tiles), the
+      window at ``in_simd`` lanes;
     * maxpool: :attr:`hdl.engines.pool.MaxPoolSpec.cycles_per_frame`,
       ``max(H * W, H' * W' * K * K) * C / lanes``.
     """
     if isinstance(layer, ir.MaxPool):
         return MaxPoolSpec.for_layer(layer, in_spec, pe).cycles_per_frame
     sparse = layer.weights.sparse
+    if tiles:
+        vector = TileSpec.tile_cycles(_matrix(layer), pe, simd, in_simd)
+        if isinstance(layer, ir.FC):
+            return vector
+        window = SlidingWindowSpec.for_conv(layer, in_spec, in_simd or simd)
+        return max(window.out_pixels * vector, window.cycles_per_frame)
     if isinstance(layer, ir.FC):
         if sparse:
             return _sparse_vector_cycles(layer, in_spec.bits, pe, simd)
@@ -212,6 +239,20 @@ def stage_cycles(layer: ir.Layer, in_spec: ir.TensorSpec, pe: int, simd: int) ->
 
 
 _SPARSE_CYCLES: dict = {}
+_MATRICES: dict = {}
+
+
+def _matrix(layer):
+    """The layer's dense weight-value matrix, cached per layer object."""
+    hit = _MATRICES.get(id(layer))
+    if hit is None or hit[0] is not layer:
+        hit = _MATRICES[id(layer)] = (layer, layer.weights.matrix())
+    return hit[1]
+
+
+def has_zero_tiles(layer, pe: int, simd: int) -> bool:
+    """Whether the layer's weights have an all-zero ``pe`` x ``simd`` tile."""
+    return not tile_mask(_matrix(layer), pe, simd).all()
 
 
 def _sparse_vector_cycles(layer, in_bits: int, pe: int, simd: int) -> int:
@@ -243,11 +284,26 @@ def _groups(model: ir.Model):
     return groups
 
 
-def _check_folding(layer, in_spec, pe, simd):
+def _check_folding(layer, in_spec, pe, simd, tiles=False, in_simd=None):
     where = f"layer '{layer.name}'"
     for label, value in (("pe", pe), ("simd", simd)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise FoldingError(f"{where}: {label} must be a positive integer, not {value!r}")
+    if not isinstance(tiles, bool):
+        raise FoldingError(f"{where}: tiles must be true or false, not {tiles!r}")
+    if tiles and isinstance(layer, ir.MaxPool):
+        raise FoldingError(f"{where}: tiles applies to conv and fc stages only")
+    if in_simd is not None:
+        if not isinstance(in_simd, int) or isinstance(in_simd, bool) or in_simd < 1:
+            raise FoldingError(f"{where}: in_simd must be a positive integer, not {in_simd!r}")
+        if in_simd != simd and not tiles:
+            raise FoldingError(f"{where}: in_simd {in_simd} != simd {simd} needs the tile engine "
+                               f"(\"tiles\": true)")
+        width = in_spec.shape[2] if isinstance(layer, ir.Conv) else in_spec.size
+        what = "input channel count" if isinstance(layer, ir.Conv) else "input width"
+        if in_simd % simd or width % in_simd:
+            raise FoldingError(f"{where}: in_simd must be a multiple of SIMD {simd} dividing the "
+                               f"{what} {width}, not {in_simd}")
     h, w, c = in_spec.shape
     if isinstance(layer, ir.MaxPool):
         if pe != simd or c % pe:
@@ -283,25 +339,70 @@ def _fold_options(layer, in_spec):
     return [(p, s) for p in _divisors(outputs) for s in simds]
 
 
-def _cheapest(layer, in_spec, target_cycles: int, min_lanes: int = 1):
-    """The folding with the fewest lanes (pe * simd) that meets the target.
+def _in_simd_options(layer, in_spec, simd: int) -> list[int]:
+    """Legal ``in_simd`` of the tile engine at ``simd``: multiples dividing the input
+    channel count (conv, the window's beat) or the input width (fc), smallest first."""
+    width = in_spec.shape[2] if isinstance(layer, ir.Conv) else in_spec.size
+    return [k for k in range(simd, width + 1, simd) if width % k == 0]
 
-    Ties go to the larger SIMD (wide popcounts are cheaper per lane than PEs), except on
-    the sparse engine, whose every MAC lane reads the input buffer through ``simd`` banks
-    (read ports grow with SIMD): there to the smaller SIMD. If no folding meets the
-    target, the fastest one.
+
+def _tile_options(layer, in_spec) -> list[tuple[int, int, int]]:
+    """``(pe, simd, in_simd)`` of the tile engine where the weights have a zero tile."""
+    if isinstance(layer, ir.MaxPool):
+        return []
+    return [(p, s, k) for p, s in _fold_options(layer, in_spec) if has_zero_tiles(layer, p, s)
+            for k in _in_simd_options(layer, in_spec, s)]
+
+
+def stage_cycle_options(layer, in_spec) -> set[int]:
+    """Every cycles-per-frame count a stage can reach (default engine and tile engine)."""
+    out = {stage_cycles(layer, in_spec, p, s) for p, s in _fold_options(layer, in_spec)}
+    out |= {stage_cycles(layer, in_spec, p, s, tiles=True, in_simd=k)
+            for p, s, k in _tile_options(layer, in_spec)}
+    return out
+
+
+def _cheapest(layer, in_spec, target_cycles: int, min_lanes: int = 1):
+    """The cheapest folding that meets the target: ``(pe, simd)`` on the default engine,
+    or ``{"pe", "simd", "in_simd", "tiles": True}`` on the tile-skipping MVTU.
+
+    On the default engine, the folding with the fewest lanes (pe * simd); ties go to the
+    larger SIMD (wide popcounts are cheaper per lane than PEs), except on the sparse
+    engine, whose every MAC lane reads the input buffer through ``simd`` banks (read
+    ports grow with SIMD): there to the smaller SIMD. Where the weights have zero tiles,
+    the tile engine's foldings that meet the target (each at its smallest ``in_simd``
+    that does) compete with that choice by :func:`lut_estimate`; the tile engine wins only
+    with a lower estimate. If no folding meets the target, the fastest one.
     """
     options = [(p, s) for p, s in _fold_options(layer, in_spec)]
-    meeting = [(p, s) for p, s in options if stage_cycles(layer, in_spec, p, s) <= target_cycles
+    cycles = {ps: stage_cycles(layer, in_spec, *ps) for ps in options}
+    meeting = [(p, s) for p, s in options if cycles[(p, s)] <= target_cycles
                and (not isinstance(layer, ir.MaxPool) or p >= min_lanes)]
-    if not meeting:
-        return min(options, key=lambda ps: (stage_cycles(layer, in_spec, *ps), ps[0] * ps[1]))
+    tiles = {}
+    for p, s, k in _tile_options(layer, in_spec):
+        c = stage_cycles(layer, in_spec, p, s, tiles=True, in_simd=k)
+        if (p, s) not in tiles or (tiles[(p, s)][1] > target_cycles and c < tiles[(p, s)][1]):
+            tiles[(p, s)] = (k, c)                      # the smallest in_simd that meets, or the fastest
+    tile_meeting = [(p, s, k) for (p, s), (k, c) in tiles.items() if c <= target_cycles]
+    if not meeting and not tile_meeting:
+        best = min(options, key=lambda ps: (cycles[ps], ps[0] * ps[1]))
+        fastest = [(p, s, k) for (p, s), (k, c) in tiles.items() if c < cycles[best]]
+        if not fastest:
+            return best
+        p, s, k = min(fastest, key=lambda psk: (tiles[psk[:2]][1], _estimate(layer, in_spec, *psk)))
+        return {"pe": p, "simd": s, "in_simd": k, "tiles": True}
     sparse = not isinstance(layer, ir.MaxPool) and layer.weights.sparse
-    return min(meeting, key=lambda ps: (ps[0] * ps[1], ps[1] if sparse else -ps[1]))
+    best = min(meeting, key=lambda ps: (ps[0] * ps[1], ps[1] if sparse else -ps[1])) if meeting else None
+    if tile_meeting:
+        p, s, k = min(tile_meeting, key=lambda psk: (_estimate(layer, in_spec, *psk), -psk[1]))
+        if best is None or _estimate(layer, in_spec, p, s, k) < _estimate(layer, in_spec, *best, None):
+            return {"pe": p, "simd": s, "in_simd": k, "tiles": True}
+    return best
 
 
 def choose_folding(model: ir.Model, target_cycles: int) -> dict[str, tuple[int, int]]:
-    """Per stage ``(pe, simd)``: the cheapest folding whose cycles per frame meet the target."""
+    """Per stage ``(pe, simd)``, or a dict with ``in_simd`` and ``"tiles": True`` for the
+    tile-skipping MVTU: the cheapest folding whose cycles per frame meet the target."""
     if target_cycles < 1:
         raise FoldingError(f"target cycles per frame must be at least 1, not {target_cycles}")
     folding = {}
@@ -316,7 +417,8 @@ def choose_folding(model: ir.Model, target_cycles: int) -> dict[str, tuple[int, 
             folding[layer.name] = (lanes, lanes)
         else:
             folding[layer.name] = _cheapest(layer, in_spec, target_cycles)
-        prev_lanes = folding[layer.name][0]
+        choice = folding[layer.name]
+        prev_lanes = choice["pe"] if isinstance(choice, dict) else choice[0]
     return folding
 
 
@@ -324,7 +426,9 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     """The stages of ``model`` at a folding.
 
     ``folding`` maps stage names (the conv/fc/maxpool layer's name) to ``(pe, simd)`` or
-    ``{"pe": .., "simd": .., "ram_style": ..}`` (each key optional); stages it does not
+    ``{"pe": .., "simd": .., "ram_style": .., "tiles": .., "in_simd": ..}`` (each key
+    optional; ``tiles`` true for the tile-skipping MVTU, whose input beat carries
+    ``in_simd`` elements, default ``simd``); stages it does not
     name get the cheapest folding that meets ``target_cycles`` (default: fully folded,
     ``pe = simd = 1`` where legal).
     """
@@ -342,36 +446,45 @@ def plan(model: ir.Model, folding: dict | None = None, *, target_cycles: int | N
     stages = []
     for layer, threshold, in_spec, out_spec in groups:
         value = folding.get(layer.name) if full else folding.get(layer.name, auto[layer.name])
-        ram_style, weights, ddr_ports = "auto", "rom", 1
+        default = auto[layer.name] if auto is not None else None
+        if isinstance(default, dict):
+            default = (default["pe"], default["simd"])
+        ram_style, weights, ddr_ports, tiles, in_simd = "auto", "rom", 1, False, None
         if isinstance(value, dict):
-            extra = set(value) - {"pe", "simd", "ram_style", "weights", "ddr_ports"}
+            extra = set(value) - {"pe", "simd", "ram_style", "weights", "ddr_ports", "tiles", "in_simd"}
             if extra:
                 raise FoldingError(f"layer '{layer.name}': unknown folding key(s) {', '.join(sorted(extra))}")
-            pe = value["pe"] if "pe" in value else auto[layer.name][0]
+            pe = value["pe"] if "pe" in value else default[0]
             simd = value["simd"] if "simd" in value else (
-                pe if isinstance(layer, ir.MaxPool) else auto[layer.name][1])
+                pe if isinstance(layer, ir.MaxPool) else default[1])
             ram_style = value.get("ram_style", "auto")
             weights = value.get("weights", "rom")
             ddr_ports = value.get("ddr_ports", 1)
+            tiles = value.get("tiles", False)
+            in_simd = value.get("in_simd")
         else:
             try:
                 pe, simd = value
             except (TypeError, ValueError):
                 raise FoldingError(f"layer '{layer.name}': folding must be (pe, simd) or "
                                    f"{{'pe': .., 'simd': ..}}, not {value!r}") from None
-        _check_folding(layer, in_spec, pe, simd)
+        _check_folding(layer, in_spec, pe, simd, tiles, in_simd)
         _check_ram_style(layer, in_spec, ram_style)
         if weights not in ("rom", "ddr"):
             raise FoldingError(f"layer '{layer.name}': weights must be 'rom' or 'ddr', not {weights!r}")
         if weights == "ddr" and isinstance(layer, ir.MaxPool):
             raise FoldingError(f"layer '{layer.name}': a max-pool stage has no weights to stream")
+        if weights == "ddr" and tiles:
+            raise FoldingError(f"layer '{layer.name}': the tile-skipping engine keeps its weights "
+                               f"on chip: drop 'tiles' or weights 'ddr'")
         if not isinstance(ddr_ports, int) or isinstance(ddr_ports, bool) or ddr_ports < 1 or pe % ddr_ports \
                 or (ddr_ports > 1 and weights != "ddr"):
             raise FoldingError(f"layer '{layer.name}': ddr_ports must divide PE {pe} on a stage "
                                f"with weights 'ddr', not {ddr_ports!r}")
         stages.append(Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold,
                             in_spec=in_spec, out_spec=out_spec, pe=pe, simd=simd, ram_style=ram_style,
-                            weights=weights, ddr_ports=ddr_ports))
+                            weights=weights, ddr_ports=ddr_ports, tiles=tiles,
+                            in_simd=in_simd if tiles else None))
     return stages
 
 
@@ -405,6 +518,64 @@ def bram18_estimate(width: int, depth: int) -> int:
 def rom_lut_estimate(width: int, depth: int) -> int:
     """LUT6s of one ``width`` x ``depth`` ROM built from logic (64 bits per LUT6)."""
     return width * -(-depth // 64)
+
+
+def _lane_luts(kind: str, wbits: int, in_bits: int, mode: str | None = None) -> float:
+    """Rough LUTs of one MAC lane and its share of the adder tree or bit heap, after
+    ``bench.shift`` (PE4 x SIMD16, 4-bit activations: pot4 12.6, int4 32.4 per lane),
+    scaled by the activation (and int weight) width."""
+    if mode == "xnor":
+        return 1.0
+    if kind == "binary":
+        return 1.5 * in_bits
+    if kind == "pot":
+        return 3.2 * in_bits
+    if kind == "ternary":
+        return 2.0 * in_bits
+    return 2.0 * in_bits * wbits
+
+
+def _mem_luts(width: int, depth: int) -> int:
+    """A ROM's LUTs, or the LUT-equivalent of the block RAM it would take when that saves
+    LUTs (:data:`MIN_LUTS_PER_BRAM18` per BRAM18, as :func:`plan_ram_styles` decides)."""
+    return min(rom_lut_estimate(width, depth), MIN_LUTS_PER_BRAM18 * bram18_estimate(width, depth))
+
+
+def lut_estimate(stage: Stage) -> int:
+    """Rough LUTs of a compute stage's engine, to choose between the default engine and the
+    tile-skipping MVTU (not a synthesis figure): MAC lanes (:func:`_lane_luts`), an
+    accumulator and output comparison per PE, the weight memories, and the input buffer
+    (the MVTU's one vector, the tile engine's two banks and slice multiplexer, the
+    sparse engine's asynchronous read port per lane and bank of its reach)."""
+    c = stage.compute
+    if c is None:
+        return 0
+    in_bits = stage.in_spec.bits
+    lanes = stage.pe * stage.simd
+    mode = getattr(c, "mode", None)
+    total = lanes * _lane_luts(c.kind, c.wbits, in_bits, mode)
+    total += 3 * stage.pe * c.acc_shape.width
+    n, width, depth = weight_memory(stage)
+    total += n * _mem_luts(width, depth)
+    if stage.engine == "sparse":
+        depth = 2 * c.inputs // stage.simd
+        total += lanes * c.reach * in_bits * (-(-depth // 64) + 1)
+    elif stage.tiles:
+        width, depth = c.input_buffer
+        total += rom_lut_estimate(width, depth) + (c.slices - 1) * stage.simd * in_bits // 2
+        total += rom_lut_estimate(sum(c.step_fields) + 2, c.steps)
+    elif c.neuron_folds > 1:
+        total += rom_lut_estimate(stage.simd * in_bits, c.synapse_folds)
+    return int(total)
+
+
+def _estimate(layer, in_spec, pe: int, simd: int, in_simd: int | None) -> int:
+    """:func:`lut_estimate` of a candidate: the tile engine at ``in_simd``, or (None) the
+    default engine."""
+    tiles = in_simd is not None
+    stage = Stage(name=layer.name, op=layer.op, layer=layer, threshold=None, in_spec=in_spec,
+                  out_spec=in_spec, pe=pe, simd=simd, tiles=tiles, in_simd=in_simd)
+    return lut_estimate(stage)
 
 
 def plan_ram_styles(stages: list[Stage], bram18_budget: int) -> list[Stage]:
@@ -465,9 +636,18 @@ def burst_depth(stage: Stage) -> int:
         # The sparse engine takes a vector into a free input bank only: one vector and a
         # beat more let the producer run on while both banks are taken.
         return stage.in_spec.size // stage.simd + 1
+    if stage.tiles:
+        # Two input banks: the next vector streams in while the engine computes.
+        return 0
     if isinstance(stage.layer, ir.FC) and compute is not None and compute.neuron_folds > 1:
         return compute.synapse_folds
     return 0
+
+
+#: Least depth of the FIFO after a tile-skipping stage: its folds of a single scheduled
+#: tile emit output beats back to back, and a depth-2 ``SyncFIFOBuffered`` written back
+#: to back passes one beat per two cycles.
+TILE_FIFO_DEPTH = 3
 
 
 class ConvEngine(wiring.Component):
@@ -496,6 +676,8 @@ def _payload(component: wiring.Component, port: str):
 
 
 def _compute_engine(stage: Stage):
+    if stage.tiles:
+        return TileMVTU(spec=stage.compute)
     if stage.engine == "sparse":
         return SparseCSC(spec=stage.compute)
     cls = ShiftMAC if stage.engine == "shiftmac" else MVTU
@@ -530,7 +712,8 @@ class NetworkSpec:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
         #: Beats of the FIFO in front of each stage (None for the first).
-        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s)) for s in self.stages[1:]]
+        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s), TILE_FIFO_DEPTH if prev.tiles else 0)
+                                     for prev, s in zip(self.stages, self.stages[1:])]
         self.cycles_per_frame = frame_cycles(self.stages)
         self.latency_bound = latency_cycles(self.stages)
         self.in_lanes = self.stages[0].in_lanes
@@ -538,8 +721,10 @@ class NetworkSpec:
 
     @property
     def folding(self) -> dict[str, dict]:
-        """Per stage ``{"pe", "simd"}`` (and ``"ram_style"`` where it is not ``"auto"``)."""
+        """Per stage ``{"pe", "simd"}`` (``"tiles"`` and ``"in_simd"`` on the tile engine,
+        ``"ram_style"`` where it is not ``"auto"``)."""
         return {s.name: {"pe": s.pe, "simd": s.simd,
+                         **({"tiles": True, "in_simd": s.in_lanes} if s.tiles else {}),
                          **({"ram_style": s.ram_style} if s.ram_style != "auto" else {}),
                          **({"weights": s.weights} if s.streamed else {}),
                          **({"ddr_ports": s.ddr_ports} if s.ddr_ports > 1 else {})}

@@ -51,3 +51,19 @@ def test_logic_levels(tmp_path, kind, wbits, in_bits, simd, pe, tbits, mode):
     print(f"{mode} SIMD {simd} PE {pe}: {result.logic_levels} LUT levels, {result.lut} LUT, "
           f"{result.ff} FF; path {' | '.join(result.critical_path)}")
     assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
+
+
+def test_logic_levels_tiles(tmp_path):
+    """The tile-skipping MVTU (step ROM, two-bank input buffer, 4:1 slice multiplexer)
+    adds no path deeper than the datapath's."""
+    from hdl.engines.tiles import TileMVTU
+    from sim.random_model import block_prune
+
+    rng = np.random.default_rng(0)
+    w = block_prune(rng, random_weights(rng, 16, 512, "pot", 4).matrix(), (2, 16), 0.25)
+    span = np.abs(w).sum(axis=1) * 15
+    dut = TileMVTU(w, kind="pot", wbits=4, in_bits=4, pe=2, simd=16, in_simd=64,
+                   thresholds=random_thresholds(rng, -span // 2, span // 2, 2))
+    text = verilog.convert(dut, name="top", platform=boards.get("zcu102")())
+    result = synthesize(text, "top", "xcup", cache_dir=tmp_path, use_cache=False)
+    assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
