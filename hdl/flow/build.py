@@ -376,11 +376,15 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             report = BuildReport.for_board(board, model=model.name, layers=layers,
                                            latency_cycles=spec.latency_bound, clock_mhz=clock,
                                            totals=whole.resources(),
-                                           cycles_per_frame=spec.cycles_per_frame)
+                                           cycles_per_frame=spec.cycles_per_frame,
+                                           shell_floors=spec.shell_floors,
+                                           fifos=[f.as_dict() for f in spec.fifos if f],
+                                           logic_levels=whole.logic_levels)
             notes = [f"folding: {json.dumps(spec.folding)}",
                      f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
                      "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
-                     "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
+                     "cycles_per_frame is the generated top's (the slowest layer or the AXI "
+                     "shell's floor); latency_cycles is the cycle model's estimate",
                      f"toolflow time: {time.monotonic() - started:.1f} s"]
             write_report(report, out, notes=notes)
         vivado = run_vivado(out / "vivado")
