@@ -475,17 +475,13 @@ class FifoPlan:
                 "bits": self.bits, "reason": self.reason}
 
 
-def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoPlan | None]:
-    """The FIFO in front of each stage (None where there is none): between stages always,
-    in front of the first stage only where it takes its input in bursts (the shell's
-    input adapter holds a beat or two). ``fifo_depth`` raises every depth to at least
-    that many beats."""
+def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoPlan]:
+    """The FIFO in front of each stage, the first one included: its ``i.ready`` comes from
+    registers, which keeps ready paths from crossing stages (and the shell's input
+    adapter) in one cycle. ``fifo_depth`` raises every depth to at least that many beats."""
     plans = []
-    for index, stage in enumerate(stages):
+    for stage in stages:
         burst = burst_depth(stage)
-        if index == 0 and not burst:
-            plans.append(None)
-            continue
         depth = fifo_depth_for(stage)
         reason = "burst" if burst >= FULL_RATE_FIFO_DEPTH else "rate"
         if fifo_depth is not None and fifo_depth > depth:
@@ -561,10 +557,10 @@ class NetworkSpec:
         if bram18_budget is not None:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
-        #: The FIFO in front of each stage, or None (:func:`plan_fifos`).
+        #: The FIFO in front of each stage (:func:`plan_fifos`).
         self.fifos = plan_fifos(self.stages, fifo_depth)
-        #: Beats of the FIFO in front of each stage (None where there is none).
-        self.fifo_depths = [f.depth if f is not None else None for f in self.fifos]
+        #: Beats of the FIFO in front of each stage.
+        self.fifo_depths = [f.depth for f in self.fifos]
         #: Cycles per frame of the core alone (the slowest stage) with a free-running
         #: source and sink.
         self.core_cycles_per_frame = frame_cycles(self.stages)
@@ -584,7 +580,7 @@ class NetworkSpec:
     @property
     def fifo_bits(self) -> int:
         """Storage of all the FIFOs, in bits."""
-        return sum(f.bits for f in self.fifos if f is not None)
+        return sum(f.bits for f in self.fifos)
 
     @property
     def folding(self) -> dict[str, dict]:
@@ -616,8 +612,8 @@ class Network(Described):
     :attr:`cycles_per_frame` (that or the shell's floor, :func:`shell_floors`). Between
     stages: a width converter where lanes differ, and a
     :class:`~hdl.engines.plumbing.StreamFIFO` sized by :func:`plan_fifos` (one beat per
-    cycle, or one input vector in front of a stage that takes its input in bursts, also
-    in front of the first stage), at least ``fifo_depth`` beats if given, so that a stage
+    cycle, or one input vector in front of a stage that takes its input in bursts; the
+    first stage has one too), at least ``fifo_depth`` beats if given, so that a stage
     that is not the slowest never holds up the one before it.
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
@@ -648,12 +644,11 @@ class Network(Described):
                     m.submodules[f"{stage.name}_repack"] = conv
                     wiring.connect(m, upstream, conv.i)
                     upstream = conv.o
-            if self.fifos[index] is not None:
-                fifo = StreamFIFO(data.ArrayLayout(unsigned(stage.in_spec.bits), stage.in_lanes),
-                                  self.fifos[index].depth)
-                m.submodules[f"{stage.name}_fifo"] = fifo
-                wiring.connect(m, upstream, fifo.i)
-                upstream = fifo.o
+            fifo = StreamFIFO(data.ArrayLayout(unsigned(stage.in_spec.bits), stage.in_lanes),
+                              self.fifos[index].depth)
+            m.submodules[f"{stage.name}_fifo"] = fifo
+            wiring.connect(m, upstream, fifo.i)
+            upstream = fifo.o
             wiring.connect(m, upstream, engine.i)
             upstream = engine.o
         wiring.connect(m, upstream, wiring.flipped(self.o))
