@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int as _check_int
 from .described import Described
+from .plumbing import RegisterSlice
 
 __all__ = ["SlidingWindow", "SlidingWindowSpec", "window_output_shape"]
 
@@ -129,8 +130,8 @@ class SlidingWindowSpec:
         return max(0, self.kernel - 1 - self.padding) * self.width * cf + self.kernel * cf
 
     #: Cycles from the transfer of an input beat to the valid output of an element
-    #: that waited for it.
-    latency = 2
+    #: that waited for it (memory read, output register, register slice).
+    latency = 3
 
     @property
     def signature(self) -> wiring.Signature:
@@ -194,10 +195,12 @@ class SlidingWindow(Described):
 
     Latency and throughput
     ----------------------
-    ``o.valid`` and ``o.payload`` come from registers (the memory's read register and
-    a padding flag, through one multiplexer); ``i.ready`` depends only on registers.
-    An element that waits for its input beat is valid on ``o`` two cycles after the
-    cycle in which that beat was transferred (if the output register is free). Padding
+    The memory's read register and a padding flag (through one multiplexer) feed a
+    :class:`~hdl.engines.plumbing.RegisterSlice`, so ``o.valid`` and ``o.payload`` come
+    from registers, ``i.ready`` depends only on registers, and ``o.ready`` reaches no
+    further than the slice (the reader's address logic never waits on the consumer's
+    ready path). An element that waits for its input beat is valid on ``o`` three cycles
+    after the cycle in which that beat was transferred (if the output is free). Padding
     elements need no input, but nothing of a frame is emitted before its first input
     beat. The output side emits one beat per cycle whenever the input it needs is
     there; the input side accepts one beat per cycle whenever the buffer has room; the
@@ -238,6 +241,10 @@ class SlidingWindow(Described):
             return Mux(total >= D, total - D, total)
 
         m.submodules.mem = mem = Memory(shape=unsigned(self.simd * self.bits), depth=D, init=[])
+        # The output leaves through a register slice, so that the reader's issue logic
+        # sees a registered ready and not the consumer's ready path.
+        m.submodules.out = out = RegisterSlice(data.ArrayLayout(unsigned(self.bits), self.simd))
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
@@ -301,7 +308,7 @@ class SlidingWindow(Described):
             pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
             # Padding needs no input, but a frame's output waits for its first input beat.
             avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
-            issue.eq(avail & (~out_valid | self.o.ready)),
+            issue.eq(avail & (~out_valid | out.i.ready)),
             r_last.eq(last_cf & last_kx & last_ky & last_ox & last_oy),
             rd.addr.eq(addr),
             rd.en.eq(issue),
@@ -364,10 +371,10 @@ class SlidingWindow(Described):
         # --- output register (stage 1): memory data or the padding code ------------------
         with m.If(issue):
             m.d.sync += [out_valid.eq(1), out_pad.eq(pad)]
-        with m.Elif(self.o.ready):
+        with m.Elif(out.i.ready):
             m.d.sync += out_valid.eq(0)
         word = data.ArrayLayout(unsigned(self.bits), self.simd)(rd.data)
-        m.d.comb += self.o.valid.eq(out_valid)
+        m.d.comb += out.i.valid.eq(out_valid)
         for lane in range(self.simd):
-            m.d.comb += self.o.payload[lane].eq(Mux(out_pad, self.pad_value, word[lane]))
+            m.d.comb += out.i.payload[lane].eq(Mux(out_pad, self.pad_value, word[lane]))
         return m
