@@ -236,9 +236,12 @@ class SlidingWindow(Described):
         R0 = -P * WCF - P * CF          # linear index of the first window's top-left
 
         def add_mod(value, const):
+            # value + const mod D, for value < D: the wrap is decided on the register
+            # (value >= D - const), in parallel with both sums, not on the sum.
             const %= D
-            total = value + const
-            return Mux(total >= D, total - D, total)
+            if const == 0:
+                return value
+            return Mux(value >= D - const, value - (D - const), value + const)
 
         m.submodules.mem = mem = Memory(shape=unsigned(self.simd * self.bits), depth=D, init=[])
         # The output leaves through a register slice, so that the reader's issue logic
@@ -257,7 +260,7 @@ class SlidingWindow(Described):
         # --- writer: input beats into the circular buffer --------------------------------
         n = Signal(range(HWCF))               # beat index within the writer's frame
         wr_addr = Signal(range(D))
-        w_last = Signal()
+        w_last = Signal(init=HWCF == 1)        # n == HWCF - 1, kept in a register
         w_fire = Signal()
 
         # --- reader state: linear index (image extended beyond its border) and address ---
@@ -276,9 +279,11 @@ class SlidingWindow(Described):
         # future window needs it: every element the reader still needs has a linear index
         # of at least ``win_idx`` (the current window's top-left, unclamped).
         room = Signal()
+        lead = Signal(range(-((H + P) * WCF + (W + P) * CF) - 1, HWCF - R0 + 1))
         m.d.comb += [
-            w_last.eq(n == HWCF - 1),
-            room.eq(rdone | ((n + Mux(ahead, HWCF, 0) < win_idx + D) & ~(ahead & w_last))),
+            # n + (HWCF if ahead) < win_idx + D, with the constants on one side.
+            lead.eq(n - win_idx),
+            room.eq(rdone | (Mux(ahead, lead < D - HWCF, lead < D) & ~(ahead & w_last))),
             self.i.ready.eq(room),
             w_fire.eq(self.i.valid & room),
             wr.addr.eq(wr_addr),
@@ -288,6 +293,7 @@ class SlidingWindow(Described):
         with m.If(w_fire):
             m.d.sync += [
                 n.eq(Mux(w_last, 0, n + 1)),
+                w_last.eq(n == HWCF - 2 if HWCF > 1 else 1),
                 wr_addr.eq(add_mod(wr_addr, 1)),
             ]
 
