@@ -298,19 +298,21 @@ class SlidingWindow(Described):
             ]
 
         # --- reader: address generation (stage 0) ----------------------------------------
-        iy = Signal(range(-P, H + P + 1))
-        ix = Signal(range(-P, W + P + 1))
+        # The input pixel (ty + ky, tx + kx) and the counters' "at their last value" flags
+        # are kept in registers, updated with the counters, so that the reader's decision
+        # (issue) and its next state start from registers rather than adders.
+        iy = Signal(range(-P, (OH - 1) * S - P + K), init=-P)
+        ix = Signal(range(-P, (OW - 1) * S - P + K), init=-P)
+        last_cf, last_kx, last_ky, last_ox, last_oy = (
+            Signal(init=count == 1, name=nm) for nm, count in
+            (("last_cf", CF), ("last_kx", K), ("last_ky", K), ("last_ox", OW), ("last_oy", OH)))
         pad = Signal()
         avail = Signal()
         issue = Signal()
         out_valid = Signal()
         out_pad = Signal()
-        last_cf, last_kx, last_ky = cf == CF - 1, kx == K - 1, ky == K - 1
-        last_ox, last_oy = ox == OW - 1, oy == OH - 1
         r_last = Signal()
         m.d.comb += [
-            iy.eq(ty + ky),
-            ix.eq(tx + kx),
             pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
             # Padding needs no input, but a frame's output waits for its first input beat.
             avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
@@ -325,18 +327,25 @@ class SlidingWindow(Described):
                 m.d.sync += [
                     cf.eq(Mux(last_cf, 0, cf + 1)),
                     kx.eq(Mux(last_cf, kx + 1, kx)),
+                    ix.eq(Mux(last_cf, ix + 1, ix)),
+                    last_cf.eq(Mux(last_cf, CF == 1, cf == CF - 2)),
+                    last_kx.eq(Mux(last_cf, kx == K - 2, last_kx)),
                     idx.eq(idx + 1),
                     addr.eq(add_mod(addr, 1)),
                 ]
             with m.Elif(~last_ky):                              # next row of the window
                 m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(ky + 1),
+                    cf.eq(0), kx.eq(0), ky.eq(ky + 1), ix.eq(tx), iy.eq(iy + 1),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(ky == K - 2),
                     line_idx.eq(line_idx + WCF), idx.eq(line_idx + WCF),
                     line_addr.eq(add_mod(line_addr, WCF)), addr.eq(add_mod(line_addr, WCF)),
                 ]
             with m.Elif(~last_ox):                              # next window in the row
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1), tx.eq(tx + S),
+                    ix.eq(tx + S), iy.eq(ty),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(ox == OW - 2),
                     win_idx.eq(win_idx + S * CF), line_idx.eq(win_idx + S * CF),
                     idx.eq(win_idx + S * CF),
                     win_addr.eq(add_mod(win_addr, S * CF)), line_addr.eq(add_mod(win_addr, S * CF)),
@@ -345,7 +354,9 @@ class SlidingWindow(Described):
             with m.Elif(~last_oy):                              # next row of windows
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P),
-                    oy.eq(oy + 1), ty.eq(ty + S),
+                    oy.eq(oy + 1), ty.eq(ty + S), ix.eq(-P), iy.eq(ty + S),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(OW == 1), last_oy.eq(oy == OH - 2),
                     row_idx.eq(row_idx + S * WCF), win_idx.eq(row_idx + S * WCF),
                     line_idx.eq(row_idx + S * WCF), idx.eq(row_idx + S * WCF),
                 ]
@@ -354,6 +365,9 @@ class SlidingWindow(Described):
             with m.Else():                                      # next frame
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P), oy.eq(0), ty.eq(-P),
+                    ix.eq(-P), iy.eq(-P),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(OW == 1), last_oy.eq(OH == 1),
                     row_idx.eq(R0), win_idx.eq(R0), line_idx.eq(R0), idx.eq(R0),
                     base.eq(add_mod(base, HWCF)),
                 ]
