@@ -447,3 +447,26 @@ def test_plan_ram_styles_knapsack():
     styles = {s.name: s.ram_style for s in plan_ram_styles(forced, budget)}
     assert styles == {"fc0": "block", "fc1": "distributed", "fc2": "block", "fc3": "block"}
     assert {s.ram_style for s in plan_ram_styles(stages, 0)} == {"distributed"}
+
+
+@pytest.mark.slow
+def test_whole_design_logic_levels():
+    """The shipped digits model's whole generated top (``AxiTop`` around ``Network``, as
+    ``python -m hdl.build pynq-z2`` builds it) stays within 6 LUT levels: ready paths no
+    longer cross the sliding window or into the AXI registers. Several minutes of Yosys."""
+    import math
+    from pathlib import Path
+
+    from amaranth.back import verilog
+
+    import boards
+    from hdl.flow.network import weight_bram_budget
+    from hdl.flow.synth import synthesize
+    from hdl.shell.axi import AxiTop
+    board = boards.get("pynq-z2")
+    m = ir.load(ir.model_path(Path(__file__).resolve().parents[3] / "models" / "w1a2"))
+    spec = NetworkSpec(m, target_cycles=5_000, bram18_budget=weight_bram_budget(board.capacity.bram18))
+    top = AxiTop(Network(spec=spec), frame_elements=math.prod(m.input.shape), classes=len(m.classes))
+    result = synthesize(verilog.convert(top, name="qnn_core", platform=board()), "qnn_core",
+                        board.synth_family)
+    assert 1 <= result.logic_levels <= 6, result.critical_path
