@@ -377,11 +377,6 @@ def frame_cycles(stages: list[Stage]) -> int:
     return max(s.cycles_per_frame for s in stages)
 
 
-def latency_cycles(stages: list[Stage]) -> int:
-    """Sum of the stages' cycles per frame: the core's part of :func:`latency_estimate`."""
-    return sum(s.cycles_per_frame for s in stages)
-
-
 def shell_floors(model: ir.Model) -> tuple[int, int]:
     """``(input, output)``: cycles per frame the AXI shell needs at least, whatever the
     folding. Input: the frame's beats at the shell's current packing (one beat per cycle,
