@@ -359,19 +359,21 @@ def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
 
 
 def shell_note(spec: NetworkSpec, target: int | None) -> str | None:
-    """What keeps the top from its target, or from the stages' own rate, if anything."""
+    """What keeps the top from its target, or from the stages' own rate, if anything: the
+    AXI shell's input (beats per frame) or output (classes + 2) floor."""
     beats, out = spec.shell_floors
+    floor = max(beats, out)
+    which = (f"input ({beats:,} beats of 32 bits per frame)" if beats >= out
+             else f"output ({out} cycles per frame: classes + 2)")
     core = spec.core_cycles_per_frame
-    parts = []
+    if target is not None and target < floor:
+        return (f"cannot reach its goal of {target:,} cycles per frame through the shell: the AXI "
+                f"shell's {which} needs at least {floor:,}, {floor / target:.2f}x slower (the "
+                f"stages are folded for {floor:,})")
     if spec.cycles_per_frame > core:
-        which = (f"input ({beats:,} beats of 32 bits per frame)" if spec.bottleneck == "shell input"
-                 else f"output ({out} cycles per frame: classes + 2)")
-        parts.append(f"the AXI shell's {which} limits the top to {spec.cycles_per_frame:,} cycles "
-                     f"per frame; the stages alone need {core:,}")
-    if target is not None and spec.cycles_per_frame > target:
-        parts.append(f"cannot reach its goal of {target:,} cycles per frame through the shell: "
-                     f"{spec.cycles_per_frame / target:.2f}x slower")
-    return "; ".join(parts) or None
+        return (f"the AXI shell's {which} limits the top to {spec.cycles_per_frame:,} cycles "
+                f"per frame; the stages alone need {core:,}")
+    return None
 
 
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
