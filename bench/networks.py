@@ -407,7 +407,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         "cycles_model": cycles, "cycles_core": spec.core_cycles_per_frame,
         "shell_floors": {"input": spec.shell_floors[0], "output": spec.shell_floors[1]},
         "bottleneck": spec.bottleneck, "shell_note": shell_note(spec, target),
-        "fifos": [f.as_dict() for f in spec.fifos], "fifo_bits": spec.fifo_bits,
+        "fifos": [f.as_dict() for f in spec.fifos if f is not None], "fifo_bits": spec.fifo_bits,
         "cycles_per_frame": cycles, "fps": clock_mhz * 1e6 / cycles,
         "lanes": lanes(spec),
         "cycles_measured": None, "cycles_measured_note": None, "latency_measured": None,

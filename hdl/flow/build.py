@@ -378,7 +378,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                                            totals=whole.resources(),
                                            cycles_per_frame=spec.cycles_per_frame,
                                            shell_floors=spec.shell_floors,
-                                           fifos=[f.as_dict() for f in spec.fifos],
+                                           fifos=[f.as_dict() for f in spec.fifos if f is not None],
                                            logic_levels=whole.logic_levels)
             notes = [f"folding: {json.dumps(spec.folding)}",
                      f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",

@@ -470,13 +470,20 @@ class FifoPlan:
                 "bits": self.bits, "reason": self.reason}
 
 
-def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoPlan]:
-    """The FIFO in front of each stage, the first one included: its ``i.ready`` comes from
-    registers, which keeps ready paths from crossing stages (and the shell's input
-    adapter) in one cycle. ``fifo_depth`` raises every depth to at least that many beats."""
+def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoPlan | None]:
+    """The FIFO in front of each stage (None where there is none). Between stages always;
+    in front of the first stage where it has a sliding window (its ``i.ready`` then comes
+    from registers: the window's ready logic does not reach into the shell's input
+    adapter) or takes bursts longer than the adapter holds; not in front of a wide fully
+    connected first stage, where it would cost ``3 x SIMD x bits`` flip-flops for
+    nothing. ``fifo_depth`` raises every depth to at least that many beats."""
     plans = []
-    for stage in stages:
+    for index, stage in enumerate(stages):
         burst = burst_depth(stage)
+        if index == 0 and stage.window is None and stage.pool is None \
+                and burst < FULL_RATE_FIFO_DEPTH:
+            plans.append(None)
+            continue
         depth = fifo_depth_for(stage)
         reason = "burst" if burst >= FULL_RATE_FIFO_DEPTH else "rate"
         if fifo_depth is not None and fifo_depth > depth:
@@ -552,10 +559,10 @@ class NetworkSpec:
         if bram18_budget is not None:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
-        #: The FIFO in front of each stage (:func:`plan_fifos`).
+        #: The FIFO in front of each stage, or None (:func:`plan_fifos`).
         self.fifos = plan_fifos(self.stages, fifo_depth)
-        #: Beats of the FIFO in front of each stage.
-        self.fifo_depths = [f.depth for f in self.fifos]
+        #: Beats of the FIFO in front of each stage (None where there is none).
+        self.fifo_depths = [f.depth if f is not None else None for f in self.fifos]
         #: Cycles per frame of the core alone (the slowest stage) with a free-running
         #: source and sink.
         self.core_cycles_per_frame = frame_cycles(self.stages)
@@ -575,7 +582,7 @@ class NetworkSpec:
     @property
     def fifo_bits(self) -> int:
         """Storage of all the FIFOs, in bits."""
-        return sum(f.bits for f in self.fifos)
+        return sum(f.bits for f in self.fifos if f is not None)
 
     @property
     def folding(self) -> dict[str, dict]:
@@ -607,8 +614,9 @@ class Network(Described):
     :attr:`cycles_per_frame` (that or the shell's floor, :func:`shell_floors`). Between
     stages: a width converter where lanes differ, and a
     :class:`~hdl.engines.plumbing.StreamFIFO` sized by :func:`plan_fifos` (one beat per
-    cycle, or one input vector in front of a stage that takes its input in bursts; the
-    first stage has one too), at least ``fifo_depth`` beats if given, so that a stage
+    cycle, or one input vector in front of a stage that takes its input in bursts; in
+    front of the first stage where :func:`plan_fifos` says), at least ``fifo_depth``
+    beats if given, so that a stage
     that is not the slowest never holds up the one before it.
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
@@ -639,11 +647,12 @@ class Network(Described):
                     m.submodules[f"{stage.name}_repack"] = conv
                     wiring.connect(m, upstream, conv.i)
                     upstream = conv.o
-            fifo = StreamFIFO(data.ArrayLayout(unsigned(stage.in_spec.bits), stage.in_lanes),
-                              self.fifos[index].depth)
-            m.submodules[f"{stage.name}_fifo"] = fifo
-            wiring.connect(m, upstream, fifo.i)
-            upstream = fifo.o
+            if self.fifos[index] is not None:
+                fifo = StreamFIFO(data.ArrayLayout(unsigned(stage.in_spec.bits), stage.in_lanes),
+                                  self.fifos[index].depth)
+                m.submodules[f"{stage.name}_fifo"] = fifo
+                wiring.connect(m, upstream, fifo.i)
+                upstream = fifo.o
             wiring.connect(m, upstream, engine.i)
             upstream = engine.o
         wiring.connect(m, upstream, wiring.flipped(self.o))

@@ -210,7 +210,8 @@ def test_cycles_per_frame(name, fold):
 def test_fifo_holds_a_vector():
     """A fully connected stage with several neuron folds takes its input only during the
     first fold: the FIFO in front holds one input vector so that the producer runs on;
-    every other FIFO (the first stage has one too) passes one beat per cycle (3 beats)."""
+    every other FIFO passes one beat per cycle (3 beats); a first stage with a window
+    has one too, a wide fc first stage none."""
     m = model("binary-k")
     spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
     assert spec.fifo_depths == [3, 64, 6]
@@ -223,7 +224,7 @@ def test_fifo_holds_a_vector():
     # A first stage that takes its input in bursts gets a FIFO of one vector in front.
     fc = build_model([LayerPlan(op=F, out=4, act_bits=None)], input_shape=(2, 2, 3), input_bits=2)
     assert NetworkSpec(fc, {"fc0": (1, 3)}).fifo_depths == [4]
-    assert NetworkSpec(fc, {"fc0": (4, 3)}).fifo_depths == [3]
+    assert NetworkSpec(fc, {"fc0": (4, 3)}).fifo_depths == [None]
 
 
 def halving_model():
@@ -305,7 +306,7 @@ def test_fifo_full_rate_in_the_top():
     the stages (4) stay under."""
     net = Network(halving_model(), {"fc0": (16, 16), "fc1": (16, 4), "fc2": (4, 16)})
     assert [s.cycles_per_frame for s in net.stages] == [1, 4, 1]
-    assert net.fifo_depths == [3, 3, 3]
+    assert net.fifo_depths == [None, 3, 3]
     assert net.cycles_per_frame == 6 and net.bottleneck == "shell output"
     _, ends = top_intervals(net, 3)
     assert np.diff(ends).tolist()[1:] == [6]
