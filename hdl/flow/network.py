@@ -474,14 +474,14 @@ def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoP
     """The FIFO in front of each stage (None where there is none). Between stages always;
     in front of the first stage where it has a sliding window (its ``i.ready`` then comes
     from registers: the window's ready logic does not reach into the shell's input
-    adapter) or takes bursts longer than the adapter holds; not in front of a wide fully
-    connected first stage, where it would cost ``3 x SIMD x bits`` flip-flops for
-    nothing. ``fifo_depth`` raises every depth to at least that many beats."""
+    adapter) or takes its input vector in bursts of several beats; not in front of a
+    fully connected first stage that takes a vector in one beat (the input adapter
+    assembles the next one meanwhile), where it would cost ``3 x SIMD x bits``
+    flip-flops for nothing. ``fifo_depth`` raises every depth to at least that many beats."""
     plans = []
     for index, stage in enumerate(stages):
         burst = burst_depth(stage)
-        if index == 0 and stage.window is None and stage.pool is None \
-                and burst < FULL_RATE_FIFO_DEPTH:
+        if index == 0 and stage.window is None and stage.pool is None and burst < 2:
             plans.append(None)
             continue
         depth = fifo_depth_for(stage)
