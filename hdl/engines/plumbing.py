@@ -1,4 +1,5 @@
-"""Stream plumbing: a FIFO and a lane-width converter for ``amaranth.lib.stream`` ports.
+"""Stream plumbing: a FIFO, a register slice and a lane-width converter for
+``amaranth.lib.stream`` ports.
 
 Both blocks are payload-agnostic about meaning: they move elements in order and never
 reorder, drop or invent any.
@@ -12,7 +13,8 @@ from amaranth.lib.wiring import In, Out
 from ._checks import check_int as _check_int
 from .described import Described
 
-__all__ = ["StreamFIFO", "StreamFIFOSpec", "WidthConverter", "WidthConverterSpec"]
+__all__ = ["StreamFIFO", "StreamFIFOSpec", "RegisterSlice", "RegisterSliceSpec", "WidthConverter",
+           "WidthConverterSpec"]
 
 
 class StreamFIFOSpec:
@@ -75,6 +77,74 @@ class StreamFIFO(Described):
             self.o.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.o.ready),
         ]
+        return m
+
+
+class RegisterSliceSpec:
+    """The register slice's description: its payload shape, ports and latency."""
+
+    #: Cycles from a transfer on ``i`` to the beat's valid on ``o`` (when ``o`` is free).
+    latency = 1
+
+    def __init__(self, payload_shape):
+        try:
+            Shape.cast(payload_shape)
+        except TypeError as exc:
+            raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
+        self.payload_shape = payload_shape
+
+    @property
+    def signature(self) -> wiring.Signature:
+        return wiring.Signature({
+            "i": In(stream.Signature(self.payload_shape)),
+            "o": Out(stream.Signature(self.payload_shape)),
+        })
+
+
+class RegisterSlice(Described):
+    """A two-beat skid buffer that cuts the ready path: ``i.ready`` comes from a register,
+    so the producer's logic never sees the consumer's ``o.ready`` in the same cycle.
+
+    Parameters
+    ----------
+    payload_shape : shape-castable
+
+    Ports
+    -----
+    i : ``In(stream.Signature(payload_shape))``
+    o : ``Out(stream.Signature(payload_shape))``
+
+    Latency and throughput
+    ----------------------
+    One beat per cycle in and out; a beat taken on ``i`` is valid on ``o`` in the next
+    cycle. ``o.valid``, ``o.payload`` and ``i.ready`` come from registers; ``o.ready``
+    only loads the output register (from the skid register or ``i``).
+    """
+
+    Spec = RegisterSliceSpec
+
+    def elaborate(self, platform):
+        m = Module()
+        main = Signal(self.payload_shape)
+        main_valid = Signal()
+        skid = Signal(self.payload_shape)
+        skid_valid = Signal()
+        take = Signal()                     # a beat enters from ``i``
+        load = Signal()                     # the output register takes a new beat (or none)
+        m.d.comb += [
+            self.i.ready.eq(~skid_valid),
+            take.eq(self.i.valid & ~skid_valid),
+            load.eq(~main_valid | self.o.ready),
+            self.o.valid.eq(main_valid),
+            self.o.payload.eq(main),
+        ]
+        with m.If(load):
+            with m.If(skid_valid):
+                m.d.sync += [main.eq(skid), main_valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [main.eq(self.i.payload), main_valid.eq(take)]
+        with m.Elif(take):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
         return m
 
 

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ._checks import check_int as _check_int
 from .described import Described
+from .plumbing import RegisterSlice
 
 __all__ = ["SlidingWindow", "SlidingWindowSpec", "window_output_shape"]
 
@@ -129,8 +130,8 @@ class SlidingWindowSpec:
         return max(0, self.kernel - 1 - self.padding) * self.width * cf + self.kernel * cf
 
     #: Cycles from the transfer of an input beat to the valid output of an element
-    #: that waited for it.
-    latency = 2
+    #: that waited for it (memory read, output register, register slice).
+    latency = 3
 
     @property
     def signature(self) -> wiring.Signature:
@@ -194,10 +195,12 @@ class SlidingWindow(Described):
 
     Latency and throughput
     ----------------------
-    ``o.valid`` and ``o.payload`` come from registers (the memory's read register and
-    a padding flag, through one multiplexer); ``i.ready`` depends only on registers.
-    An element that waits for its input beat is valid on ``o`` two cycles after the
-    cycle in which that beat was transferred (if the output register is free). Padding
+    The memory's read register and a padding flag (through one multiplexer) feed a
+    :class:`~hdl.engines.plumbing.RegisterSlice`, so ``o.valid`` and ``o.payload`` come
+    from registers, ``i.ready`` depends only on registers, and ``o.ready`` reaches no
+    further than the slice (the reader's address logic never waits on the consumer's
+    ready path). An element that waits for its input beat is valid on ``o`` three cycles
+    after the cycle in which that beat was transferred (if the output is free). Padding
     elements need no input, but nothing of a frame is emitted before its first input
     beat. The output side emits one beat per cycle whenever the input it needs is
     there; the input side accepts one beat per cycle whenever the buffer has room; the
@@ -233,11 +236,18 @@ class SlidingWindow(Described):
         R0 = -P * WCF - P * CF          # linear index of the first window's top-left
 
         def add_mod(value, const):
+            # value + const mod D, for value < D: the wrap is decided on the register
+            # (value >= D - const), in parallel with both sums, not on the sum.
             const %= D
-            total = value + const
-            return Mux(total >= D, total - D, total)
+            if const == 0:
+                return value
+            return Mux(value >= D - const, value - (D - const), value + const)
 
         m.submodules.mem = mem = Memory(shape=unsigned(self.simd * self.bits), depth=D, init=[])
+        # The output leaves through a register slice, so that the reader's issue logic
+        # sees a registered ready and not the consumer's ready path.
+        m.submodules.out = out = RegisterSlice(data.ArrayLayout(unsigned(self.bits), self.simd))
+        wiring.connect(m, out.o, wiring.flipped(self.o))
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
@@ -250,7 +260,7 @@ class SlidingWindow(Described):
         # --- writer: input beats into the circular buffer --------------------------------
         n = Signal(range(HWCF))               # beat index within the writer's frame
         wr_addr = Signal(range(D))
-        w_last = Signal()
+        w_last = Signal(init=HWCF == 1)        # n == HWCF - 1, kept in a register
         w_fire = Signal()
 
         # --- reader state: linear index (image extended beyond its border) and address ---
@@ -269,9 +279,11 @@ class SlidingWindow(Described):
         # future window needs it: every element the reader still needs has a linear index
         # of at least ``win_idx`` (the current window's top-left, unclamped).
         room = Signal()
+        lead = Signal(range(-((H + P) * WCF + (W + P) * CF) - 1, HWCF - R0 + 1))
         m.d.comb += [
-            w_last.eq(n == HWCF - 1),
-            room.eq(rdone | ((n + Mux(ahead, HWCF, 0) < win_idx + D) & ~(ahead & w_last))),
+            # n + (HWCF if ahead) < win_idx + D, with the constants on one side.
+            lead.eq(n - win_idx),
+            room.eq(rdone | (Mux(ahead, lead < D - HWCF, lead < D) & ~(ahead & w_last))),
             self.i.ready.eq(room),
             w_fire.eq(self.i.valid & room),
             wr.addr.eq(wr_addr),
@@ -281,27 +293,30 @@ class SlidingWindow(Described):
         with m.If(w_fire):
             m.d.sync += [
                 n.eq(Mux(w_last, 0, n + 1)),
+                w_last.eq(n == HWCF - 2 if HWCF > 1 else 1),
                 wr_addr.eq(add_mod(wr_addr, 1)),
             ]
 
         # --- reader: address generation (stage 0) ----------------------------------------
-        iy = Signal(range(-P, H + P + 1))
-        ix = Signal(range(-P, W + P + 1))
+        # The input pixel (ty + ky, tx + kx) and the counters' "at their last value" flags
+        # are kept in registers, updated with the counters, so that the reader's decision
+        # (issue) and its next state start from registers rather than adders.
+        iy = Signal(range(-P, (OH - 1) * S - P + K), init=-P)
+        ix = Signal(range(-P, (OW - 1) * S - P + K), init=-P)
+        last_cf, last_kx, last_ky, last_ox, last_oy = (
+            Signal(init=count == 1, name=nm) for nm, count in
+            (("last_cf", CF), ("last_kx", K), ("last_ky", K), ("last_ox", OW), ("last_oy", OH)))
         pad = Signal()
         avail = Signal()
         issue = Signal()
         out_valid = Signal()
         out_pad = Signal()
-        last_cf, last_kx, last_ky = cf == CF - 1, kx == K - 1, ky == K - 1
-        last_ox, last_oy = ox == OW - 1, oy == OH - 1
         r_last = Signal()
         m.d.comb += [
-            iy.eq(ty + ky),
-            ix.eq(tx + kx),
             pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
             # Padding needs no input, but a frame's output waits for its first input beat.
             avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
-            issue.eq(avail & (~out_valid | self.o.ready)),
+            issue.eq(avail & (~out_valid | out.i.ready)),
             r_last.eq(last_cf & last_kx & last_ky & last_ox & last_oy),
             rd.addr.eq(addr),
             rd.en.eq(issue),
@@ -312,18 +327,25 @@ class SlidingWindow(Described):
                 m.d.sync += [
                     cf.eq(Mux(last_cf, 0, cf + 1)),
                     kx.eq(Mux(last_cf, kx + 1, kx)),
+                    ix.eq(Mux(last_cf, ix + 1, ix)),
+                    last_cf.eq(Mux(last_cf, CF == 1, cf == CF - 2)),
+                    last_kx.eq(Mux(last_cf, kx == K - 2, last_kx)),
                     idx.eq(idx + 1),
                     addr.eq(add_mod(addr, 1)),
                 ]
             with m.Elif(~last_ky):                              # next row of the window
                 m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(ky + 1),
+                    cf.eq(0), kx.eq(0), ky.eq(ky + 1), ix.eq(tx), iy.eq(iy + 1),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(ky == K - 2),
                     line_idx.eq(line_idx + WCF), idx.eq(line_idx + WCF),
                     line_addr.eq(add_mod(line_addr, WCF)), addr.eq(add_mod(line_addr, WCF)),
                 ]
             with m.Elif(~last_ox):                              # next window in the row
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1), tx.eq(tx + S),
+                    ix.eq(tx + S), iy.eq(ty),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(ox == OW - 2),
                     win_idx.eq(win_idx + S * CF), line_idx.eq(win_idx + S * CF),
                     idx.eq(win_idx + S * CF),
                     win_addr.eq(add_mod(win_addr, S * CF)), line_addr.eq(add_mod(win_addr, S * CF)),
@@ -332,7 +354,9 @@ class SlidingWindow(Described):
             with m.Elif(~last_oy):                              # next row of windows
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P),
-                    oy.eq(oy + 1), ty.eq(ty + S),
+                    oy.eq(oy + 1), ty.eq(ty + S), ix.eq(-P), iy.eq(ty + S),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(OW == 1), last_oy.eq(oy == OH - 2),
                     row_idx.eq(row_idx + S * WCF), win_idx.eq(row_idx + S * WCF),
                     line_idx.eq(row_idx + S * WCF), idx.eq(row_idx + S * WCF),
                 ]
@@ -341,6 +365,9 @@ class SlidingWindow(Described):
             with m.Else():                                      # next frame
                 m.d.sync += [
                     cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P), oy.eq(0), ty.eq(-P),
+                    ix.eq(-P), iy.eq(-P),
+                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
+                    last_ox.eq(OW == 1), last_oy.eq(OH == 1),
                     row_idx.eq(R0), win_idx.eq(R0), line_idx.eq(R0), idx.eq(R0),
                     base.eq(add_mod(base, HWCF)),
                 ]
@@ -364,10 +391,10 @@ class SlidingWindow(Described):
         # --- output register (stage 1): memory data or the padding code ------------------
         with m.If(issue):
             m.d.sync += [out_valid.eq(1), out_pad.eq(pad)]
-        with m.Elif(self.o.ready):
+        with m.Elif(out.i.ready):
             m.d.sync += out_valid.eq(0)
         word = data.ArrayLayout(unsigned(self.bits), self.simd)(rd.data)
-        m.d.comb += self.o.valid.eq(out_valid)
+        m.d.comb += out.i.valid.eq(out_valid)
         for lane in range(self.simd):
-            m.d.comb += self.o.payload[lane].eq(Mux(out_pad, self.pad_value, word[lane]))
+            m.d.comb += out.i.payload[lane].eq(Mux(out_pad, self.pad_value, word[lane]))
         return m

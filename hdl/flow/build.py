@@ -32,7 +32,7 @@ import boards
 from hdl import cli, ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, check_scheduler, make_executor
-from hdl.shell.axi import AxiTop, verilog_wrapper
+from hdl.shell.axi import AxiTop, board_tdata_width, verilog_wrapper
 from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
                               frame_cycles, plan,
                               plan_ram_styles, stage_cycle_options, weight_bram_budget)
@@ -404,6 +404,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor)
         try:
             spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
+                               axis_width=board_tdata_width(board),
                                bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None
@@ -434,11 +435,15 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             report = BuildReport.for_board(board, model=model.name, layers=layers,
                                            latency_cycles=spec.latency_bound, clock_mhz=clock,
                                            totals=whole.resources(),
-                                           cycles_per_frame=spec.cycles_per_frame)
+                                           cycles_per_frame=spec.cycles_per_frame,
+                                           shell_floors=spec.shell_floors,
+                                           fifos=[f.as_dict() for f in spec.fifos if f is not None],
+                                           logic_levels=whole.logic_levels)
             report_notes = [f"folding: {json.dumps(spec.folding)}",
                             f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
                             "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
-                            "latency_cycles is the cycle model's bound (sum of the stages' cycles per frame)",
+                            "cycles_per_frame is the generated top's (the slowest layer or the AXI "
+                            "shell's floor); latency_cycles is the cycle model's estimate",
                             f"toolflow time: {time.monotonic() - started:.1f} s"]
             write_report(report, out, notes=report_notes)
     finally:

@@ -14,7 +14,10 @@ stage's input lanes a width converter repacks them, and a small FIFO decouples e
 pair of stages. Elements travel in tensor order ``(y, x, c)`` everywhere.
 
 The cycle model (``Stage.cycles_per_frame``) is what folding is chosen by: a frame
-takes as long as its slowest stage (the initiation interval), see :func:`plan`.
+takes as long as its slowest stage (the initiation interval), see :func:`plan`. What the
+generated top does (:attr:`NetworkSpec.cycles_per_frame`) is that or the AXI shell's
+own floor, whichever is larger (:func:`shell_floors`); FIFO depths come from the
+stages' burst patterns (:func:`fifo_depth_for`).
 
 Planning reads descriptions only (each stage's ``compute``, ``window`` and ``pool``,
 and :class:`NetworkSpec` for the whole pipeline); engines are built by
@@ -44,7 +47,9 @@ from hdl.engines.window import SlidingWindow, SlidingWindowSpec
 
 __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "Network", "NetworkSpec",
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
-           "weight_memory", "bram18_estimate", "weight_bram_budget", "lut_estimate", "stage_cycle_options"]
+           "weight_memory", "bram18_estimate", "weight_bram_budget", "lut_estimate", "stage_cycle_options",
+           "shell_floors", "fifo_depth_for", "FULL_RATE_FIFO_DEPTH", "FifoPlan", "plan_fifos",
+           "latency_estimate"]
 
 
 #: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
@@ -616,10 +621,45 @@ def frame_cycles(stages: list[Stage]) -> int:
     return max(s.cycles_per_frame for s in stages)
 
 
-def latency_cycles(stages: list[Stage]) -> int:
-    """Cycle-model bound on one frame's latency (first input to last score): the sum of
-    the stages' cycles per frame (stages overlap, so the real latency is lower)."""
-    return sum(s.cycles_per_frame for s in stages)
+def shell_floors(model: ir.Model, in_width: int = 32) -> tuple[int, int]:
+    """``(input, output)``: cycles per frame the AXI shell needs at least, whatever the
+    folding, with ``in_width``-bit input TDATA: the frame's input beats (one per cycle,
+    :func:`hdl.shell.regmap.input_beats_per_frame`) and the output adapter's
+    ``classes + 1`` words (:func:`hdl.shell.regmap.output_cycles_per_frame`). The one
+    place the cycle model reads the shell's packing."""
+    from hdl.shell import regmap
+    beats = regmap.input_beats_per_frame(math.prod(model.input.shape), model.input.bits, in_width)
+    return beats, regmap.output_cycles_per_frame(len(model.classes))
+
+
+#: Pipeline latency of a link between stages: a FIFO's two cycles (its output is
+#: registered) and a width converter's one.
+LINK_LATENCY = 3
+#: Per stage allowance for the engines' internal pipelines (adder trees, output stage).
+STAGE_PIPELINE_ALLOWANCE = 16
+
+
+def _in_beats(stage: Stage) -> int:
+    return stage.in_spec.size // stage.in_lanes
+
+
+def latency_estimate(model: ir.Model, stages: list[Stage], in_width: int = 32) -> int:
+    """Cycle-model estimate of one frame's latency through the generated top (first input
+    beat to the label beat) on an idle pipeline: the shell's input beats, each stage's
+    input beats and its cycles per frame (a stage may take all its input before it
+    finishes), the links' and the engines' pipeline latencies, and the output floor.
+    An estimate, not a proof: ``bench.networks`` measures the latency of the top and the
+    tests check that it stays below this on small networks."""
+    beats_in, out = shell_floors(model, in_width)
+    per_stage = sum(_in_beats(s) + s.cycles_per_frame + STAGE_PIPELINE_ALLOWANCE for s in stages)
+    return beats_in + per_stage + LINK_LATENCY * (len(stages) + 1) + out
+
+
+#: Depth at which a :class:`~hdl.engines.plumbing.StreamFIFO` passes one beat per cycle:
+#: Amaranth's ``SyncFIFOBuffered`` holds ``depth - 1`` beats in its inner FIFO, which does
+#: not take a beat while full even when one leaves, so depths 1 and 2 alternate between
+#: writing and reading (half rate).
+FULL_RATE_FIFO_DEPTH = 3
 
 
 def burst_depth(stage: Stage) -> int:
@@ -644,10 +684,58 @@ def burst_depth(stage: Stage) -> int:
     return 0
 
 
-#: Least depth of the FIFO after a tile-skipping stage: its folds of a single scheduled
-#: tile emit output beats back to back, and a depth-2 ``SyncFIFOBuffered`` written back
-#: to back passes one beat per two cycles.
-TILE_FIFO_DEPTH = 3
+def fifo_depth_for(stage: Stage, minimum: int = FULL_RATE_FIFO_DEPTH) -> int:
+    """Depth of the FIFO in front of ``stage`` from the burst patterns on both sides.
+
+    Every stage's producer (the shell, an engine, a width converter) and consumer pass at
+    most one beat per cycle, so a FIFO that passes one beat per cycle
+    (:data:`FULL_RATE_FIFO_DEPTH`) never slows a steady pair; a consumer that takes its
+    input in bursts and then computes without input (:func:`burst_depth`) gets room for
+    one burst, so that its producer runs on meanwhile.
+    """
+    return max(minimum, burst_depth(stage))
+
+
+@dataclass(frozen=True)
+class FifoPlan:
+    """One FIFO of the generated core: in front of stage ``stage``, ``depth`` beats of
+    ``width`` bits, and why that depth (``"rate"``: one beat per cycle, ``"burst"``: one
+    input vector of a bursty consumer, ``"fixed"``: the ``fifo_depth`` asked for)."""
+    stage: str
+    depth: int
+    width: int
+    reason: str
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+    def as_dict(self) -> dict:
+        return {"stage": self.stage, "depth": self.depth, "width": self.width,
+                "bits": self.bits, "reason": self.reason}
+
+
+def plan_fifos(stages: list[Stage], fifo_depth: int | None = None) -> list[FifoPlan | None]:
+    """The FIFO in front of each stage (None where there is none). Between stages always;
+    in front of the first stage where it has a sliding window (its ``i.ready`` then comes
+    from registers: the window's ready logic does not reach into the shell's input
+    adapter) or takes its input vector in bursts of several beats; not in front of a
+    fully connected first stage that takes a vector in one beat (the input adapter
+    assembles the next one meanwhile), where it would cost ``3 x SIMD x bits``
+    flip-flops for nothing. ``fifo_depth`` raises every depth to at least that many beats."""
+    plans = []
+    for index, stage in enumerate(stages):
+        burst = burst_depth(stage)
+        if index == 0 and stage.window is None and stage.pool is None and burst < 2:
+            plans.append(None)
+            continue
+        depth = fifo_depth_for(stage)
+        reason = "burst" if burst >= FULL_RATE_FIFO_DEPTH else "rate"
+        if fifo_depth is not None and fifo_depth > depth:
+            depth, reason = fifo_depth, "fixed"
+        plans.append(FifoPlan(stage=stage.name, depth=depth,
+                              width=stage.in_lanes * stage.in_spec.bits, reason=reason))
+    return plans
 
 
 class ConvEngine(wiring.Component):
@@ -696,28 +784,55 @@ def build_engine(stage: Stage) -> wiring.Component:
 
 class NetworkSpec:
     """A whole model's accelerator described apart from its hardware: the stages at their
-    folding (each with its engines' descriptions), the FIFO depths between them, lanes,
-    cycles per frame and the latency bound. Parameters are those of :class:`Network`.
+    folding (each with its engines' descriptions), the FIFOs (:attr:`fifos`), lanes,
+    cycles per frame of the core and of the generated top (with the shell's floors) and
+    the latency estimate. Parameters are those of :class:`Network`.
     """
 
     def __init__(self, model: ir.Model, folding: dict | None = None, *, target_cycles=None,
-                 fifo_depth: int = 2, bram18_budget: int | None = None):
+                 fifo_depth: int | None = None, bram18_budget: int | None = None,
+                 axis_width: int = 32):
         if not isinstance(model, ir.Model):
             raise TypeError(f"model must be an ir.Model, not {type(model).__name__}")
-        if not isinstance(fifo_depth, int) or fifo_depth < 1:
+        if fifo_depth is not None and (not isinstance(fifo_depth, int) or isinstance(fifo_depth, bool)
+                                       or fifo_depth < 1):
             raise ValueError(f"fifo_depth must be a positive integer, not {fifo_depth!r}")
         self.model = model
+        #: Input TDATA bits of the AXI shell around the network (the board's, 32 by default).
+        self.axis_width = axis_width
+        #: ``(input, output)`` cycles per frame of the AXI shell (:func:`shell_floors`).
+        self.shell_floors = shell_floors(model, axis_width)
+        if target_cycles is not None:
+            # Folding faster than the shell delivers frames buys nothing.
+            target_cycles = max(target_cycles, max(self.shell_floors))
         self.stages = plan(model, folding, target_cycles=target_cycles)
         if bram18_budget is not None:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
-        #: Beats of the FIFO in front of each stage (None for the first).
-        self.fifo_depths = [None] + [max(fifo_depth, burst_depth(s), TILE_FIFO_DEPTH if prev.tiles else 0)
-                                     for prev, s in zip(self.stages, self.stages[1:])]
-        self.cycles_per_frame = frame_cycles(self.stages)
-        self.latency_bound = latency_cycles(self.stages)
+        #: The FIFO in front of each stage, or None (:func:`plan_fifos`).
+        self.fifos = plan_fifos(self.stages, fifo_depth)
+        #: Beats of the FIFO in front of each stage (None where there is none).
+        self.fifo_depths = [f.depth if f is not None else None for f in self.fifos]
+        #: Cycles per frame of the core alone (the slowest stage) with a free-running
+        #: source and sink.
+        self.core_cycles_per_frame = frame_cycles(self.stages)
+        #: Cycles per frame of the generated top: the slowest stage or the shell's floor.
+        self.cycles_per_frame = max(self.core_cycles_per_frame, *self.shell_floors)
+        #: What limits :attr:`cycles_per_frame`: a stage's name, "shell input" or "shell output".
+        self.bottleneck = ("shell input" if self.cycles_per_frame == self.shell_floors[0] and
+                           self.shell_floors[0] > self.core_cycles_per_frame else
+                           "shell output" if self.cycles_per_frame > self.core_cycles_per_frame else
+                           max(self.stages, key=lambda s: s.cycles_per_frame).name)
+        #: Estimated latency of one frame through the top (:func:`latency_estimate`; an
+        #: estimate, measured by ``bench.networks``).
+        self.latency_bound = latency_estimate(model, self.stages, axis_width)
         self.in_lanes = self.stages[0].in_lanes
         self.out_lanes = self.stages[-1].out_lanes
+
+    @property
+    def fifo_bits(self) -> int:
+        """Storage of all the FIFOs, in bits."""
+        return sum(f.bits for f in self.fifos if f is not None)
 
     @property
     def folding(self) -> dict[str, dict]:
@@ -788,11 +903,15 @@ class Network(Described):
         The frame's integer scores, ``out_lanes`` (the last stage's PE) per beat, each
         of ``score_shape``.
 
-    Throughput: one frame per :attr:`cycles_per_frame` cycles in steady state (the
-    slowest stage). Between stages: a width converter where lanes differ, and a
-    :class:`~hdl.engines.plumbing.StreamFIFO` of ``fifo_depth`` beats, or of one input vector in
-    front of a fully connected stage with several neuron folds (:func:`burst_depth`), so
-    that a stage that is not the slowest never holds up the one before it.
+    Throughput: the core alone takes one frame per :attr:`core_cycles_per_frame` cycles
+    in steady state (the slowest stage); inside the AXI shell, one per
+    :attr:`cycles_per_frame` (that or the shell's floor, :func:`shell_floors`). Between
+    stages: a width converter where lanes differ, and a
+    :class:`~hdl.engines.plumbing.StreamFIFO` sized by :func:`plan_fifos` (one beat per
+    cycle, or one input vector in front of a stage that takes its input in bursts; in
+    front of the first stage where :func:`plan_fifos` says), at least ``fifo_depth``
+    beats if given, so that a stage
+    that is not the slowest never holds up the one before it.
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
     left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
@@ -835,8 +954,9 @@ class Network(Described):
                     m.submodules[f"{stage.name}_repack"] = conv
                     wiring.connect(m, upstream, conv.i)
                     upstream = conv.o
-                fifo = StreamFIFO(data.ArrayLayout(unsigned(bits), stage.in_lanes),
-                                  self.fifo_depths[index])
+            if self.fifos[index] is not None:
+                fifo = StreamFIFO(data.ArrayLayout(unsigned(stage.in_spec.bits), stage.in_lanes),
+                                  self.fifos[index].depth)
                 m.submodules[f"{stage.name}_fifo"] = fifo
                 wiring.connect(m, upstream, fifo.i)
                 upstream = fifo.o

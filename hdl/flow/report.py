@@ -18,13 +18,21 @@ Vivado's reports: lut, ff, bram18, dsp, wns_ns, achieved_mhz, ...; see
   the FIFOs, width converters and AXI logic between the layers); without one they are
   the sum of the layers.
 * ``fits``: every total is at most the board's capacity.
-* ``cycles_per_frame``: the initiation interval of the streaming pipeline, by default
-  the largest layer's ``cycles_per_frame``; ``fps = clock_mhz * 1e6 / cycles_per_frame``
-  at the assumed clock; ``latency_cycles``: first input beat to last output beat of
-  one frame (from the cycle model or the simulation).
+* ``cycles_per_frame``: the initiation interval of the generated top: the largest
+  layer's ``cycles_per_frame`` or the AXI shell's floor (input beats per frame, classes
+  + 2 at the output), whichever is larger (``hdl.flow.network.NetworkSpec``), by default
+  the largest layer's; ``fps = clock_mhz * 1e6 / cycles_per_frame`` at the assumed
+  clock; ``latency_cycles``: first input beat to last output beat of one frame, the
+  cycle model's estimate (``hdl.flow.network.latency_estimate``; ``bench.networks``
+  measures it on the top).
 * ``logic_levels`` per layer: the longest LUT path (see :mod:`hdl.flow.synth`); the report
   flags layers above :data:`MAX_LOGIC_LEVELS`, the depth at which 200 MHz on
   UltraScale+ stops being credible.
+
+``report.md`` also shows what sets the frame rate (a layer or the shell), the FIFOs
+between the stages (depth, width, bits, why that depth) and the whole design's logic
+levels, when the build passes them (:class:`BuildReport` ``fifos``, ``shell_floors``,
+``logic_levels``; not in ``report.json``, whose keys are fixed).
 """
 
 from __future__ import annotations
@@ -124,6 +132,12 @@ class BuildReport:
     latency_cycles: int
     totals: dict | None = None
     cycles_per_frame: int | None = None
+    #: report.md only: ``(input, output)`` floors of the AXI shell in cycles per frame,
+    #: the FIFOs (dicts of ``stage, depth, width, bits, reason``, see
+    #: :class:`hdl.flow.network.FifoPlan`) and the whole design's logic levels.
+    shell_floors: tuple | None = field(default=None, compare=False)
+    fifos: tuple = field(default=(), compare=False)
+    logic_levels: int | None = field(default=None, compare=False)
 
     def __post_init__(self):
         for key in ("board", "part", "model"):
@@ -154,17 +168,45 @@ class BuildReport:
                                max(layer.cycles_per_frame for layer in layers))
         _check_count("report", "cycles_per_frame", self.cycles_per_frame, 1)
         _check_count("report", "latency_cycles", self.latency_cycles, 0)
+        if self.shell_floors is not None:
+            floors = tuple(self.shell_floors)
+            if len(floors) != 2:
+                raise ValueError(f"report shell_floors must be (input, output), not {floors!r}")
+            for key, value in zip(("input", "output"), floors):
+                _check_count("report shell floor", key, value, 1)
+            object.__setattr__(self, "shell_floors", floors)
+        fifos = tuple(dict(f) for f in self.fifos)
+        for f in fifos:
+            if set(f) != {"stage", "depth", "width", "bits", "reason"}:
+                raise ValueError(f"report fifos must have keys stage, depth, width, bits, reason, "
+                                 f"not {sorted(f)}")
+        object.__setattr__(self, "fifos", fifos)
+        if self.logic_levels is not None:
+            _check_count("report", "logic_levels", self.logic_levels, 0)
 
     @classmethod
     def for_board(cls, board, *, model: str, layers: Sequence[LayerReport],
                   latency_cycles: int, clock_mhz: float | None = None,
-                  totals: Mapping | None = None, cycles_per_frame: int | None = None):
+                  totals: Mapping | None = None, cycles_per_frame: int | None = None,
+                  shell_floors=None, fifos=(), logic_levels: int | None = None):
         """A report for a ``boards`` platform class (name, part, capacity, default clock)."""
         return cls(board=board.name, part=board.part(), model=model, layers=tuple(layers),
                    capacity=board.capacity.as_dict(), latency_cycles=latency_cycles,
                    clock_mhz=board.default_clock_mhz if clock_mhz is None else clock_mhz,
                    totals=None if totals is None else dict(totals),
-                   cycles_per_frame=cycles_per_frame)
+                   cycles_per_frame=cycles_per_frame, shell_floors=shell_floors,
+                   fifos=tuple(fifos), logic_levels=logic_levels)
+
+    @property
+    def limit(self) -> str:
+        """What sets the frame rate: "slowest layer", or the AXI shell's input or output."""
+        if self.cycles_per_frame <= max(layer.cycles_per_frame for layer in self.layers):
+            return "slowest layer"
+        if self.shell_floors is not None and self.cycles_per_frame == self.shell_floors[0]:
+            return f"the AXI shell's input: {self.shell_floors[0]:,} beats per frame"
+        if self.shell_floors is not None and self.cycles_per_frame == self.shell_floors[1]:
+            return f"the AXI shell's output: classes + 1 = {self.shell_floors[1]} cycles"
+        return "the AXI shell"
 
     @property
     def fits(self) -> bool:
@@ -217,9 +259,9 @@ class BuildReport:
             f"# Build report: {self.model} on {self.board}",
             "",
             f"- part: `{self.part}`, clock {self.clock_mhz:g} MHz (assumed)",
-            f"- cycles per frame: {self.cycles_per_frame:,} (slowest layer), "
-            f"**{self.fps:,.0f} fps**, latency {self.latency_cycles:,} cycles "
-            f"({self.latency_cycles / self.clock_mhz:,.2f} us)",
+            f"- cycles per frame: {self.cycles_per_frame:,} ({self.limit}), "
+            f"**{self.fps:,.0f} fps**, latency about {self.latency_cycles:,} cycles "
+            f"({self.latency_cycles / self.clock_mhz:,.2f} us; the cycle model's estimate)",
             f"- fits: **{'yes' if self.fits else 'NO'}**",
             "",
             "| layer | op | engine | PE | SIMD | cycles/frame | LUT | FF | BRAM18 | URAM | DSP "
@@ -238,6 +280,20 @@ class BuildReport:
             "",
             "`*` sets the frame rate; `(!)` more than "
             f"{MAX_LOGIC_LEVELS} LUT levels.",
+        ]
+        if self.logic_levels is not None:
+            flag = " (!)" if self.logic_levels > MAX_LOGIC_LEVELS else ""
+            lines += ["", f"Whole design: {self.logic_levels} logic levels{flag}."]
+        if self.fifos:
+            lines += ["", "| FIFO in front of | depth | width | bits | depth from |",
+                      "|---|--:|--:|--:|---|"]
+            lines += [f"| {f['stage']} | {f['depth']:,} | {f['width']} | {f['bits']:,} "
+                      f"| {f['reason']} |" for f in self.fifos]
+            lines += [f"| total | | | {sum(f['bits'] for f in self.fifos):,} | |", "",
+                      "Depth from: `rate`, the least that passes one beat per cycle; `burst`, "
+                      "one input vector of a stage that takes its input in bursts; `fixed`, "
+                      "the depth asked for."]
+        lines += [
             "",
             "| resource | total | capacity | used |",
             "|---|--:|--:|--:|",

@@ -12,7 +12,9 @@ from bench import networks, report
 from sim.random_model import LayerPlan, build_model
 
 ROW_KEYS = {"network", "board", "clock_mhz", "fps", "cycles_per_frame", "lut", "ff", "bram18",
-            "dsp", "fits", "folding", "toolflow_s", "logic_levels", "cycles_measured", "command"}
+            "dsp", "fits", "folding", "toolflow_s", "logic_levels", "cycles_measured", "command",
+            "cycles_model", "stage_lut", "stage_ff", "stage_bram18", "stage_dsp", "fifos",
+            "latency_measured", "shell_note"}
 
 
 def tiny_sfc():
@@ -51,10 +53,40 @@ def test_row_keys_and_figures(tiny_row):
 
 
 def test_measured_cycles_match_model(tiny_row):
-    """Free-running, back-to-back frames: measured within 2% of the cycle model."""
-    got, want = tiny_row["cycles_measured"], tiny_row["cycles_per_frame"]
+    """The generated top in Verilator, free-running, back-to-back frames: measured within
+    2% of the cycle model; fps from the measured cycles; latency within the estimate."""
+    got, want = tiny_row["cycles_measured"], tiny_row["cycles_model"]
     assert got is not None, tiny_row["cycles_measured_note"]
     assert abs(got - want) <= 0.02 * want, (got, want, tiny_row["folding"])
+    assert tiny_row["cycles_per_frame"] == got
+    assert tiny_row["fps"] == pytest.approx(100e6 / got)
+    assert 0 < tiny_row["latency_measured"] <= tiny_row["latency_estimate"]
+
+
+def test_whole_design_resources(tiny_row):
+    """Resources are the whole top's, which holds the stages' engines and more (FIFOs,
+    converters, the AXI shell)."""
+    assert set(tiny_row["stage_lut"]) == {"fc0", "fc1", "fc2"}
+    assert tiny_row["lut"] > sum(tiny_row["stage_lut"].values())
+    assert tiny_row["ff"] > sum(tiny_row["stage_ff"].values())
+    assert tiny_row["fifos"] and all(f["depth"] >= 3 for f in tiny_row["fifos"])
+
+
+def test_shell_note():
+    """A row whose goal the shell cannot carry says so and by how much: tiny-sfc at 1
+    cycle per frame needs 6 (4 classes + 2 at the output)."""
+    from hdl.flow.network import NetworkSpec
+    spec = NetworkSpec(tiny_sfc(), target_cycles=1)
+    note = networks.shell_note(spec, 1)
+    assert spec.cycles_per_frame == 6 and spec.bottleneck == "shell output"
+    assert "output (6 cycles per frame" in note and "6.00x slower" in note
+    assert networks.shell_note(NetworkSpec(tiny_sfc(), target_cycles=32), 32) is None
+
+
+def test_verilator_options_by_size():
+    assert networks.verilator_opt(10_000) == ""
+    assert "OPT_SLOW=-O0" in networks.verilator_opt(1_000_000)
+    assert "OPT_FAST=-O0" in networks.verilator_opt(50_000_000)
 
 
 def test_cache_only_leaves_resources_unmeasured(tmp_path, monkeypatch):

@@ -99,3 +99,18 @@ def test_checks(tmp_path):
     (tmp_path / "r.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="'fits' disagrees"):
         report.load_report(tmp_path / "r.json")
+
+
+def test_markdown_shell_limit_and_fifos():
+    """report.md names the shell's floor when it sets the frame rate, lists the FIFOs and
+    the whole design's logic levels; report.json keeps its keys."""
+    fifos = [{"stage": "conv1", "depth": 3, "width": 8, "bits": 24, "reason": "rate"},
+             {"stage": "fc0", "depth": 64, "width": 4, "bits": 256, "reason": "burst"}]
+    r = make(cycles_per_frame=2_000, shell_floors=(2_000, 12), fifos=fifos, logic_levels=7)
+    md = r.markdown()
+    assert "cycles per frame: 2,000 (the AXI shell's input: 2,000 beats per frame)" in md
+    assert "| fc0 | 64 | 4 | 256 | burst |" in md and "| total | | | 280 | |" in md
+    assert "Whole design: 7 logic levels (!)" in md
+    assert "fifos" not in r.to_json() and make().limit == "slowest layer"
+    with pytest.raises(ValueError, match="shell_floors must be"):
+        make(shell_floors=(1, 2, 3))
