@@ -15,8 +15,8 @@ from hdl.flow.executor import (ClusterError, DaskExecutor, LocalExecutor, check_
                                make_executor)
 from sim.random_model import LayerPlan, build_model
 
-#: Two rows whose engines are the same netlists (both boards are xc7): the second row's
-#: stages must all come from the cache.
+#: Two rows whose engines and whole tops are the same netlists (both boards are xc7 with
+#: 64-bit TDATA): the second row's netlists must all come from the cache.
 SWEEP = (("pynq-z2", 100.0), ("zc706", 200.0))
 
 
@@ -67,14 +67,15 @@ def test_cluster_sweep_equals_local_run(sweeps):
     first, second = local
     assert first["lut"] > 0 and first["cycles_measured"] == first["cycles_per_frame"] == 8
     assert second["stage_lut"] == first["stage_lut"] and second["synth_cached_stages"] == 2
-    # Each distinct netlist synthesised once, here and on the cluster.
-    assert local_runs == remote_runs == len(first["stage_lut"]) == 2
+    # Each distinct netlist (two stages and the whole top, the same on both boards: 64-bit
+    # TDATA) synthesised once, here and on the cluster.
+    assert local_runs == remote_runs == len(first["stage_lut"]) + 1 == 3
 
 
 def test_cluster_writes_the_cache_a_local_run_reads(sweeps):
     local_cache, cluster_cache = sweeps["caches"]
     entries = sorted(p.name for p in local_cache.glob("*.json"))
-    assert len(entries) == 2 and sorted(p.name for p in cluster_cache.glob("*.json")) == entries
+    assert len(entries) == 3 and sorted(p.name for p in cluster_cache.glob("*.json")) == entries
     for name in entries:
         assert json.loads((cluster_cache / name).read_text()) == json.loads((local_cache / name).read_text())
     rows, runs = sweeps["again"]
@@ -98,8 +99,8 @@ def test_one_netlist_one_job(cluster, tmp_path):
 
 
 def test_hdl_build_on_the_cluster(cluster, sweeps, tmp_path, monkeypatch):
-    """``--scheduler``: the layers come from the cache the cluster sweep wrote (same
-    netlists), the whole accelerator is synthesised on a worker."""
+    """``--scheduler``: the layers and the whole accelerator come from the cache the
+    cluster sweep wrote (``bench.networks`` synthesises the same netlists)."""
     from hdl import ir
     monkeypatch.setenv("QNN_SYNTH_CACHE", str(sweeps["caches"][1]))
     model = ir.save(micro(), tmp_path / "micro")
@@ -108,7 +109,7 @@ def test_hdl_build_on_the_cluster(cluster, sweeps, tmp_path, monkeypatch):
     code = cli.main(["pynq-z2", "--model", str(model), "--folding", json.dumps(row["folding"]),
                      "--out", str(tmp_path / "out"), "--scheduler", cluster.scheduler_address])
     assert code == 0
-    assert synth.yosys_runs == before + 1
+    assert synth.yosys_runs == before
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert {layer["name"]: layer["lut"] for layer in report["layers"]} == row["stage_lut"]
     assert report["totals"]["lut"] > 0 and report["cycles_per_frame"] == 8
