@@ -534,7 +534,6 @@ class MVTU(Described):
         v2, first2, last2 = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [x2.eq(x1), v2.eq(v1), first2.eq(first1), last2.eq(last1)]
-        w_data = []
         if streamed:
             # The weight beat takes the place of the ROM's address (stage 1) and read
             # data (stage 2) registers: same latency as the ROM.
@@ -543,30 +542,39 @@ class MVTU(Described):
             with m.If(advance):
                 m.d.sync += [w1.eq(self.w.payload), w2.eq(w1)]
             w_data = [w2[p] for p in range(pe)]
-        words = [] if streamed else self.weight_words()
-        for p in range(0 if streamed else pe):
+        else:
+            w_data = self._weight_roms(m, self.weight_words(), depth, waddr1, advance)
+        self._accumulate(m, stage, w_data, x2, (v2, first2, last2), advance, out_data, out_valid)
+        return m
+
+    def _weight_roms(self, m: Module, words, depth: int, addr, advance) -> list:
+        """One weight ROM per PE (``words[p]``, ``depth`` words of SIMD weights), read at
+        ``addr`` when ``advance``; returns the PEs' registered read data."""
+        w_data = []
+        for p in range(self.pe):
             attrs = None if self.ram_style == "auto" else {"rom_style": self.ram_style}
-            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=depth, init=words[p],
+            mem = Memory(shape=unsigned(self.simd * self.weight_bits), depth=depth, init=words[p],
                          attrs=attrs)
             m.submodules[f"weights{p}"] = mem
             port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(waddr1), port.en.eq(advance)]
+            m.d.comb += [port.addr.eq(addr), port.en.eq(advance)]
             w_data.append(port.data)
+        return w_data
 
-        # Stages 3 .. 2 + datapath_stages: partial dot products per PE; the valid and
-        # fold flags travel alongside.
+    def _accumulate(self, m: Module, stage, w_data, x, flags, advance, out_data, out_valid):
+        """Partial dot products per PE (``datapath_stages`` deep; the ``(valid, first,
+        last)`` fold flags travel alongside), accumulated; at the end of a fold the PE
+        results go to the output stage."""
         shared = {}
-        partial = [self._partial(m, p, w_data[p], x2, shared) for p in range(pe)]
-        vq, firstq, lastq = v2, first2, last2
+        partial = [self._partial(m, p, w_data[p], x, shared) for p in range(self.pe)]
+        vq, firstq, lastq = flags
         for k in range(self.datapath_stages):
             vq, firstq, lastq = (self._reg(m, sig, f"{sig.name}_d{k}") for sig in (vq, firstq, lastq))
-
-        # Accumulate; at the end of a fold, hand the PE results to the output stage.
-        acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
+        acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(self.pe)]
         with m.If(stage.i.ready):
             m.d.sync += out_valid.eq(0)
         with m.If(advance & vq):
-            for p in range(pe):
+            for p in range(self.pe):
                 nxt = Signal(self.acc_shape, name=f"acc_next{p}")
                 m.d.comb += nxt.eq(Mux(firstq, 0, acc[p]) + partial[p])
                 m.d.sync += acc[p].eq(nxt)
@@ -574,4 +582,3 @@ class MVTU(Described):
                     m.d.sync += out_data[p].eq(self._to_stage(nxt))
             with m.If(lastq):
                 m.d.sync += out_valid.eq(1)
-        return m

@@ -259,33 +259,6 @@ class TileMVTU(MVTU):
         v2, first2, last2 = Signal(), Signal(), Signal()
         with m.If(advance):
             m.d.sync += [x2.eq(x1), v2.eq(v1), first2.eq(first1), last2.eq(last1)]
-        words = self.weight_words()
-        w_data = []
-        for p in range(pe):
-            attrs = None if self.ram_style == "auto" else {"rom_style": self.ram_style}
-            mem = Memory(shape=unsigned(simd * self.weight_bits), depth=steps, init=words[p],
-                         attrs=attrs)
-            m.submodules[f"weights{p}"] = mem
-            port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(waddr1), port.en.eq(advance)]
-            w_data.append(port.data)
-
-        shared = {}
-        partial = [self._partial(m, p, w_data[p], x2, shared) for p in range(pe)]
-        vq, firstq, lastq = v2, first2, last2
-        for k in range(self.datapath_stages):
-            vq, firstq, lastq = (self._reg(m, sig, f"{sig.name}_d{k}") for sig in (vq, firstq, lastq))
-
-        acc = [Signal(self.acc_shape, name=f"acc{p}") for p in range(pe)]
-        with m.If(stage.i.ready):
-            m.d.sync += out_valid.eq(0)
-        with m.If(advance & vq):
-            for p in range(pe):
-                nxt = Signal(self.acc_shape, name=f"acc_next{p}")
-                m.d.comb += nxt.eq(Mux(firstq, 0, acc[p]) + partial[p])
-                m.d.sync += acc[p].eq(nxt)
-                with m.If(lastq):
-                    m.d.sync += out_data[p].eq(self._to_stage(nxt))
-            with m.If(lastq):
-                m.d.sync += out_valid.eq(1)
+        w_data = self._weight_roms(m, self.weight_words(), steps, waddr1, advance)
+        self._accumulate(m, stage, w_data, x2, (v2, first2, last2), advance, out_data, out_valid)
         return m
