@@ -17,21 +17,15 @@ __all__ = ["StreamFIFO", "StreamFIFOSpec", "RegisterSlice", "RegisterSliceSpec",
            "WidthConverterSpec"]
 
 
-class StreamFIFOSpec:
-    """The FIFO's description: checked parameters (those of :class:`StreamFIFO`), ports
-    and latency."""
+class _PassSpec:
+    """A block with one input and one output stream of the same payload."""
 
-    #: Cycles from a write into an empty FIFO to the valid output.
-    latency = 2
-
-    def __init__(self, payload_shape, depth):
+    def __init__(self, payload_shape):
         try:
             Shape.cast(payload_shape)
         except TypeError as exc:
             raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
-        _check_int("depth", depth, 1)
         self.payload_shape = payload_shape
-        self.depth = depth
 
     @property
     def signature(self) -> wiring.Signature:
@@ -39,6 +33,19 @@ class StreamFIFOSpec:
             "i": In(stream.Signature(self.payload_shape)),
             "o": Out(stream.Signature(self.payload_shape)),
         })
+
+
+class StreamFIFOSpec(_PassSpec):
+    """The FIFO's description: checked parameters (those of :class:`StreamFIFO`), ports
+    and latency."""
+
+    #: Cycles from a write into an empty FIFO to the valid output.
+    latency = 2
+
+    def __init__(self, payload_shape, depth):
+        super().__init__(payload_shape)
+        _check_int("depth", depth, 1)
+        self.depth = depth
 
 
 class StreamFIFO(Described):
@@ -80,25 +87,11 @@ class StreamFIFO(Described):
         return m
 
 
-class RegisterSliceSpec:
+class RegisterSliceSpec(_PassSpec):
     """The register slice's description: its payload shape, ports and latency."""
 
     #: Cycles from a transfer on ``i`` to the beat's valid on ``o`` (when ``o`` is free).
     latency = 1
-
-    def __init__(self, payload_shape):
-        try:
-            Shape.cast(payload_shape)
-        except TypeError as exc:
-            raise TypeError(f"payload_shape must be shape-castable, not {payload_shape!r}") from exc
-        self.payload_shape = payload_shape
-
-    @property
-    def signature(self) -> wiring.Signature:
-        return wiring.Signature({
-            "i": In(stream.Signature(self.payload_shape)),
-            "o": Out(stream.Signature(self.payload_shape)),
-        })
 
 
 class RegisterSlice(Described):
