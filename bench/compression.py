@@ -18,11 +18,11 @@ frames/s with no more LUTs, or at the same frames/s with <= 45% of its LUTs.
   CSC) and folding by itself, at the dense design's cycles per frame (same speed) and
   at those / 2.2 (fast).
 
-Every design is the whole generated network (``hdl.flow.network.Network``: engines,
-width converters, FIFOs; the AXI shell excluded, the same for both) synthesised in one
-Yosys ``synth_xilinx`` run for the board's family; cycles per frame are measured in
-Amaranth's simulator (free-running, back-to-back frames, scores checked against
-``sim.golden``) beside the cycle model. The figures of the previous run on the CSC
+Every design is the whole generated top (``AxiTop`` around ``Network`` at the board's
+TDATA width: engines, width converters, FIFOs, AXI shell) synthesised in one Yosys
+``synth_xilinx`` run for the board's family; cycles per frame are measured on that top
+in Verilator (``bench.networks.measure_top``: free-running, back-to-back frames, scores
+checked against ``sim.golden``) beside the cycle model. The figures of the previous run on the CSC
 engine (unstructured ``models/pot4-sparse``) are kept under ``"previous"``. The last
 line printed is JSON; the same object is written to ``--out``.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -41,12 +42,12 @@ from amaranth.back import verilog
 
 import boards
 from bench import command
-from bench.networks import measure_cycles
-from hdl import ir
+from bench.networks import WHOLE_MODULE, measure_top
+from hdl import cli, ir
 from hdl.flow import synth
 from hdl.flow.build import DEFAULT_TARGET_FPS
 from hdl.flow.network import Network, NetworkSpec, weight_bram_budget
-from hdl import cli
+from hdl.shell.axi import AxiTop, board_tdata_width
 
 DENSE = "models/pot4"
 BLOCK = "models/pot4-block"
@@ -93,7 +94,7 @@ def load_pruned(which: str, dense: ir.Model, block: tuple[int, int], keep: float
 def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: bool, progress,
            run_synth: bool = True) -> dict:
     """Build, simulate and synthesise one whole network."""
-    net = NetworkSpec(model, target_cycles=target_cycles,
+    net = NetworkSpec(model, target_cycles=target_cycles, axis_width=board_tdata_width(board),
                       bram18_budget=weight_bram_budget(board.capacity.bram18))
     row = {"model": label, "target_cycles": target_cycles, "folding": net.folding,
            "engines": {s.name: s.engine for s in net.stages},
@@ -103,8 +104,9 @@ def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: b
                           for s in net.stages if s.tiles}}
     progress(f"{label}: {net.cycles_per_frame} cycles/frame at {json.dumps(net.folding)}")
     if measure:
-        row["cycles_measured"] = measure_cycles(net, frames=3)
-        progress(f"  measured {row['cycles_measured']} cycles/frame")
+        got = measure_top(net, 3, 0, f"compression_{label.replace('/', '_')}_{target_cycles}")
+        row["cycles_measured"] = got["cycles"]
+        progress(f"  measured {row['cycles_measured']} cycles/frame (generated top, Verilator)")
     cycles = row.get("cycles_measured", row["cycles_model"])
     clock = board.default_clock_mhz
     row["fps"] = clock * 1e6 / cycles
@@ -112,8 +114,10 @@ def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: b
         row.update({k: None for k in ("lut", "ff", "bram18", "dsp", "logic_levels")})
         return row
     started = time.monotonic()
-    text = verilog.convert(Network(spec=net), name="network", platform=board())
-    result = synth.synthesize(text, "network", board.synth_family)
+    top = AxiTop(Network(spec=net), frame_elements=math.prod(model.input.shape),
+                 classes=len(model.classes), in_width=net.axis_width, out_width=net.axis_width)
+    text = verilog.convert(top, name=WHOLE_MODULE, platform=board())
+    result = synth.synthesize(text, WHOLE_MODULE, board.synth_family)
     row.update({k: v for k, v in result.resources().items()})
     row["logic_levels"] = result.logic_levels
     row["synth_s"] = round(time.monotonic() - started, 1)
@@ -204,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         "fps_ratio": round(fps_ratio, 3), "lut_ratio_fast": lut_ratio_fast,
         "same_fps_ratio": round(same_fps_ratio, 3), "lut_ratio_same_fps": lut_ratio_same,
         "goal_speed_met": speed_met, "goal_size_met": size_met, "goal_met": met,
-        "synth_note": "Yosys synth_xilinx of the whole Network (engines, FIFOs, width converters; AXI "
-                      "shell excluded), one run per design",
+        "synth_note": "Yosys synth_xilinx of the whole generated top (AxiTop: engines, FIFOs, width "
+                      "converters, AXI shell), one run per design; cycles measured on that top in "
+                      "Verilator, 3 frames back to back, scores = sim.golden",
         "previous": previous_figures(out),
         "command": command("compression", argv),
     }

@@ -74,12 +74,12 @@ def test_whole_design_resources(tiny_row):
 
 def test_shell_note():
     """A row whose goal the shell cannot carry says so and by how much: tiny-sfc at 1
-    cycle per frame needs 6 (4 classes + 2 at the output)."""
+    cycle per frame needs 5 (4 classes + 1 at the output)."""
     from hdl.flow.network import NetworkSpec
     spec = NetworkSpec(tiny_sfc(), target_cycles=1)
     note = networks.shell_note(spec, 1)
-    assert spec.cycles_per_frame == 6 and spec.bottleneck == "shell output"
-    assert "output (6 cycles per frame" in note and "6.00x slower" in note
+    assert spec.cycles_per_frame == 5 and spec.bottleneck == "shell output"
+    assert "output (5 cycles per frame" in note and "5.00x slower" in note
     assert networks.shell_note(NetworkSpec(tiny_sfc(), target_cycles=32), 32) is None
 
 
@@ -172,7 +172,7 @@ def test_cli_help():
 def test_quick_mode(tmp_path):
     """The real quick mode (SFC at 4,096 cycles and the digits models on PYNQ-Z2): every row
     synthesised and fitting, cycles measured (scores checked against the golden model
-    inside measure_cycles). A benchmark run, so under ``slow``; ``tiny_row`` covers the
+    inside measure_top). A benchmark run, so under ``slow``; ``tiny_row`` covers the
     plumbing in the default suite."""
     rows = [networks.run_row(n, "pynq-z2", 100.0) for n in networks.QUICK["networks"]
             if networks.network_available(n)]

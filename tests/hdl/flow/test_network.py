@@ -302,14 +302,14 @@ def test_cycle_model_includes_the_shell():
 def test_fifo_full_rate_in_the_top():
     """The issue's case: a stage with one neuron fold after a faster stage ran at half
     rate behind a 2-beat FIFO (8 cycles per vector against 4 predicted). With the planned
-    FIFOs the top runs at its model: 6 cycles, the output floor (4 classes + 2), which
-    the stages (4) stay under."""
+    FIFOs the top runs at its model: 5 cycles, the output floor (4 classes + 1), which
+    the stages (4) stay under (behind a halving FIFO they would take 8)."""
     net = Network(halving_model(), {"fc0": (16, 16), "fc1": (16, 4), "fc2": (4, 16)})
     assert [s.cycles_per_frame for s in net.stages] == [1, 4, 1]
     assert net.fifo_depths == [None, 3, 3]
-    assert net.cycles_per_frame == 6 and net.bottleneck == "shell output"
+    assert net.cycles_per_frame == 5 and net.bottleneck == "shell output"
     _, ends = top_intervals(net, 3)
-    assert np.diff(ends).tolist()[1:] == [6]
+    assert np.diff(ends).tolist()[1:] == [5]
     assert ends[0] <= net.latency_bound
 
 
