@@ -46,12 +46,13 @@ def run(tmp_path, *extra):
 
 
 def test_bench_runs_without_synthesis(tmp_path):
-    """Designs planned and simulated (measured cycles = model), no LUT figures or goals."""
-    data = run(tmp_path, "--no-synth")
+    """Designs planned (the cycle model; the Verilator measurement of the top, three builds,
+    runs in the slow test and in tests/bench/test_networks.py), no LUT figures or goals."""
+    data = run(tmp_path, "--no-synth", "--no-sim")
     dense, same, fast = data["dense"], data["pruned_same_fps"], data["pruned_fast"]
     for row in (dense, same, fast):
-        assert row["cycles_measured"] == row["cycles_model"] and row["lut"] is None, row
-    assert fast["cycles_model"] <= fast["target_cycles"] == int(dense["cycles_measured"] / 2.2)
+        assert "cycles_measured" not in row and row["lut"] is None, row
+    assert fast["cycles_model"] <= fast["target_cycles"] == int(dense["cycles_model"] / 2.2)
     assert any(v.get("tiles") for v in fast["folding"].values())
     assert data["fps_ratio"] == round(fast["fps"] / dense["fps"], 3)
     assert data["goal_met"] is None and data["lut_ratio_fast"] is None
