@@ -469,15 +469,7 @@ class MVTU(Described):
         # Accumulator output register, handed to the output stage. Every pipeline
         # register of the MVTU loads on ``advance``: the pipeline moves as one, and stops
         # only while a finished fold is held for the output stage.
-        out_valid = Signal()
-        out_data = Signal(data.ArrayLayout(self.stage_acc_shape, pe))
-        advance = self._advance = Signal()
-        m.d.comb += [
-            advance.eq(~out_valid | stage.i.ready),
-            stage.i.valid.eq(out_valid),
-            stage.i.payload.eq(out_data),
-        ]
-        wiring.connect(m, stage.o, wiring.flipped(self.o))
+        out_valid, out_data, advance = self._output_handoff(m, stage)
 
         # Issue: one (neuron fold, synapse fold) step per cycle.
         nf = Signal(range(nf_count))
@@ -546,6 +538,21 @@ class MVTU(Described):
             w_data = self._weight_roms(m, self.weight_words(), depth, waddr1, advance)
         self._accumulate(m, stage, w_data, x2, (v2, first2, last2), advance, out_data, out_valid)
         return m
+
+    def _output_handoff(self, m: Module, stage):
+        """The accumulator output register in front of the output stage ``stage``:
+        ``(out_valid, out_data, advance)``; ``advance`` moves the whole pipeline, which
+        stops only while a finished fold waits for the output stage."""
+        out_valid = Signal()
+        out_data = Signal(data.ArrayLayout(self.stage_acc_shape, self.pe))
+        advance = self._advance = Signal()
+        m.d.comb += [
+            advance.eq(~out_valid | stage.i.ready),
+            stage.i.valid.eq(out_valid),
+            stage.i.payload.eq(out_data),
+        ]
+        wiring.connect(m, stage.o, wiring.flipped(self.o))
+        return out_valid, out_data, advance
 
     def _weight_roms(self, m: Module, words, depth: int, addr, advance) -> list:
         """One weight ROM per PE (``words[p]``, ``depth`` words of SIMD weights), read at

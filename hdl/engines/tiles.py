@@ -185,15 +185,7 @@ class TileMVTU(MVTU):
         m.submodules.output = stage = OutputStage(spec=self.output)
         pe, simd, steps, beats = self.pe, self.simd, self.steps, self.in_beats
 
-        out_valid = Signal()
-        out_data = Signal(data.ArrayLayout(self.stage_acc_shape, pe))
-        advance = self._advance = Signal()
-        m.d.comb += [
-            advance.eq(~out_valid | stage.i.ready),
-            stage.i.valid.eq(out_valid),
-            stage.i.payload.eq(out_data),
-        ]
-        wiring.connect(m, stage.o, wiring.flipped(self.o))
+        out_valid, out_data, advance = self._output_handoff(m, stage)
 
         # Two-bank input buffer: the stream fills bank ``wbank`` while it is not full;
         # compute works on bank ``rbank`` while it is full.

@@ -14,6 +14,7 @@ depend on where a job ran. See ``docs/cluster.md``.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Sequence
 
@@ -38,7 +39,7 @@ def check_scheduler(address) -> str:
     return address
 
 
-class Executor:
+class Executor(ABC):
     """Runs ``fn(*args)`` jobs somewhere and hands back their results."""
 
     #: True when jobs run in other processes or on other machines (no shared disk assumed).
@@ -46,6 +47,7 @@ class Executor:
     #: ``"local"`` or the scheduler's address, for messages.
     where = "local"
 
+    @abstractmethod
     def map(self, fn: Callable, arglists: Sequence[tuple], *,
             keys: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
         """Run ``fn(*arglists[i])`` for every ``i``; yield ``(i, result)`` as each finishes.
@@ -53,11 +55,10 @@ class Executor:
         ``keys`` name the jobs (a remote scheduler runs two jobs of one key once). A job's
         exception is raised here; the jobs not yet finished are then cancelled.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def submit(self, fn: Callable, *args, key: str | None = None):
         """One job; returns an object whose ``result()`` gives its value (or raises)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         pass
