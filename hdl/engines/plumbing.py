@@ -200,9 +200,17 @@ class WidthConverter(Described):
 
     Implementation, latency and throughput
     --------------------------------------
-    A shift buffer of ``in_lanes + out_lanes - 1`` elements (the least that never
-    deadlocks) with a fill count. ``o.valid`` is set when at least ``out_lanes``
-    elements are buffered (registers only); ``i.ready`` is set when the input beat fits
+    Three datapaths, chosen by the ratio, so that the common ones stay shallow (a few
+    LUT levels from any register, whatever the lane counts):
+
+    * ``out_lanes`` divides ``in_lanes`` (and ``frame``, if given): one input beat is
+      held and shifted down by ``out_lanes`` per output beat;
+    * ``in_lanes`` divides ``out_lanes`` (and ``frame``): input beats are written into
+      the slots of one output beat in turn;
+    * otherwise a shift buffer of ``in_lanes + out_lanes - 1`` elements (the least that
+      never deadlocks) with a fill count.
+
+    ``o.valid`` comes from registers only; ``i.ready`` is set when the input beat fits
     after this cycle's output transfer, so it depends combinationally on ``o.ready``.
     An element entering an empty converter can leave one cycle later. Every cycle it
     accepts an input beat unless that would overflow the buffer and emits an output
@@ -215,6 +223,80 @@ class WidthConverter(Described):
 
     def elaborate(self, platform):
         m = Module()
+        n_in, n_out = self.in_lanes, self.out_lanes
+        whole_frames = self.frame is None
+        if n_in % n_out == 0 and (whole_frames or self.frame % n_out == 0):
+            self._narrow(m)
+        elif n_out % n_in == 0 and (whole_frames or self.frame % n_in == 0):
+            self._widen(m)
+        else:
+            self._shift_buffer(m)
+        return m
+
+    def _last_beat(self, m, in_fire):
+        """A signal set on a frame's last input beat (None when every beat is whole)."""
+        n_in = self.in_lanes
+        if self.frame is None or self.frame % n_in == 0:
+            return None
+        beats = -(-self.frame // n_in)
+        beat = Signal(range(beats))
+        last = Signal()
+        m.d.comb += last.eq(beat == beats - 1)
+        with m.If(in_fire):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        return last
+
+    def _narrow(self, m):
+        """``out_lanes`` divides ``in_lanes``: hold a beat, shift it out a chunk at a time."""
+        n_in, n_out = self.in_lanes, self.out_lanes
+        chunks = n_in // n_out
+        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_in)]
+        left = Signal(range(chunks + 1))            # output beats still held
+        out_fire, in_fire = Signal(), Signal()
+        m.d.comb += [
+            self.o.valid.eq(left != 0),
+            out_fire.eq(self.o.valid & self.o.ready),
+            self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
+            in_fire.eq(self.i.valid & self.i.ready),
+        ]
+        for lane in range(n_out):
+            m.d.comb += self.o.payload[lane].eq(buf[lane])
+        last = self._last_beat(m, in_fire)
+        n_chunks = chunks if last is None else \
+            Mux(last, (self.frame - (-(-self.frame // n_in) - 1) * n_in) // n_out, chunks)
+        with m.If(in_fire):
+            m.d.sync += left.eq(n_chunks)
+            m.d.sync += [buf[j].eq(self.i.payload[j]) for j in range(n_in)]
+        with m.Elif(out_fire):
+            m.d.sync += left.eq(left - 1)
+            m.d.sync += [buf[j].eq(buf[j + n_out]) for j in range(n_in - n_out)]
+
+    def _widen(self, m):
+        """``in_lanes`` divides ``out_lanes``: fill the slots of one output beat in turn."""
+        n_in, n_out = self.in_lanes, self.out_lanes
+        slots = n_out // n_in
+        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_out)]
+        slot = Signal(range(slots))                 # the slot the next input beat fills
+        full = Signal()
+        out_fire, in_fire = Signal(), Signal()
+        m.d.comb += [
+            self.o.valid.eq(full),
+            out_fire.eq(self.o.valid & self.o.ready),
+            self.i.ready.eq(~full | self.o.ready),
+            in_fire.eq(self.i.valid & self.i.ready),
+        ]
+        for lane in range(n_out):
+            m.d.comb += self.o.payload[lane].eq(buf[lane])
+        with m.If(in_fire):
+            m.d.sync += [slot.eq(Mux(slot == slots - 1, 0, slot + 1)), full.eq(slot == slots - 1)]
+            for s in range(slots):
+                with m.If(slot == s):
+                    m.d.sync += [buf[s * n_in + j].eq(self.i.payload[j]) for j in range(n_in)]
+        with m.Elif(out_fire):
+            m.d.sync += full.eq(0)
+
+    def _shift_buffer(self, m):
+        """Any ratio: a shift buffer with a fill count."""
         n_in, n_out, cap = self.in_lanes, self.out_lanes, self.capacity
         buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(cap)]
         count = Signal(range(cap + 1))
@@ -223,14 +305,12 @@ class WidthConverter(Described):
         in_fire = Signal()
         # Elements the input beat brings: n_in, or fewer on a frame's last beat.
         n_beat = Signal(range(n_in + 1))
-        if self.frame is None or self.frame % n_in == 0:
+        last = self._last_beat(m, in_fire)
+        if last is None:
             m.d.comb += n_beat.eq(n_in)
         else:
             beats = -(-self.frame // n_in)
-            beat = Signal(range(beats))
-            m.d.comb += n_beat.eq(Mux(beat == beats - 1, self.frame - (beats - 1) * n_in, n_in))
-            with m.If(in_fire):
-                m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+            m.d.comb += n_beat.eq(Mux(last, self.frame - (beats - 1) * n_in, n_in))
         # Elements left after this cycle's output transfer.
         kept = Signal(range(cap + 1))
         m.d.comb += [
@@ -254,4 +334,3 @@ class WidthConverter(Described):
                                 m.d.sync += buf[j].eq(self.i.payload[lane])
             with m.Elif(out_fire):
                 m.d.sync += buf[j].eq(shifted)
-        return m

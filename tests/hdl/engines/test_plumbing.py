@@ -82,7 +82,7 @@ def test_register_slice_throughput_and_registered_ready():
 
 
 @pytest.mark.parametrize("in_lanes,out_lanes", [
-    (1, 1), (1, 4), (4, 1), (2, 6), (6, 2), (3, 4), (4, 3), (5, 2), (2, 5),
+    (1, 1), (1, 4), (4, 1), (2, 6), (6, 2), (3, 4), (4, 3), (5, 2), (2, 5), (3, 3), (32, 4),
 ])
 @pytest.mark.parametrize("signed", [False, True])
 def test_width_converter_order(in_lanes, out_lanes, signed):
@@ -98,7 +98,7 @@ def test_width_converter_order(in_lanes, out_lanes, signed):
     assert flat == elements.tolist(), f"seed {seed}"
 
 
-@pytest.mark.parametrize("in_lanes,out_lanes", [(1, 4), (4, 1), (3, 4), (4, 3), (2, 2)])
+@pytest.mark.parametrize("in_lanes,out_lanes", [(1, 4), (4, 1), (3, 4), (4, 3), (2, 2), (8, 2), (2, 8)])
 def test_width_converter_throughput(in_lanes, out_lanes):
     """Free-running: one beat per cycle on the side with more beats."""
     total = in_lanes * out_lanes * 20
@@ -113,6 +113,7 @@ def test_width_converter_throughput(in_lanes, out_lanes):
 
 @pytest.mark.parametrize("in_lanes,out_lanes,frame", [
     (4, 1, 10), (4, 2, 10), (4, 3, 9), (4, 5, 5), (8, 3, 9), (3, 4, 4), (4, 6, 30), (4, 1, 3),
+    (32, 1, 64), (32, 2, 36), (2, 6, 12), (4, 4, 6),
 ])
 def test_width_converter_frame_drops_unused_lanes(in_lanes, out_lanes, frame):
     """With ``frame``, the lanes of a frame's last input beat past its elements (here
