@@ -71,11 +71,11 @@ ANCHORS = {
 #: A frame rate is turned into cycles per frame at the row's clock.
 TARGETS = {
     "sfc-w1a1": {"pynq-z2": 356_633, "zc706": 12_300_000, "zcu102": 12_300_000},
-    "lfc-w1a1": {"pynq-z2": 356_633, "zc706": 356_633, "zcu102": 356_633},
-    # One folding for all boards: 9,130 cycles meets both CNV goals (>= 10,000 fps at
-    # 100 MHz, >= 21,906 fps at 200 MHz); the xc7 boards then share the synthesis.
-    "cnv-w1a1": {"cycles": 9_130},
-    "cnv-w2a2": {"cycles": 9_130},
+    "lfc-w1a1": {"pynq-z2": 390_000, "zc706": 1_500_000, "zcu102": 1_500_000},
+    # One folding for all boards: 8,192 cycles meets both CNV goals (>= 12,000 fps at
+    # 100 MHz, >= 24,000 fps at 200 MHz); the xc7 boards then share the synthesis.
+    "cnv-w1a1": {"cycles": 8_192},
+    "cnv-w2a2": {"cycles": 8_192},
     # hdl.flow.build's default target: 20,000 fps at 100 MHz.
     "digits-w1a2": {"cycles": 5_000},
     "digits-pot4": {"cycles": 5_000},
@@ -412,6 +412,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         "engines": {s.name: s.engine for s in spec.stages},
         "stage_cycles": {s.name: s.cycles_per_frame for s in spec.stages},
         "cycles_model": cycles, "cycles_core": spec.core_cycles_per_frame,
+        "axis_width": spec.axis_width,
         "shell_floors": {"input": spec.shell_floors[0], "output": spec.shell_floors[1]},
         "bottleneck": spec.bottleneck, "shell_note": shell_note(spec, target),
         "fifos": [f.as_dict() for f in spec.fifos if f is not None], "fifo_bits": spec.fifo_bits,
@@ -477,7 +478,7 @@ def _row(rows, network, board):
 
 
 def evaluate_goals(rows: list[dict], finn: dict | None) -> list[dict]:
-    """Each goal of issue 8: met (True/False, or None when not measured) and the gap."""
+    """Each goal of issues 8 and 14: met (True/False, or None when not measured) and the gap."""
     goals = []
 
     def add(goal, met, figure, gap, limit=""):
@@ -508,16 +509,18 @@ def evaluate_goals(rows: list[dict], finn: dict | None) -> list[dict]:
     def limit(text):
         goals[-1]["limit"] = "; ".join(t for t in (goals[-1]["limit"], text) if t)
 
-    fps_goal("cnv-w1a1", "pynq-z2", 10_000, 26_000,
-             "CNV-W1A1 on PYNQ-Z2 at 100 MHz: >= 10,000 fps within 26,000 LUT and the board's BRAM")
-    fps_goal("cnv-w1a1", "zc706", 21_906, None,
-             "CNV-W1A1 on ZC706 at 200 MHz: >= 21,906 fps, fitting")
-    fps_goal("sfc-w1a1", "zc706", 12_300_000, None,
-             "SFC-W1A1 on ZC706 at 200 MHz: >= 12.3 M fps, fitting")
-    limit(_sfc_limit(_row(rows, "sfc-w1a1", "zc706")))
-    fps_goal("lfc-w1a1", "pynq-z2", 356_633, 31_000,
-             "LFC-W1A1 on PYNQ-Z2 at 100 MHz: >= 356,633 fps within 31,000 LUT")
+    fps_goal("cnv-w1a1", "pynq-z2", 12_000, 22_000,
+             "CNV-W1A1 on PYNQ-Z2 at 100 MHz: >= 12,000 fps within 22,000 LUT and the board's BRAM")
+    fps_goal("cnv-w1a1", "zc706", 24_000, 30_000,
+             "CNV-W1A1 on ZC706 at 200 MHz: >= 24,000 fps within 30,000 LUT")
+    fps_goal("lfc-w1a1", "pynq-z2", 390_000, 31_000,
+             "LFC-W1A1 on PYNQ-Z2 at 100 MHz: >= 390,000 fps within 31,000 LUT")
     limit(_lfc_limit(_row(rows, "lfc-w1a1", "pynq-z2")))
+    fps_goal("lfc-w1a1", "zc706", 1_500_000, None,
+             "LFC-W1A1 on ZC706 at 200 MHz: >= 1.5 M fps, fitting")
+    fps_goal("sfc-w1a1", "zc706", 12_300_000, 90_000,
+             "SFC-W1A1 on ZC706 at 200 MHz: >= 12.3 M fps through the top within 90,000 LUT")
+    limit(_sfc_limit(_row(rows, "sfc-w1a1", "zc706")))
 
     r = _row(rows, "cnv-w1a1-finn", "pynq-z2")
     what = "CNV-W1A1 at the finn-examples folding: fewer LUTs than FINN's cost model predicts"
@@ -551,14 +554,11 @@ def _sfc_limit(r) -> str:
     if r is None:
         return ""
     beats = (r.get("shell_floors") or {}).get("input")
-    text = ("16 cycles per frame at 200 MHz: the 8-bit first layer (784 inputs x 256 outputs) "
-            "would need PE x SIMD >= 784*256/16 = 12,544 8-bit lanes (FINN 2017's SFC took "
-            "binarized input)")
-    if beats:
-        text += (f"; and the shell's input carries the 784 codes in {beats} beats, at most "
-                 f"{r['clock_mhz'] * 1e6 / beats:,.0f} fps at {r['clock_mhz']:g} MHz, so the "
-                 "compiler folds fc0 for that rate")
-    return text
+    if not beats:
+        return ""
+    return (f"the shell's input carries the 784 binarized codes in {beats} beats of "
+            f"{r.get('axis_width', 64)} bits, at most {r['clock_mhz'] * 1e6 / beats:,.0f} fps at "
+            f"{r['clock_mhz']:g} MHz")
 
 
 def _lfc_limit(r) -> str:

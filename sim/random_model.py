@@ -148,8 +148,9 @@ def _mlp(name: str, hidden: int, seed: int, input_bits: int) -> ir.Model:
 
 
 def sfc(seed: int = 0) -> ir.Model:
-    """FINN's SFC: 784-256-256-256-10, W1A1, 8-bit input."""
-    return _mlp("sfc-w1a1", 256, seed, input_bits=8)
+    """FINN's SFC: 784-256-256-256-10, W1A1 with binarized input pixels, as FINN 2017's
+    SFC-max (the anchor it is compared with)."""
+    return _mlp("sfc-w1a1", 256, seed, input_bits=1)
 
 
 def lfc(seed: int = 0) -> ir.Model:
