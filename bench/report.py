@@ -72,6 +72,7 @@ ANCHOR_ROWS = [
      "finn-examples: 3,020 fps at 100 MHz (FINN model 3,052)"),
     ("LFC-W1A1, PYNQ-Z2", "lfc-w1a1", "pynq-z2", "BNN-PYNQ: 356,633 fps, 31,046 LUT"),
     ("CNV-W1A1, ZC706, 200 MHz", "cnv-w1a1", "zc706", "FINN 2017: 21,906 fps"),
+    ("LFC-W1A1, ZC706, 200 MHz", "lfc-w1a1", "zc706", "FINN 2017: about 1.5 M fps"),
     ("SFC-W1A1, ZC706, 200 MHz", "sfc-w1a1", "zc706", "FINN 2017: 12.3 M fps"),
 ]
 
@@ -86,8 +87,12 @@ def _networks(lines, data):
               "logic levels (LUTs on the longest register-to-register path, Yosys netlist) "
               "beside them. LUT/FF/BRAM18/DSP are **Yosys `synth_xilinx` estimates**: Yosys and "
               "Vivado count LUTs differently, so compare with the anchors' Vivado figures with "
-              "care. Resources are the sum of the stages' engines synthesised alone (FIFOs, "
-              "width converters and the AXI shell excluded). Toolflow time: model to figures "
+              "care. Resources are the **whole generated top** (`AxiTop`: stages, FIFOs, width "
+              "converters, AXI shell) in one Yosys run; \"stage LUT sum\" is the stages' engines "
+              "synthesised alone, for the breakdown. Cycles per frame: the compiler's model of "
+              "the top (shell floors included) and the top measured in Verilator over "
+              "back-to-back frames (scores checked against the golden model); fps follow the "
+              "measured figure. Toolflow time: model to figures "
               "in the run that wrote the row (Yosys results are cached by netlist hash, so a "
               "row with cached stages is faster than a first build).", ""]
     rows = data.get("rows") or []
@@ -98,16 +103,19 @@ def _networks(lines, data):
     table = []
     for r in rows:
         meas = r.get("cycles_measured")
+        stage_lut = r.get("stage_lut") or {}
         table.append([r["network"], r["board"], _n(r.get("clock_mhz"), "g"),
-                      _n(r.get("cycles_per_frame")),
+                      _n(r.get("cycles_model", r.get("cycles_per_frame"))),
                       _n(meas) if meas is not None else NOT_MEASURED,
                       _n(r.get("fps"), ",.0f"), _n(r.get("logic_levels")),
                       _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")),
+                      _n(sum(stage_lut.values())) if stage_lut and None not in stage_lut.values()
+                      else NOT_MEASURED,
                       _n(r.get("fits")), _n(r.get("toolflow_s"), ",.1f"),
                       f"[{ids[r.get('command') or _cmd(data, 'networks')]}]"])
     lines += _table(["network", "board", "MHz", "cycles/frame (model)", "cycles/frame (measured)",
-                     "fps (assumed clock)", "logic levels", "LUT", "FF", "BRAM18", "DSP", "fits",
-                     "toolflow s", "command"], table)
+                     "fps (assumed clock)", "logic levels", "LUT", "FF", "BRAM18", "DSP",
+                     "stage LUT sum", "fits", "toolflow s", "command"], table)
     lines.append("")
     for c, i in ids.items():
         lines.append(f"- [{i}] `{c}`")
@@ -147,7 +155,7 @@ def _networks(lines, data):
                       f"{_n(r.get('fps'), ',.0f')} fps at {r['clock_mhz']:g} MHz (assumed); "
                       f"logic levels: {_n(r.get('logic_levels'))}",
                       _n(r.get("lut")), _n(r.get("bram18")), _n(r.get("fits"))])
-    lines += _table(["network", "anchor (Vivado, measured on board)", "ours (cycle model)",
+    lines += _table(["network", "anchor (Vivado, measured on board)", "ours (measured cycles)",
                      "ours LUT (Yosys)", "ours BRAM18 (Yosys)", "fits"], table)
     lines.append("")
 

@@ -129,7 +129,7 @@ def test_finn_lut_model_by_hand():
 
 def test_goals_not_measured_without_rows():
     goals = networks.evaluate_goals([], None)
-    assert len(goals) == 5
+    assert len(goals) == 6
     assert all(g["met"] is None and g["gap"] == "not measured" for g in goals)
 
 
