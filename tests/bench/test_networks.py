@@ -153,7 +153,7 @@ def test_report_renders_rows(tmp_path, tiny_row):
     assert "`python -m bench.golden --x`" in text
     assert "Yosys and Vivado count LUTs differently" in text
     assert "assumed clock" in text
-    assert len(data["goals"]) == 5
+    assert len(data["goals"]) == 6
 
 
 def test_cli_help():
