@@ -15,7 +15,7 @@ from sim.ddr import DdrModel
 from tests.hdl.shell.axibench import axis_recv, axis_send, lite_read, lite_write, pack_input
 from tests.hdl.shell.test_weight_top import BASE, _Port, streamed_top
 
-TRIALS = 8
+TRIALS = 5
 
 
 def _beats(frames, bits):
