@@ -190,7 +190,8 @@ class AxiTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         soft_reset = Signal()          # the adapters, the batch ends, the in-flight count
-        core_reset = Signal()          # the core: once its weight masters are drained
+        # the core: at once, or with weight masters once they are drained
+        core_reset = Signal() if self.weight_ports else soft_reset
         m.submodules.regs = regs = AXI4LiteRegisters(self.register_values)
         m.submodules.core = ResetInserter(core_reset)(self.core)
         inp, out = AxisInput(self.input_format), AxisOutput(self.output_format)
@@ -203,23 +204,25 @@ class AxiTop(wiring.Component):
         # outstanding bursts down; the core is reset when none is left and no ARVALID
         # waits, then the streamers restart from the image's start. Meanwhile the
         # adapters are held in reset (no frame enters) and STATUS reads busy.
-        draining = Signal()
-        drained = Signal()
-        idle = [Const(1)]
-        for port in self.weight_ports:
-            ar = getattr(self, f"m_axi_{port}_arvalid") & getattr(self, f"m_axi_{port}_arready")
-            r_end = (getattr(self, f"m_axi_{port}_rvalid") & getattr(self, f"m_axi_{port}_rready")
-                     & getattr(self, f"m_axi_{port}_rlast"))
-            bursts = Signal(range(MAX_OUTSTANDING + 1), name=f"{port}_outstanding")
-            m.d.sync += bursts.eq(bursts + ar - r_end)
-            idle.append((bursts == 0) & ~getattr(self, f"m_axi_{port}_arvalid"))
-        m.d.comb += [
-            drained.eq(Cat(*idle).all()),
-            soft_reset.eq(regs.soft_reset | draining),
-            core_reset.eq(soft_reset & drained),
-        ]
-        with m.If(soft_reset):
-            m.d.sync += draining.eq(~drained)
+        draining = Signal() if self.weight_ports else Const(0)
+        if self.weight_ports:
+            idle = []
+            for port in self.weight_ports:
+                g = (lambda name: getattr(self, f"m_axi_{port}_{name}"))
+                bursts = Signal(range(MAX_OUTSTANDING + 1), name=f"{port}_outstanding")
+                m.d.sync += bursts.eq(bursts + (g("arvalid") & g("arready"))
+                                      - (g("rvalid") & g("rready") & g("rlast")))
+                idle.append((bursts == 0) & ~g("arvalid"))
+            drained = Signal()
+            m.d.comb += [
+                drained.eq(Cat(*idle).all()),
+                soft_reset.eq(regs.soft_reset | draining),
+                core_reset.eq(soft_reset & drained),
+            ]
+            with m.If(soft_reset):
+                m.d.sync += draining.eq(~drained)
+        else:                          # no weight master: everything at once, as before
+            m.d.comb += soft_reset.eq(regs.soft_reset)
 
         for name in _AXI_LITE_PORTS:
             outer, inner = getattr(self, f"s_axi_{name}"), getattr(regs.bus, name)
