@@ -238,12 +238,14 @@ def _fits(board, totals: dict) -> bool:
     return totals["lut"] <= cap["lut"] and totals["bram18"] <= cap["bram18"]
 
 
-def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[dict, int]:
+def _max_fit_folding(model, board, platform, progress, executor=None,
+                     clock: float | None = None) -> tuple[dict, int]:
     """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
 
     Candidate targets are the distinct cycle counts the stages can reach (on the tile
     engine too, where the weights have zero tiles); a binary
-    search over them synthesises each tried folding's engines (cached by netlist).
+    search over them synthesises each tried folding's engines (cached by netlist), with
+    the weights placed as the build places them (:func:`place_weights_for`).
     """
     stages = plan(model)
     candidates = sorted({c for s in stages for c in stage_cycle_options(s.layer, s.in_spec)})
@@ -252,7 +254,11 @@ def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[d
     while lo <= hi:
         mid = (lo + hi) // 2
         folding = choose_folding(model, candidates[mid])
-        trial = plan_ram_styles(plan(model, folding), weight_bram_budget(board.capacity.bram18))
+        trial = plan(model, folding)
+        placed = place_weights_for(trial, board, clock or board.default_clock_mhz)
+        if placed is not None:
+            trial = plan(model, placed)
+        trial = plan_ram_styles(trial, weight_bram_budget(board.capacity.bram18))
         results = _synth(_stage_jobs(trial, platform), board.synth_family, progress, executor)
         totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
         if _fits(board, totals):
@@ -511,7 +517,8 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
     progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
     try:
         if max_fit:
-            folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor)
+            folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor,
+                                                      clock)
         try:
             spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
                                axis_width=board_tdata_width(board),

@@ -177,3 +177,29 @@ def test_verify_a_streamed_build(model_file, tiny_board, tmp_path):
     per_frame = sum(ddr_bytes_per_frame(s) for s in streamed)
     assert v["ddr_bytes_read"] >= 6 * per_frame
     assert json.loads((tmp_path / "verify.json").read_text())["bit_exact"] is True
+
+
+@pytest.mark.slow
+def test_max_fit_places_the_weights(model_file, tiny_board, fake_synth, tmp_path):
+    """--max-fit plans with the weights placed (synthesis figures fixed: every folding
+    fits). Slow: the search converts every tried folding's engines (about 30 s)."""
+    result = build.build("zcu104", model_path=model_file, out_dir=tmp_path, quiet=True,
+                         deploy=False, max_fit=True)
+    assert any(r["placement"] == "ddr" for r in result.weights["stages"])
+    assert result.weights["onchip_bytes"] <= int(0.9 * ONCHIP)
+
+
+def test_a_ddr_bound_report_says_so(model_file, monkeypatch, fake_synth, tmp_path):
+    """The frame rate set by the DDR: report.json's cycles, report.md's limit."""
+    class SlowDdr(TinyBoard):
+        ddr_peak_bytes_per_s = 100_000_000
+    monkeypatch.setattr(boards, "get", lambda name: SlowDdr)
+    slow = build.build("zcu104", model_path=model_file, out_dir=tmp_path, quiet=True,
+                       deploy=False, folding={"conv0": {"weights": "ddr"}})
+    cycles = slow.report.cycles_per_frame
+    assert cycles == slow.weights["ddr_cycles_per_frame"] == slow.cycles_per_frame
+    assert cycles > max(layer.cycles_per_frame for layer in slow.report.layers)
+    md = (tmp_path / "report.md").read_text()
+    assert (f"cycles per frame: {cycles:,} (the DDR bandwidth: "
+            f"{slow.weights['ddr_bytes_per_frame']:,} bytes per frame over 1 HP port(s))") in md
+    assert "(100.0%)" in md              # the port is the limit: all of its bandwidth used
