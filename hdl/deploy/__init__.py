@@ -9,6 +9,10 @@
   control bits, and the beat packing of this build's top;
 * ``validate.py`` (:mod:`hdl.deploy.validate`) and ``testdata.npz``: the model's test
   frames with their true labels and the golden model's scores and labels;
+* ``weights.bin`` when stages stream their weights from DDR: the weight buffer
+  (:meth:`hdl.flow.network.NetworkSpec.weight_image`) that the driver places in
+  contiguous DDR before the first frame, writing its address to WEIGHT_BASE_HI/LO
+  (``accelerator.json["weights"]`` names the file; None without streamed stages);
 * ``qnn.bit`` and ``qnn.hwh`` once Vivado has written them (:func:`copy_bitstream`).
 """
 
@@ -22,17 +26,21 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["accelerator_config", "write_deploy", "copy_bitstream", "DRIVER", "VALIDATE",
-           "BITFILE"]
+           "BITFILE", "WEIGHTS"]
 
 HERE = Path(__file__).resolve().parent
 DRIVER = HERE / "qnn_driver.py"
 VALIDATE = HERE / "validate.py"
 #: Name of the bitstream in ``deploy/`` (its ``.hwh`` beside it, as PYNQ wants).
 BITFILE = "qnn.bit"
+#: Name of the DDR weight buffer in ``deploy/``.
+WEIGHTS = "weights.bin"
+#: Alignment the weight buffer needs in DDR (the streamers ignore the low 12 bits).
+WEIGHT_ALIGN = 4096
 
 
 def accelerator_config(top, *, clock_mhz: float, model_name: str, dma: str = "dma",
-                       accel: str | None = None) -> dict:
+                       accel: str | None = None, weight_bytes: int | None = None) -> dict:
     """``accelerator.json`` of a :class:`hdl.shell.axi.AxiTop`: registers from the
     register map, packing from the top's input and output formats."""
     from hdl.flow.vivado import ACCEL_CELL
@@ -59,17 +67,28 @@ def accelerator_config(top, *, clock_mhz: float, model_name: str, dma: str = "dm
                    "words_per_frame": outf.words_per_frame,
                    "beats_per_frame": outf.beats_per_frame, "beat_bytes": out_beat,
                    "frame_bytes": outf.beats_per_frame * out_beat},
+        "weights": (None if not weight_bytes else
+                    {"file": WEIGHTS, "bytes": int(weight_bytes), "align": WEIGHT_ALIGN,
+                     "ports": len(top.weight_ports)}),
     }
 
 
-def write_deploy(out_dir, *, top, clock_mhz: float, model, codes, labels=None) -> Path:
+def write_deploy(out_dir, *, top, clock_mhz: float, model, codes, labels=None,
+                 weight_image: bytes | None = None) -> Path:
     """Write the ``deploy/`` folder (see the module docstring); ``codes`` are the test
-    frames ``(N, H, W, C)``, ``labels`` their true classes (or None)."""
+    frames ``(N, H, W, C)``, ``labels`` their true classes (or None), ``weight_image``
+    the DDR weight buffer of a top with weight streamers (required exactly then)."""
     from sim import golden
 
+    if bool(top.weight_ports) != bool(weight_image):
+        raise ValueError(f"weight_image must be given exactly when the top has weight streamers "
+                         f"({len(top.weight_ports)} here), not {type(weight_image).__name__}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = accelerator_config(top, clock_mhz=clock_mhz, model_name=model.name)
+    config = accelerator_config(top, clock_mhz=clock_mhz, model_name=model.name,
+                                weight_bytes=len(weight_image) if weight_image else None)
+    if weight_image:
+        (out / WEIGHTS).write_bytes(bytes(weight_image))
     (out / "accelerator.json").write_text(json.dumps(config, indent=2) + "\n")
     shutil.copyfile(DRIVER, out / DRIVER.name)
     shutil.copyfile(VALIDATE, out / VALIDATE.name)

@@ -8,6 +8,10 @@ which the build writes from the register map and the packing of the generated to
     from qnn_driver import QnnAccelerator
     acc = QnnAccelerator()                 # loads qnn.bit (and qnn.hwh) beside this file
     labels, scores = acc.run(codes)        # codes: (N, H, W, C) integer input codes
+
+A build whose weights (some of them) stream from DDR ships ``weights.bin``: the driver
+places it in a contiguous DDR buffer and writes its address to WEIGHT_BASE_HI/LO when
+it starts (:meth:`QnnAccelerator.load_weights`), before any frame.
 """
 
 import json
@@ -89,7 +93,10 @@ class QnnAccelerator(object):
         self.regs = getattr(overlay, cfg["accel"])
         self._buffers = {}
         self._batch = None          # what BATCH holds, once this driver wrote it
+        self._weights = None        # the DDR weight buffer, kept while the driver lives
         self._check_registers()
+        if cfg.get("weights"):
+            self.load_weights()
 
     # Registers.
     def read(self, name):
@@ -119,14 +126,46 @@ class QnnAccelerator(object):
     def cycles(self):
         return self.read("CYCLES")
 
-    def reset(self):
-        """Soft reset of the datapath; clears the counters and error flags."""
+    def reset(self, polls=10000):
+        """Soft reset of the datapath; clears the counters and error flags. With weight
+        streamers the reset waits for their DDR reads in flight (STATUS busy until then)."""
         bits = self.config["bits"]
         self.write("CONTROL", bits["CONTROL_SOFT_RESET"] | bits["CONTROL_CLEAR"])
         self._batch = None
+        for _ in range(polls):
+            if not self.read("STATUS") & bits["STATUS_BUSY"]:
+                return
+        raise AcceleratorError("STATUS stays busy after a soft reset: a DDR read never completed")
 
     def clear(self):
         self.write("CONTROL", self.config["bits"]["CONTROL_CLEAR"])
+
+    def load_weights(self, path=None):
+        """Place the weight buffer (``weights.bin`` beside this file by default) in
+        contiguous DDR and point the streamers at it: WEIGHT_BASE_HI, then
+        WEIGHT_BASE_LO (which starts them). Returns the buffer's physical address."""
+        spec = self.config.get("weights")
+        if not spec:
+            raise AcceleratorError("this build streams no weights from DDR")
+        with open(path or os.path.join(HERE, spec["file"]), "rb") as f:
+            image = np.frombuffer(f.read(), dtype=np.uint8)
+        if image.size != spec["bytes"]:
+            raise AcceleratorError("the weight image has %d bytes, the build wrote %d"
+                                   % (image.size, spec["bytes"]))
+        buf = self._pynq.allocate(shape=(image.size,), dtype=np.uint8)
+        buf[:] = image
+        buf.flush()
+        address = int(buf.physical_address)
+        if address % spec["align"]:
+            buf.freebuffer()
+            raise AcceleratorError("the weight buffer at %#x is not %d-byte aligned"
+                                   % (address, spec["align"]))
+        if self._weights is not None:
+            self._weights.freebuffer()
+        self._weights = buf
+        self.write("WEIGHT_BASE_HI", address >> 32)
+        self.write("WEIGHT_BASE_LO", address & 0xFFFFFFFF)
+        return address
 
     # Frames.
     def _buffer(self, key, nbytes):
@@ -202,3 +241,6 @@ class QnnAccelerator(object):
         for buf in self._buffers.values():
             buf.freebuffer()
         self._buffers = {}
+        if self._weights is not None:          # load_weights again before the next frame
+            self._weights.freebuffer()
+            self._weights = None

@@ -21,6 +21,12 @@ requested only when the FIFO has room reserved for all of it, so the read data c
 is never stalled (``rready`` is always high) and the next bursts arrive while the engine
 consumes the current one. Throughput: one data word per cycle at most; a beat wider than
 a word takes ``ceil(bits / D)`` cycles.
+
+Reset: AXI4 has no way to cancel a read burst, so resetting the streamer while bursts
+are outstanding would drop ARVALID before ARREADY and write the late R beats into the
+emptied FIFO. Reset it only when no burst is outstanding and ARVALID is low; take
+``enable`` low first and wait (``rready`` stays high, the FIFO has room for every
+requested burst). :class:`hdl.shell.axi.AxiTop` does this on a soft reset.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Steps: load and validate the model; choose the folding by the cycle model (a target
 frame rate, the largest that fits the board, or per-layer overrides); generate the
 accelerator (:class:`hdl.flow.network.Network` inside :class:`hdl.shell.axi.AxiTop`) as Verilog
-with its Vivado wrapper; estimate every layer and the whole accelerator with Yosys
+with its Vivado wrapper (weights that exceed the board's on-chip share stream from DDR,
+:func:`place_weights_for`); estimate every layer and the whole accelerator with Yosys
 ``synth_xilinx`` (cached by netlist hash); write the Vivado project around the Zynq
 processing system (and run Vivado when it is on PATH); write ``report.json``,
 ``report.md`` and ``report.png``; with ``verify``, simulate the generated top on test
@@ -34,14 +35,16 @@ from hdl.flow import synth
 from hdl.flow.executor import ClusterError, check_scheduler, make_executor
 from hdl.shell.axi import AxiTop, board_tdata_width, verilog_wrapper
 from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
-                              frame_cycles, plan,
+                              frame_cycles, plan, stage_cycles,
                               plan_ram_styles, stage_cycle_options, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
 from hdl.flow.report import add_to_report
-from hdl.flow.vivado import run_vivado, vivado_figures, write_project
+from hdl.flow.vivado import max_weight_ports, run_vivado, vivado_figures, write_project
+from hdl.flow.weights import ONCHIP_WEIGHT_SHARE, WeightPlan, onchip_bytes, place_weights
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_TARGET_FPS", "BuildError", "DoesNotFit", "ToolFailed",
-           "VerifyFailed", "BuildResult", "build", "parse_folding"]
+           "VerifyFailed", "BuildResult", "build", "parse_folding", "place_weights_for",
+           "weight_plan", "weights_summary", "onchip_budget"]
 
 log = logging.getLogger("qnn.build")
 
@@ -92,6 +95,8 @@ class BuildResult:
     messages: tuple[str, ...]
     verify: dict | None = None
     vivado: dict | None = None
+    #: The weight placement when a stage streams from DDR (:func:`weights_summary`).
+    weights: dict | None = None
 
 
 def _progress(total: int, desc: str):
@@ -233,12 +238,14 @@ def _fits(board, totals: dict) -> bool:
     return totals["lut"] <= cap["lut"] and totals["bram18"] <= cap["bram18"]
 
 
-def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[dict, int]:
+def _max_fit_folding(model, board, platform, progress, executor=None,
+                     clock: float | None = None) -> tuple[dict, int]:
     """Largest frame rate whose layers' summed LUT and BRAM fit the board (Yosys-measured).
 
     Candidate targets are the distinct cycle counts the stages can reach (on the tile
     engine too, where the weights have zero tiles); a binary
-    search over them synthesises each tried folding's engines (cached by netlist).
+    search over them synthesises each tried folding's engines (cached by netlist), with
+    the weights placed as the build places them (:func:`place_weights_for`).
     """
     stages = plan(model)
     candidates = sorted({c for s in stages for c in stage_cycle_options(s.layer, s.in_spec)})
@@ -247,7 +254,11 @@ def _max_fit_folding(model, board, platform, progress, executor=None) -> tuple[d
     while lo <= hi:
         mid = (lo + hi) // 2
         folding = choose_folding(model, candidates[mid])
-        trial = plan_ram_styles(plan(model, folding), weight_bram_budget(board.capacity.bram18))
+        trial = plan(model, folding)
+        placed = place_weights_for(trial, board, clock or board.default_clock_mhz)
+        if placed is not None:
+            trial = plan(model, placed)
+        trial = plan_ram_styles(trial, weight_bram_budget(board.capacity.bram18))
         results = _synth(_stage_jobs(trial, platform), board.synth_family, progress, executor)
         totals = {k: sum(r.resources()[k] for r in results.values()) for k in ("lut", "bram18")}
         if _fits(board, totals):
@@ -322,6 +333,7 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
         with _executor(scheduler) as executor:
             result = _build_into(out, board=board, model=model, model_file=model_file, clock=clock,
                                  target_cycles=target_cycles, max_fit=max_fit, folding=folding,
+                                 explicit_target=target_fps is not None,
                                  run_synth=run_synth, quiet=quiet, notes=notes, verify=verify,
                                  verify_data=verify_data, seed=seed, deploy=deploy,
                                  vivado_timeout=vivado_timeout, executor=executor)
@@ -387,9 +399,113 @@ def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: li
     return int(min(cycles, 1 << 62))    # a tiny rate: the most folded design meets it
 
 
+def onchip_budget(board) -> int:
+    """Bytes of the board's block RAM and UltraRAM the weights may take on chip."""
+    return int(ONCHIP_WEIGHT_SHARE * board.onchip_weight_bytes())
+
+
+def place_weights_for(stages, board, clock: float, folding: dict | None = None) -> dict | None:
+    """A full folding with weights placed, when the weight memories of ``stages`` exceed
+    the board's on-chip share (:func:`onchip_budget`); None when they fit.
+
+    :func:`hdl.flow.weights.place_weights` decides per stage; a stage whose ``folding``
+    entry names ``"weights"`` keeps what it says. Raises :class:`DoesNotFit` when even
+    streaming every other stage leaves too much on chip.
+    """
+    budget = onchip_budget(board)
+    total = sum(onchip_bytes(s) for s in stages)
+    if total <= budget:
+        return None
+    folding = folding or {}
+    pinned = {name for name, v in folding.items() if isinstance(v, dict) and "weights" in v}
+    fixed = sum(onchip_bytes(s) for s in stages if s.name in pinned)
+    if fixed > budget:
+        raise DoesNotFit(f"{board.name}: the weights --folding keeps on chip "
+                         f"({', '.join(sorted(n for n in pinned if folding[n]['weights'] != 'ddr'))}) "
+                         f"take {fixed:,} bytes, more than the {budget:,} bytes of block RAM and "
+                         f"UltraRAM the weights may use")
+    try:
+        placed = place_weights([s for s in stages if s.name not in pinned], board,
+                               clock_mhz=clock, budget_bytes=budget - fixed)
+    except ValueError:
+        raise DoesNotFit(f"{board.name}: the weights take {total:,} bytes on chip and do not fit "
+                         f"the {budget:,} bytes of block RAM and UltraRAM they may use even with "
+                         f"every stage streamed from DDR") from None
+    by_name = {s.name: s for s in placed.stages}
+    out = {}
+    for stage in stages:
+        s = by_name.get(stage.name, stage)
+        entry = {"pe": s.pe, "simd": s.simd}
+        user = folding.get(s.name)
+        if isinstance(user, dict) and "ram_style" in user:
+            entry["ram_style"] = user["ram_style"]
+        if s.streamed:
+            entry.update(weights="ddr", ddr_ports=s.ddr_ports)
+        else:
+            if getattr(s, "tiles", False):
+                entry.update(tiles=True, in_simd=s.in_lanes)
+            if s.name in pinned:
+                entry["weights"] = s.weights
+        out[s.name] = entry
+    return out
+
+
+def weight_plan(spec, board, clock: float) -> WeightPlan | None:
+    """The DDR figures of ``spec``'s streamed stages at ``clock``, or None without any."""
+    if not spec.streamers:
+        return None
+    return WeightPlan(list(spec.stages), clock, board.ddr_port_bytes_per_s(clock),
+                      onchip_budget(board), float(board.ddr_peak_bytes_per_s))
+
+
+def weights_summary(plan: WeightPlan, cycles_per_frame: int | None = None) -> dict:
+    """What ``report.json["weights"]`` holds: per stage on chip or DDR, bytes on chip, DDR
+    bytes per frame; in total the DDR bandwidth used at the frame rate (the top's
+    ``cycles_per_frame``, default the plan's) against the HP ports'."""
+    cycles = max(cycles_per_frame or 0, plan.cycles_per_frame)
+    fps = plan.clock_mhz * 1e6 / cycles
+    return {
+        "stages": [{"stage": r["stage"], "placement": None if r["weights"] is None else
+                    ("ddr" if r["weights"] == "ddr" else "on chip"),
+                    "onchip_bytes": r["onchip_bytes"], "ddr_bytes_per_frame": r["ddr_bytes_per_frame"]}
+                   for r in plan.rows()],
+        "onchip_bytes": plan.onchip_bytes, "onchip_budget_bytes": plan.budget_bytes,
+        "ddr_image_bytes": plan.ddr_image_bytes, "ddr_bytes_per_frame": plan.ddr_bytes_per_frame,
+        "ddr_ports": plan.masters, "ddr_bandwidth_used": plan.ddr_bytes_per_frame * fps,
+        "ddr_bandwidth_ports": plan.available_bytes_per_s,
+        "ddr_cycles_per_frame": plan.cycles_per_frame, "fps": fps,
+    }
+
+
+def _check_ddr(plan: WeightPlan, spec, board, clock, target_cycles, explicit: bool, messages,
+               say) -> None:
+    """Refuse a design whose streamers need more HP ports than the PS has, or whose DDR
+    traffic cannot carry an asked frame rate; note it when it misses the default rate."""
+    ports = max_weight_ports(board)
+    if plan.masters > ports:
+        raise DoesNotFit(f"{board.name}: {plan.masters} weight streamers need one HP port each, "
+                         f"the PS has {ports} for them")
+    cycles = max(spec.cycles_per_frame, plan.cycles_per_frame)
+    # The same design with its weights on chip: what the DDR does not decide.
+    compute = max(stage_cycles(s.layer, s.in_spec, s.pe, s.simd) if s.streamed else s.cycles_per_frame
+                  for s in spec.stages)
+    if cycles <= max(target_cycles or 0, compute, *spec.shell_floors):
+        return
+    names = ", ".join(s.name for s in spec.streamed)
+    best = clock * 1e6 / cycles
+    why = (f"weights streamed from DDR ({names}) allow at most {best:,.0f} fps at {clock:g} MHz: "
+           f"{plan.ddr_bytes_per_frame:,} bytes per frame over {plan.masters} HP port(s), "
+           f"{plan.available_bytes_per_s / 1e9:.2f} GB/s, one word per cycle per port")
+    if explicit:
+        raise DoesNotFit(f"--target-fps {clock * 1e6 / target_cycles:g} cannot be met: {why}")
+    note = f"the target frame rate is not met: {why}"
+    messages.append(note)
+    say(note)
+
+
 def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, max_fit, folding,
                 run_synth, quiet, notes, verify, verify_data, seed, deploy,
-                vivado_timeout, executor=None) -> BuildResult:
+                vivado_timeout, executor=None, explicit_target=False) -> BuildResult:
     messages = list(notes)
     say = (lambda s: None) if quiet else log.info
     for note in notes:
@@ -401,13 +517,24 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
     progress = _progress(n_stages + 2 if run_synth else 1, f"build {board.name}")
     try:
         if max_fit:
-            folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor)
+            folding, target_cycles = _max_fit_folding(model, board, platform, progress, executor,
+                                                      clock)
         try:
             spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
                                axis_width=board_tdata_width(board),
                                bram18_budget=weight_bram_budget(board.capacity.bram18))
+            placed = place_weights_for(spec.stages, board, clock, folding)
+            if placed is not None:
+                spec = NetworkSpec(model, placed, target_cycles=max(1, target_cycles),
+                                   axis_width=board_tdata_width(board),
+                                   bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None
+        weights = weight_plan(spec, board, clock)
+        cycles = spec.cycles_per_frame
+        if weights is not None:
+            cycles = max(cycles, weights.cycles_per_frame)
+            _check_ddr(weights, spec, board, clock, target_cycles, explicit_target, messages, say)
         frame_elements = model.input.shape[0] * model.input.shape[1] * model.input.shape[2]
         try:
             top = AxiTop(Network(spec=spec), frame_elements=frame_elements,
@@ -435,28 +562,30 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             report = BuildReport.for_board(board, model=model.name, layers=layers,
                                            latency_cycles=spec.latency_bound, clock_mhz=clock,
                                            totals=whole.resources(),
-                                           cycles_per_frame=spec.cycles_per_frame,
+                                           cycles_per_frame=cycles,
                                            shell_floors=spec.shell_floors,
                                            fifos=[f.as_dict() for f in spec.fifos if f is not None],
-                                           logic_levels=whole.logic_levels)
+                                           logic_levels=whole.logic_levels,
+                                           weights=None if weights is None else weights_summary(weights, cycles))
             report_notes = [f"folding: {json.dumps(spec.folding)}",
                             f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
                             "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
-                            "cycles_per_frame is the generated top's (the slowest layer or the AXI "
-                            "shell's floor); latency_cycles is the cycle model's estimate",
+                            "cycles_per_frame is the generated top's (the slowest layer, the AXI "
+                            "shell's floor, or the DDR bandwidth of streamed weights); "
+                            "latency_cycles is the cycle model's estimate",
                             f"toolflow time: {time.monotonic() - started:.1f} s"]
             write_report(report, out, notes=report_notes)
     finally:
         progress.close()
 
     if report is not None:
-        say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame, "
+        say(f"{board.name}: {model.name}, {cycles} cycles/frame, "
             f"{report.fps:,.0f} fps at {clock:g} MHz, {report.totals['lut']:,} LUT, "
             f"{report.totals['ff']:,} FF, {report.totals['bram18']} BRAM18, {report.totals['dsp']} DSP "
             f"-> {out / 'report.md'}")
     else:
-        say(f"{board.name}: {model.name}, {spec.cycles_per_frame} cycles/frame "
-            f"({clock * 1e6 / spec.cycles_per_frame:,.0f} fps at {clock:g} MHz); synthesis skipped")
+        say(f"{board.name}: {model.name}, {cycles} cycles/frame "
+            f"({clock * 1e6 / cycles:,.0f} fps at {clock:g} MHz); synthesis skipped")
     if report is not None and not report.fits:
         over = [k for k in report.totals if report.totals[k] > report.capacity[k]]
         raise _kept(DoesNotFit(
@@ -468,7 +597,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
         verified = _verify(out, spec, model, verify, verify_data, seed, report is not None, say,
                                board)
     if deploy:
-        _deploy(out / "deploy", top, clock, model, verify_data, seed)
+        _deploy(out / "deploy", top, clock, model, verify_data, seed, spec)
         say(f"deploy/: driver, accelerator.json, validate.py and test frames -> {out / 'deploy'}")
 
     vivado = run_vivado(out / "vivado", timeout=vivado_timeout,
@@ -489,11 +618,12 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             from hdl.deploy import copy_bitstream
             copy_bitstream(out / "vivado", out / "deploy")
     return BuildResult(report=report, out_dir=out, folding=spec.folding,
-                       cycles_per_frame=spec.cycles_per_frame, messages=tuple(messages),
-                       verify=verified, vivado=figures)
+                       cycles_per_frame=cycles, messages=tuple(messages),
+                       verify=verified, vivado=figures,
+                       weights=None if weights is None else weights_summary(weights, cycles))
 
 
-def _deploy(folder: Path, top, clock, model, verify_data, seed) -> None:
+def _deploy(folder: Path, top, clock, model, verify_data, seed, spec) -> None:
     from hdl.deploy import write_deploy
     from hdl.flow.verify import frames_for
     try:
@@ -503,7 +633,8 @@ def _deploy(folder: Path, top, clock, model, verify_data, seed) -> None:
             codes, labels = codes[:n], labels[:n]
     except (ValueError, OSError) as exc:
         raise BuildError(f"deploy test frames: {exc}") from None
-    write_deploy(folder, top=top, clock_mhz=clock, model=model, codes=codes, labels=labels)
+    write_deploy(folder, top=top, clock_mhz=clock, model=model, codes=codes, labels=labels,
+                 weight_image=spec.weight_image() if spec.streamers else None)
 
 
 def _verify(out: Path, spec, model, n: int, data, seed: int, has_report: bool, say,

@@ -1,11 +1,18 @@
 """cocotb side of :func:`hdl.flow.verify.verify` (runs inside the simulator).
 
 Parameters (``sim.harness.params()``): ``codes`` (N, elements), ``in_bits``, ``classes``,
-``latency_bound``, ``timing_frames``, ``gap_prob``, ``stall_prob``, ``ident``. Reports
-every frame's scores and label from the stalled run (the pytest side compares them with
-the golden model, so that the build can name the first differing frame), and the cycles
-between the ends of consecutive frames in a free-running run.
+``latency_bound``, ``timing_frames``, ``gap_prob``, ``stall_prob``, ``ident``, and for a
+top whose weights stream from DDR ``weight_image`` (uint8), ``weight_base``,
+``weight_ports`` (data width of each ``m_axi_w{k}`` master), ``ddr_latency``,
+``ddr_bytes_per_cycle``: every master is then served by :class:`CocotbDdr` (the timing
+and the checks of :class:`sim.ddr.DdrModel`, random stalls in the stalled run) after
+WEIGHT_BASE is written. Reports every frame's scores and label from the stalled run (the
+pytest side compares them with the golden model, so that the build can name the first
+differing frame), and the cycles between the ends of consecutive frames in a
+free-running run.
 """
+
+from collections import deque
 
 import cocotb
 import numpy as np
@@ -17,11 +24,99 @@ from sim.harness import params, report, seed
 from sim.streams import reset
 
 
-async def _setup(dut, **backend_args) -> SimBackend:
+class CocotbDdr:
+    """AXI4 read slave on the ``m_axi_w{k}_*`` ports of the top, over ``image`` at byte
+    address ``base``: a burst's first beat ``latency`` cycles after its address, at most
+    ``bytes_per_cycle`` on average, ``stall`` the chance of ARREADY or a beat held back
+    in a cycle; as :class:`sim.ddr.DdrModel` (which serves Amaranth's simulator), with
+    the same checks (INCR bursts of the port's word, no 4 KiB crossing, inside the
+    image, AR held until accepted). Drives after the falling edge, samples in the
+    read-only phase (as :mod:`sim.streams`)."""
+
+    def __init__(self, dut, prefix, image, *, base, data_width, latency, bytes_per_cycle,
+                 stall=0.0, seed=0):
+        from sim.ddr import DdrModel
+        self.dut, self.prefix = dut, prefix
+        # the burst checks of the Amaranth model
+        self.model = DdrModel(bytes(image), base=base, data_width=data_width, latency=latency,
+                              bytes_per_cycle=bytes_per_cycle, stall=stall, seed=seed)
+        self.task = cocotb.start_soon(self._run())
+
+    def _sig(self, name):
+        return getattr(self.dut, self.prefix + name)
+
+    async def _run(self):
+        from cocotb.triggers import FallingEdge, ReadOnly
+        from sim.beats import ProtocolError, pauses
+        mdl = self.model
+        wb = mdl.word_bytes
+        ar_pause, r_pause = pauses(mdl.seed, mdl.stall), pauses(mdl.seed + 1, mdl.stall)
+        arready, rvalid, rdata, rlast, rresp = (self._sig(n) for n in
+                                                ("arready", "rvalid", "rdata", "rlast", "rresp"))
+        arvalid, araddr, arlen, arsize, arburst, rready = (
+            self._sig(n) for n in ("arvalid", "araddr", "arlen", "arsize", "arburst", "rready"))
+        pending, tokens, held, beat_out, cycle = deque(), 0.0, None, None, 0
+        falling, read_only = FallingEdge(self.dut.clk), ReadOnly()
+        rresp.value = 0
+        while True:
+            await falling
+            tokens = min(tokens + mdl.bytes_per_cycle, max(wb, mdl.bytes_per_cycle))
+            ready = not next(ar_pause)
+            arready.value = int(ready)
+            if beat_out is None and pending and pending[0][0] <= cycle and tokens >= wb \
+                    and not next(r_pause):
+                off = pending[0][1] - mdl.base
+                beat_out = (int.from_bytes(mdl.image[off:off + wb], "little"), pending[0][2] == 1)
+                tokens -= wb
+            rvalid.value = int(beat_out is not None)
+            if beat_out is not None:
+                rdata.value, rlast.value = beat_out[0], int(beat_out[1])
+            await read_only
+            if int(self.dut.rst.value):
+                cycle += 1
+                continue
+            if int(arvalid.value):
+                req = (int(araddr.value), int(arlen.value) + 1, int(arsize.value), int(arburst.value))
+                if held is not None and held != req:
+                    raise ProtocolError(f"{self.prefix}: cycle {cycle}: AR payload changed before ARREADY")
+                held = req
+                if ready:
+                    mdl._check_burst(*req)
+                    pending.append([cycle + mdl.latency, req[0], req[1]])
+                    mdl.bursts += 1
+                    held = None
+            elif held is not None:
+                raise ProtocolError(f"{self.prefix}: cycle {cycle}: ARVALID dropped before ARREADY")
+            if beat_out is not None and int(rready.value):
+                head = pending[0]
+                head[1] += wb
+                head[2] -= 1
+                if head[2] == 0:
+                    pending.popleft()
+                mdl.bytes_read += wb
+                beat_out = None
+            cycle += 1
+
+
+async def _setup(dut, *, ddr_stall=0.0, **backend_args) -> SimBackend:
     from cocotb.clock import Clock
     Clock(dut.clk, 10, unit="ns").start()
     backend = SimBackend(dut, **backend_args)
+    p = params()
+    ddrs = []
+    if "weight_image" in p:
+        image = np.asarray(p["weight_image"], dtype=np.uint8).tobytes()
+        base = int(p["weight_base"])
+        for k, width in enumerate(p["weight_ports"]):
+            ddrs.append(CocotbDdr(dut, f"m_axi_w{k}_", image, base=base, data_width=int(width),
+                                  latency=int(p["ddr_latency"]),
+                                  bytes_per_cycle=float(p["ddr_bytes_per_cycle"]),
+                                  stall=ddr_stall, seed=seed() + 10 * (k + 1)))
     await reset(dut)
+    if ddrs:
+        await backend.write_reg_async(REGISTERS["WEIGHT_BASE_HI"], base >> 32)
+        await backend.write_reg_async(REGISTERS["WEIGHT_BASE_LO"], base & 0xFFFF_FFFF)
+    backend.ddrs = ddrs
     return backend
 
 
@@ -36,7 +131,7 @@ async def stalled_frames(dut):
     """Every frame through the AXI ports with random gaps and backpressure."""
     p, s = params(), seed()
     backend = await _setup(dut, seed=s, gap_prob=float(p["gap_prob"]),
-                           stall_prob=float(p["stall_prob"]))
+                           stall_prob=float(p["stall_prob"]), ddr_stall=float(p["stall_prob"]))
     assert await backend.read_reg_async(REGISTERS["ID"]) == int(p["ident"])
     g = _geometry(p, backend)
     codes = p["codes"]
@@ -57,7 +152,8 @@ async def stalled_frames(dut):
     done = await backend.read_reg_async(REGISTERS["FRAMES_DONE"])
     assert status == 0, f"STATUS {status:#x} after the frames"
     assert done == len(codes), f"FRAMES_DONE {done}, sent {len(codes)}"
-    report(scores=scores, labels=labels)
+    report(scores=scores, labels=labels,
+           ddr_bytes_read=[d.model.bytes_read for d in backend.ddrs])
 
 
 @cocotb.test()

@@ -9,7 +9,14 @@
     capacity: {lut, ff, bram18, uram, dsp},
     fits, cycles_per_frame, fps, latency_cycles
 
-and, when the build ran them, ``verify`` (:mod:`hdl.flow.verify`: bit_exact, accuracy,
+and, when a stage's weights stream from DDR, ``weights``: per stage its placement ("on
+chip" or "ddr"; None for a stage without weights), ``onchip_bytes`` and
+``ddr_bytes_per_frame``; in total ``onchip_bytes`` against ``onchip_budget_bytes``,
+``ddr_image_bytes`` (the buffer the driver places), ``ddr_bytes_per_frame``,
+``ddr_ports``, ``ddr_bandwidth_used`` (bytes/s at the report's frame rate) against
+``ddr_bandwidth_ports`` (the HP ports', at most the DDR's peak), see
+:func:`hdl.flow.build.weights_summary`; and, when the build ran them, ``verify``
+(:mod:`hdl.flow.verify`: bit_exact, accuracy,
 measured cycles_per_frame, ...) and ``vivado`` (utilization and timing read from
 Vivado's reports: lut, ff, bram18, dsp, wns_ns, achieved_mhz, ...; see
 :mod:`hdl.flow.vivado`), added by :func:`add_to_report`.
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["LayerReport", "BuildReport", "write_report", "load_report", "REPORT_KEYS",
+__all__ = ["LayerReport", "BuildReport", "write_report", "load_report", "REPORT_KEYS", "weights_markdown",
            "LAYER_KEYS", "RESOURCE_KEYS", "MAX_LOGIC_LEVELS", "OPTIONAL_KEYS", "add_to_report"]
 
 RESOURCE_KEYS = ("lut", "ff", "bram18", "uram", "dsp")
@@ -53,7 +60,7 @@ LAYER_KEYS = ("name", "op", "engine", "pe", "simd", "cycles_per_frame", *RESOURC
 REPORT_KEYS = ("board", "part", "clock_mhz", "model", "layers", "totals", "capacity", "fits",
                "cycles_per_frame", "fps", "latency_cycles")
 #: Keys added by later steps of a build (verification, a Vivado run).
-OPTIONAL_KEYS = ("verify", "vivado")
+OPTIONAL_KEYS = ("verify", "vivado", "weights")
 #: Logic levels above which a layer is flagged in report.md.
 MAX_LOGIC_LEVELS = 6
 
@@ -138,6 +145,8 @@ class BuildReport:
     shell_floors: tuple | None = field(default=None, compare=False)
     fifos: tuple = field(default=(), compare=False)
     logic_levels: int | None = field(default=None, compare=False)
+    #: The weight placement when a stage streams from DDR (see the module docstring).
+    weights: dict | None = field(default=None, compare=False)
 
     def __post_init__(self):
         for key in ("board", "part", "model"):
@@ -188,20 +197,25 @@ class BuildReport:
     def for_board(cls, board, *, model: str, layers: Sequence[LayerReport],
                   latency_cycles: int, clock_mhz: float | None = None,
                   totals: Mapping | None = None, cycles_per_frame: int | None = None,
-                  shell_floors=None, fifos=(), logic_levels: int | None = None):
+                  shell_floors=None, fifos=(), logic_levels: int | None = None,
+                  weights: dict | None = None):
         """A report for a ``boards`` platform class (name, part, capacity, default clock)."""
         return cls(board=board.name, part=board.part(), model=model, layers=tuple(layers),
                    capacity=board.capacity.as_dict(), latency_cycles=latency_cycles,
                    clock_mhz=board.default_clock_mhz if clock_mhz is None else clock_mhz,
                    totals=None if totals is None else dict(totals),
                    cycles_per_frame=cycles_per_frame, shell_floors=shell_floors,
-                   fifos=tuple(fifos), logic_levels=logic_levels)
+                   fifos=tuple(fifos), logic_levels=logic_levels, weights=weights)
 
     @property
     def limit(self) -> str:
         """What sets the frame rate: "slowest layer", or the AXI shell's input or output."""
         if self.cycles_per_frame <= max(layer.cycles_per_frame for layer in self.layers):
             return "slowest layer"
+        if (self.weights is not None and self.cycles_per_frame == self.weights["ddr_cycles_per_frame"]
+                and (self.shell_floors is None or self.cycles_per_frame > max(self.shell_floors))):
+            return (f"the DDR bandwidth: {self.weights['ddr_bytes_per_frame']:,} bytes per frame "
+                    f"over {self.weights['ddr_ports']} HP port(s)")
         if self.shell_floors is not None and self.cycles_per_frame == self.shell_floors[0]:
             return f"the AXI shell's input: {self.shell_floors[0]:,} beats per frame"
         if self.shell_floors is not None and self.cycles_per_frame == self.shell_floors[1]:
@@ -231,6 +245,7 @@ class BuildReport:
             "totals": dict(self.totals), "capacity": dict(self.capacity),
             "fits": self.fits, "cycles_per_frame": self.cycles_per_frame,
             "fps": self.fps, "latency_cycles": self.latency_cycles,
+            **({"weights": self.weights} if self.weights is not None else {}),
         }
 
     @classmethod
@@ -248,7 +263,7 @@ class BuildReport:
         report = cls(board=data["board"], part=data["part"], clock_mhz=data["clock_mhz"],
                      model=data["model"], layers=tuple(layers), capacity=data["capacity"],
                      totals=data["totals"], cycles_per_frame=data["cycles_per_frame"],
-                     latency_cycles=data["latency_cycles"])
+                     latency_cycles=data["latency_cycles"], weights=data.get("weights"))
         if report.fits != data["fits"]:
             raise ValueError("report.json 'fits' disagrees with its totals and capacity")
         return report
@@ -293,6 +308,8 @@ class BuildReport:
                       "Depth from: `rate`, the least that passes one beat per cycle; `burst`, "
                       "one input vector of a stage that takes its input in bursts; `fixed`, "
                       "the depth asked for."]
+        if self.weights is not None:
+            lines += ["", weights_markdown(self.weights)]
         lines += [
             "",
             "| resource | total | capacity | used |",
@@ -304,6 +321,21 @@ class BuildReport:
         if notes:
             lines += ["", *[f"- {note}" for note in notes]]
         return "\n".join(lines) + "\n"
+
+
+def weights_markdown(weights: Mapping) -> str:
+    """report.md's section on weights streamed from DDR (``report.json["weights"]``)."""
+    w = weights
+    lines = ["| stage | weights | bytes on chip | DDR bytes per frame |", "|---|---|--:|--:|"]
+    lines += [f"| {r['stage']} | {r['placement'] or '-'} | {r['onchip_bytes']:,} "
+              f"| {r['ddr_bytes_per_frame']:,} |" for r in w["stages"]]
+    lines += [f"| total | | {w['onchip_bytes']:,} of {w['onchip_budget_bytes']:,} "
+              f"| {w['ddr_bytes_per_frame']:,} |", "",
+              f"Weights from DDR: a {w['ddr_image_bytes']:,}-byte image the driver places in DDR; "
+              f"**{w['ddr_bandwidth_used'] / 1e9:.3f} GB/s** at {w['fps']:,.0f} fps against "
+              f"{w['ddr_bandwidth_ports'] / 1e9:.3f} GB/s of {w['ddr_ports']} HP port(s) "
+              f"({100 * w['ddr_bandwidth_used'] / w['ddr_bandwidth_ports']:.1f}%)."]
+    return "\n".join(lines)
 
 
 def plot(report: BuildReport, path: str | os.PathLike) -> Path:

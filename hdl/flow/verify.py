@@ -4,7 +4,10 @@
 with Verilator through cocotb (:func:`sim.harness.run_cocotb`, the cocotb side in
 :mod:`hdl.flow.cocotb_verify`): N frames with random input gaps and output backpressure
 through the AXI ports, then a few frames free-running to measure the cycles per frame.
-Every frame's scores and label must equal :func:`sim.golden.run`'s bit for bit. On a
+Every frame's scores and label must equal :func:`sim.golden.run`'s bit for bit. A top
+whose weights stream from DDR has its AXI read masters served by a DDR model with the
+board's port latency and bandwidth (:func:`sim.ddr.port_timing`; random stalls in the
+stalled run) over :meth:`~hdl.flow.network.NetworkSpec.weight_image`. On a
 mismatch, :func:`locate` runs that frame through each stage's engine alone in Amaranth's
 simulator, fed the golden model's input of that layer, and names the first stage whose
 output differs from the golden model's (or says that every stage matches alone).
@@ -29,7 +32,8 @@ TIMING_FRAMES = 4
 
 class VerifyResult(dict):
     """What goes into ``report.json["verify"]``: frames, data, bit_exact, accuracy,
-    cycles_per_frame (measured), model_cycles_per_frame, first_mismatch (or None)."""
+    cycles_per_frame (measured), model_cycles_per_frame, first_mismatch (or None); with
+    weights streamed from DDR also ddr_bytes_read (by the stalled run)."""
 
 
 def frames_for(model: ir.Model, n: int, data: str | None = None, seed: int = 0):
@@ -84,6 +88,8 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
         "timing_frames": min(TIMING_FRAMES, n), "gap_prob": GAP_PROB, "stall_prob": STALL_PROB,
         "ident": top.register_values.ident,
     }
+    if spec.streamers:
+        parameters.update(_ddr_parameters(spec, board))
     label = name or f"verify_{model.name}_{spec.cycles_per_frame}"
     with _quick_build():
         result = run_cocotb(top, name=label, test_module="hdl.flow.cocotb_verify",
@@ -103,12 +109,30 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
         golden_accuracy=(float(np.mean(want_labels == np.asarray(labels))) if labels is not None
                          else None),
         first_mismatch=None, simulator=result.simulator)
+    if spec.streamers:
+        out["ddr_bytes_read"] = int(sum(rep["ddr_bytes_read"]))
     if len(bad):
         k = int(bad[0])
         out["first_mismatch"] = {"frame": k, "expected": want[k].tolist() + [int(want_labels[k])],
                                  "got": got[k].tolist() + [int(got_labels[k])],
                                  "layer": locate(spec, model, codes[k])}
     return out
+
+
+#: Where the simulated DDR holds the weight buffer (4 KiB aligned, above 4 GiB).
+WEIGHT_BASE = 0x8_0000_0000
+
+
+def _ddr_parameters(spec, board) -> dict:
+    """The cocotb side's DDR: the weight buffer, its address, each master's width, and
+    the port's latency and bytes per cycle (the board's at its default clock; without
+    a board 30 cycles and one word per cycle)."""
+    from sim.ddr import port_timing
+    widths = [s.ddr_width for s, _, _ in spec.streamers]
+    latency, per_cycle = port_timing(board) if board is not None else (30, max(widths) // 8)
+    return {"weight_image": np.frombuffer(spec.weight_image(), dtype=np.uint8),
+            "weight_base": WEIGHT_BASE, "weight_ports": widths, "ddr_latency": int(latency),
+            "ddr_bytes_per_cycle": float(per_cycle)}
 
 
 @contextlib.contextmanager

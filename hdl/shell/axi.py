@@ -19,7 +19,7 @@ re-exported here for the top's users).
 
 from __future__ import annotations
 
-from amaranth import Const, Module, ResetInserter, Shape, Signal
+from amaranth import Cat, Const, Module, ResetInserter, Shape, Signal
 from amaranth.hdl import ShapeCastable
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -36,6 +36,9 @@ __all__ = ["AxiTop", "formats_for", "board_tdata_width", "verilog_wrapper", "bui
            "REGISTERS", "DEFAULT_IDENT", "DEFAULT_VERSION", "ADDR_WIDTH", "STATUS_BUSY",
            "STATUS_ERR_SHORT", "STATUS_ERR_LONG", "CONTROL_SOFT_RESET", "CONTROL_CLEAR",
            "TDATA_WIDTHS", "code_slot_bits", "shell_floor_cycles"]
+
+#: Most read bursts a weight master may have outstanding (``WeightStreamSpec.outstanding``).
+MAX_OUTSTANDING = 16
 
 #: TDATA width without a board: 32 bits.
 DEFAULT_TDATA_WIDTH = 32
@@ -129,6 +132,9 @@ class AxiTop(wiring.Component):
     :func:`hdl.shell.regmap.shell_floor_cycles`.
 
     A soft reset (CONTROL bit 0) resets the core, both adapters and the in-flight count.
+    With weight masters (``m_axi_w{k}_*``), the core's reset waits until their read
+    bursts in flight have all been received (no new burst starts meanwhile, RREADY stays
+    high); STATUS reads busy until then (docs/hardware.md).
     The parameters are checked as :func:`formats_for` and
     :class:`~hdl.shell.regmap.RegisterValues` check them.
     """
@@ -183,13 +189,40 @@ class AxiTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        soft_reset = Signal()
+        soft_reset = Signal()          # the adapters, the batch ends, the in-flight count
+        # the core: at once, or with weight masters once they are drained
+        core_reset = Signal() if self.weight_ports else soft_reset
         m.submodules.regs = regs = AXI4LiteRegisters(self.register_values)
-        m.submodules.core = ResetInserter(soft_reset)(self.core)
+        m.submodules.core = ResetInserter(core_reset)(self.core)
         inp, out = AxisInput(self.input_format), AxisOutput(self.output_format)
         m.submodules.inp = ResetInserter(soft_reset)(inp)
         m.submodules.out = ResetInserter(soft_reset)(out)
-        m.d.comb += soft_reset.eq(regs.soft_reset)
+
+        # Soft reset with weight bursts in flight: AXI has no way to cancel a read burst,
+        # its R beats arrive anyway. So a soft reset first stops new bursts (the
+        # streamers' enable low), keeps RREADY high (it always is) and counts the
+        # outstanding bursts down; the core is reset when none is left and no ARVALID
+        # waits, then the streamers restart from the image's start. Meanwhile the
+        # adapters are held in reset (no frame enters) and STATUS reads busy.
+        draining = Signal() if self.weight_ports else Const(0)
+        if self.weight_ports:
+            idle = []
+            for port in self.weight_ports:
+                g = (lambda name: getattr(self, f"m_axi_{port}_{name}"))
+                bursts = Signal(range(MAX_OUTSTANDING + 1), name=f"{port}_outstanding")
+                m.d.sync += bursts.eq(bursts + (g("arvalid") & g("arready"))
+                                      - (g("rvalid") & g("rready") & g("rlast")))
+                idle.append((bursts == 0) & ~g("arvalid"))
+            drained = Signal()
+            m.d.comb += [
+                drained.eq(Cat(*idle).all()),
+                soft_reset.eq(regs.soft_reset | draining),
+                core_reset.eq(soft_reset & drained),
+            ]
+            with m.If(soft_reset):
+                m.d.sync += draining.eq(~drained)
+        else:                          # no weight master: everything at once, as before
+            m.d.comb += soft_reset.eq(regs.soft_reset)
 
         for name in _AXI_LITE_PORTS:
             outer, inner = getattr(self, f"s_axi_{name}"), getattr(regs.bus, name)
@@ -224,7 +257,7 @@ class AxiTop(wiring.Component):
         ]
         if self.weight_ports:
             m.d.comb += [self.core.weight_base.eq(regs.weight_base),
-                         self.core.weight_enable.eq(regs.weight_enable)]
+                         self.core.weight_enable.eq(regs.weight_enable & ~soft_reset)]
         for port in self.weight_ports:
             inner = getattr(self.core, port)
             for name, member in inner.signature.members.items():
@@ -243,7 +276,7 @@ class AxiTop(wiring.Component):
         with m.Elif(~inp.frame_start & out.frame_done & (in_flight != 0)):
             m.d.sync += in_flight.eq(in_flight - 1)
         m.d.comb += [
-            regs.busy.eq((in_flight != 0) | inp.frame_start),
+            regs.busy.eq((in_flight != 0) | inp.frame_start | draining),
             regs.frame_done.eq(out.frame_done),
             regs.err_short.eq(inp.err_short),
             regs.err_long.eq(inp.err_long),
