@@ -35,7 +35,7 @@ from hdl.flow import synth
 from hdl.flow.executor import ClusterError, check_scheduler, make_executor
 from hdl.shell.axi import AxiTop, board_tdata_width, verilog_wrapper
 from hdl.flow.network import (FoldingError, Network, NetworkSpec, build_engine, choose_folding,
-                              frame_cycles, plan, stage_cycles,
+                              frame_cycles, plan, shell_floors, stage_cycles,
                               plan_ram_styles, stage_cycle_options, weight_bram_budget)
 from hdl.flow.report import BuildReport, LayerReport, write_report
 from hdl.flow.report import add_to_report
@@ -324,7 +324,8 @@ def build(board_name: str, *, model_path=None, clock_mhz: float | None = None,
     target_cycles, notes = None, []
     if not max_fit:
         target_cycles = _target_cycles(model, clock, target_fps or DEFAULT_TARGET_FPS,
-                                       explicit=target_fps is not None, notes=notes)
+                                       explicit=target_fps is not None, notes=notes,
+                                       axis_width=board_tdata_width(board))
     if out_dir is not None and not str(out_dir):
         raise BuildError("--out must name a directory, not ''")
     out = Path(out_dir) if out_dir is not None else Path("build") / board.name
@@ -379,22 +380,30 @@ def _kept(exc: BuildError) -> BuildError:
     return exc
 
 
-def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: list) -> int:
+def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: list,
+                   axis_width: int) -> int:
     """Cycles per frame for a frame rate.
 
-    A rate beyond the model's fastest folding is refused when asked for, and clamped to
-    that folding (with a note) when it is the default target.
+    The fastest top is the model's fastest folding or the AXI shell's floor at the
+    board's ``axis_width``-bit TDATA (input beats, classes + 1 output words), whichever
+    is slower. A rate beyond it is refused when asked for, and clamped to it (with a
+    note) when it is the default target.
     """
-    fastest = frame_cycles(plan(model, target_cycles=1))
+    core = frame_cycles(plan(model, target_cycles=1))
+    floor = max(shell_floors(model, axis_width))
+    fastest = max(core, floor)
     cycles = clock * 1e6 / fps
     if cycles < fastest:
         best = clock * 1e6 / fastest
+        why = (f"the fastest folding of {model.name} needs {core} cycles per frame"
+               if core >= floor else
+               f"the AXI shell needs {floor} cycles per frame for {model.name} at "
+               f"{axis_width}-bit TDATA")
         if explicit:
-            raise DoesNotFit(f"--target-fps {fps:g} cannot be met: the fastest folding of "
-                             f"{model.name} needs {fastest} cycles per frame, {best:,.0f} fps at "
+            raise DoesNotFit(f"--target-fps {fps:g} cannot be met: {why}, {best:,.0f} fps at "
                              f"{clock:g} MHz; ask for at most {math.floor(best)} or use --max-fit")
-        notes.append(f"the default target of {fps:,.0f} fps is beyond {model.name}'s fastest "
-                     f"folding ({best:,.0f} fps at {clock:g} MHz): building that")
+        notes.append(f"the default target of {fps:,.0f} fps is beyond what {model.name} can do "
+                     f"({why}, {best:,.0f} fps at {clock:g} MHz): building that")
         return fastest
     return int(min(cycles, 1 << 62))    # a tiny rate: the most folded design meets it
 

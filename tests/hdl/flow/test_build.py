@@ -207,7 +207,7 @@ def test_bad_argument_is_one_line(case, tmp_path, tiny_model, wide_model, capsys
        | st.sampled_from([None, "5", True, 1j]))
 def test_target_fps_numbers(tiny_model, value):
     """Any number: a finite rate the model reaches builds nothing here; the rest one BuildError."""
-    fastest = build.frame_cycles(build.plan(ir.load(tiny_model), target_cycles=1))
+    fastest = _fastest_top(tiny_model, "zcu102")
     reachable = 250e6 / fastest
     try:
         build.build("zcu102", model_path=tiny_model, target_fps=value, run_synth=False,
@@ -221,8 +221,33 @@ def test_target_fps_numbers(tiny_model, value):
     assert ("--out must name a directory" in msg) == ok, msg
 
 
+def _fastest_top(model_path, board):
+    """The fewest cycles per frame of the generated top: the fastest folding or the AXI
+    shell's floor at the board's TDATA width."""
+    model = ir.load(model_path)
+    core = build.frame_cycles(build.plan(model, target_cycles=1))
+    return max(core, *build.shell_floors(model, build.board_tdata_width(boards.get(board))))
+
+
+def test_target_beyond_the_shell_floor_is_refused(tmp_path):
+    """An fc layer on an 8x8x1 8-bit input folds to 1 cycle per frame, but its 512 input
+    bits are 8 beats of the ZC706's 64-bit TDATA: a rate past 8 cycles is refused and
+    names the shell."""
+    model = rm.build_model([rm.LayerPlan(op="fc", out=4, kind="binary", act_bits=None)],
+                           input_shape=(8, 8, 1), input_bits=8, seed=1, name="wide_in")
+    path = ir.save(model, tmp_path / "wide_in")
+    assert build.frame_cycles(build.plan(model, target_cycles=1)) < 8
+    assert _fastest_top(path, "zc706") == 8
+    with pytest.raises(build.DoesNotFit, match="the AXI shell needs 8 cycles per frame"):
+        build.build("zc706", model_path=path, target_fps=100e6 / 4, clock_mhz=100,
+                    run_synth=False, quiet=True, out_dir=tmp_path / "out")
+    top = build.build("zc706", model_path=path, target_fps=100e6 / 8, clock_mhz=100,
+                      run_synth=False, quiet=True, out_dir=tmp_path / "ok")
+    assert top.cycles_per_frame == 8
+
+
 def test_tiny_and_reachable_rates_build(tiny_model, tmp_path):
-    fastest = build.frame_cycles(build.plan(ir.load(tiny_model), target_cycles=1))
+    fastest = _fastest_top(tiny_model, "zcu102")
     top = build.build("zcu102", model_path=tiny_model, out_dir=tmp_path / "top", run_synth=False,
                       quiet=True, clock_mhz=100, target_fps=100e6 / fastest)
     assert top.cycles_per_frame == fastest
