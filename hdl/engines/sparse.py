@@ -233,6 +233,12 @@ class SparseSpec:
         self.index_bits = self.addr_bits + self.sel_bits
         self.row_bits = ceil_log2(self.local_rows)
         nz = self.internal != 0
+        streamed = self.weight_source == "stream"
+        # streamed words carry no row tag (the engine counts rows: empty rows take a word)
+        self.tag_bits = 0 if streamed else self.row_bits
+        self.delta_bits = None
+        if streamed and simd == 1 and self.addr_bits:
+            return self._schedule_relative(nz)
         self.words = []                                   # per PE: (row, last, [(lane, col, value)])
         for p in range(pe):
             words = []
@@ -240,6 +246,8 @@ class SparseSpec:
                 c = r * pe + p
                 cols = np.nonzero(nz[c])[0]
                 if not len(cols):
+                    if streamed:
+                        words.append((r, True, []))
                     continue
                 by_group = [cols[(cols % simd) // reach == g] for g in range(groups)]
                 n = max(-(-len(gc) // reach) for gc in by_group)
@@ -250,25 +258,77 @@ class SparseSpec:
                             lanes.append((g * reach + q, col, int(self.internal[c, col])))
                     words.append((r, w == n - 1, lanes))
             self.words.append(words)
+        self._geometry(self.index_bits)
+
+    def _schedule_relative(self, nz):
+        """Streamed words of one entry (``simd == 1``) with the column relative to the
+        row's previous entry (the first to column 0) in ``delta_bits`` bits; a larger gap
+        takes zero-weight filler entries of the largest delta, an empty row one zero word.
+        ``delta_bits`` is the one that streams the fewest bits per vector among those that
+        make a PE's word a power of two wide and ``addr_bits`` (no filler)."""
+        pe, rows_l, vb = self.pe, self.local_rows, self.value_bits
+        rows, cols = np.nonzero(nz)                                  # row-major
+        first = np.ones(len(rows), bool)
+        first[1:] = rows[1:] != rows[:-1]
+        gap = cols - np.where(first, 0, np.concatenate([[0], cols[:-1]]))
+
+        def fillers(d):
+            return np.maximum(0, -(-gap // ((1 << d) - 1)) - 1)
+
+        def cycles(d):
+            per_row = np.maximum(1, np.bincount(rows, weights=1 + fillers(d), minlength=self.outputs))
+            return max(1, int(per_row.reshape(rows_l, pe).sum(axis=0).max()))
+
+        options = {self.addr_bits} | {(1 << k) - vb - 1 for k in range(1, 7)
+                                      if 1 <= (1 << k) - vb - 1 < self.addr_bits}
+        d = min(sorted(options), key=lambda d: (cycles(d) * (vb + d + 1), -d))
+        self.delta_bits = d
+        fill = fillers(d)
+        step = (1 << d) - 1
+        self.words = [[] for _ in range(pe)]
+        k = 0
+        internal = self.internal
+        for c in range(self.outputs):
+            p, r = c % pe, c // pe
+            words = self.words[p]
+            start = len(words)
+            base = 0
+            while k < len(rows) and rows[k] == c:
+                col = int(cols[k])
+                for _ in range(int(fill[k])):
+                    base += step
+                    words.append((r, False, [(0, base, 0)]))
+                words.append((r, False, [(0, col, int(internal[c, col]))]))
+                base = col
+                k += 1
+            if len(words) == start:
+                words.append((r, True, []))
+            else:
+                words[-1] = (r, True, words[-1][2])
+        self._geometry(d)
+
+    def _geometry(self, index_bits):
+        """Word counts, widths and storage from ``self.words``."""
+        simd = self.simd
         self.pe_words = [len(w) for w in self.words]
         self.compute_cycles = max(1, max(self.pe_words))
         slots = sum(self.pe_words) * simd
         self.padding = slots - self.nnz
-        vb, ib = self.value_bits, self.index_bits
+        vb, ib = self.value_bits, index_bits
         self.lane_width = vb + ib
-        self.word_width = simd * self.lane_width + self.row_bits + 1
+        self.word_width = simd * self.lane_width + self.tag_bits + 1
         self.storage_bits = {
             "values": self.nnz * vb,
             "indices": self.nnz * ib,
             "padding": self.padding * (vb + ib),
-            "pointers": sum(self.pe_words) * (self.row_bits + 1),
+            "pointers": sum(self.pe_words) * (self.tag_bits + 1),
         }
         self.storage_bits["total"] = sum(self.storage_bits.values())
         dense_bits = 1 if self.kind == "binary" else self.codes.bits
         self.dense_storage_bits = self.outputs * self.inputs * dense_bits
         #: Input buffer bits (two vectors), and the asynchronous read ports on them.
         self.buffer_bits = 2 * self.inputs * self.in_bits
-        self.buffer_read_ports = pe * simd * reach
+        self.buffer_read_ports = self.pe * simd * self.reach
 
     @property
     def entry_memory(self) -> tuple[int, int, int]:
@@ -280,19 +340,28 @@ class SparseSpec:
         ``col // simd``, bank within the group), then the local row, then the last flag;
         unused lanes hold a zero code."""
         lw, ab, vb, simd, reach = self.lane_width, self.addr_bits, self.value_bits, self.simd, self.reach
+        tb, relative = self.tag_bits, self.delta_bits is not None
         values = sorted({v for words in self.words for _, _, lanes in words for _, _, v in lanes})
         code_of = dict(zip(values, (int(c) for c in self.codes.encode(np.array(values, np.int64))))) \
             if values else {}
         out = []
         for words in self.words:
             mem = []
+            prev = 0                                      # column of the row's previous entry
             for row, last, lanes in words:
                 w = 0
                 for lane, col, value in lanes:
-                    field = code_of[value] | (col // simd) << vb | (col % simd % reach) << (vb + ab)
+                    if relative:
+                        field = code_of[value] | (col - prev) << vb
+                        prev = col
+                    else:
+                        field = code_of[value] | (col // simd) << vb | (col % simd % reach) << (vb + ab)
                     w |= field << (lane * lw)
-                w |= row << (simd * lw)
-                w |= int(last) << (simd * lw + self.row_bits)
+                if tb:
+                    w |= row << (simd * lw)
+                w |= int(last) << (simd * lw + tb)
+                if last:
+                    prev = 0
                 mem.append(w)
             out.append(mem or [0])
         return out
@@ -571,7 +640,26 @@ class SparseCSC(Described):
                 word = erd.data
             # stage 2: codes, activations, row and flags
             v2, row2, last2 = Signal(name=f"v2_{p}"), Signal(range(rows_l), name=f"row2_{p}"), Signal(name=f"last2_{p}")
-            m.d.sync += [v2.eq(v1), row2.eq(word[simd * lw:simd * lw + rb]), last2.eq(word[simd * lw + rb])]
+            tb = s.tag_bits
+            last1 = word[simd * lw + tb]
+            m.d.sync += [v2.eq(v1), last2.eq(last1)]
+            if tb or rows_l == 1:
+                m.d.sync += row2.eq(word[simd * lw:simd * lw + rb])
+            else:
+                # untagged (streamed) words: every local row ends with one last word
+                row1 = Signal(range(rows_l), name=f"row1_{p}")
+                m.d.sync += row2.eq(row1)
+                with m.If(v1 & last1):
+                    m.d.sync += row1.eq(Mux(row1 == rows_l - 1, 0, row1 + 1))
+            col1 = None
+            if s.delta_bits is not None:
+                # relative columns (simd 1): the previous entry's column plus the delta
+                base = Signal(ab, name=f"base1_{p}")
+                fresh = Signal(init=1, name=f"fresh1_{p}")
+                col1 = Signal(ab, name=f"col1_{p}")
+                m.d.comb += col1.eq(Mux(fresh, 0, base) + word[vb:vb + s.delta_bits])
+                with m.If(v1):
+                    m.d.sync += [base.eq(col1), fresh.eq(last1)]
             codes2, xs2 = [], []
             sb, reach = s.sel_bits, s.reach
             for lane in range(simd):
@@ -582,7 +670,7 @@ class SparseCSC(Described):
                 reads = []
                 for t in range(reach):
                     port = banks[group + t].read_port(domain="comb")
-                    m.d.comb += port.addr.eq(Cat(rbank1, f[vb:vb + ab]))
+                    m.d.comb += port.addr.eq(Cat(rbank1, f[vb:vb + ab] if col1 is None else col1))
                     reads.append(port.data)
                 sel = Array(reads)[f[vb + ab:vb + ab + sb]] if reach > 1 else reads[0]
                 m.d.sync += [code.eq(f[:vb]), x.eq(sel)]
