@@ -118,9 +118,15 @@ class Stage:
 
     @property
     def cycles_per_frame(self) -> int:
-        """The cycle model; a streamed stage gets at most one DDR word per cycle."""
-        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd, tiles=self.tiles,
-                              in_simd=self.in_simd)
+        """The cycle model; a streamed stage gets at most one DDR word per cycle (and a
+        streamed sparse stage follows its streamed words, which may add fillers)."""
+        if self.streamed and self.engine == "sparse":
+            cycles = self.vectors_per_frame * self.compute.cycles_per_vector
+            if self.window is not None:
+                cycles = max(cycles, self.window.cycles_per_frame)
+        else:
+            cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd, tiles=self.tiles,
+                                  in_simd=self.in_simd)
         if self.streamed:
             cycles = max(cycles, self.vectors_per_frame * self.weight_stream.cycles_per_pass)
         return cycles
