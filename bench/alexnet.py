@@ -328,8 +328,8 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "cycles_measured_method": ("streamed stages only: a slice of rows of each simulated with "
                                    "its WeightStreams and the DDR model at the board's port timing "
                                    "(Amaranth sim, bit-exact against sim.golden), cycles per vector "
-                                   "in steady state extrapolated by rows; no whole frame of the "
-                                   "top was simulated"),
+                                   "in steady state extrapolated by the cycle model's ratio of the "
+                                   "whole stage to the slice; no whole frame of the top was simulated"),
         "cycles_model": wp.cycles_per_frame,
         "ddr_bytes_per_frame": wp.ddr_bytes_per_frame,
         "ddr_bandwidth_used": round(wp.ddr_bytes_per_frame * fps),

@@ -27,6 +27,13 @@ Row-parallel execution (each PE walks its own output rows, several non-zeros per
   vector. Accumulator banks (two, or three where that saves cycles) are drained
   (``outputs / pe`` beats) into the output stage while the next vector is computed.
 
+With ``weight_source="stream"`` the words come from DDR instead of entry ROMs: one beat
+of every PE's word per compute cycle on the ``w`` port (:meth:`SparseSpec.weight_beats`,
+e.g. from a :class:`hdl.engines.weightstream.WeightStream`). Streamed words drop the row
+tag (rows are counted by last flags; an empty row takes a zero word) and, at ``simd = 1``,
+hold the column relative to the row's previous entry (``delta_bits``, zero-weight fillers
+bridge larger gaps): about 16 bits per non-zero for 4-bit weights.
+
 So a vector costs about ``max(inputs / simd, compute_cycles, outputs / pe)`` cycles:
 the input beats, the busiest PE's words, or the output beats (``cycles_per_vector`` is
 the exact figure from the spec's cycle model).

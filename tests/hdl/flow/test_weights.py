@@ -92,12 +92,28 @@ def test_streamed_network_bit_exact(streamed):
         folding[name].update(weights="ddr", ddr_ports=int(ports or 1))
     net = Network(model, folding)
     assert [s.name for s in net.spec.streamed] == [i.partition(":")[0] for i in streamed]
+    assert [s.engine for s in net.spec.streamed if s.name == "fc1"] in ([], ["sparse"])   # CSC words
     assert len(net.streamers) == sum(int(i.partition(":")[2] or 1) for i in streamed)
     codes = codes_for(model, 2, 5)
     got, _, ddrs = simulate(net, codes, seed=5)
     assert np.array_equal(got, golden.run(model, codes))
     for (s, _, ws), ddr in zip(net.spec.streamers, ddrs):
         assert ddr.bytes_read >= 2 * ws.pass_bytes * s.vectors_per_frame
+
+
+def test_streamed_sparse_conv_bit_exact():
+    # a CSC convolution streamed at SIMD 1 (relative columns): its words once per pixel
+    plans = [LayerPlan(op=C, out=4, kind="int", wbits=4, act_bits=2, padding=1, density=0.4),
+             LayerPlan(op=F, out=4, kind="pot", wbits=4, act_bits=None)]
+    model = build_model(plans, input_shape=(4, 4, 2), input_bits=2, seed=3, name="ddr-sparse-conv")
+    net = Network(model, {"conv0": {"pe": 2, "simd": 1, "weights": "ddr"}, "fc1": (2, 8)})
+    stage = net.spec.streamed[0]
+    assert stage.engine == "sparse" and stage.compute.delta_bits is not None
+    assert ddr_bytes_per_frame(stage) == stage.weight_stream.pass_bytes * 16
+    codes = codes_for(model, 2, 7)
+    got, _, ddrs = simulate(net, codes, seed=7)
+    assert np.array_equal(got, golden.run(model, codes))
+    assert ddrs[0].bytes_read >= 2 * 16 * stage.weight_stream.pass_bytes
 
 
 def test_streamed_frame_cycles_follow_the_port():
