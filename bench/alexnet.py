@@ -339,6 +339,10 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "ddr_bandwidth_port_note": ("sum of the HP ports the weight masters use (one each, "
                                     "128 bits at the fabric clock), at most the DDR peak"),
         "all_slices_bit_exact": all(sl["bit_exact"] for sl in slices),
+        "ddr_layout_note": ("streamed CSC stages stream the sparse engine's words, one per PE and "
+                            "compute cycle: 4-bit weight code, column (SIMD 1: relative to the row's "
+                            "previous entry, zero-weight fillers for longer gaps), last-of-row flag; "
+                            "no row tag (layers.*: bits, fillers as zero_entries)"),
         "model_bytes": wp.onchip_bytes + wp.ddr_image_bytes,
         "model_bytes_onchip": wp.onchip_bytes, "model_bytes_ddr": wp.ddr_image_bytes,
         "seed_model_bytes": SEED_MODEL_BYTES, "onchip_budget_bytes": wp.budget_bytes,

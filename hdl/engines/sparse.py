@@ -343,9 +343,10 @@ class SparseSpec:
         return self.pe, self.word_width, max(1, max(self.pe_words))
 
     def entry_words(self) -> list[list[int]]:
-        """Memory contents per PE: lane ``l`` at bits ``l * lane_width`` (code, buffer word
-        ``col // simd``, bank within the group), then the local row, then the last flag;
-        unused lanes hold a zero code."""
+        """Words per PE (ROM contents, or the streamed words): lane ``l`` at bits
+        ``l * lane_width`` (code, then buffer word ``col // simd`` and bank within the
+        group, or with ``delta_bits`` the column minus the row's previous entry's), then
+        the local row (ROM words only), then the last flag; unused lanes hold a zero code."""
         lw, ab, vb, simd, reach = self.lane_width, self.addr_bits, self.value_bits, self.simd, self.reach
         tb, relative = self.tag_bits, self.delta_bits is not None
         values = sorted({v for words in self.words for _, _, lanes in words for _, _, v in lanes})
@@ -378,7 +379,7 @@ class SparseSpec:
     @property
     def weight_bits(self) -> int:
         """Bits of one PE's word on the ``w`` stream (``word_width``: ``simd`` entries of
-        ``lane_width`` bits, the row tag and the last flag)."""
+        ``lane_width`` bits and the last flag)."""
         return self.word_width
 
     @property
