@@ -8,14 +8,19 @@ fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Her
 1. :func:`sim.random_model.alexnet` (227x227x3, 5 conv + 3 fc, 1000 classes, pot4
    weights pruned to :data:`sim.random_model.ALEXNET_DENSITIES`, 4-bit activations);
 2. a folding per stage, the fewest lanes whose cycle model meets ``clock / fps``
-   (sparse engine on chip; dense MVTU/shift MAC for streamed stages);
+   (sparse engine, on chip or with its CSC words streamed; a dense layer streamed on
+   the MVTU/shift MAC);
 3. :func:`hdl.flow.weights.place_weights`: what stays on chip (90 % of BRAM+URAM bytes)
    and what streams from DDR, the bytes per frame and the bandwidth against the HP port;
-4. measured cycles: each streamed stage is simulated (Amaranth simulator, MVTU +
+   streamed CSC stages are then refolded for their streamed words (SIMD 1: relative
+   column indices, :meth:`hdl.engines.sparse.SparseSpec.weight_beats`);
+4. measured cycles: each streamed stage is simulated (Amaranth simulator, engine +
    :class:`hdl.engines.weightstream.WeightStream` + :class:`sim.ddr.DdrModel` with the
    ZCU104 port's latency and bandwidth, outputs checked bit-exact against
-   ``sim.golden``) on a *slice* of ``--slice-rows`` output rows with the full input
-   width, and its cycles per frame extrapolated by rows. A whole frame of the whole
+   ``sim.golden``) on a *slice* of output rows with the full input width (at least
+   ``--slice-rows``; a sparse slice has enough rows that its words, not its input beats,
+   set its pace), and its cycles per frame extrapolated by the cycle model's ratio of
+   the whole stage to the slice. A whole frame of the whole
    top is not simulated (millions of cycles of a design with hundreds of lanes are out
    of reach of the Python simulator in the time available); stages on chip count with
    their cycle model. The JSON says which figure is which.
@@ -75,7 +80,7 @@ def fold(model, target: int, streamed=frozenset(), stream_width: int = 128) -> d
     smaller on the sparse engine); max-pools keep the previous lanes where they divide."""
     from hdl.flow.network import _groups
     folding, prev = {}, 1
-    for layer, threshold, in_spec, _ in _groups(model):
+    for layer, threshold, in_spec, out_spec in _groups(model):
         h, w, c = in_spec.shape
         if isinstance(layer, ir.MaxPool):
             lanes = math.gcd(prev, c)
@@ -83,10 +88,12 @@ def fold(model, target: int, streamed=frozenset(), stream_width: int = 128) -> d
                 lanes = min(d for d in _divisors(c) if d > lanes)
             folding[layer.name] = (lanes, lanes, 1)
             continue
-        dense = layer.name in streamed or not layer.weights.sparse
+        dense = not layer.weights.sparse
         rows = layer.weights.shape[0]
         if layer.name in streamed:
-            folding[layer.name] = _stream_fold(layer, in_spec, target, stream_width)
+            folding[layer.name] = (_stream_fold(layer, in_spec, target, stream_width) if dense else
+                                   _sparse_stream_fold(layer, threshold, in_spec, out_spec, target,
+                                                       stream_width))
             prev = folding[layer.name][0]
             continue
         simds = _divisors(c) if isinstance(layer, ir.Conv) else _divisors(in_spec.size)
@@ -152,17 +159,65 @@ def _stream_fold(layer, in_spec, target: int, width: int) -> tuple[int, int, int
     return best[1]
 
 
+def _sparse_stream_fold(layer, threshold, in_spec, out_spec, target: int, width: int) -> tuple[int, int, int]:
+    """``(pe, simd, ddr_ports)`` of a streamed CSC stage: the smallest SIMD (1: relative
+    column indices, the narrowest words) whose input beats meet ``target`` cycles per
+    frame, the fewest PEs whose streamed words do, and the fewest DDR ports (dividing PE)
+    whose words per pass do too."""
+    from dataclasses import replace
+
+    from hdl.flow.network import Stage
+    rows, cols = layer.weights.shape
+    nnz = layer.weights.nnz
+    for s in _divisors(cols):
+        if cols // s > target:
+            continue
+        for p in _divisors(rows):
+            if nnz / (p * s) > target:
+                continue
+            t0 = time.time()
+            stage = Stage(name=layer.name, op=layer.op, layer=layer, threshold=threshold, in_spec=in_spec,
+                          out_spec=out_spec, pe=p, simd=s, weights="ddr", ddr_width=width)
+            compute = stage.vectors_per_frame * stage.compute.cycles_per_vector
+            _log(f"{layer.name}: streamed CSC pe {p} simd {s}: {compute} cycles ({time.time() - t0:.0f} s)")
+            if compute > target:
+                continue
+            for ports in (d for d in _divisors(p) if d <= 4):
+                cand = stage if ports == 1 else replace(stage, ddr_ports=ports)
+                cand.__dict__["compute"] = stage.compute          # the same words, split by PE
+                if cand.cycles_per_frame <= target:
+                    return p, s, ports
+    raise ValueError(f"layer '{layer.name}': no streamed CSC folding meets {target} cycles")
+
+
+def slice_rows_for(stage, rows: int) -> int:
+    """Rows of the slice of ``stage`` to simulate: a multiple of ``lcm(rows, pe)``; for
+    the sparse engine doubled until the busiest PE's non-zeros in it reach its input beats
+    (so that the slice runs at the pace of its words, as the whole stage does)."""
+    step = math.lcm(rows, stage.pe)
+    rows = step
+    total = stage.layer.weights.shape[0]
+    if stage.engine == "sparse":
+        per_row = np.count_nonzero(stage.layer.weights.matrix(), axis=1)
+        beats = stage.layer.weights.shape[1] // stage.simd
+        while rows < total and max(per_row[p:rows:stage.pe].sum() for p in range(stage.pe)) < beats:
+            rows = min(total, 2 * rows)
+    return rows
+
+
 def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) -> dict:
     """Simulate ``rows`` output rows (full input width) of a streamed FC stage as a
     one-stage :class:`hdl.flow.network.Network` at the stage's folding and DDR ports, each
     port served by a :class:`sim.ddr.DdrModel` at the board's latency and bandwidth;
     scores checked bit-exact against ``sim.golden``; cycles per vector in steady state
-    (between the last two frame ends), extrapolated to all rows."""
+    (between the last two frame ends), extrapolated to the whole stage by the cycle
+    model's ratio (whole stage over slice; by rows for a dense stage)."""
     layer = stage.layer
     cols = layer.weights.shape[1]
     sub = layer.weights.matrix()[:rows]
     fc = ir.FC(name="slice", out_features=rows,
-               weights=ir.Weights.from_matrix(sub, layer.weights.kind, layer.weights.bits))
+               weights=ir.Weights.from_matrix(sub, layer.weights.kind, layer.weights.bits,
+                                              sparse=layer.weights.sparse))
     model = ir.Model(name="slice", input=ir.InputSpec(shape=(1, 1, cols), bits=stage.in_spec.bits, scale=1.0),
                      layers=[fc], classes=[str(k) for k in range(rows)]).validate("slice")
     net = Network(model, {"slice": {"pe": stage.pe, "simd": stage.simd, "weights": "ddr",
@@ -205,7 +260,7 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
             "pe": stage.pe, "simd": stage.simd, "ddr_ports": stage.ddr_ports, "bit_exact": exact,
             "cycles_per_vector_slice": per_vector, "model_cycles_slice": s0.cycles_per_frame,
             "ddr_bytes_slice": sum(ws.pass_bytes for _, _, ws in net.spec.streamers),
-            "cycles_per_frame_extrapolated": per_vector * layer.weights.shape[0] / rows,
+            "cycles_per_frame_extrapolated": per_vector * stage.cycles_per_frame / s0.cycles_per_frame,
             "ddr_latency_cycles": latency, "port_bytes_per_cycle": bpc,
             "sim_seconds": round(time.time() - t0, 1)}
 
@@ -221,9 +276,9 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
     wp = place_weights(stages, board)
     streamed = {s.name for s in wp.stages if s.streamed}
     _log(f"first placement: streamed {sorted(streamed)}")
-    if streamed:                                      # refold the streamed stages as dense
-        dense = fold(model, target, streamed, board.hp_data_width)
-        folding = {k: dense[k] if k in streamed else v for k, v in folding.items()}
+    if streamed:                                      # refold the streamed stages for their words
+        again = fold(model, target, streamed, board.hp_data_width)
+        folding = {k: again[k] if k in streamed else v for k, v in folding.items()}
         stages = plan(model, folding)
         wp = place_weights(stages, board)
     _log(f"placement: streamed {[s.name for s in wp.stages if s.streamed]}")
@@ -237,10 +292,20 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
                           "density": round(nnz / math.prod(s.layer.weights.shape), 4),
                           "onchip_bytes": onchip_bytes(s), "ddr_bytes_per_frame": ddr_bytes_per_frame(s),
                           "cycles_per_frame_model": s.cycles_per_frame}
+        if s.streamed:
+            c, ws = s.compute, s.weight_stream
+            layers[s.name].update(ddr_ports=s.ddr_ports, pe_word_bits=c.weight_bits,
+                                  beat_bits=ws.beat_bits, slot_bits=ws.slot, beats_per_vector=ws.beats)
+            if s.engine == "sparse":
+                layers[s.name].update(
+                    value_bits=c.value_bits, index_bits=c.lane_width - c.value_bits,
+                    column_index="relative" if c.delta_bits is not None else "absolute",
+                    zero_entries=c.padding, nonzeros=c.nnz,
+                    stream_bits_per_nonzero=round(ws.pass_bytes * 8 / c.nnz, 2))
     slices = []
     for s in wp.stages:
         if s.streamed:
-            slices.append(measure_slice(s, math.lcm(slice_rows, s.pe), board=board))
+            slices.append(measure_slice(s, slice_rows_for(s, slice_rows), board=board))
             _log(f"slice {s.name}: {slices[-1]}")
     measured = {sl["stage"]: sl["cycles_per_frame_extrapolated"] for sl in slices}
     ddr_cycles = math.ceil(wp.ddr_bytes_per_frame / (wp.available_bytes_per_s / (mhz * 1e6)))
@@ -263,8 +328,8 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "cycles_measured_method": ("streamed stages only: a slice of rows of each simulated with "
                                    "its WeightStreams and the DDR model at the board's port timing "
                                    "(Amaranth sim, bit-exact against sim.golden), cycles per vector "
-                                   "in steady state extrapolated by rows; no whole frame of the "
-                                   "top was simulated"),
+                                   "in steady state extrapolated by the cycle model's ratio of the "
+                                   "whole stage to the slice; no whole frame of the top was simulated"),
         "cycles_model": wp.cycles_per_frame,
         "ddr_bytes_per_frame": wp.ddr_bytes_per_frame,
         "ddr_bandwidth_used": round(wp.ddr_bytes_per_frame * fps),
@@ -274,6 +339,10 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "ddr_bandwidth_port_note": ("sum of the HP ports the weight masters use (one each, "
                                     "128 bits at the fabric clock), at most the DDR peak"),
         "all_slices_bit_exact": all(sl["bit_exact"] for sl in slices),
+        "ddr_layout_note": ("streamed CSC stages stream the sparse engine's words, one per PE and "
+                            "compute cycle: 4-bit weight code, column (SIMD 1: relative to the row's "
+                            "previous entry, zero-weight fillers for longer gaps), last-of-row flag; "
+                            "no row tag (layers.*: bits, fillers as zero_entries)"),
         "model_bytes": wp.onchip_bytes + wp.ddr_image_bytes,
         "model_bytes_onchip": wp.onchip_bytes, "model_bytes_ddr": wp.ddr_image_bytes,
         "seed_model_bytes": SEED_MODEL_BYTES, "onchip_budget_bytes": wp.budget_bytes,

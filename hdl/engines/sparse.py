@@ -27,6 +27,13 @@ Row-parallel execution (each PE walks its own output rows, several non-zeros per
   vector. Accumulator banks (two, or three where that saves cycles) are drained
   (``outputs / pe`` beats) into the output stage while the next vector is computed.
 
+With ``weight_source="stream"`` the words come from DDR instead of entry ROMs: one beat
+of every PE's word per compute cycle on the ``w`` port (:meth:`SparseSpec.weight_beats`,
+e.g. from a :class:`hdl.engines.weightstream.WeightStream`). Streamed words drop the row
+tag (rows are counted by last flags; an empty row takes a zero word) and, at ``simd = 1``,
+hold the column relative to the row's previous entry (``delta_bits``, zero-weight fillers
+bridge larger gaps): about 16 bits per non-zero for 4-bit weights.
+
 So a vector costs about ``max(inputs / simd, compute_cycles, outputs / pe)`` cycles:
 the input beats, the busiest PE's words, or the output beats (``cycles_per_vector`` is
 the exact figure from the spec's cycle model).
@@ -35,7 +42,7 @@ the exact figure from the spec's cycle model).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,7 +52,7 @@ from hdl import ir
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.described import Described
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
-from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS
+from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS, WEIGHT_SOURCES
 from hdl.engines.threshold import OutputStage, OutputStageSpec
 
 __all__ = ["SparseCSC", "SparseSpec"]
@@ -86,6 +93,11 @@ class SparseSpec:
     ram_style : "auto" | "block" | "distributed"
         Where the entry ROMs go (``entry_memory``), as the MVTU's ``ram_style``: written
         as the memories' ``rom_style`` attribute.
+    weight_source : "rom" | "stream"
+        ``"stream"`` drops the entry ROMs and adds the port ``w``: compute cycle ``t`` of
+        every vector takes beat ``t`` of :meth:`weight_beats` (word ``t`` of every PE), as
+        the MVTU's ``weight_source`` (e.g. from a
+        :class:`hdl.engines.weightstream.WeightStream` reading the CSC words from DDR).
     thresholds : int ndarray (outputs, 2**k - 1) or None
         Non-decreasing per row; ``None`` emits scores.
     bias : int ndarray (outputs,) or None
@@ -95,10 +107,13 @@ class SparseSpec:
     mode = "sparse"
 
     def __init__(self, weights, *, kind, wbits=None, in_bits, pe, simd=1, reach=None, acc_banks=None,
-                 thresholds=None, bias=None, ram_style="auto"):
+                 thresholds=None, bias=None, ram_style="auto", weight_source="rom"):
         if ram_style not in RAM_STYLES:
             raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
-        self.ram_style = ram_style
+        if weight_source not in WEIGHT_SOURCES:
+            raise ValueError(f"weight_source must be one of {', '.join(WEIGHT_SOURCES)}, "
+                             f"not {weight_source!r}")
+        self.ram_style, self.weight_source = ram_style, weight_source
         if isinstance(weights, ir.Weights):
             if not weights.sparse:
                 raise ValueError("weights must be an ir.Weights in CSC form or an integer matrix, "
@@ -150,10 +165,6 @@ class SparseSpec:
                                       thresholds=self.stage_thresholds, bias=self.stage_bias)
         self.out_shape = self.output.out_shape
         self.out_bits = None if thresholds is None else self.out_shape.width
-        self.signature = wiring.Signature({
-            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
-        })
         self._settle(acc_banks)
         if auto_reach:
             # the fewest banks per lane that cost no cycle
@@ -167,6 +178,13 @@ class SparseSpec:
             else:
                 self.reach = simd
                 self._settle(acc_banks)
+        ports = {
+            "i": In(stream.Signature(data.ArrayLayout(unsigned(in_bits), simd))),
+            "o": Out(stream.Signature(data.ArrayLayout(self.out_shape, pe))),
+        }
+        if weight_source == "stream":
+            ports["w"] = In(stream.Signature(self.weight_beat_layout))
+        self.signature = wiring.Signature(ports)
 
     def _settle(self, acc_banks):
         """Word schedule for ``self.reach``, then the accumulator banks."""
@@ -184,14 +202,14 @@ class SparseSpec:
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
-                   ram_style="auto"):
+                   ram_style="auto", weight_source="rom"):
         """The description for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
         check_fc_layer(layer, threshold)
         w = layer.weights if layer.weights.sparse else layer.weights.to_csc()
         return cls(w, kind=w.kind, in_bits=in_bits, pe=pe, simd=simd, reach=reach, acc_banks=acc_banks,
                    thresholds=None if threshold is None else threshold.thresholds, bias=layer.bias,
-                   ram_style=ram_style)
+                   ram_style=ram_style, weight_source=weight_source)
 
     # --- storage ----------------------------------------------------------------------
 
@@ -222,6 +240,12 @@ class SparseSpec:
         self.index_bits = self.addr_bits + self.sel_bits
         self.row_bits = ceil_log2(self.local_rows)
         nz = self.internal != 0
+        streamed = self.weight_source == "stream"
+        # streamed words carry no row tag (the engine counts rows: empty rows take a word)
+        self.tag_bits = 0 if streamed else self.row_bits
+        self.delta_bits = None
+        if streamed and simd == 1 and self.addr_bits:
+            return self._schedule_relative(nz)
         self.words = []                                   # per PE: (row, last, [(lane, col, value)])
         for p in range(pe):
             words = []
@@ -229,6 +253,8 @@ class SparseSpec:
                 c = r * pe + p
                 cols = np.nonzero(nz[c])[0]
                 if not len(cols):
+                    if streamed:
+                        words.append((r, True, []))
                     continue
                 by_group = [cols[(cols % simd) // reach == g] for g in range(groups)]
                 n = max(-(-len(gc) // reach) for gc in by_group)
@@ -239,25 +265,77 @@ class SparseSpec:
                             lanes.append((g * reach + q, col, int(self.internal[c, col])))
                     words.append((r, w == n - 1, lanes))
             self.words.append(words)
+        self._geometry(self.index_bits)
+
+    def _schedule_relative(self, nz):
+        """Streamed words of one entry (``simd == 1``) with the column relative to the
+        row's previous entry (the first to column 0) in ``delta_bits`` bits; a larger gap
+        takes zero-weight filler entries of the largest delta, an empty row one zero word.
+        ``delta_bits`` is the one that streams the fewest bits per vector among those that
+        make a PE's word a power of two wide and ``addr_bits`` (no filler)."""
+        pe, rows_l, vb = self.pe, self.local_rows, self.value_bits
+        rows, cols = np.nonzero(nz)                                  # row-major
+        first = np.ones(len(rows), bool)
+        first[1:] = rows[1:] != rows[:-1]
+        gap = cols - np.where(first, 0, np.concatenate([[0], cols[:-1]]))
+
+        def fillers(d):
+            return np.maximum(0, -(-gap // ((1 << d) - 1)) - 1)
+
+        def cycles(d):
+            per_row = np.maximum(1, np.bincount(rows, weights=1 + fillers(d), minlength=self.outputs))
+            return max(1, int(per_row.reshape(rows_l, pe).sum(axis=0).max()))
+
+        options = {self.addr_bits} | {(1 << k) - vb - 1 for k in range(1, 7)
+                                      if 1 <= (1 << k) - vb - 1 < self.addr_bits}
+        d = min(sorted(options), key=lambda d: (cycles(d) * (vb + d + 1), -d))
+        self.delta_bits = d
+        fill = fillers(d)
+        step = (1 << d) - 1
+        self.words = [[] for _ in range(pe)]
+        k = 0
+        internal = self.internal
+        for c in range(self.outputs):
+            p, r = c % pe, c // pe
+            words = self.words[p]
+            start = len(words)
+            base = 0
+            while k < len(rows) and rows[k] == c:
+                col = int(cols[k])
+                for _ in range(int(fill[k])):
+                    base += step
+                    words.append((r, False, [(0, base, 0)]))
+                words.append((r, False, [(0, col, int(internal[c, col]))]))
+                base = col
+                k += 1
+            if len(words) == start:
+                words.append((r, True, []))
+            else:
+                words[-1] = (r, True, words[-1][2])
+        self._geometry(d)
+
+    def _geometry(self, index_bits):
+        """Word counts, widths and storage from ``self.words``."""
+        simd = self.simd
         self.pe_words = [len(w) for w in self.words]
         self.compute_cycles = max(1, max(self.pe_words))
         slots = sum(self.pe_words) * simd
         self.padding = slots - self.nnz
-        vb, ib = self.value_bits, self.index_bits
+        vb, ib = self.value_bits, index_bits
         self.lane_width = vb + ib
-        self.word_width = simd * self.lane_width + self.row_bits + 1
+        self.word_width = simd * self.lane_width + self.tag_bits + 1
         self.storage_bits = {
             "values": self.nnz * vb,
             "indices": self.nnz * ib,
             "padding": self.padding * (vb + ib),
-            "pointers": sum(self.pe_words) * (self.row_bits + 1),
+            "pointers": sum(self.pe_words) * (self.tag_bits + 1),
         }
         self.storage_bits["total"] = sum(self.storage_bits.values())
         dense_bits = 1 if self.kind == "binary" else self.codes.bits
         self.dense_storage_bits = self.outputs * self.inputs * dense_bits
         #: Input buffer bits (two vectors), and the asynchronous read ports on them.
         self.buffer_bits = 2 * self.inputs * self.in_bits
-        self.buffer_read_ports = pe * simd * reach
+        self.buffer_read_ports = self.pe * simd * self.reach
 
     @property
     def entry_memory(self) -> tuple[int, int, int]:
@@ -265,24 +343,63 @@ class SparseSpec:
         return self.pe, self.word_width, max(1, max(self.pe_words))
 
     def entry_words(self) -> list[list[int]]:
-        """Memory contents per PE: lane ``l`` at bits ``l * lane_width`` (code, buffer word
-        ``col // simd``, bank within the group), then the local row, then the last flag;
-        unused lanes hold a zero code."""
+        """Words per PE (ROM contents, or the streamed words): lane ``l`` at bits
+        ``l * lane_width`` (code, then buffer word ``col // simd`` and bank within the
+        group, or with ``delta_bits`` the column minus the row's previous entry's), then
+        the local row (ROM words only), then the last flag; unused lanes hold a zero code."""
         lw, ab, vb, simd, reach = self.lane_width, self.addr_bits, self.value_bits, self.simd, self.reach
+        tb, relative = self.tag_bits, self.delta_bits is not None
+        values = sorted({v for words in self.words for _, _, lanes in words for _, _, v in lanes})
+        code_of = dict(zip(values, (int(c) for c in self.codes.encode(np.array(values, np.int64))))) \
+            if values else {}
         out = []
         for words in self.words:
             mem = []
+            prev = 0                                      # column of the row's previous entry
             for row, last, lanes in words:
                 w = 0
                 for lane, col, value in lanes:
-                    code = int(self.codes.encode(np.array([value]))[0])
-                    field = code | (col // simd) << vb | (col % simd % reach) << (vb + ab)
+                    if relative:
+                        field = code_of[value] | (col - prev) << vb
+                        prev = col
+                    else:
+                        field = code_of[value] | (col // simd) << vb | (col % simd % reach) << (vb + ab)
                     w |= field << (lane * lw)
-                w |= row << (simd * lw)
-                w |= int(last) << (simd * lw + self.row_bits)
+                if tb:
+                    w |= row << (simd * lw)
+                w |= int(last) << (simd * lw + tb)
+                if last:
+                    prev = 0
                 mem.append(w)
             out.append(mem or [0])
         return out
+
+    # --- streamed weights (``weight_source="stream"``) -------------------------------
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of one PE's word on the ``w`` stream (``word_width``: ``simd`` entries of
+        ``lane_width`` bits and the last flag)."""
+        return self.word_width
+
+    @property
+    def weight_steps(self) -> int:
+        """Beats of the ``w`` stream per vector: ``compute_cycles``."""
+        return self.compute_cycles
+
+    @property
+    def weight_beat_layout(self) -> data.ArrayLayout:
+        """One compute cycle's words on the ``w`` stream: lane ``p`` is PE ``p``'s word."""
+        return data.ArrayLayout(unsigned(self.word_width), self.pe)
+
+    def weight_beats(self) -> list[int]:
+        """The ``w`` stream of one vector, as integers of the beat layout: beat ``t`` holds
+        word ``t`` of every PE (:meth:`entry_words`, PE ``p`` at bits ``p * word_width``;
+        a PE with fewer words sends zeros, which it ignores). The ``weight_source="stream"``
+        engine takes this sequence once per input vector."""
+        words, width = self.entry_words(), self.word_width
+        return [sum(words[p][t] << (p * width) for p in range(self.pe) if t < self.pe_words[p])
+                for t in range(self.compute_cycles)]
 
     # --- cycle model ------------------------------------------------------------------
 
@@ -369,6 +486,10 @@ class SparseCSC(Described):
         ``inputs / simd`` beats per vector, elements in order, lane 0 lowest index.
     o : ``Out(stream.Signature(ArrayLayout(out_shape, pe)))``
         ``outputs / pe`` beats per vector; beat ``f`` lane ``p`` is channel ``f*pe + p``.
+    w : ``In(stream.Signature(weight_beat_layout))``, with ``weight_source="stream"`` only
+        ``compute_cycles`` beats per vector (:meth:`SparseSpec.weight_beats`), one per
+        compute cycle; the engine waits for a missing beat (a bubble in the word
+        pipeline), results and latency are those of the ROM version.
 
     Throughput: ``cycles_per_vector`` in steady state (free-running source and sink),
     at least ``bound_cycles = max(inputs / simd, compute_cycles, outputs / pe)`` where
@@ -387,11 +508,12 @@ class SparseCSC(Described):
 
     @classmethod
     def from_layer(cls, layer, threshold=None, *, in_bits, pe, simd=1, reach=None, acc_banks=None,
-                   ram_style="auto"):
+                   ram_style="auto", weight_source="rom"):
         """A sparse engine for an IR ``Conv`` or ``FC`` layer, optionally fused with its
         ``Threshold``. Dense weights are converted to CSC."""
         return cls(spec=SparseSpec.from_layer(layer, threshold, in_bits=in_bits, pe=pe, simd=simd,
-                                              reach=reach, acc_banks=acc_banks, ram_style=ram_style))
+                                              reach=reach, acc_banks=acc_banks, ram_style=ram_style,
+                                              weight_source=weight_source))
 
     def _to_stage(self, internal):
         return internal if self.stage_thresholds is not None else self.domain.to_real(internal)
@@ -446,19 +568,25 @@ class SparseCSC(Described):
         def step(bank):
             return Mux(bank == nb - 1, 0, bank + 1)
 
+        # With streamed weights a cycle issues only with its weight beat (taken on
+        # ``issue``); without one the pipeline carries a bubble.
+        streamed = s.weight_source == "stream"
+        w_ok = self.w.valid if streamed else Const(1, 1)
         running = Signal()
         k_cnt = Signal(range(cyc))
         rbank, cbank = Signal(), Signal(range(nb))
         start, issue, idx, last_issue = Signal(), Signal(), Signal(range(cyc)), Signal()
         m.d.comb += [
             start.eq(~running & Mux(rbank, in_full[1], in_full[0])
-                     & ~busy[cbank] & ~clearing),
-            issue.eq(running | start),
+                     & ~busy[cbank] & ~clearing & w_ok),
+            issue.eq((running & w_ok) | start),
             idx.eq(Mux(running, k_cnt, 0)),
             last_issue.eq(issue & (idx == cyc - 1)),
         ]
         with m.If(issue):
             m.d.sync += [k_cnt.eq(idx + 1), running.eq(~last_issue)]
+        if streamed:
+            m.d.comb += self.w.ready.eq(issue)
         for k in range(nb):
             with m.If(start & (cbank == k)):
                 m.d.sync += busy[k].eq(1)
@@ -501,20 +629,45 @@ class SparseCSC(Described):
                 m.d.sync += [full[k].eq(0), busy[k].eq(0)]
         rbank1 = delay(rbank, 1, "rbank")
 
-        words = s.entry_words()
+        words = None if streamed else s.entry_words()
         for p in range(pe):
             n_words = s.pe_words[p]
             v1 = Signal(name=f"v1_{p}")
             m.d.sync += v1.eq(issue & (idx < n_words) if n_words else 0)
-            attrs = None if s.ram_style == "auto" else {"rom_style": s.ram_style}
-            emem = Memory(shape=unsigned(s.word_width), depth=len(words[p]), init=words[p], attrs=attrs)
-            m.submodules[f"entries{p}"] = emem
-            erd = emem.read_port(domain="sync")
-            m.d.comb += erd.addr.eq(idx)
-            word = erd.data
+            if streamed:
+                # stage 1: the beat's word in place of the ROM's read data
+                word = Signal(s.word_width, name=f"word1_{p}")
+                m.d.sync += word.eq(self.w.payload[p])
+            else:
+                attrs = None if s.ram_style == "auto" else {"rom_style": s.ram_style}
+                emem = Memory(shape=unsigned(s.word_width), depth=len(words[p]), init=words[p],
+                              attrs=attrs)
+                m.submodules[f"entries{p}"] = emem
+                erd = emem.read_port(domain="sync")
+                m.d.comb += erd.addr.eq(idx)
+                word = erd.data
             # stage 2: codes, activations, row and flags
             v2, row2, last2 = Signal(name=f"v2_{p}"), Signal(range(rows_l), name=f"row2_{p}"), Signal(name=f"last2_{p}")
-            m.d.sync += [v2.eq(v1), row2.eq(word[simd * lw:simd * lw + rb]), last2.eq(word[simd * lw + rb])]
+            tb = s.tag_bits
+            last1 = word[simd * lw + tb]
+            m.d.sync += [v2.eq(v1), last2.eq(last1)]
+            if tb or rows_l == 1:
+                m.d.sync += row2.eq(word[simd * lw:simd * lw + rb])
+            else:
+                # untagged (streamed) words: every local row ends with one last word
+                row1 = Signal(range(rows_l), name=f"row1_{p}")
+                m.d.sync += row2.eq(row1)
+                with m.If(v1 & last1):
+                    m.d.sync += row1.eq(Mux(row1 == rows_l - 1, 0, row1 + 1))
+            col1 = None
+            if s.delta_bits is not None:
+                # relative columns (simd 1): the previous entry's column plus the delta
+                base = Signal(ab, name=f"base1_{p}")
+                fresh = Signal(init=1, name=f"fresh1_{p}")
+                col1 = Signal(ab, name=f"col1_{p}")
+                m.d.comb += col1.eq(Mux(fresh, 0, base) + word[vb:vb + s.delta_bits])
+                with m.If(v1):
+                    m.d.sync += [base.eq(col1), fresh.eq(last1)]
             codes2, xs2 = [], []
             sb, reach = s.sel_bits, s.reach
             for lane in range(simd):
@@ -525,7 +678,7 @@ class SparseCSC(Described):
                 reads = []
                 for t in range(reach):
                     port = banks[group + t].read_port(domain="comb")
-                    m.d.comb += port.addr.eq(Cat(rbank1, f[vb:vb + ab]))
+                    m.d.comb += port.addr.eq(Cat(rbank1, f[vb:vb + ab] if col1 is None else col1))
                     reads.append(port.data)
                 sel = Array(reads)[f[vb + ab:vb + ab + sb]] if reach > 1 else reads[0]
                 m.d.sync += [code.eq(f[:vb]), x.eq(sel)]

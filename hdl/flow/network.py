@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,9 +71,10 @@ class Stage:
     ``pe``/``simd`` fold a compute stage (``simd`` input elements and ``pe`` output
     channels per cycle); a max-pool stage has ``pe == simd == lanes``. ``ram_style``
     places an engine's weight memories (:data:`hdl.engines.mvtu.RAM_STYLES`; the sparse
-    engine's entry ROMs). ``weights="ddr"`` streams a dense engine's weights from DDR
-    (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words) instead:
-    the layer runs on the MVTU (or shift MAC) even if its weights are CSC. ``ddr_ports``
+    engine's entry ROMs). ``weights="ddr"`` streams the engine's weight beats from DDR
+    instead (:class:`hdl.engines.weightstream.WeightStream`, ``ddr_width``-bit AXI words):
+    a dense layer's weight words (MVTU or shift MAC), a CSC layer's entry words (sparse
+    engine, :meth:`hdl.engines.sparse.SparseSpec.weight_beats`). ``ddr_ports``
     (dividing ``pe``) splits the weight beat by PE groups over that many streamers, each
     with its own AXI master, for stages that need more than one port's bandwidth. ``tiles`` puts a compute
     stage on the tile-skipping MVTU (:class:`hdl.engines.tiles.TileMVTU`), whose input takes
@@ -108,7 +109,7 @@ class Stage:
 
     @property
     def engine(self) -> str:
-        return engine_name(self.layer, self.in_spec.bits, tiles=self.tiles, dense=self.streamed)
+        return engine_name(self.layer, self.in_spec.bits, tiles=self.tiles)
 
     @property
     def vectors_per_frame(self) -> int:
@@ -117,9 +118,15 @@ class Stage:
 
     @property
     def cycles_per_frame(self) -> int:
-        """The cycle model; a streamed stage gets at most one DDR word per cycle."""
-        cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd, tiles=self.tiles,
-                              in_simd=self.in_simd)
+        """The cycle model; a streamed stage gets at most one DDR word per cycle (and a
+        streamed sparse stage follows its streamed words, which may add fillers)."""
+        if self.streamed and self.engine == "sparse":
+            cycles = self.vectors_per_frame * self.compute.cycles_per_vector
+            if self.window is not None:
+                cycles = max(cycles, self.window.cycles_per_frame)
+        else:
+            cycles = stage_cycles(self.layer, self.in_spec, self.pe, self.simd, tiles=self.tiles,
+                                  in_simd=self.in_simd)
         if self.streamed:
             cycles = max(cycles, self.vectors_per_frame * self.weight_stream.cycles_per_pass)
         return cycles
@@ -131,8 +138,9 @@ class Stage:
         if not self.streamed:
             return []
         spec = self.compute
-        part = spec.pe // self.ddr_ports * spec.simd * spec.weight_bits
-        return [WeightStreamSpec(unsigned(part), spec.neuron_folds * spec.synapse_folds,
+        lane = Shape.cast(spec.weight_beat_layout.elem_shape).width      # one PE's word
+        steps = spec.compute_cycles if self.engine == "sparse" else spec.neuron_folds * spec.synapse_folds
+        return [WeightStreamSpec(unsigned(spec.pe // self.ddr_ports * lane), steps,
                                  data_width=self.ddr_width, burst_len=min(16, 4096 * 8 // self.ddr_width),
                                  outstanding=WEIGHT_OUTSTANDING)
                 for _ in range(self.ddr_ports)]
@@ -161,7 +169,8 @@ class Stage:
                                        simd=self.simd, in_simd=self.in_lanes, ram_style=self.ram_style)
         if self.engine == "sparse":
             return SparseSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits,
-                                         pe=self.pe, simd=self.simd, ram_style=self.ram_style)
+                                         pe=self.pe, simd=self.simd, ram_style=self.ram_style,
+                                         weight_source="stream" if self.streamed else "rom")
         return MVTUSpec.from_layer(self.layer, self.threshold, in_bits=self.in_spec.bits, pe=self.pe,
                                    simd=self.simd, ram_style=self.ram_style,
                                    weight_source="stream" if self.streamed else "rom")
@@ -181,17 +190,16 @@ class Stage:
         return MaxPoolSpec.for_layer(self.layer, self.in_spec, self.pe)
 
 
-def engine_name(layer: ir.Layer, in_bits: int | None, *, tiles: bool = False,
-                dense: bool = False) -> str:
-    """Which engine runs a layer: by default decided by its weights alone; ``tiles``: the
-    tile-skipping MVTU (``shiftmac-tiles`` for pot weights, else ``mvtu-tiles``);
-    ``dense``: a CSC layer expanded for a dense engine, as when its weights stream from DDR."""
+def engine_name(layer: ir.Layer, in_bits: int | None, *, tiles: bool = False) -> str:
+    """Which engine runs a layer: by default decided by its weights alone (CSC weights on
+    the sparse engine, on chip or streamed); ``tiles``: the tile-skipping MVTU
+    (``shiftmac-tiles`` for pot weights, else ``mvtu-tiles``)."""
     if isinstance(layer, ir.MaxPool):
         return "maxpool"
     w = layer.weights
     if tiles:
         return "shiftmac-tiles" if w.kind == "pot" else "mvtu-tiles"
-    if w.sparse and not dense:
+    if w.sparse:
         return "sparse"
     if w.kind == "pot":
         return "shiftmac"

@@ -4,8 +4,9 @@
 exceed the board's share of block RAM and UltraRAM, it streams the stage that frees the
 most on-chip bytes per DDR byte it adds to a frame (a fully connected layer reads its
 weights once per frame; a convolution once per output pixel, so it streams last). The
-returned :class:`WeightPlan` reports, per stage and in total, the bytes on chip, the
-bytes read from DDR per frame, and the DDR bandwidth at the frame rate against the HP
+returned :class:`WeightPlan` reports, per stage and in total, the bytes on chip (ROM
+words), the bytes read from DDR per frame (the streamers' images: dense words, or the
+sparse engine's CSC words), and the DDR bandwidth at the frame rate against the HP
 ports' (:meth:`boards._base.ZynqPlatform.ddr_port_bytes_per_s` each; one port per AXI
 master, ``Stage.ddr_ports`` masters per streamed stage) and the DDR's peak.
 

@@ -11,25 +11,29 @@ from hdl.flow.network import plan
 from sim.random_model import LayerPlan, build_model
 
 
-def small_fc(out=32, inputs=(2, 2, 16)):
-    plans = [LayerPlan(op="fc", out=out, kind="pot", wbits=4, act_bits=None, density=0.3)]
+def small_fc(out=32, inputs=(2, 2, 16), density=0.3):
+    plans = [LayerPlan(op="fc", out=out, kind="pot", wbits=4, act_bits=None, density=density)]
     return build_model(plans, input_shape=inputs, input_bits=4, seed=2, name="small-fc")
 
 
 def test_stream_fold_meets_target():
-    model = small_fc()
-    layer = model.layers[0]
-    assert alexnet.weight_bits(layer) == 4
-    for target in (256, 64, 24):
-        folding = alexnet.fold(model, target, {"fc0"})
-        stage = plan(model, folding)[0]
-        assert stage.streamed and stage.cycles_per_frame <= target, (target, folding)
-        if target == 24:            # 2048 4-bit weights: 64 words of 128 bits: 3 ports,
-            assert folding["fc0"]["ddr_ports"] == 4     # rounded up to divide PE
+    for density in (1.0, 0.3):                  # dense (shift MAC) and CSC (sparse engine)
+        model = small_fc(density=density)
+        layer = model.layers[0]
+        assert alexnet.weight_bits(layer) == 4
+        for target in (256, 64, 24):
+            folding = alexnet.fold(model, target, {"fc0"})
+            stage = plan(model, folding)[0]
+            assert stage.streamed and stage.cycles_per_frame <= target, (density, target, folding)
+            assert stage.engine == ("shiftmac" if density == 1.0 else "sparse")
+            if density == 1.0 and target == 24:     # 2048 4-bit weights: 64 words of 128 bits:
+                assert folding["fc0"]["ddr_ports"] == 4     # 3 ports, rounded up to divide PE
+            if density < 1.0:                       # 64 input beats: SIMD 1 down to 64 cycles
+                assert (folding["fc0"]["simd"] == 1) == (target >= 64)
 
 
 def test_measure_slice_bit_exact():
-    model = small_fc(out=16)
+    model = small_fc(out=16, density=1.0)
     stage = plan(model, {"fc0": {"pe": 4, "simd": 8, "weights": "ddr", "ddr_ports": 2}})[0]
     got = alexnet.measure_slice(stage, 8, board=ZCU104Platform)
     assert got["bit_exact"]
@@ -40,6 +44,22 @@ def test_measure_slice_bit_exact():
     stage = plan(model, {"fc0": {"pe": 2, "simd": 16, "weights": "ddr"}})[0]
     got = alexnet.measure_slice(stage, 16, board=ZCU104Platform, frames=4)
     assert got["bit_exact"] and got["model_cycles_slice"] == 32 == got["cycles_per_vector_slice"]
+
+
+def test_measure_sparse_slice():
+    # CSC at SIMD 1: the slice grows until its busiest PE has as many non-zeros as the 64
+    # input beats, and runs at the speed of its streamed words
+    model = small_fc(out=32, density=0.3)
+    stage = plan(model, {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}})[0]
+    assert stage.engine == "sparse" and stage.compute.delta_bits is not None
+    rows = alexnet.slice_rows_for(stage, 4)
+    per_row = (stage.layer.weights.matrix()[:rows] != 0).sum(axis=1)
+    assert rows % 4 == 0 and max(per_row[0::2].sum(), per_row[1::2].sum()) >= 64
+    assert rows == 4 or max(per_row[0:rows // 2:2].sum(), per_row[1:rows // 2:2].sum()) < 64
+    got = alexnet.measure_slice(stage, rows, board=ZCU104Platform, frames=4)
+    assert got["bit_exact"] and got["cycles_per_vector_slice"] == got["model_cycles_slice"]
+    assert got["cycles_per_frame_extrapolated"] == \
+        got["cycles_per_vector_slice"] * stage.cycles_per_frame / got["model_cycles_slice"]
 
 
 @pytest.mark.slow

@@ -92,6 +92,7 @@ def test_streamed_network_bit_exact(streamed):
         folding[name].update(weights="ddr", ddr_ports=int(ports or 1))
     net = Network(model, folding)
     assert [s.name for s in net.spec.streamed] == [i.partition(":")[0] for i in streamed]
+    assert [s.engine for s in net.spec.streamed if s.name == "fc1"] in ([], ["sparse"])   # CSC words
     assert len(net.streamers) == sum(int(i.partition(":")[2] or 1) for i in streamed)
     codes = codes_for(model, 2, 5)
     got, _, ddrs = simulate(net, codes, seed=5)
@@ -100,21 +101,43 @@ def test_streamed_network_bit_exact(streamed):
         assert ddr.bytes_read >= 2 * ws.pass_bytes * s.vectors_per_frame
 
 
-def test_streamed_frame_cycles_follow_the_port():
-    # fc1 streamed at 2 bytes per cycle: 8x36 int4 weights in 6 beats of 8x6x4 = 192
-    # bits, two 128-bit words each: 192 bytes per frame, so a frame takes >= 96 cycles.
-    model = small_model()
-    folding = {"conv0": {"pe": 4, "simd": 2}, "pool0": (4, 4), "fc1": {"pe": 8, "simd": 6, "weights": "ddr"},
-               "fc2": {"pe": 4, "simd": 8}}
-    net = Network(model, folding)
+def test_streamed_sparse_conv_bit_exact():
+    # a CSC convolution streamed at SIMD 1 (relative columns): its words once per pixel
+    plans = [LayerPlan(op=C, out=4, kind="int", wbits=4, act_bits=2, padding=1, density=0.4),
+             LayerPlan(op=F, out=4, kind="pot", wbits=4, act_bits=None)]
+    model = build_model(plans, input_shape=(4, 4, 2), input_bits=2, seed=3, name="ddr-sparse-conv")
+    net = Network(model, {"conv0": {"pe": 2, "simd": 1, "weights": "ddr"}, "fc1": (2, 8)})
     stage = net.spec.streamed[0]
-    assert stage.weight_stream.words_per_beat == 2
-    assert ddr_bytes_per_frame(stage) == 192
-    codes = codes_for(model, 4, 6)
-    got, ends, ddrs = simulate(net, codes, seed=6, gap=0, stall=0, ddr_stall=0, bytes_per_cycle=2.0)
+    assert stage.engine == "sparse" and stage.compute.delta_bits is not None
+    assert ddr_bytes_per_frame(stage) == stage.weight_stream.pass_bytes * 16
+    codes = codes_for(model, 2, 7)
+    got, _, ddrs = simulate(net, codes, seed=7)
     assert np.array_equal(got, golden.run(model, codes))
-    assert ends[-1] - ends[-2] >= 96
-    assert ddrs[0].bytes_read / ddrs[0].cycles <= 2.0
+    assert ddrs[0].bytes_read >= 2 * 16 * stage.weight_stream.pass_bytes
+
+
+def test_streamed_frame_cycles_follow_the_port():
+    # fc2 (dense pot, 4x8) streamed at 1 byte per cycle: 1 beat of 4x8x4 = 128 bits, 16
+    # bytes per frame, so a frame takes >= 16 cycles. fc1 (CSC, 8x36, <= 20 non-zeros a
+    # row) streamed on the sparse engine at 2 bytes per cycle: 5 beats (the busiest PE's
+    # words) of 8 PE words of 6 entries x 7 bits (4-bit code, 3-bit buffer word) + a last
+    # flag (one local row: no row tag) = 344 bits, three 128-bit words each: 240 bytes per
+    # frame, >= 120 cycles.
+    model = small_model()
+    folding = {"conv0": {"pe": 4, "simd": 2}, "pool0": (4, 4), "fc1": {"pe": 8, "simd": 6},
+               "fc2": {"pe": 4, "simd": 8}}
+    for name, bpc, per_frame, cycles in (("fc2", 1.0, 16, 16), ("fc1", 2.0, 240, 120)):
+        fold = dict(folding, **{name: dict(folding[name], weights="ddr")})
+        net = Network(model, fold)
+        stage = net.spec.streamed[0]
+        assert stage.engine == ("sparse" if name == "fc1" else "shiftmac")
+        assert ddr_bytes_per_frame(stage) == per_frame
+        codes = codes_for(model, 4, 6)
+        got, ends, ddrs = simulate(net, codes, seed=6, gap=0, stall=0, ddr_stall=0, bytes_per_cycle=bpc)
+        assert np.array_equal(got, golden.run(model, codes))
+        assert ends[-1] - ends[-2] >= cycles
+        assert ddrs[0].bytes_read / ddrs[0].cycles <= bpc
+    assert stage.weight_stream.words_per_beat == 3 and stage.compute.weight_bits == 43
 
 
 def test_place_weights_streams_fc_first():
@@ -124,8 +147,8 @@ def test_place_weights_streams_fc_first():
     conv, fc1, fc2 = (onchip_bytes(s) for s in stages if s.compute is not None)
     wp = place_weights(stages, ZCU104Platform, budget_bytes=total - 1)
     # fc2 (dense, read once per frame) frees as many bytes on chip as it reads per frame;
-    # fc1 is CSC on chip and streams dense (more DDR bytes than it frees); the conv is
-    # read once per output pixel.
+    # fc1 streams its CSC words (189 bytes on chip, 192 read: 126-bit beats in 128-bit
+    # slots); the conv is read once per output pixel.
     streamed = {s.name: ddr_bytes_per_frame(s) for s in
                 plan(model, {"conv0": {"pe": 2, "simd": 2, "weights": "ddr"}, "pool0": (2, 2),
                              "fc1": {"pe": 2, "simd": 6, "weights": "ddr"},
