@@ -148,7 +148,8 @@ def test_refusals_are_one_line(model_file, monkeypatch, tmp_path):
     class SlowDdr(TinyBoard):
         ddr_peak_bytes_per_s = 100_000_000
     monkeypatch.setattr(boards, "get", lambda name: SlowDdr)
-    fastest = 200e6 / build._target_cycles(model, 200, 1e12, explicit=False, notes=[])
+    fastest = 200e6 / build._target_cycles(model, 200, 1e12, explicit=False, notes=[],
+                                           axis_width=build.board_tdata_width(SlowDdr))
     with pytest.raises(build.DoesNotFit, match="weights streamed from DDR .conv0. allow at most") as info:
         build.build("zcu104", model_path=model_file, out_dir=tmp_path / "b", run_synth=False,
                     quiet=True, target_fps=fastest, folding={"conv0": {"weights": "ddr"}})
