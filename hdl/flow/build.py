@@ -575,6 +575,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                                            shell_floors=spec.shell_floors,
                                            fifos=[f.as_dict() for f in spec.fifos if f is not None],
                                            logic_levels=whole.logic_levels,
+                                           path_ends=whole.path_ends,
                                            weights=None if weights is None else weights_summary(weights, cycles))
             report_notes = [f"folding: {json.dumps(spec.folding)}",
                             f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",

@@ -145,6 +145,8 @@ class BuildReport:
     shell_floors: tuple | None = field(default=None, compare=False)
     fifos: tuple = field(default=(), compare=False)
     logic_levels: int | None = field(default=None, compare=False)
+    #: report.md only: ``(start, end)`` of the whole design's longest path.
+    path_ends: tuple = field(default=(), compare=False)
     #: The weight placement when a stage streams from DDR (see the module docstring).
     weights: dict | None = field(default=None, compare=False)
 
@@ -198,14 +200,15 @@ class BuildReport:
                   latency_cycles: int, clock_mhz: float | None = None,
                   totals: Mapping | None = None, cycles_per_frame: int | None = None,
                   shell_floors=None, fifos=(), logic_levels: int | None = None,
-                  weights: dict | None = None):
+                  path_ends=(), weights: dict | None = None):
         """A report for a ``boards`` platform class (name, part, capacity, default clock)."""
         return cls(board=board.name, part=board.part(), model=model, layers=tuple(layers),
                    capacity=board.capacity.as_dict(), latency_cycles=latency_cycles,
                    clock_mhz=board.default_clock_mhz if clock_mhz is None else clock_mhz,
                    totals=None if totals is None else dict(totals),
                    cycles_per_frame=cycles_per_frame, shell_floors=shell_floors,
-                   fifos=tuple(fifos), logic_levels=logic_levels, weights=weights)
+                   fifos=tuple(fifos), logic_levels=logic_levels,
+                   path_ends=tuple(path_ends), weights=weights)
 
     @property
     def limit(self) -> str:
@@ -298,7 +301,9 @@ class BuildReport:
         ]
         if self.logic_levels is not None:
             flag = " (!)" if self.logic_levels > MAX_LOGIC_LEVELS else ""
-            lines += ["", f"Whole design: {self.logic_levels} logic levels{flag}."]
+            where = (f", longest path from `{self.path_ends[0]}` to `{self.path_ends[1]}`"
+                     if len(self.path_ends) == 2 else "")
+            lines += ["", f"Whole design: {self.logic_levels} logic levels{flag}{where}."]
         if self.fifos:
             lines += ["", "| FIFO in front of | depth | width | bits | depth from |",
                       "|---|--:|--:|--:|---|"]

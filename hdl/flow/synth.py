@@ -72,7 +72,7 @@ from . import toolchain
 __all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_component",
            "synthesize_many", "remote_job", "flow_id",
            "FAMILIES", "default_cache_dir", "yosys_version", "count_cells", "logic_depth",
-           "critical_path", "RULES_VERSION"]
+           "critical_path", "path_ends", "RULES_VERSION"]
 
 #: Yosys ``synth_xilinx -family`` values this module supports.
 FAMILIES = ("xc7", "xcup")
@@ -132,6 +132,9 @@ class SynthResult:
     yosys_version: str = ""
     mapper: str = "abc9"
     critical_path: tuple = ()
+    #: ``(start, end)``: the named register or port the longest path starts from and the
+    #: register it ends at (empty when unknown, e.g. a result cached before this field).
+    path_ends: tuple = ()
     cached: bool = False
 
     def resources(self) -> dict:
@@ -148,6 +151,7 @@ class SynthResult:
     def from_json(cls, data: Mapping, *, cached: bool = False) -> "SynthResult":
         data = dict(data)
         data["critical_path"] = tuple(data.get("critical_path", ()))
+        data["path_ends"] = tuple(data.get("path_ends", ()))
         return cls(**data, cached=cached)
 
 
@@ -277,13 +281,7 @@ def critical_path(netlist: Mapping, top: str | None = None, *, limit: int = 40) 
     module, comb, levels, _, pred = _analyse(netlist, top)
     if not levels:
         return []
-    names = {}
-    for net, info in module.get("netnames", {}).items():
-        if info.get("hide_name", 0):
-            continue
-        for k, b in enumerate(info.get("bits", [])):
-            if isinstance(b, int) and b not in names:
-                names[b] = net if len(info["bits"]) == 1 else f"{net}[{k}]"
+    names = _bit_names(module)
     end = max(levels, key=lambda n: levels[n])
     path = []
     while end is not None:
@@ -292,6 +290,49 @@ def critical_path(netlist: Mapping, top: str | None = None, *, limit: int = 40) 
         path.append(f"{module['cells'][end]['type']} -> {label}")
         end = pred[end]
     return path[::-1][-limit:]
+
+
+def path_ends(netlist: Mapping, top: str | None = None) -> tuple[str, str]:
+    """``(start, end)`` of the path with the most LUTs: a named net feeding its first
+    cell from outside the logic (a register output or a port), and the named output of
+    the sequential cell its last cell feeds (or the output port it drives)."""
+    module, comb, levels, _, pred = _analyse(netlist, top)
+    if not levels:
+        return ()
+    names = _bit_names(module)
+    driven = {b for _, _, outs in comb.values() for b in outs}
+    end = max(levels, key=lambda n: levels[n])
+    first = end
+    while pred[first] is not None:
+        first = pred[first]
+    start = next((names[b] for b in comb[first][1] if b not in driven and b in names), "?")
+    outs = set(comb[end][2])
+    finish = "?"
+    for name, cell in module["cells"].items():
+        if name in comb:
+            continue
+        ports = cell.get("port_directions", {})
+        conns = cell["connections"]
+        if any(b in outs for p, d in ports.items() if d == "input" for b in conns.get(p, [])):
+            q = [names[b] for p, d in ports.items() if d == "output"
+                 for b in conns.get(p, []) if b in names]
+            if q:
+                finish = q[0]
+                break
+    else:
+        finish = next((names[b] for b in comb[end][2] if b in names), "?")
+    return start, finish
+
+
+def _bit_names(module) -> dict:
+    names = {}
+    for net, info in module.get("netnames", {}).items():
+        if info.get("hide_name", 0):
+            continue
+        for k, b in enumerate(info.get("bits", [])):
+            if isinstance(b, int) and b not in names:
+                names[b] = net if len(info["bits"]) == 1 else f"{net}[{k}]"
+    return names
 
 
 def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
@@ -533,7 +574,8 @@ def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool) 
     return SynthResult(top=name, family=family, logic_levels=levels, path_cells=path_cells,
                        cells=dict(sorted(cells.items())), yosys_version=yosys_version(),
                        mapper=stat.get("mapper", "abc9"),
-                       critical_path=tuple(critical_path(netlist, name)), **count_cells(cells))
+                       critical_path=tuple(critical_path(netlist, name)),
+                       path_ends=tuple(path_ends(netlist, name)), **count_cells(cells))
 
 
 def synthesize_modules(verilog: str, top: str, family: str, *, keep, 

@@ -120,6 +120,9 @@ def test_logic_depth_counts_luts_between_registers():
     netlist["modules"]["t"]["netnames"] = {"acc": {"hide_name": 0, "bits": [5, 6]},
                                            "$auto$x": {"hide_name": 1, "bits": [3]}}
     assert synth.critical_path(netlist)[-2:] == ["LUT1 -> acc[0]", "LUT3 -> acc[1]"]
+    # the path starts at ff0's output and ends at ff0's input: named by ff0's output
+    netlist["modules"]["t"]["netnames"]["state"] = {"hide_name": 0, "bits": [2]}
+    assert synth.path_ends(netlist) == ("state", "state")
     # the RAM's data input (from l3) does not make a combinational loop
     cells["l5"] = _cell("LUT1", {"I0": [6], "O": [11]})
     cells["ff1"] = _cell("FDRE", {"C": [1], "D": [11], "Q": [12]})
