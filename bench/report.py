@@ -361,6 +361,12 @@ def _vgg_layer(lines, data):
                      "cycles/frame (measured)", "fps (assumed clock)", "LUT", "FF", "DSP", "BRAM18",
                      "synthesis", "logic levels"], table)
     lines.append("")
+    for name, d in designs.items():
+        if d.get("carried_over"):
+            lines.append(f"- {name}: not rerun by the command above; its figures are those of "
+                         f"`{d['carried_over']}`.")
+    if any(d.get("carried_over") for d in designs.values()):
+        lines.append("")
     tr, dr = data.get("time_ratio"), data.get("dsp_ratio")
     tmax, dmax = goal.get("time_ratio_max"), goal.get("dsp_ratio_max")
     gap = lambda v, lim: _n(round(v - lim, 4), "g") if isinstance(v, (int, float)) and lim is not None else NOT_MEASURED

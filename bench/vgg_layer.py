@@ -29,6 +29,8 @@ folding whose synthesised figures fit, with the next larger one synthesised and 
 not to fit (``--no-confirm``: only the model's verdict on it is listed). A rerun starts
 from the foldings stored in ``--out`` (or ``--start``), and all Yosys results are cached
 by netlist hash, so a rerun after an engine change synthesises only about two foldings.
+A design left out of ``--designs`` keeps its stored row, marked ``carried_over`` with the
+command that measured it.
 
 Cycles per frame are measured by simulating one whole frame of the chosen design in
 Verilator (``sim.harness``; free-running source and sink), every output checked
@@ -370,19 +372,39 @@ def run(designs=tuple(DESIGNS), *, geom: Geometry = VGG_CONV8, board=BOARD,
            "capacity": board.capacity.as_dict(),
            "layer": geom_dict,
            "designs": rows}
-    if "int8" in rows and "pot4" in rows:
-        base, pot = rows["int8"], rows["pot4"]
-        key = "cycles_measured" if base["cycles_measured"] and pot["cycles_measured"] else "cycles_model"
-        out["time_ratio"] = round(pot[key] / base[key], 4)
-        out["time_ratio_from"] = key
-        out["dsp_ratio"] = round(pot["dsp"] / base["dsp"], 4) if base["dsp"] else None
-        out["goal"] = {
-            "time_ratio_max": GOAL_TIME_RATIO, "dsp_ratio_max": GOAL_DSP_RATIO,
-            "seed_time_ratio": SEED_TIME_RATIO, "seed_dsp_ratio": SEED_DSP_RATIO,
-            "met": key == "cycles_measured" and out["time_ratio"] <= GOAL_TIME_RATIO
-            and out["dsp_ratio"] is not None and out["dsp_ratio"] <= GOAL_DSP_RATIO,
-        }
+    compare(out)
     return out
+
+
+def compare(out: dict) -> None:
+    """Add the pot4 / int8 ratios and the goal to a result object holding both designs."""
+    rows = out["designs"]
+    if "int8" not in rows or "pot4" not in rows:
+        return
+    base, pot = rows["int8"], rows["pot4"]
+    key = "cycles_measured" if base["cycles_measured"] and pot["cycles_measured"] else "cycles_model"
+    out["time_ratio"] = round(pot[key] / base[key], 4)
+    out["time_ratio_from"] = key
+    out["dsp_ratio"] = round(pot["dsp"] / base["dsp"], 4) if base["dsp"] else None
+    out["goal"] = {
+        "time_ratio_max": GOAL_TIME_RATIO, "dsp_ratio_max": GOAL_DSP_RATIO,
+        "seed_time_ratio": SEED_TIME_RATIO, "seed_dsp_ratio": SEED_DSP_RATIO,
+        "met": key == "cycles_measured" and out["time_ratio"] <= GOAL_TIME_RATIO
+        and out["dsp_ratio"] is not None and out["dsp_ratio"] <= GOAL_DSP_RATIO,
+    }
+
+
+def carry_over(summary: dict, previous: dict | None, designs: list[str]) -> None:
+    """Designs not run this time keep their stored row (same board and layer), marked
+    with the command that measured them, so that a rerun of one design still compares."""
+    if not isinstance(previous, dict) or previous.get("layer") != summary["layer"] \
+            or previous.get("board") != summary["board"]:
+        return
+    for name, row in (previous.get("designs") or {}).items():
+        if name in DESIGNS and name not in designs and name not in summary["designs"]:
+            summary["designs"][name] = {**row, "carried_over": row.get("carried_over")
+                                        or previous.get("command", "an earlier run")}
+    compare(summary)
 
 
 @cli.json_last_line
@@ -423,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(designs, do_sim=not args.no_sim,
                   confirm={d: d not in args.no_confirm.split(",") for d in designs},
                   timeout=args.timeout, previous=previous, starts=starts, log=log)
+    carry_over(summary, previous, designs)
     summary["command"] = command("vgg_layer", argv)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

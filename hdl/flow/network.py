@@ -677,9 +677,16 @@ def burst_depth(stage: Stage) -> int:
     neuron fold and computes the other ``pe``-folds without taking input. For a fully
     connected stage the FIFO holds one whole input vector (``in / simd`` beats), so the
     producer writes the next vector while the engine computes; with a single neuron fold
-    the engine takes input every cycle and a small FIFO is enough.
+    the engine takes input every cycle and a small FIFO is enough. A convolution gets
+    room for its window's start-up (:attr:`SlidingWindowSpec.startup`): the next frame's
+    beats that arrive while the buffer still holds this frame's last rows.
     """
     compute = stage.compute
+    if stage.window is not None:
+        # At a frame change the window's buffer is full of this frame's last rows until
+        # its last windows are out, and then needs the next frame's first rows: room for
+        # that start-up keeps the producer (and every stage before it) running meanwhile.
+        return stage.window.startup
     if isinstance(stage.layer, ir.FC) and stage.engine == "sparse":
         # The sparse engine takes a vector into a free input bank only: one vector and a
         # beat more let the producer run on while both banks are taken.

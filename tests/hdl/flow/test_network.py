@@ -210,17 +210,18 @@ def test_cycles_per_frame(name, fold):
 def test_fifo_holds_a_vector():
     """A fully connected stage with several neuron folds takes its input only during the
     first fold: the FIFO in front holds one input vector so that the producer runs on;
-    every other FIFO passes one beat per cycle (3 beats); a first stage with a window
-    has one too, a wide fc first stage none."""
+    every other FIFO passes one beat per cycle (3 beats); a convolution's FIFO holds its
+    window's start-up (the next frame's first beats), a wide fc first stage has none."""
     m = model("binary-k")
     spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (1, 1), "fc2": (1, 1)})
-    assert spec.fifo_depths == [3, 64, 6]
-    assert [f.reason for f in spec.fifos[1:]] == ["burst", "burst"]
+    startup = spec.stages[0].window.startup
+    assert startup == 10 and spec.fifo_depths == [startup, 64, 6]
+    assert [f.reason for f in spec.fifos] == ["burst", "burst", "burst"]
     spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)})
-    assert spec.fifo_depths == [3, 3, 3]
-    assert spec.fifo_bits == 3 * 2 * 2 + 3 * 1 * 2 + 3 * 1 * 3    # depth x lanes x bits
-    spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=5)
-    assert spec.fifo_depths == [5, 5, 5] and spec.fifos[1].reason == "fixed"
+    assert spec.fifo_depths == [startup, 3, 3]
+    assert spec.fifo_bits == startup * 2 * 2 + 3 * 1 * 2 + 3 * 1 * 3    # depth x lanes x bits
+    spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=12)
+    assert spec.fifo_depths == [12, 12, 12] and spec.fifos[1].reason == "fixed"
     # A first stage that takes its input in bursts gets a FIFO of one vector in front.
     fc = build_model([LayerPlan(op=F, out=4, act_bits=None)], input_shape=(2, 2, 3), input_bits=2)
     assert NetworkSpec(fc, {"fc0": (1, 3)}).fifo_depths == [4]
