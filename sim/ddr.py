@@ -21,7 +21,7 @@ from collections import deque
 
 from sim.beats import ProtocolError, pauses
 
-__all__ = ["DdrModel", "port_timing"]
+__all__ = ["DdrModel", "ReadChannel", "port_timing"]
 
 
 def port_timing(board, clock_mhz: float | None = None) -> tuple[int, float]:
@@ -62,52 +62,83 @@ class DdrModel:
         if addr < self.base or end > self.base + len(self.image):
             raise ProtocolError(f"burst {addr:#x}..{end:#x} outside the image")
 
+    def channel(self, name: str = "") -> "ReadChannel":
+        """A fresh per-cycle state machine of one read master (see :class:`ReadChannel`);
+        ``name`` prefixes its protocol errors."""
+        return ReadChannel(self, name)
+
     async def run(self, ctx, axi):
         """The testbench: serve ``axi`` (a read master's ports) forever."""
-        ar_pause = pauses(self.seed, self.stall)
-        r_pause = pauses(self.seed + 1, self.stall)
-        pending = deque()                     # [ready cycle, address, beats left]
-        tokens = 0.0
-        held = None                           # address-channel payload while not accepted
-        beat_out = None                       # (data, last) offered on R, not yet taken
+        ch = self.channel()
         while True:
-            cycle = self.cycles
-            tokens = min(tokens + self.bytes_per_cycle, max(self.word_bytes, self.bytes_per_cycle))
-            arready = not next(ar_pause)
+            arready, beat = ch.drive()
             ctx.set(axi.arready, arready)
-            if beat_out is None and pending and pending[0][0] <= cycle and tokens >= self.word_bytes \
-                    and not next(r_pause):
-                head = pending[0]
-                off = head[1] - self.base
-                beat_out = (int.from_bytes(self.image[off:off + self.word_bytes], "little"),
-                            head[2] == 1)
-                tokens -= self.word_bytes
-            ctx.set(axi.rvalid, beat_out is not None)
-            if beat_out is not None:
-                ctx.set(axi.rdata, beat_out[0])
-                ctx.set(axi.rlast, beat_out[1])
+            ctx.set(axi.rvalid, beat is not None)
+            if beat is not None:
+                ctx.set(axi.rdata, beat[0])
+                ctx.set(axi.rlast, beat[1])
                 ctx.set(axi.rresp, 0)
             await ctx.delay(1e-9)
+            ar = None
             if ctx.get(axi.arvalid):
-                req = (ctx.get(axi.araddr), ctx.get(axi.arlen) + 1, ctx.get(axi.arsize),
-                       ctx.get(axi.arburst))
-                if held is not None and held != req:
-                    raise ProtocolError(f"cycle {cycle}: AR payload changed before ARREADY")
-                held = req
-                if arready:
-                    self._check_burst(*req)
-                    pending.append([cycle + self.latency, req[0], req[1]])
-                    self.bursts += 1
-                    held = None
-            elif held is not None:
-                raise ProtocolError(f"cycle {cycle}: ARVALID dropped before ARREADY")
-            if beat_out is not None and ctx.get(axi.rready):
-                head = pending[0]
-                head[1] += self.word_bytes
-                head[2] -= 1
-                if head[2] == 0:
-                    pending.popleft()
-                self.bytes_read += self.word_bytes
-                beat_out = None
+                ar = (ctx.get(axi.araddr), ctx.get(axi.arlen) + 1, ctx.get(axi.arsize),
+                      ctx.get(axi.arburst))
+            ch.sample(ar, ctx.get(axi.rready))
             await ctx.tick()
             self.cycles += 1
+
+
+class ReadChannel:
+    """One cycle of a :class:`DdrModel` read port at a time, for any simulator front end:
+    :meth:`drive` gives this cycle's ARREADY and R beat (``(data, last)`` or None) to
+    put on the ports, :meth:`sample` takes the master's AR request (``(address, beats,
+    arsize, arburst)`` or None) and RREADY seen in the same cycle, checks them and
+    advances the cycle."""
+
+    def __init__(self, model: DdrModel, name: str = ""):
+        self.model, self.prefix = model, f"{name}: " if name else ""
+        self.ar_pause = pauses(model.seed, model.stall)
+        self.r_pause = pauses(model.seed + 1, model.stall)
+        self.pending = deque()                # [ready cycle, address, beats left]
+        self.tokens = 0.0
+        self.held = None                      # AR payload while not accepted
+        self.beat = None                      # (data, last) offered on R, not yet taken
+        self.arready = False
+        self.cycle = 0
+
+    def drive(self) -> tuple[bool, tuple | None]:
+        m = self.model
+        wb = m.word_bytes
+        self.tokens = min(self.tokens + m.bytes_per_cycle, max(wb, m.bytes_per_cycle))
+        self.arready = not next(self.ar_pause)
+        if self.beat is None and self.pending and self.pending[0][0] <= self.cycle \
+                and self.tokens >= wb and not next(self.r_pause):
+            head = self.pending[0]
+            off = head[1] - m.base
+            self.beat = (int.from_bytes(m.image[off:off + wb], "little"), head[2] == 1)
+            self.tokens -= wb
+        return self.arready, self.beat
+
+    def sample(self, ar: tuple | None, rready: bool) -> None:
+        m = self.model
+        if ar is not None:
+            if self.held is not None and self.held != ar:
+                raise ProtocolError(f"{self.prefix}cycle {self.cycle}: AR payload changed "
+                                    "before ARREADY")
+            self.held = ar
+            if self.arready:
+                m._check_burst(*ar)
+                self.pending.append([self.cycle + m.latency, ar[0], ar[1]])
+                m.bursts += 1
+                self.held = None
+        elif self.held is not None:
+            raise ProtocolError(f"{self.prefix}cycle {self.cycle}: ARVALID dropped before ARREADY")
+        if self.beat is not None and rready:
+            head = self.pending[0]
+            head[1] += m.word_bytes
+            head[2] -= 1
+            if head[2] == 0:
+                self.pending.popleft()
+            m.bytes_read += m.word_bytes
+            self.beat = None
+        self.cycle += 1

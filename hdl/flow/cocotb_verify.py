@@ -12,8 +12,6 @@ differing frame), and the cycles between the ends of consecutive frames in a
 free-running run.
 """
 
-from collections import deque
-
 import cocotb
 import numpy as np
 
@@ -47,55 +45,28 @@ class CocotbDdr:
 
     async def _run(self):
         from cocotb.triggers import FallingEdge, ReadOnly
-        from sim.beats import ProtocolError, pauses
-        mdl = self.model
-        wb = mdl.word_bytes
-        ar_pause, r_pause = pauses(mdl.seed, mdl.stall), pauses(mdl.seed + 1, mdl.stall)
+        ch = self.model.channel(self.prefix.rstrip("_"))
         arready, rvalid, rdata, rlast, rresp = (self._sig(n) for n in
                                                 ("arready", "rvalid", "rdata", "rlast", "rresp"))
         arvalid, araddr, arlen, arsize, arburst, rready = (
             self._sig(n) for n in ("arvalid", "araddr", "arlen", "arsize", "arburst", "rready"))
-        pending, tokens, held, beat_out, cycle = deque(), 0.0, None, None, 0
         falling, read_only = FallingEdge(self.dut.clk), ReadOnly()
         rresp.value = 0
         while True:
             await falling
-            tokens = min(tokens + mdl.bytes_per_cycle, max(wb, mdl.bytes_per_cycle))
-            ready = not next(ar_pause)
+            ready, beat = ch.drive()
             arready.value = int(ready)
-            if beat_out is None and pending and pending[0][0] <= cycle and tokens >= wb \
-                    and not next(r_pause):
-                off = pending[0][1] - mdl.base
-                beat_out = (int.from_bytes(mdl.image[off:off + wb], "little"), pending[0][2] == 1)
-                tokens -= wb
-            rvalid.value = int(beat_out is not None)
-            if beat_out is not None:
-                rdata.value, rlast.value = beat_out[0], int(beat_out[1])
+            rvalid.value = int(beat is not None)
+            if beat is not None:
+                rdata.value, rlast.value = beat[0], int(beat[1])
             await read_only
             if int(self.dut.rst.value):
-                cycle += 1
+                ch.sample(None, False)
                 continue
+            ar = None
             if int(arvalid.value):
-                req = (int(araddr.value), int(arlen.value) + 1, int(arsize.value), int(arburst.value))
-                if held is not None and held != req:
-                    raise ProtocolError(f"{self.prefix}: cycle {cycle}: AR payload changed before ARREADY")
-                held = req
-                if ready:
-                    mdl._check_burst(*req)
-                    pending.append([cycle + mdl.latency, req[0], req[1]])
-                    mdl.bursts += 1
-                    held = None
-            elif held is not None:
-                raise ProtocolError(f"{self.prefix}: cycle {cycle}: ARVALID dropped before ARREADY")
-            if beat_out is not None and int(rready.value):
-                head = pending[0]
-                head[1] += wb
-                head[2] -= 1
-                if head[2] == 0:
-                    pending.popleft()
-                mdl.bytes_read += wb
-                beat_out = None
-            cycle += 1
+                ar = (int(araddr.value), int(arlen.value) + 1, int(arsize.value), int(arburst.value))
+            ch.sample(ar, bool(int(rready.value)))
 
 
 async def _setup(dut, *, ddr_stall=0.0, **backend_args) -> SimBackend:
