@@ -1,7 +1,7 @@
 """Network benchmarks: FINN's reference topologies and the shipped digits models on boards.
 
 ``python -m bench.networks [--quick] [--networks a,b] [--boards x,y] [--no-synth] [--no-sim]
-[--cache-only] [--rewrite]``
+[--cache-only] [--rewrite] [--synth-timeout S]``
 
 The full run (no options) takes every network on every board; a run restricted by
 ``--quick``, ``--networks`` or ``--boards`` merges its rows, one by one as they finish,
@@ -383,7 +383,8 @@ def shell_note(spec: NetworkSpec, target: int | None) -> str | None:
 
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
             measure: bool = True, cmd: str = "", progress=None, model: ir.Model | None = None,
-            target_cycles: int | None = None, cache_only: bool = False, executor=None) -> dict:
+            target_cycles: int | None = None, cache_only: bool = False, executor=None,
+            synth_timeout: float = SYNTH_TIMEOUT_S) -> dict:
     """One benchmark row (see the module docstring). ``model`` and ``target_cycles``
     replace the named network's model and folding target (for tests). ``executor``
     (:mod:`hdl.flow.executor`) runs the simulation and the Yosys jobs; on a cluster the
@@ -433,7 +434,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     if do_synth:
         try:
             per = synth_stages(spec, board, progress=progress, cache_only=cache_only,
-                               executor=executor)
+                               executor=executor, timeout=synth_timeout)
         except NotCached as exc:
             row["synth_note"] = f"synthesis not finished: {exc}"
             per, whole = exc.found, None
@@ -584,7 +585,7 @@ def _lfc_limit(r) -> str:
 
 def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=RESULTS_DIR,
         rows_file=ROWS_FILE, progress=None, cache_only=False, merge_partial=False,
-        executor=None) -> dict:
+        executor=None, synth_timeout: float = SYNTH_TIMEOUT_S) -> dict:
     cmd = command("networks", list(args))
     rows, skipped = [], []
     for name in networks:
@@ -598,7 +599,7 @@ def run(networks, board_list, *, do_synth=True, measure=True, args=(), out_dir=R
                 continue                          # the finn-examples figure is a PYNQ-Z2 one
             rows.append(run_row(name, board_name, clock, do_synth=do_synth, measure=measure,
                                 cmd=cmd, progress=progress, cache_only=cache_only,
-                                executor=executor))
+                                executor=executor, synth_timeout=synth_timeout))
             if out_dir is None and merge_partial:
                 merge(rows[-1:], [])                  # a partial run: merge row by row
             else:
@@ -651,6 +652,8 @@ def main(argv=None) -> int:
                              "in it get no resource figures)")
     parser.add_argument("--rewrite", action="store_true",
                         help="run nothing: recompute goals and the FINN comparison of the stored rows")
+    parser.add_argument("--synth-timeout", type=float, default=SYNTH_TIMEOUT_S, metavar="S",
+                        help=f"limit per Yosys run in seconds (default {SYNTH_TIMEOUT_S:g})")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                         help="run the Yosys jobs and simulations on this Dask scheduler's "
                              "workers (docs/cluster.md)")
@@ -697,7 +700,7 @@ def main(argv=None) -> int:
         result = run(networks, board_list, do_synth=not args.no_synth, measure=not args.no_sim,
                      args=raw, out_dir=out_dir, rows_file=rows_file, progress=progress,
                      cache_only=args.cache_only, merge_partial=out_dir is None,
-                     executor=executor)
+                     executor=executor, synth_timeout=args.synth_timeout)
     if out_dir is None:
         result = merge(result["rows"], result["skipped"])
     for r in result["rows"]:
