@@ -132,8 +132,11 @@ def _networks(lines, data):
         if target and r.get("cycles_per_frame", 0) > target:
             notes.append(f"target not reached: the fastest legal folding gives "
                          f"{r['cycles_per_frame']:,} cycles")
-        if r.get("cycles_measured") is None and r.get("cycles_measured_note"):
-            notes.append(r["cycles_measured_note"])
+        if r.get("cycles_measured") is None:
+            notes.append(r.get("cycles_measured_note") or
+                         f"cycles not measured on the generated top yet (row from an earlier "
+                         f"run): `python -m bench.networks --networks {r['network']} "
+                         f"--boards {r['board']}`")
         if r.get("lut") is None and r.get("synth_note"):
             notes.append(r["synth_note"])
         lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
