@@ -254,9 +254,16 @@ class Accelerator:
     def cycles(self) -> int:
         return self.backend.read_reg(REGISTERS["CYCLES"])
 
-    def reset(self) -> None:
-        """Soft reset of the datapath, and clear the counters and error flags."""
+    def reset(self, polls: int = 10_000) -> None:
+        """Soft reset of the datapath, and clear the counters and error flags. With weight
+        streamers the reset waits for their DDR reads in flight: STATUS reads busy until
+        then, and this polls it (at most ``polls`` reads)."""
         self.backend.write_reg(REGISTERS["CONTROL"], CONTROL_SOFT_RESET | CONTROL_CLEAR)
+        for _ in range(polls):
+            if not self.backend.read_reg(REGISTERS["STATUS"]) & STATUS_BUSY:
+                return
+        raise AcceleratorError(f"STATUS stays busy after a soft reset ({polls} reads): "
+                               "a DDR read of the weight streamers never completed")
 
     def clear(self) -> None:
         """Clear FRAMES_DONE, CYCLES and the error flags."""

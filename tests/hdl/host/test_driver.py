@@ -113,6 +113,32 @@ def test_run_against_fake(bits, elements, classes, in_width, out_width, batch):
     assert acc.status() == {"busy": False, "short_frame": False, "long_frame": False}
 
 
+def test_reset_waits_while_busy():
+    """reset() polls STATUS until busy drops (weight reads in flight), and says so when
+    it never does."""
+    g = Geometry(in_elements=8, in_bits=8, classes=2, in_width=32, out_width=32)
+    backend = FakeBackend(weighted_sums(2, 8, seed=1), g)
+    acc = Accelerator(backend)
+    reads = []
+
+    def status_after(busy_reads):
+        def read_reg(offset, plain=backend.read_reg):
+            if offset == REGISTERS["STATUS"]:
+                reads.append(offset)
+                return axi.STATUS_BUSY if len(reads) <= busy_reads else 0
+            return plain(offset)
+        return read_reg
+
+    backend.read_reg = status_after(3)
+    acc.reset()
+    assert len(reads) == 4
+    reads.clear()
+    backend.read_reg = status_after(10**9)
+    with pytest.raises(AcceleratorError, match="stays busy after a soft reset"):
+        acc.reset(polls=50)
+    assert len(reads) == 50
+
+
 def test_pack_layout():
     g = Geometry(in_elements=6, in_bits=12, classes=2, in_width=64)   # 5 codes per beat
     data = driver.pack_frame(np.array([1, 0x234, 0xFFF, 7, 0x100, 0xABC]), g)
