@@ -646,6 +646,12 @@ def _run_once(sim, build_dir, top, test_module, testcase, parameters, s, run_dir
     log = run_dir / "sim.log"
     env = {_ENV_PARAMS: str(params_file), _ENV_SEED: str(s),
            _ENV_REPORT: str(report_file), "COCOTB_RANDOM_SEED": str(s)}
+    if sim == "verilator":
+        # The cached binary's RUNPATH names the cocotb of the venv that built it; this
+        # venv's cocotb (same version: part of the key) serves when that one is gone.
+        from cocotb_tools.config import libs_dir
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(libs_dir), os.environ.get("LD_LIBRARY_PATH", "")) if p)
     test_args, plusargs, waves = [], [], False
     if wave is not None:
         wave.parent.mkdir(parents=True, exist_ok=True)
