@@ -530,12 +530,12 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                                                       clock)
         try:
             spec = NetworkSpec(model, folding, target_cycles=max(1, target_cycles),
-                               axis_width=board_tdata_width(board),
+                               axis_width=board_tdata_width(board), ddr_width=board.hp_data_width,
                                bram18_budget=weight_bram_budget(board.capacity.bram18))
             placed = place_weights_for(spec.stages, board, clock, folding)
             if placed is not None:
                 spec = NetworkSpec(model, placed, target_cycles=max(1, target_cycles),
-                                   axis_width=board_tdata_width(board),
+                                   axis_width=board_tdata_width(board), ddr_width=board.hp_data_width,
                                    bram18_budget=weight_bram_budget(board.capacity.bram18))
         except FoldingError as exc:
             raise BuildError(f"--folding: {exc}") from None

@@ -806,7 +806,7 @@ class NetworkSpec:
 
     def __init__(self, model: ir.Model, folding: dict | None = None, *, target_cycles=None,
                  fifo_depth: int | None = None, bram18_budget: int | None = None,
-                 axis_width: int = 32):
+                 axis_width: int = 32, ddr_width: int | None = None):
         if not isinstance(model, ir.Model):
             raise TypeError(f"model must be an ir.Model, not {type(model).__name__}")
         if fifo_depth is not None and (not isinstance(fifo_depth, int) or isinstance(fifo_depth, bool)
@@ -821,6 +821,10 @@ class NetworkSpec:
             # Folding faster than the shell delivers frames buys nothing.
             target_cycles = max(target_cycles, max(self.shell_floors))
         self.stages = plan(model, folding, target_cycles=target_cycles)
+        if ddr_width is not None:
+            # the board's HP port width: a wider master only makes the interconnect convert
+            self.stages = [replace(s, ddr_width=ddr_width) if s.streamed else s
+                           for s in self.stages]
         if bram18_budget is not None:
             self.stages = plan_ram_styles(self.stages, bram18_budget)
         self.fifo_depth = fifo_depth
@@ -930,6 +934,8 @@ class Network(Described):
 
     ``bram18_budget`` (the board's block RAM, say) places the weight memories of stages
     left at ``ram_style="auto"`` by :func:`plan_ram_styles`; None leaves it to synthesis.
+    ``ddr_width`` (the board's HP port width) sets the data width of every weight master;
+    None keeps the stages' own (``Stage.ddr_width``).
 
     Stages with ``weights="ddr"`` add, for the ``k``-th of them, an AXI4 read master
     ``w{k}`` (``Out(AxiReadSignature(WEIGHT_ADDR_WIDTH, ddr_width))``), and the network

@@ -128,6 +128,17 @@ def test_an_explicit_folding_wins(model_file, tiny_board, tmp_path):
     assert [r["stage"] for r in on_real.weights["stages"] if r["placement"] == "ddr"] == ["fc2"]
 
 
+def test_weight_masters_take_the_boards_hp_width(model_file, tmp_path):
+    """A stage streamed on a Zynq-7000 board reads through 64-bit masters, the width of
+    its HP ports (128 on Zynq UltraScale+)."""
+    result = build.build("pynq-z2", model_path=model_file, out_dir=tmp_path, run_synth=False,
+                         quiet=True, deploy=False,
+                         folding={"fc2": {"pe": 2, "simd": 4, "weights": "ddr"}})
+    assert result.folding["fc2"]["weights"] == "ddr"
+    top = (tmp_path / "vivado" / "hdl" / f"{build.TOP_MODULE}.v").read_text()
+    assert "input wire [63:0] m_axi_w0_rdata," in top
+
+
 def test_refusals_are_one_line(model_file, monkeypatch, tmp_path):
     # Even with every stage streamed the weights pinned on chip do not fit.
     class NoRoom(TinyBoard):
