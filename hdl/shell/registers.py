@@ -85,13 +85,17 @@ class AXI4LiteRegisters(wiring.Component):
         err_short = Signal()
         err_long = Signal()
         clear = Signal()
+        # busy comes from the shell's frame counters across the hierarchy; registered, its
+        # logic does not add to the read-data mux's depth (STATUS and CYCLES lag a cycle)
+        busy = Signal()
+        m.d.sync += busy.eq(self.busy)
 
         with m.If(clear):
             m.d.sync += [frames.eq(0), cycles.eq(0), err_short.eq(0), err_long.eq(0)]
         with m.Else():
             with m.If(self.frame_done):
                 m.d.sync += frames.eq(frames + 1)
-            with m.If(self.busy):
+            with m.If(busy):
                 m.d.sync += cycles.eq(cycles + 1)
             with m.If(self.err_short):
                 m.d.sync += err_short.eq(1)
@@ -141,7 +145,7 @@ class AXI4LiteRegisters(wiring.Component):
 
         # Read channel: one case per readable register of the table.
         live = {"frames_done": frames, "cycles": cycles,
-                "status": Cat(self.busy, err_short, err_long), "batch": batch}
+                "status": Cat(busy, err_short, err_long), "batch": batch}
         rvalid = Signal()
         rdata = Signal(WORD)
         m.d.comb += [

@@ -68,7 +68,8 @@ REGISTER_MAP: tuple[Register, ...] = (
              "input beat to its TLAST output beat), wraps at 2^32"),
     Register("STATUS", 0x10, "R", "status",
              "bit 0 busy (a frame in flight, or a soft reset waiting for the weight "
-             "streamers' reads in flight), bit 1 short error (TLAST before the end of "
+             "streamers' reads in flight; registered, so it and CYCLES follow the "
+             "datapath a cycle late), bit 1 short error (TLAST before the end of "
              "the batch), bit 2 long error (no TLAST at the end of the batch)"),
     Register("CONTROL", 0x14, "W", None,
              "bit 0: soft reset of the datapath (network, adapters, in-flight count); "
