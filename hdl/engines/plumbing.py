@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from ._checks import check_int as _check_int
 from .described import Described
 
-__all__ = ["StreamFIFO", "StreamFIFOSpec", "RegisterSlice", "RegisterSliceSpec", "WidthConverter",
+__all__ = ["StreamFIFO", "StreamFIFOSpec", "fifo_slots", "RegisterSlice", "RegisterSliceSpec", "WidthConverter",
            "WidthConverterSpec"]
 
 
@@ -35,6 +35,11 @@ class _PassSpec:
         })
 
 
+def fifo_slots(depth: int) -> int:
+    """Beats of storage in a :class:`StreamFIFO` of ``depth``."""
+    return max(depth + 1, 3)
+
+
 class StreamFIFOSpec(_PassSpec):
     """The FIFO's description: checked parameters (those of :class:`StreamFIFO`), ports
     and latency."""
@@ -46,6 +51,9 @@ class StreamFIFOSpec(_PassSpec):
         super().__init__(payload_shape)
         _check_int("depth", depth, 1)
         self.depth = depth
+        #: Beats of storage built: ``depth`` and the one that may arrive while ``i.ready``
+        #: (a register) catches up with the level (two at depth 1).
+        self.slots = fifo_slots(depth)
 
 
 class StreamFIFO(Described):
@@ -67,7 +75,10 @@ class StreamFIFO(Described):
     ----------------------
     One beat per cycle in and out. A beat written into an empty FIFO appears on ``o``
     two cycles later (``SyncFIFOBuffered``: the read data is registered). ``i.ready``
-    depends only on the FIFO's level, ``o.valid`` only on registers.
+    and ``o.valid`` are registers: ``i.ready`` says the level was below ``depth`` a
+    cycle ago, so the buffer has a slot more (:func:`fifo_slots`) for the beat that may
+    arrive meanwhile; the producer's control never waits on the level compare. Full rate
+    from depth 3 on; depth 2 passes a beat every other cycle, depth 1 every third.
     """
 
     Spec = StreamFIFOSpec
@@ -75,11 +86,15 @@ class StreamFIFO(Described):
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self.payload_shape).width
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        # A write when the level was below depth a cycle ago finds the inner FIFO
+        # (SyncFIFOBuffered's depth - 1 entries) not full, given the slots of fifo_slots.
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=fifo_slots(self.depth))
+        ready = Signal()
+        m.d.sync += ready.eq(fifo.level < self.depth)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload),
-            fifo.w_en.eq(self.i.valid),
-            self.i.ready.eq(fifo.w_rdy),
+            fifo.w_en.eq(self.i.valid & ready),
+            self.i.ready.eq(ready),
             self.o.payload.eq(fifo.r_data),
             self.o.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.o.ready),
@@ -252,11 +267,13 @@ class WidthConverter(Described):
         chunks = n_in // n_out
         buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_in)]
         left = Signal(range(chunks + 1))            # output beats still held
+        # left != 0 and left == 1 as registers: i.ready is one LUT from them and o.ready
+        held, one = Signal(), Signal()
         out_fire, in_fire = Signal(), Signal()
         m.d.comb += [
-            self.o.valid.eq(left != 0),
+            self.o.valid.eq(held),
             out_fire.eq(self.o.valid & self.o.ready),
-            self.i.ready.eq((left == 0) | ((left == 1) & self.o.ready)),
+            self.i.ready.eq(~held | (one & self.o.ready)),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
         for lane in range(n_out):
@@ -265,10 +282,10 @@ class WidthConverter(Described):
         n_chunks = chunks if last is None else \
             Mux(last, (self.frame - (-(-self.frame // n_in) - 1) * n_in) // n_out, chunks)
         with m.If(in_fire):
-            m.d.sync += left.eq(n_chunks)
+            m.d.sync += [left.eq(n_chunks), held.eq(n_chunks != 0), one.eq(n_chunks == 1)]
             m.d.sync += [buf[j].eq(self.i.payload[j]) for j in range(n_in)]
         with m.Elif(out_fire):
-            m.d.sync += left.eq(left - 1)
+            m.d.sync += [left.eq(left - 1), held.eq(~one), one.eq(left == 2)]
             m.d.sync += [buf[j].eq(buf[j + n_out]) for j in range(n_in - n_out)]
 
     def _widen(self, m):

@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from hdl import ir
 from hdl.engines.described import Described
 from hdl.engines.mvtu import MVTU, RAM_STYLES, MVTUSpec
-from hdl.engines.plumbing import StreamFIFO, WidthConverter
+from hdl.engines.plumbing import StreamFIFO, WidthConverter, fifo_slots
 from hdl.engines.pool import MaxPool, MaxPoolSpec
 from hdl.engines.shiftmac import ShiftMAC
 from hdl.engines.sparse import SparseCSC, SparseSpec
@@ -664,9 +664,8 @@ def latency_estimate(model: ir.Model, stages: list[Stage], in_width: int = 32) -
 
 
 #: Depth at which a :class:`~hdl.engines.plumbing.StreamFIFO` passes one beat per cycle:
-#: Amaranth's ``SyncFIFOBuffered`` holds ``depth - 1`` beats in its inner FIFO, which does
-#: not take a beat while full even when one leaves, so depths 1 and 2 alternate between
-#: writing and reading (half rate).
+#: its ``i.ready`` is the level a cycle ago, and a beat takes two cycles to the output
+#: register, so below that the producer waits for beats in flight.
 FULL_RATE_FIFO_DEPTH = 3
 
 
@@ -723,7 +722,8 @@ class FifoPlan:
 
     @property
     def bits(self) -> int:
-        return self.depth * self.width
+        """Storage built, :func:`~hdl.engines.plumbing.fifo_slots` beats."""
+        return fifo_slots(self.depth) * self.width
 
     def as_dict(self) -> dict:
         return {"stage": self.stage, "depth": self.depth, "width": self.width,

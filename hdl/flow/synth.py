@@ -78,7 +78,7 @@ __all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_compon
 FAMILIES = ("xc7", "xcup")
 
 #: Bump when a counting rule changes, so that cached results are recomputed.
-RULES_VERSION = 2
+RULES_VERSION = 3
 
 _LUT_LOGIC = {"LUT1": 1, "LUT2": 1, "LUT3": 1, "LUT4": 1, "LUT5": 1, "LUT6": 1,
               "LUT6_2": 1, "INV": 1}
@@ -199,15 +199,27 @@ def _is_distributed_memory(kind: str) -> bool:
     return kind in _LUT_MEMORY
 
 
-def _combinational_inputs(kind: str, ports: Mapping[str, str]) -> list[str] | None:
-    """Input ports with a combinational path to the outputs; None for sequential cells."""
+def _combinational_arcs(kind: str, ports: Mapping[str, str]) -> list[tuple[list[str], list[str]]] | None:
+    """``(input ports, output ports)`` joined by combinational paths; None for sequential
+    cells. A distributed RAM has one arc per read port, its address to its data out
+    (``ADDRx -> DOx``, ``A* -> SPO``/``O``, ``DPRA* -> DPO``): writes are clocked, and
+    one port's address does not reach another port's data."""
+    inputs = [p for p, d in ports.items() if d == "input"]
+    outputs = [p for p, d in ports.items() if d == "output"]
     if kind in _LUT_LOGIC or kind in _CARRY or kind in _MUXF:
-        return [p for p, d in ports.items() if d == "input"]
-    if _is_distributed_memory(kind):
-        # Read path only: address (A*, ADDR*, DPRA*) to data out; writes are clocked.
-        return [p for p, d in ports.items() if d == "input"
-                and (p.startswith("A") or p.startswith("DPRA"))]
-    return None
+        return [(inputs, outputs)]
+    if not _is_distributed_memory(kind):
+        return None
+    arcs = []
+    for out in outputs:
+        if out.startswith("DO"):
+            ins = [p for p in inputs if p == f"ADDR{out[2:]}"]
+        elif out == "DPO":
+            ins = [p for p in inputs if p.startswith("DPRA")]
+        else:
+            ins = [p for p in inputs if p.startswith("A") and not p.startswith("ADDR")]
+        arcs.append((ins or [p for p in inputs if p.startswith(("A", "DPRA"))], [out]))
+    return arcs
 
 
 def _analyse(netlist: Mapping, top: str | None):
@@ -218,22 +230,25 @@ def _analyse(netlist: Mapping, top: str | None):
     module = modules[top]
     cells = module["cells"]
 
-    comb = {}            # cell name -> (weight_lut, input bits, output bits)
-    driver = {}          # bit -> combinational cell driving it
+    # node -> (weight_lut, input bits, output bits); a node is a cell's name, or
+    # (name, port) for each read port of a distributed RAM
+    comb = {}
+    driver = {}          # bit -> combinational node driving it
     for name, cell in cells.items():
         kind = cell["type"]
         ports = cell.get("port_directions", {})
-        inputs = _combinational_inputs(kind, ports)
-        if inputs is None:
+        arcs = _combinational_arcs(kind, ports)
+        if arcs is None:
             continue
         conns = cell["connections"]
-        in_bits = [b for p in inputs for b in conns.get(p, []) if isinstance(b, int)]
-        out_bits = [b for p, d in ports.items() if d == "output"
-                    for b in conns.get(p, []) if isinstance(b, int)]
         lut_weight = 0 if (kind in _CARRY or kind in _MUXF) else 1
-        comb[name] = (lut_weight, in_bits, out_bits)
-        for b in out_bits:
-            driver[b] = name
+        for ins, outs in arcs:
+            node = name if len(arcs) == 1 else (name, outs[0])
+            in_bits = [b for p in ins for b in conns.get(p, []) if isinstance(b, int)]
+            out_bits = [b for p in outs for b in conns.get(p, []) if isinstance(b, int)]
+            comb[node] = (lut_weight, in_bits, out_bits)
+            for b in out_bits:
+                driver[b] = node
 
     deps = {name: {driver[b] for b in ins if b in driver} for name, (_, ins, _) in comb.items()}
     users = defaultdict(list)
@@ -258,6 +273,13 @@ def _analyse(netlist: Mapping, top: str | None):
             if pending[u] == 0:
                 ready.append(u)
     # Cells left in ``pending`` > 0 sit on a combinational loop; they are not measured.
+    # A node whose outputs reach no cell and no port (a RAM's unused read port) ends no path.
+    used = {b for cell in cells.values() for p, d in cell.get("port_directions", {}).items()
+            if d == "input" for b in cell["connections"].get(p, [])}
+    used.update(b for port in module.get("ports", {}).values() if port.get("direction") != "input"
+                for b in port.get("bits", []))
+    for n in [n for n in levels if not any(b in used for b in comb[n][2])]:
+        del levels[n], cells_on[n]
     return module, comb, levels, cells_on, pred
 
 
@@ -286,8 +308,8 @@ def critical_path(netlist: Mapping, top: str | None = None, *, limit: int = 40) 
     path = []
     while end is not None:
         out = comb[end][2]
-        label = next((names[b] for b in out if b in names), end)
-        path.append(f"{module['cells'][end]['type']} -> {label}")
+        label = next((names[b] for b in out if b in names), _cell_of(end))
+        path.append(f"{module['cells'][_cell_of(end)]['type']} -> {label}")
         end = pred[end]
     return path[::-1][-limit:]
 
@@ -308,8 +330,9 @@ def path_ends(netlist: Mapping, top: str | None = None) -> tuple[str, str]:
     start = next((names[b] for b in comb[first][1] if b not in driven and b in names), "?")
     outs = set(comb[end][2])
     finish = "?"
+    logic = {_cell_of(node) for node in comb}
     for name, cell in module["cells"].items():
-        if name in comb:
+        if name in logic and not _is_distributed_memory(cell["type"]):
             continue
         ports = cell.get("port_directions", {})
         conns = cell["connections"]
@@ -322,6 +345,11 @@ def path_ends(netlist: Mapping, top: str | None = None) -> tuple[str, str]:
     else:
         finish = next((names[b] for b in comb[end][2] if b in names), "?")
     return start, finish
+
+
+def _cell_of(node) -> str:
+    """The cell of a node of :func:`_analyse` (a cell's name, or (name, port))."""
+    return node[0] if isinstance(node, tuple) else node
 
 
 def _bit_names(module) -> dict:

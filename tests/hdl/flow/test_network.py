@@ -219,7 +219,8 @@ def test_fifo_holds_a_vector():
     assert [f.reason for f in spec.fifos] == ["burst", "burst", "burst"]
     spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)})
     assert spec.fifo_depths == [startup, 3, 3]
-    assert spec.fifo_bits == startup * 2 * 2 + 3 * 1 * 2 + 3 * 1 * 3    # depth x lanes x bits
+    # slots (depth + 1: i.ready is registered) x lanes x bits
+    assert spec.fifo_bits == (startup + 1) * 2 * 2 + 4 * 1 * 2 + 4 * 1 * 3
     spec = NetworkSpec(m, {"conv0": (2, 2), "fc1": (6, 1), "fc2": (3, 1)}, fifo_depth=12)
     assert spec.fifo_depths == [12, 12, 12] and spec.fifos[1].reason == "fixed"
     # A first stage that takes its input in bursts gets a FIFO of one vector in front.

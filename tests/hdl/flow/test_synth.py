@@ -129,6 +129,39 @@ def test_logic_depth_counts_luts_between_registers():
     assert synth.logic_depth(netlist)[0] == 4
 
 
+def test_a_ram_port_address_reaches_only_its_own_data():
+    """RAM64M: a deep write address (port D) does not lengthen the read path of port A,
+    and a RAM32X1D's DPRA reaches DPO, not SPO."""
+    chain = {f"w{k}": _cell("LUT1", {"I0": [20 + k], "O": [21 + k]}) for k in range(5)}
+    dirs = {"DOA": "output", "DOD": "output"}
+    ram = _cell("RAM64M", {"ADDRA": [2], "ADDRD": [25], "DIA": [2], "DID": [2], "WE": [25],
+                           "WCLK": [1], "DOA": [30], "DOD": [31]})
+    ram["port_directions"].update(dirs)
+    cells = {
+        "ffa": _cell("FDRE", {"C": [1], "D": [2], "Q": [2]}),
+        "ffw": _cell("FDRE", {"C": [1], "D": [20], "Q": [20]}),
+        **chain, "ram": ram,
+        "r": _cell("LUT1", {"I0": [30], "O": [32]}),
+        "ffo": _cell("FDRE", {"C": [1], "D": [32], "Q": [33]}),
+    }
+    netlist = {"modules": {"t": {"attributes": {"top": "1"}, "cells": cells}}}
+    # the write address chain (5 LUTs) ends at the RAM; the read path is ram -> r: 2 LUTs
+    assert synth.logic_depth(netlist)[0] == 5
+    cells["w5"] = _cell("LUT1", {"I0": [31], "O": [34]})     # DOD read: chain -> ram -> w5
+    cells["ffd"] = _cell("FDRE", {"C": [1], "D": [34], "Q": [35]})
+    assert synth.logic_depth(netlist)[0] == 7
+    del cells["w5"], cells["ffd"]
+    d = _cell("RAM32X1D", {"A0": [2], "DPRA0": [25], "D": [2], "WCLK": [1], "WE": ["1"],
+                           "SPO": [40], "DPO": [41]})
+    cells["d"] = d
+    cells["s"] = _cell("LUT1", {"I0": [40], "O": [42]})
+    cells["ffs"] = _cell("FDRE", {"C": [1], "D": [42], "Q": [43]})
+    assert synth.logic_depth(netlist)[0] == 5                # SPO: A0 only
+    cells["p"] = _cell("LUT1", {"I0": [41], "O": [44]})
+    cells["ffp"] = _cell("FDRE", {"C": [1], "D": [44], "Q": [45]})
+    assert synth.logic_depth(netlist)[0] == 7                # DPO: the DPRA chain
+
+
 def test_modules_in_one_run(tmp_path, monkeypatch):
     before = synth.yosys_runs
     out = synth.synthesize_modules(TINY, "tiny", "xc7", keep=["parity"], cache_dir=tmp_path)
