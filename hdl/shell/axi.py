@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, ResetInserter, Shape, Signal
 from amaranth.hdl import ShapeCastable
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from hdl.engines.plumbing import StreamFIFO
 
 from .adapters import AxisInput, AxisOutput, InputFormat, OutputFormat
 from .registers import AXI4LiteRegisters, AXI4LiteSignature
@@ -244,17 +246,12 @@ class AxiTop(wiring.Component):
         wiring.connect(m, inp.o, self.core.i)
         wiring.connect(m, self.core.o, out.i)
         # Which frames end a batch, from the input adapter to the output adapter.
-        ends = ResetInserter(soft_reset)(fifo.SyncFIFO(width=1, depth=self.frames_in_flight))
-        m.submodules.ends = ends
-        m.d.comb += [
-            inp.batch.eq(regs.batch),
-            ends.w_en.eq(inp.ends.valid),
-            ends.w_data.eq(inp.ends.payload),
-            inp.ends.ready.eq(ends.w_rdy),
-            out.ends.valid.eq(ends.r_rdy),
-            out.ends.payload.eq(ends.r_data),
-            ends.r_en.eq(out.ends.ready),
-        ]
+        # (a StreamFIFO: its i.ready is a register, so the input's TREADY logic stays short)
+        ends = StreamFIFO(1, self.frames_in_flight)
+        m.submodules.ends = ResetInserter(soft_reset)(ends)
+        m.d.comb += inp.batch.eq(regs.batch)
+        wiring.connect(m, inp.ends, ends.i)
+        wiring.connect(m, ends.o, out.ends)
         if self.weight_ports:
             m.d.comb += [self.core.weight_base.eq(regs.weight_base),
                          self.core.weight_enable.eq(regs.weight_enable & ~soft_reset)]
