@@ -45,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -143,10 +144,13 @@ def frame_cycles_model(design: str, geom: Geometry, pe: int, simd: int) -> int:
 
 # ----------------------------------------------------------------------------- synthesis
 
-def _synth_stage(stage, family: str, timeout: float, log) -> tuple[synth.SynthResult, float]:
-    """Synthesise a stage's engine; the result and the seconds it took."""
+def _synth_stage(stage, family: str, timeout: float, log, platform=None) -> tuple[synth.SynthResult, float]:
+    """Synthesise a stage's engine elaborated for ``platform``; the result and the
+    seconds it took."""
     engine = build_engine(stage)
-    text = verilog.convert(engine, name="top")
+    # the board's platform, as hdl.build elaborates: the Xilinx primitives of the
+    # popcount and shift-add heaps (generic logic is their simulation twin)
+    text = verilog.convert(engine, name="top", platform=platform)
     start = time.monotonic()
     result = synth.synthesize(text, "top", family, timeout=timeout)
     seconds = time.monotonic() - start
@@ -169,7 +173,7 @@ def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout:
     full = stage_for(design, geom, pe, simd, bram18=board.capacity.bram18)
     family = board.synth_family
     if pe <= 2:
-        result, seconds = _synth_stage(full, family, timeout, log)
+        result, seconds = _synth_stage(full, family, timeout, log, board())
         figures = {k: getattr(result, k) for k in KEYS}
         row = {"scaled": False, "synth_s": None if result.cached else round(seconds, 1),
                "cached": result.cached, "logic_levels": result.logic_levels}
@@ -177,7 +181,7 @@ def evaluate(design: str, geom: Geometry, pe: int, simd: int, board, *, timeout:
         slices = {}
         for n in (1, 2):
             stage = stage_for(design, geom, n, simd, out=n * (geom.out // pe), ram_style=full.ram_style)
-            slices[n] = _synth_stage(stage, family, timeout, log)
+            slices[n] = _synth_stage(stage, family, timeout, log, board())
         one, two = slices[1][0], slices[2][0]
         per_pe = {k: getattr(two, k) - getattr(one, k) for k in KEYS}
         shared = {k: getattr(one, k) - per_pe[k] for k in KEYS}
@@ -294,7 +298,10 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
     }
     name = name or f"vgg_{design}_{geom.height}x{geom.width}x{geom.channels}_{geom.out}_pe{pe}_simd{simd}"
     text = verilog.convert(engine, name="top")
-    key = hashlib.sha256(json.dumps({"verilog": text, "seed": seed, "test": _TEST_VERSION,
+    # keyed by the Verilog without Amaranth's src attributes (file:line of every signal):
+    # an edit elsewhere in a source file does not change the hardware
+    bare = re.sub(r'\(\* src = "[^"]*" \*\) ?', "", text)
+    key = hashlib.sha256(json.dumps({"verilog": bare, "seed": seed, "test": _TEST_VERSION,
                                      **{k: v for k, v in params.items() if k != "weights"}},
                                     sort_keys=True).encode()
                          + np.ascontiguousarray(params["weights"]).tobytes()).hexdigest()
@@ -306,7 +313,7 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
         os.environ["MAKEFLAGS"] = f"{saved or ''} {makeflags}".strip()
     start = time.monotonic()
     try:
-        result = run_cocotb(text, toplevel="top", name=name, test_module="bench.cocotb_vgg_layer",
+        result = run_cocotb(bare, toplevel="top", name=name, test_module="bench.cocotb_vgg_layer",
                             parameters=params, seeds=[seed], timeout_s=timeout_s)
     finally:
         if saved is None:

@@ -34,7 +34,7 @@ def fake_figures(stage):
 def tiny_result():
     calls = []
 
-    def fake_synth(stage, family, timeout, log):
+    def fake_synth(stage, family, timeout, log, platform=None):
         calls.append((stage.layer.weights.kind, stage.layer.out_channels, stage.pe))
         return SimpleNamespace(cached=True, **fake_figures(stage)), 0.0
 
