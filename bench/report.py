@@ -77,6 +77,38 @@ ANCHOR_ROWS = [
 ]
 
 
+def _stage_sum_only(row) -> bool:
+    """A row from before whole-design synthesis: its LUT/FF/BRAM18/DSP are the stages'
+    engines synthesised alone."""
+    return "sum of the stages" in (row.get("synth_note") or "")
+
+
+def _why_not_measured(row) -> list[str]:
+    """Why a network row lacks measured cycles or whole-design resources, and the command
+    that measures them."""
+    again = f"python -m bench.networks --networks {row['network']} --boards {row['board']}"
+    note, reasons = row.get("synth_note") or "", []
+    if row.get("cycles_measured") is None:
+        why = row.get("cycles_measured_note") or "row from an earlier run"
+        if "simulator budget" in why:
+            why = (f"row from before the generated top was simulated in Verilator "
+                   f"({why.removeprefix('not measured: ')})")
+        reasons.append(f"cycles not measured on the generated top: {why}; measure with `{again}`")
+    if row.get("lut") is None:
+        if note.startswith("synthesis not finished"):
+            why = ("the whole-design Yosys run did not finish within its time limit "
+                   f"(`--synth-timeout`, 2 cores); measure with `{again} --synth-timeout 7200`")
+        elif "--no-synth" in (row.get("command") or ""):
+            why = f"the row was run with `--no-synth`; measure with `{again}`"
+        else:
+            why = f"{note or 'Yosys not run'}; measure with `{again}`"
+        reasons.append(f"whole-design resources not measured: {why}")
+    elif _stage_sum_only(row):
+        reasons.append(f"LUT/FF/BRAM18/DSP are the stages' engines synthesised alone (row from "
+                       f"before whole-design synthesis); whole design with `{again}`")
+    return reasons
+
+
 def _networks(lines, data):
     lines += ["## Networks on boards", ""]
     if not data:
@@ -108,7 +140,8 @@ def _networks(lines, data):
                       _n(r.get("cycles_model", r.get("cycles_per_frame"))),
                       _n(meas) if meas is not None else NOT_MEASURED,
                       _n(r.get("fps"), ",.0f"), _n(r.get("logic_levels")),
-                      _n(r.get("lut")), _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")),
+                      _n(r.get("lut")) + (" (stage sum)" if _stage_sum_only(r) else ""),
+                      _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("dsp")),
                       _n(sum(stage_lut.values())) if stage_lut and None not in stage_lut.values()
                       else NOT_MEASURED,
                       _n(r.get("fits")), _n(r.get("toolflow_s"), ",.1f"),
@@ -132,13 +165,7 @@ def _networks(lines, data):
         if target and r.get("cycles_per_frame", 0) > target:
             notes.append(f"target not reached: the fastest legal folding gives "
                          f"{r['cycles_per_frame']:,} cycles")
-        if r.get("cycles_measured") is None:
-            notes.append(r.get("cycles_measured_note") or
-                         f"cycles not measured on the generated top yet (row from an earlier "
-                         f"run): `python -m bench.networks --networks {r['network']} "
-                         f"--boards {r['board']}`")
-        if r.get("lut") is None and r.get("synth_note"):
-            notes.append(r["synth_note"])
+        notes += _why_not_measured(r)
         lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
     lines.append("")
     for note in data.get("notes") or []:

@@ -45,7 +45,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -281,7 +280,7 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
     the wall-clock time. ``gap``/``stall`` > 0 randomise the source and sink. A passing
     run's report is cached under ``build/vgg_layer_sim/`` by the Verilog, the stimulus
     parameters and the seed (``"cached": true`` when reused)."""
-    from sim.harness import run_cocotb
+    from sim.harness import run_cocotb, strip_src
 
     stage = stage_for(design, geom, pe, simd, ram_style=ram_style)
     engine = build_engine(stage)
@@ -300,7 +299,7 @@ def simulate(design: str, geom: Geometry, pe: int, simd: int, ram_style: str, *,
     text = verilog.convert(engine, name="top")
     # keyed by the Verilog without Amaranth's src attributes (file:line of every signal):
     # an edit elsewhere in a source file does not change the hardware
-    bare = re.sub(r'\(\* src = "[^"]*" \*\) ?', "", text)
+    bare = strip_src(text)
     key = hashlib.sha256(json.dumps({"verilog": bare, "seed": seed, "test": _TEST_VERSION,
                                      **{k: v for k, v in params.items() if k != "weights"}},
                                     sort_keys=True).encode()

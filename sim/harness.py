@@ -104,7 +104,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_cocotb", "SimResult", "params", "seed", "report", "save_arrays",
-           "load_arrays", "repo_root", "sim_cache_dir"]
+           "load_arrays", "repo_root", "sim_cache_dir", "strip_src"]
 
 #: bump when the build recipe changes, so that old cache entries are not reused
 _BUILD_RECIPE = 2
@@ -116,6 +116,12 @@ _ENV_REPORT = "QNN_REPORT"     # JSON file the cocotb side writes report() value
 _ENV_WAVES = "QNN_WAVES"       # 1: keep a waveform of every run
 _ARRAY_TAG = "__qnn_npz_array__"
 _SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?')
+
+
+def strip_src(verilog_text: str) -> str:
+    """Verilog without Amaranth's ``(* src = "file:line" *)`` attributes: a cache key that
+    does not change with line numbers of unrelated edits."""
+    return _SRC_ATTR.sub("", verilog_text)
 
 
 def repo_root() -> Path:
@@ -266,7 +272,7 @@ def _verilog_of(dut, toplevel: str | None) -> tuple[str, str]:
         top = toplevel or "top"
         # Amaranth's (* src = "file:line" *) attributes would tie the build key to line
         # numbers of unrelated edits; they carry nothing the simulation needs.
-        return _SRC_ATTR.sub("", verilog.convert(dut, name=top)), top
+        return strip_src(verilog.convert(dut, name=top)), top
     if toplevel is None:
         modules = re.findall(r"^\s*module\s+([A-Za-z_][A-Za-z0-9_$]*)", text, re.M)
         if not modules:
