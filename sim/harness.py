@@ -103,6 +103,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hdl.flow.toolchain import strip_src
+
 __all__ = ["run_cocotb", "SimResult", "params", "seed", "report", "save_arrays",
            "load_arrays", "repo_root", "sim_cache_dir", "strip_src"]
 
@@ -115,15 +117,6 @@ _ENV_SEED = "QNN_SEED"         # seed of the run; set by the user to replay a se
 _ENV_REPORT = "QNN_REPORT"     # JSON file the cocotb side writes report() values to
 _ENV_WAVES = "QNN_WAVES"       # 1: keep a waveform of every run
 _ARRAY_TAG = "__qnn_npz_array__"
-_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?')
-
-
-def strip_src(verilog_text: str) -> str:
-    """Verilog without Amaranth's ``(* src = "file:line" *)`` attributes: a cache key that
-    does not change with line numbers of unrelated edits."""
-    return _SRC_ATTR.sub("", verilog_text)
-
-
 def repo_root() -> Path:
     """The checkout this package lives in (``build/`` goes below it)."""
     return Path(__file__).resolve().parents[1]

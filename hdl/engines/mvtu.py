@@ -42,7 +42,7 @@ Datapaths (``mode``), chosen from the weight kind and the activation width:
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,7 +52,7 @@ from hdl.engines import shiftadd
 from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_int, check_thresholds
 from hdl.engines.core import (KINDS, MAX_IN_BITS, AccumulatorDomain, WeightCodes, act_bounds,
                               check_weights, row_bounds)
-from hdl.engines.popcount import PRIMITIVES, Popcount
+from hdl.engines.popcount import PRIMITIVES, Popcount, tree_stages
 from hdl.engines.described import Described
 from hdl.engines.threshold import OutputStage, OutputStageSpec, range_shape
 
@@ -65,6 +65,12 @@ MODES = ("xnor", "binary", "int", "pot")
 #: tree in LUTs, so a register after every 3 levels (8 operands) keeps each stage within
 #: the 6-level budget (``tests/hdl/engines/test_logic_levels.py``).
 TREE_LEVELS = 3
+#: LUT levels allowed between two datapath registers (the shift-add heap's budget).
+MAX_LEVELS = shiftadd.MAX_LEVELS
+#: Deepest weight ROM taken to be read from block RAM without a multiplexer after its
+#: output register (a BRAM36 as 512 x 72); deeper ROMs are cascaded in depth, and the
+#: LUTs that select among the banks count against the popcount's level budget.
+BRAM_DEPTH = 512
 #: Binary weights x k-bit codes: up to this SIMD the masked codes are added directly;
 #: above it, bit-plane popcounts (about ``k`` LUTs per lane) are cheaper.
 BINARY_ADD_MAX_SIMD = 8
@@ -261,12 +267,40 @@ class MVTUSpec:
         :data:`hdl.engines.shiftadd.MAX_LEVELS` and after the sum.
         """
         if self.mode == "xnor":
-            return 1
+            return 1 + self.popcount_stages
         if self.mode == "binary":
-            return 2
+            return 2 + self.popcount_stages
         if self.mode == "pot":
             return shiftadd.plan(self.simd, self.in_bits, self.window)[0]
         return 1 + max(1, -(-ceil_log2(self.tree_terms) // TREE_LEVELS))
+
+    @property
+    def weight_read_levels(self) -> int:
+        """LUT levels a weight word may pass after its read register: the multiplexer
+        (four banks per level) after block RAMs cascaded in depth, :data:`BRAM_DEPTH`
+        words each; none for distributed ROMs and streamed weights."""
+        if self.weight_source == "stream" or self.ram_style == "distributed":
+            return 0
+        banks, levels = -(-self.weight_memory[2] // BRAM_DEPTH), 0
+        while banks > 1:
+            banks, levels = -(-banks // 4), levels + 1
+        return levels
+
+    @property
+    def popcount_stages(self) -> int:
+        """Registers inside the popcounts of the ``xnor`` and ``binary`` modes, so that a
+        path from the weight read register stays within :data:`MAX_LEVELS` LUT levels."""
+        if self.mode == "xnor":
+            return tree_stages(self.simd, pair=True, max_levels=self.popcount_levels)
+        if self.mode == "binary" and self.simd > BINARY_ADD_MAX_SIMD:   # masked and plain
+            return max(tree_stages(self.simd, pair=pair, max_levels=self.popcount_levels)
+                       for pair in (True, False))
+        return 0
+
+    @property
+    def popcount_levels(self) -> int:
+        """LUT levels left to the popcount tree after the weight read."""
+        return max(3, MAX_LEVELS - self.weight_read_levels)
 
     @property
     def latency(self) -> int:
@@ -297,10 +331,13 @@ class MVTU(Described):
     Latency: ``latency`` cycles from the transfer of the step that completes a fold (the
     last input beat when ``outputs == pe``) to the valid output beat of that fold:
     input and weight-address register, input and weight-word registers,
-    ``datapath_stages`` datapath registers (1 for ``xnor``, 2 for ``binary``, for
+    ``datapath_stages`` datapath registers (1 for ``xnor``, 2 for ``binary``, each plus
+    the registers a wide popcount needs (``popcount_stages``), for
     ``int`` 1 + one per started ``TREE_LEVELS`` levels of the adder tree, for ``pot``
     the bit heap's :func:`hdl.engines.shiftadd.plan`), accumulator register, and the two
-    registers of the output stage: 6 cycles for ``xnor``, 7 for ``binary``, for ``int``
+    registers of the output stage: 6 cycles for ``xnor``, 7 for ``binary`` (one more per
+    popcount register, e.g. from SIMD 256, or 128 read from 2 or more cascaded block
+    RAMs), for ``int``
     7 up to SIMD 8 and 8 up to SIMD 64, for ``pot`` 6 with 4-bit activations and a
     7-exponent window up to SIMD 16 and 7 from SIMD 32 to 256.
 
@@ -400,18 +437,28 @@ class MVTU(Described):
                 terms = [self._reg(m, t, f"{name}_l{level}_{k}") for k, t in enumerate(terms)]
         return self._reg(m, terms[0], f"{name}_sum")
 
+    def _popcount(self, m: Module, name: str, **kwargs) -> tuple[Popcount, Value]:
+        """A popcount of ``simd`` lanes whose registers load on ``advance``, and its count
+        after ``popcount_stages`` registers (a tree with fewer is padded)."""
+        pc = Popcount(self.simd, registered=False, primitives=self.primitives,
+                      max_levels=self.popcount_levels, **kwargs)
+        m.submodules[name] = pc
+        m.d.comb += pc.en.eq(self._advance)
+        out = pc.o
+        for k in range(self.popcount_stages - pc.stages):
+            out = self._reg(m, out, f"{name}_pad{k}")
+        return pc, out
+
     def _bitplane_counts(self, m: Module, mask, x, name: str) -> list:
         """Registered popcounts of the activation bit planes (under ``mask`` if given)."""
         counts = []
         for k in range(self.in_bits):
             plane = Cat(x[j][k] for j in range(self.simd))
-            pc = Popcount(self.simd, mask=mask is not None, registered=False,
-                          primitives=self.primitives)
-            m.submodules[f"{name}_plane{k}"] = pc
+            pc, out = self._popcount(m, f"{name}_plane{k}", mask=mask is not None)
             m.d.comb += pc.a.eq(plane)
             if mask is not None:
                 m.d.comb += pc.b.eq(mask)
-            counts.append(self._reg(m, pc.o, f"{name}_count{k}"))
+            counts.append(self._reg(m, out, f"{name}_count{k}"))
         return counts
 
     def _partial(self, m: Module, p: int, w_word, x, shared: dict):
@@ -421,10 +468,9 @@ class MVTU(Described):
         lanes = [w_word[j * wb:(j + 1) * wb] for j in range(self.simd)]
         if self.mode == "xnor":
             # x is simd bits (1-bit lanes); a match (XNOR = 1) counts one.
-            pc = Popcount(self.simd, xnor=True, registered=False, primitives=self.primitives)
-            m.submodules[f"popcount{p}"] = pc
+            pc, out = self._popcount(m, f"popcount{p}", xnor=True)
             m.d.comb += [pc.a.eq(Cat(lanes[j][0] for j in range(self.simd))), pc.b.eq(x.as_value())]
-            return self._reg(m, pc.o, f"popcount{p}_q")
+            return self._reg(m, out, f"popcount{p}_q")
         if self.mode == "binary" and self.simd <= BINARY_ADD_MAX_SIMD:
             # Few lanes: the bit-plane counts' weighting would cost more than adding the
             # codes. Stage 1 registers sum(b * x) and sum(x), stage 2 the combination.

@@ -43,6 +43,7 @@ budget is checked by ``tests/hdl/engines/test_logic_levels.py``.
 from __future__ import annotations
 
 import abc
+import functools
 
 from amaranth.hdl import Const, Instance, Module, Signal, Value, Cat
 from amaranth.lib import wiring
@@ -52,6 +53,7 @@ from amaranth.utils import ceil_log2
 from hdl.engines.described import Described
 
 __all__ = ["Popcount", "PopcountSpec", "popcount_tree", "xnor_popcount_tree", "pair_popcount_tree", "lut_init",
+           "compress_columns", "tree_stages", "leaf_levels",
            "PRIMITIVES", "FAMILIES", "OPS"]
 
 PRIMITIVES = ("auto", "generic", "xilinx")
@@ -365,15 +367,35 @@ def _counter_stage(builder: _Builder, columns, target: int):
     return nxt
 
 
-def _compress(builder: _Builder, columns: list[list[Value]], max_value: int) -> Value:
-    """Reduce weighted bit columns (index = weight exponent) to their sum (<= ``max_value``)."""
-    width = max(1, ceil_log2(max_value + 1))
+def compress_columns(builder: _Builder, columns, *, levels: int = 0, max_levels: int | None = None,
+                     register=None):
+    """Counter stages until every column holds at most three bits.
+
+    ``levels``: LUT levels the bits already went through since the last register. With
+    ``max_levels``, ``register(columns)`` (which returns the registered columns) is
+    called whenever the next stage would exceed it. Returns ``(columns, levels)``.
+    """
     # Wallace-style: every stage reduces as far as it can (fewest stages, i.e. fewest
     # logic levels; a Dadda-style schedule measured no fewer LUTs here).
     while any(len(c) > 3 for c in columns):
+        if max_levels is not None and levels + 1 > max_levels:
+            columns, levels = register(columns), 0
         columns = _counter_stage(builder, columns, 3)
+        levels += 1
+    return columns, levels
+
+
+def _compress(builder: _Builder, columns: list[list[Value]], max_value: int, *, levels: int = 0,
+              max_levels: int | None = None, register=None) -> Value:
+    """Reduce weighted bit columns (index = weight exponent) to their sum (<= ``max_value``),
+    registering as :func:`compress_columns` does (and before the final adder)."""
+    width = max(1, ceil_log2(max_value + 1))
+    columns, levels = compress_columns(builder, columns, levels=levels, max_levels=max_levels,
+                                       register=register)
     if len(columns) == 1 and len(columns[0]) == 1:
         return columns[0][0]
+    if max_levels is not None and levels + 1 > max_levels:
+        columns = register(columns)
     return builder.adder(columns, width)
 
 
@@ -405,26 +427,35 @@ def _make_builder(m, primitives, family, prefix, op="xnor"):
 
 
 def popcount_tree(m: Module, bits, *, primitives: str = "generic", family: str = "ultrascale",
-                  prefix: str = "pc_") -> Value:
+                  prefix: str = "pc_", max_levels: int | None = None, register=None) -> Value:
     """Number of ones of ``bits`` (a Value or a list of 1-bit Values), built into ``m``.
 
-    Combinational; returns a Value of ``ceil_log2(n + 1)`` bits.
+    Combinational, unless ``max_levels`` is given: then ``register(columns)`` registers the
+    columns wherever the next LUT level would exceed it (see :func:`compress_columns`).
+    Returns a Value of ``ceil_log2(n + 1)`` bits.
     """
     bits = [bits[i] for i in range(len(bits))] if isinstance(bits, Value) else list(bits)
     if not bits:
         return Const(0, 1)
     builder = _make_builder(m, primitives, family, prefix)
-    return _compress(builder, [bits], len(bits))
+    return _compress(builder, [bits], len(bits), max_levels=max_levels, register=register)
+
+
+def leaf_levels(lanes: int, thread: int = THREAD) -> int:
+    """LUT levels of the leaves of a two-operand tree: the longest thread's chain."""
+    return min(thread, -(-lanes // 2))
 
 
 def pair_popcount_tree(m: Module, a: Value, b: Value, *, op: str = "xnor",
                        primitives: str = "generic", family: str = "ultrascale",
-                       prefix: str = "pc_") -> Value:
-    """Number of lanes ``i`` with ``op(a[i], b[i]) = 1``, built into ``m`` (combinational).
+                       prefix: str = "pc_", max_levels: int | None = None,
+                       register=None) -> Value:
+    """Number of lanes ``i`` with ``op(a[i], b[i]) = 1``, built into ``m``.
 
     ``op`` is ``"xnor"`` (lanes that agree) or ``"and"`` (ones of ``a`` under the mask
-    ``b``); it is folded into the first level of the tree at no extra LUT. Returns
-    ``ceil_log2(n + 1)`` bits.
+    ``b``); it is folded into the first level of the tree at no extra LUT. Combinational
+    unless ``max_levels`` is given (as :func:`popcount_tree`). Returns ``ceil_log2(n + 1)``
+    bits.
     """
     if op not in OPS:
         raise ValueError(f"op must be one of {', '.join(OPS)}, not {op!r}")
@@ -434,7 +465,8 @@ def pair_popcount_tree(m: Module, a: Value, b: Value, *, op: str = "xnor",
         return Const(0, 1)
     builder = _make_builder(m, primitives, family, prefix, op)
     pairs = [(a[i], b[i]) for i in range(len(a))]
-    return _compress(builder, _leaves(builder, pairs), len(a))
+    return _compress(builder, _leaves(builder, pairs), len(a), levels=leaf_levels(len(a)),
+                     max_levels=max_levels, register=register)
 
 
 def xnor_popcount_tree(m: Module, a: Value, b: Value, **kwargs) -> Value:
@@ -459,7 +491,8 @@ class PopcountSpec:
     ports and latency."""
 
     def __init__(self, width: int, *, xnor: bool = False, mask: bool = False,
-                 registered: bool = True, primitives: str = "auto", family: str | None = None):
+                 registered: bool = True, primitives: str = "auto", family: str | None = None,
+                 max_levels: int | None = None):
         if not isinstance(width, int) or isinstance(width, bool):
             raise TypeError(f"Popcount width must be an int, not {width!r}")
         if width < 1:
@@ -476,19 +509,35 @@ class PopcountSpec:
             raise ValueError(f"primitives must be one of {', '.join(PRIMITIVES)}, not {primitives!r}")
         if family is not None and family not in FAMILIES:
             raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
+        if max_levels is not None:
+            if not isinstance(max_levels, int) or isinstance(max_levels, bool):
+                raise TypeError(f"max_levels must be an int or None, not {max_levels!r}")
+            if max_levels < 3:
+                raise ValueError(f"max_levels must be at least 3 (leaves and one counter stage), "
+                                 f"not {max_levels}")
         self.width, self.xnor, self.mask = width, xnor, mask
         self.registered, self.primitives, self.family = registered, primitives, family
+        self.max_levels = max_levels
+
+    @property
+    def stages(self) -> int:
+        """Registers inside the tree (0 without ``max_levels``)."""
+        if self.max_levels is None:
+            return 0
+        return tree_stages(self.width, pair=self.xnor or self.mask, max_levels=self.max_levels)
 
     @property
     def latency(self) -> int:
-        """Cycles from ``a``/``b`` to ``o``: 1 if ``registered`` else 0."""
-        return 1 if self.registered else 0
+        """Cycles from ``a``/``b`` to ``o``: the tree's ``stages``, plus 1 if ``registered``."""
+        return self.stages + (1 if self.registered else 0)
 
     @property
     def signature(self) -> wiring.Signature:
         members = {"a": In(self.width)}
         if self.xnor or self.mask:
             members["b"] = In(self.width)
+        if self.max_levels is not None:
+            members["en"] = In(1, init=1)
         members["o"] = Out(range(self.width + 1))
         return wiring.Signature(members)
 
@@ -511,6 +560,9 @@ class Popcount(Described):
         Count ones of ``a & b`` (``b`` masks ``a``); the AND costs no LUT. Not with ``xnor``.
     registered : bool
         Register the output (latency 1) or not (latency 0, combinational).
+    max_levels : int or None
+        Register the tree's columns wherever a path would exceed this many LUT levels
+        (counted from ``a``/``b``); the registers load on ``en``. ``None``: no registers.
     primitives : "auto" | "generic" | "xilinx"
         ``"xilinx"`` instantiates LUT/CARRY primitives (needs a Xilinx flow; simulate with
         Yosys's ``cells_sim.v``); ``"generic"`` writes the same tree as plain logic;
@@ -523,8 +575,9 @@ class Popcount(Described):
     Attributes
     ----------
     latency : int
-        Cycles from ``a``/``b`` to ``o``: 1 if ``registered`` else 0. The register has no
-        enable; a consumer delays its valid by ``latency`` cycles to match.
+        Cycles from ``a``/``b`` to ``o``: ``stages`` (the tree's registers) plus 1 if
+        ``registered``. The output register has no enable; a consumer delays its valid by
+        ``latency`` cycles to match.
 
     Throughput: one vector per cycle. Cost: ``python -m bench.popcount``.
     """
@@ -537,13 +590,48 @@ class Popcount(Described):
     def elaborate(self, platform):
         m = Module()
         primitives, family = self._choose(platform)
-        if self.xnor or self.mask:
-            count = pair_popcount_tree(m, self.a, self.b, op="xnor" if self.xnor else "and",
-                                       primitives=primitives, family=family)
-        else:
-            count = popcount_tree(m, self.a, primitives=primitives, family=family)
+        count, _ = _build_tree(m, self.width, self.a, self.b if (self.xnor or self.mask) else None,
+                            op="xnor" if self.xnor else "and", primitives=primitives,
+                            family=family, max_levels=self.max_levels,
+                            en=self.en if self.max_levels is not None else None)
         if self.registered:
             m.d.sync += self.o.eq(count)
         else:
             m.d.comb += self.o.eq(count)
         return m
+
+
+def _build_tree(m, width, a, b, *, op, primitives, family, max_levels=None, en=None):
+    """The tree into ``m`` (of ``a``, or of ``op(a, b)``); its registers load on ``en``.
+    Returns ``(count, registers built)``."""
+    stages = [0]
+
+    def register(columns):
+        k, stages[0] = stages[0], stages[0] + 1
+        regs = []
+        for c, col in enumerate(columns):
+            regs.append([])
+            for i, bit in enumerate(col):
+                r = Signal(name=f"pc_r{k}_c{c}_{i}")
+                with m.If(en):
+                    m.d.sync += r.eq(bit)
+                regs[-1].append(r)
+        return regs
+
+    if b is None:
+        count = popcount_tree(m, a, primitives=primitives, family=family,
+                              max_levels=max_levels, register=register)
+    else:
+        count = pair_popcount_tree(m, a, b, op=op, primitives=primitives, family=family,
+                                   max_levels=max_levels, register=register)
+    return count, stages[0]
+
+
+@functools.lru_cache(maxsize=256)
+def tree_stages(width: int, *, pair: bool, max_levels: int) -> int:
+    """Registers a tree of ``width`` lanes needs to keep every path within ``max_levels``
+    LUT levels (read off the generic build: the structure is the same)."""
+    m = Module()
+    a, b = Signal(width), Signal(width) if pair else None
+    return _build_tree(m, width, a, b, op="xnor", primitives="generic", family="ultrascale",
+                       max_levels=max_levels, en=Const(1))[1]

@@ -61,7 +61,7 @@ from amaranth.utils import ceil_log2
 
 from hdl.engines._checks import check_int
 from hdl.engines.described import Described
-from hdl.engines.popcount import (FAMILIES, PRIMITIVES, _counter_stage, choose_primitives,
+from hdl.engines.popcount import (FAMILIES, PRIMITIVES, choose_primitives, compress_columns,
                                   _GenericBuilder, _XilinxBuilder)
 
 __all__ = ["ShiftAdd", "ShiftAddSpec", "plan", "lane_codes", "heap_offset", "heap_max", "code_fields", "MAX_LEVELS"]
@@ -451,27 +451,21 @@ class ShiftAdd(Described):
         while columns and not columns[-1]:
             columns.pop()
 
-        def register_columns(cols, level):
+        def register_columns(cols):
+            level = n_regs[0]
             n_regs[0] += 1
             return [[reg(bit, f"sa_r{level}_c{c}_{i}") for i, bit in enumerate(col)]
                     for c, col in enumerate(cols)]
 
-        levels = depth
-        stage = 0
-        while any(len(c) > 3 for c in columns):
-            if levels + 1 > MAX_LEVELS:
-                columns = register_columns(columns, stage)
-                stage, levels = stage + 1, 0
-            columns = _counter_stage(b, columns, 3)
-            levels += 1
+        columns, levels = compress_columns(b, columns, levels=depth, max_levels=MAX_LEVELS,
+                                           register=register_columns)
         if not columns:
             total = Const(0, self.sum_bits)
         elif len(columns) == 1 and len(columns[0]) == 1:
             total = columns[0][0]
         else:
             if levels + 1 > MAX_LEVELS:
-                columns = register_columns(columns, stage)
-                stage = stage + 1
+                columns = register_columns(columns)
             if all(len(c) <= 1 for c in columns):   # nothing to add: the bits are the sum
                 total = Cat(*(c[0] if c else Const(0, 1) for c in columns))
             else:

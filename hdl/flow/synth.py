@@ -364,7 +364,8 @@ def _bit_names(module) -> dict:
 
 
 def _cache_key(verilog: str, top: str, family: str, options: dict) -> str:
-    blob = json.dumps({"verilog": verilog, "top": top, "family": family, "options": options,
+    # Keyed on the logic: Amaranth's src attributes change with unrelated line edits.
+    blob = json.dumps({"verilog": toolchain.strip_src(verilog), "top": top, "family": family, "options": options,
                        "yosys": yosys_version(), "rules": RULES_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 

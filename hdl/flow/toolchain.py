@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ToolNotFound", "cache_dir", "verilator_env", "verilator_root", "yosys_command", "run_yosys",
+__all__ = ["ToolNotFound", "strip_src", "cache_dir", "verilator_env", "verilator_root", "yosys_command", "run_yosys",
            "iverilog_available", "vivado_path", "simulator"]
+
+_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?')
+
+
+def strip_src(verilog_text: str) -> str:
+    """Verilog without Amaranth's ``(* src = "file:line" *)`` attributes: a cache key that
+    does not change with line numbers of unrelated edits."""
+    return _SRC_ATTR.sub("", verilog_text)
 
 
 def cache_dir(kind: str, env: str | None = None) -> Path:

@@ -53,6 +53,21 @@ def test_logic_levels(tmp_path, kind, wbits, in_bits, simd, pe, tbits, mode):
     assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
 
 
+def test_logic_levels_deep_rom(tmp_path):
+    """A 128-lane XNOR popcount behind block RAMs cascaded in depth (2,304 words): the
+    bank multiplexer's LUT levels are taken from the tree, which registers inside."""
+    rng = np.random.default_rng(0)
+    weights = random_weights(rng, 64, 4608, "binary", None).matrix()
+    span = np.abs(weights).sum(axis=1)
+    dut = MVTU(weights, kind="binary", in_bits=1, pe=1, simd=128,
+               thresholds=random_thresholds(rng, -span // 2, span // 2, 1))
+    assert dut.weight_read_levels == 2 and dut.popcount_stages == 1
+    text = verilog.convert(dut, name="top", platform=boards.get("zcu102")())
+    result = synthesize(text, "top", "xcup", cache_dir=tmp_path, use_cache=False)
+    assert result.bram18 > 0
+    assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
+
+
 def test_logic_levels_tiles(tmp_path):
     """The tile-skipping MVTU (step ROM, two-bank input buffer, 4:1 slice multiplexer)
     adds no path deeper than the datapath's."""

@@ -104,6 +104,9 @@ CASES = [
     ("pot", 4, 2, 4, 48, 2, 24, None, True),
     ("binary", None, 4, 4, 128, 2, 64, 3, False),
     ("binary", None, 1, 4, 128, 2, 64, None, True),
+    # 256-lane popcounts: a register inside the tree
+    ("binary", None, 1, 4, 512, 2, 256, 1, False),
+    ("binary", None, 2, 2, 512, 1, 256, 2, True),
 ]
 
 
@@ -289,6 +292,7 @@ def test_extreme_thresholds(kind, in_bits):
     ("int", 4, 4, 32, None, 3),           # adder tree of 5 levels: one register inside
     ("pot", 4, 2, 16, 2, 1),              # shift-add bit heap: shifter, counters, adder
     ("pot", 4, 2, 64, None, 2),           # taller columns: one register inside the heap
+    ("binary", None, 1, 256, 1, 2),       # 256-lane popcount: one register inside
 ])
 def test_latency(kind, wbits, in_bits, simd, tbits, stages):
     """Measured cycles from the last input beat of a vector (``outputs == pe``) to the
@@ -325,3 +329,19 @@ def test_latency(kind, wbits, in_bits, simd, tbits, stages):
     sim.add_testbench(bench)
     sim.run()
     assert measured == [dut.latency], (measured, dut.latency)
+
+
+@pytest.mark.parametrize("outputs, ram_style, weight_source, read_levels, stages", [
+    (8, "auto", "rom", 0, 0),                 # 64 words: one block RAM deep
+    (72, "auto", "rom", 2, 1),                # 2,304 words: 5 banks, 2 levels of multiplexer
+    (72, "distributed", "rom", 0, 0),         # LUT ROM: registered after the read
+    (72, "auto", "stream", 0, 0),             # weight beats arrive registered
+])
+def test_weight_read_levels(outputs, ram_style, weight_source, read_levels, stages):
+    """The multiplexer after block RAMs cascaded in depth takes LUT levels from the
+    popcount, which registers inside its tree to stay within the budget."""
+    rng = np.random.default_rng(3)
+    spec = MVTUSpec(random_matrix(rng, outputs, 1024, "binary", None), kind="binary", in_bits=1,
+                    pe=1, simd=32, ram_style=ram_style, weight_source=weight_source)
+    assert spec.weight_read_levels == read_levels
+    assert spec.popcount_stages == stages and spec.datapath_stages == 1 + stages

@@ -373,3 +373,14 @@ def test_lock_is_shared_with_other_processes(tiny, monkeypatch, tmp_path):
     out = synth.synthesize(TINY, "tiny", "xc7", cache_dir=tmp_path)
     assert holder.wait(10) == 0
     assert out.cached and out.to_json() == real.to_json() and time.monotonic() - started > 0.5
+
+
+def test_cache_key_ignores_src_attributes():
+    """An edit that only moves source lines keeps the synthesis cache entries valid."""
+    from hdl.flow.synth import _cache_key
+    text = '(* src = "hdl/a.py:10" *)\nmodule top(input a, output y);\n  assign y = a;\nendmodule\n'
+    moved = text.replace("a.py:10", "a.py:42")
+    other = text.replace("assign y = a", "assign y = ~a")
+    key = _cache_key(text, "top", "xc7", {})
+    assert _cache_key(moved, "top", "xc7", {}) == key
+    assert _cache_key(other, "top", "xc7", {}) != key
