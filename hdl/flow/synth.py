@@ -559,10 +559,11 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
                 toolchain.run_yosys("; ".join(steps + [synth] + tail), cwd=tmp, timeout=timeout)
                 mapper = "abc9 -nolutram"
         except RuntimeError as exc:
-            if "ABC9" not in str(exc):
+            if "ABC9" not in str(exc) and "yosys.wasm!abc::" not in str(exc):
                 raise
-            # yowasp's ABC9 dies on some designs (seen: a LUT-RAM line buffer); map the
-            # LUTs with classic ABC instead, the rest of synth_xilinx unchanged.
+            # yowasp's ABC9 dies on some designs (seen: a LUT-RAM line buffer; a trap inside
+            # ABC on the digits-pot4 top for xcup); map the LUTs with classic ABC instead,
+            # the rest of synth_xilinx unchanged.
             fallback = [f"{synth} -run :map_luts", *ABC_FALLBACK,
                         f"{synth} -run finalize:check"]
             toolchain.run_yosys("; ".join(steps + fallback + tail), cwd=tmp, timeout=timeout)

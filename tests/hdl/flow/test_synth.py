@@ -177,15 +177,20 @@ def test_modules_in_one_run(tmp_path, monkeypatch):
         synth.synthesize_modules(TINY, "tiny", "xc7", keep=["a b"])
 
 
-def test_abc_fallback_when_abc9_fails(tmp_path, monkeypatch):
-    """yowasp's ABC9 dies on some designs: the LUTs are then mapped with classic ABC."""
+@pytest.mark.parametrize("failure", [
+    "2.49.14.5. Executing ABC9.",
+    "   10: 0x13f5e88 - yosys.wasm!abc::Cmd_CommandExecute(abc::Abc_Frame_t_*, char const*)",
+])
+def test_abc_fallback_when_abc9_fails(tmp_path, monkeypatch, failure):
+    """yowasp's ABC9 dies on some designs (an error, or a trap inside ABC): the LUTs are
+    then mapped with classic ABC."""
     real = toolchain.run_yosys
     scripts = []
 
     def flaky(script, **kwargs):
         scripts.append(script)
         if len(scripts) == 1:
-            raise RuntimeError("Yosys failed (exit 1):\n2.49.14.5. Executing ABC9.")
+            raise RuntimeError(f"Yosys failed (exit 1):\n{failure}")
         return real(script, **kwargs)
 
     monkeypatch.setattr(toolchain, "run_yosys", flaky)
