@@ -573,18 +573,18 @@ class SparseCSC(Described):
         streamed = s.weight_source == "stream"
         w_ok = self.w.valid if streamed else Const(1, 1)
         running = Signal()
-        k_cnt = Signal(range(cyc))
         rbank, cbank = Signal(), Signal(range(nb))
+        # idx: the word a cycle issues, a register (0 between vectors), so that the entry
+        # ROM's address logic starts at a flip-flop.
         start, issue, idx, last_issue = Signal(), Signal(), Signal(range(cyc)), Signal()
         m.d.comb += [
             start.eq(~running & Mux(rbank, in_full[1], in_full[0])
                      & ~busy[cbank] & ~clearing & w_ok),
             issue.eq((running & w_ok) | start),
-            idx.eq(Mux(running, k_cnt, 0)),
             last_issue.eq(issue & (idx == cyc - 1)),
         ]
         with m.If(issue):
-            m.d.sync += [k_cnt.eq(idx + 1), running.eq(~last_issue)]
+            m.d.sync += [idx.eq(Mux(idx == cyc - 1, 0, idx + 1)), running.eq(~last_issue)]
         if streamed:
             m.d.comb += self.w.ready.eq(issue)
         for k in range(nb):
