@@ -521,13 +521,12 @@ class MVTU(Described):
         nf = Signal(range(nf_count))
         sf = Signal(range(sf_count))
         waddr = Signal(range(depth))
-        from_stream = Signal()
+        from_stream = Signal(init=1)         # nf == 0, as a register: i.ready is one LUT deep
         issue = Signal()
         # With streamed weights a step also needs its weight beat (taken on ``issue``).
         streamed = self.weight_source == "stream"
         w_ok = self.w.valid if streamed else Const(1, 1)
         m.d.comb += [
-            from_stream.eq(nf == 0),
             self.i.ready.eq(advance & from_stream & w_ok),
             issue.eq(advance & w_ok & (~from_stream | self.i.valid)),
         ]
@@ -537,7 +536,8 @@ class MVTU(Described):
             m.d.sync += waddr.eq(Mux(waddr == depth - 1, 0, waddr + 1))
             with m.If(sf == sf_count - 1):
                 m.d.sync += sf.eq(0)
-                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+                m.d.sync += [nf.eq(Mux(nf == nf_count - 1, 0, nf + 1)),
+                             from_stream.eq(nf == nf_count - 1)]
             with m.Else():
                 m.d.sync += sf.eq(sf + 1)
 

@@ -5,7 +5,7 @@ Both blocks are payload-agnostic about meaning: they move elements in order and 
 reorder, drop or invent any.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -313,7 +313,10 @@ class WidthConverter(Described):
             m.d.sync += full.eq(0)
 
     def _shift_buffer(self, m):
-        """Any ratio: a shift buffer with a fill count."""
+        """Any ratio: a shift buffer with a fill count. Every comparison and lane choice is
+        made from registers for both cases, an output beat leaving this cycle or not;
+        ``o.ready`` only picks between them at the end, so that a consumer's ready logic
+        does not run on into the buffer's arithmetic."""
         n_in, n_out, cap = self.in_lanes, self.out_lanes, self.capacity
         buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(cap)]
         count = Signal(range(cap + 1))
@@ -328,26 +331,43 @@ class WidthConverter(Described):
         else:
             beats = -(-self.frame // n_in)
             m.d.comb += n_beat.eq(Mux(last, self.frame - (beats - 1) * n_in, n_in))
-        # Elements left after this cycle's output transfer.
-        kept = Signal(range(cap + 1))
+        fits, fits_leaving = Signal(), Signal()      # the beat fits (an output beat leaves)
         m.d.comb += [
             self.o.valid.eq(count >= n_out),
+            fits.eq(count + n_beat <= cap),
+            fits_leaving.eq(count + n_beat <= cap + n_out),
             out_fire.eq(self.o.valid & self.o.ready),
-            kept.eq(count - Mux(out_fire, n_out, 0)),
-            self.i.ready.eq(kept + n_beat <= cap),
+            self.i.ready.eq(Mux(out_fire, fits_leaving, fits)),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
         for lane in range(n_out):
             m.d.comb += self.o.payload[lane].eq(buf[lane])
 
-        m.d.sync += count.eq(kept + Mux(in_fire, n_beat, 0))
+        with m.Switch(Cat(in_fire, out_fire)):
+            for fire_in in (0, 1):
+                for fire_out in (0, 1):
+                    with m.Case(fire_in | fire_out << 1):
+                        step = (n_beat if fire_in else 0) - (n_out if fire_out else 0)
+                        if fire_in or fire_out:
+                            m.d.sync += count.eq(count + step)
+
+        def incoming(pos: int, name: str):
+            """Whether slot ``pos`` (counted before any shift) takes a lane of this cycle's
+            input beat, and that lane: lane ``pos - count``, decoded from ``count``."""
+            hit = Signal(name=f"{name}_hit")
+            lane_value = Signal(self.element_shape, name=f"{name}_lane")
+            m.d.comb += hit.eq((count <= pos) & (count + n_beat > pos))
+            with m.Switch(count):
+                for lane in range(min(n_in, pos + 1)):
+                    with m.Case(pos - lane):
+                        m.d.comb += lane_value.eq(self.i.payload[lane])
+            return hit, lane_value
+
         for j in range(cap):
+            stay_hit, stay_lane = incoming(j, f"stay{j}")
+            move_hit, move_lane = incoming(j + n_out, f"move{j}")
             shifted = buf[j + n_out] if j + n_out < cap else buf[j]
-            with m.If(in_fire & (j >= kept) & (j < kept + n_beat)):
-                with m.Switch(j - kept):
-                    for lane in range(n_in):
-                        if lane <= j:
-                            with m.Case(lane):
-                                m.d.sync += buf[j].eq(self.i.payload[lane])
-            with m.Elif(out_fire):
-                m.d.sync += buf[j].eq(shifted)
+            with m.If(out_fire):
+                m.d.sync += buf[j].eq(Mux(in_fire & move_hit, move_lane, shifted))
+            with m.Elif(in_fire & stay_hit):
+                m.d.sync += buf[j].eq(stay_lane)

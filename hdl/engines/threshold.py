@@ -153,9 +153,10 @@ class OutputStage(Described):
 
     Spec = OutputStageSpec
 
-    def _fold_params(self, m: Module, fold: Signal, per_channel: np.ndarray, elem_shape: Shape,
-                     name: str):
-        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) for the current fold."""
+    def _fold_params(self, m: Module, take, per_channel: np.ndarray, elem_shape: Shape, name: str):
+        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) of the current fold,
+        from a register: the next fold's row is read ahead (at ``upcoming``) and loaded on
+        ``take``, so the comparators start at flip-flops, not at the row ROM's decoder."""
         n = per_channel.shape[1]
         layout = data.ArrayLayout(data.ArrayLayout(elem_shape, n), self.pe)
         rows = per_channel.reshape(self.folds, self.pe, n)
@@ -165,20 +166,22 @@ class OutputStage(Described):
             return layout(Const(words[0], layout.size))
         m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
         port = mem.read_port(domain="comb")
-        m.d.comb += port.addr.eq(fold)
-        return layout(port.data)
+        upcoming = Signal(range(self.folds), init=1, name=f"{name}_upcoming")
+        row = Signal(layout.size, init=words[0], name=f"{name}_row")
+        m.d.comb += port.addr.eq(upcoming)
+        with m.If(take):
+            m.d.sync += [row.eq(port.data),
+                         upcoming.eq(Mux(upcoming == self.folds - 1, 0, upcoming + 1))]
+        return layout(row)
 
     def elaborate(self, platform):
         m = Module()
-        fold = Signal(range(self.folds), init=0)
         take = self.i.valid & self.i.ready
-        with m.If(take):
-            m.d.sync += fold.eq(Mux(fold == self.folds - 1, 0, fold + 1))
 
         if self.thresholds is not None:
-            params = self._fold_params(m, fold, self.thresholds, self.threshold_shape, "thresholds")
+            params = self._fold_params(m, take, self.thresholds, self.threshold_shape, "thresholds")
         else:
-            params = self._fold_params(m, fold, self.bias[:, None], range_shape(
+            params = self._fold_params(m, take, self.bias[:, None], range_shape(
                 min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
 
         # Both stages move together unless the skid register holds a beat; ``i.ready`` is
