@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -164,13 +163,17 @@ class OutputStage(Described):
                  for fold_rows in rows]
         if self.folds == 1:
             return layout(Const(words[0], layout.size))
-        m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
-        port = mem.read_port(domain="comb")
+        # The rows as a case table, not a Memory: Yosys maps a ROM's read register back to
+        # an address register, which would put the next-index logic before the decoder.
         upcoming = Signal(range(self.folds), init=1, name=f"{name}_upcoming")
+        ahead = Signal(layout.size, name=f"{name}_ahead")
         row = Signal(layout.size, init=words[0], name=f"{name}_row")
-        m.d.comb += port.addr.eq(upcoming)
+        with m.Switch(upcoming):
+            for f, word in enumerate(words):
+                with m.Case(f):
+                    m.d.comb += ahead.eq(word)
         with m.If(take):
-            m.d.sync += [row.eq(port.data),
+            m.d.sync += [row.eq(ahead),
                          upcoming.eq(Mux(upcoming == self.folds - 1, 0, upcoming + 1))]
         return layout(row)
 

@@ -179,14 +179,11 @@ class AxisInput(wiring.Component):
 
         beat = Signal(range(fmt.beats_per_frame))  # position of the next beat in its frame
         frame = Signal(range(MAX_BATCH + 1))       # position of the frame in its batch
-        last_beat = Signal()
+        last_beat = Signal(init=fmt.beats_per_frame == 1)   # beat == beats - 1, a register
         last_frame = Signal()
         pad = Signal()                             # completing a short frame with zeros
         drop = Signal()                            # discarding the tail of a long batch
-        m.d.comb += [
-            last_beat.eq(beat == fmt.beats_per_frame - 1),
-            last_frame.eq(frame + 1 >= self.batch),
-        ]
+        m.d.comb += last_frame.eq(frame + 1 >= self.batch)
 
         # A frame's last beat goes only with its flag into ``ends``.
         flag_ok = Signal()
@@ -214,7 +211,10 @@ class AxisInput(wiring.Component):
         ]
 
         with m.If(moved):
-            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+            m.d.sync += [beat.eq(Mux(last_beat, 0, beat + 1)),
+                         last_beat.eq(Mux(last_beat, fmt.beats_per_frame == 1,
+                                          beat == fmt.beats_per_frame - 2
+                                          if fmt.beats_per_frame > 1 else 1))]
             with m.If(last_beat):
                 m.d.sync += [pad.eq(0), frame.eq(Mux(ends.payload, 0, frame + 1))]
         with m.If(drop & i.valid & i.payload.last):
@@ -287,8 +287,7 @@ class AxisOutput(wiring.Component):
         last = Signal()                          # ... and it ends the batch (TLAST)
         label = Signal(range(fmt.classes))
 
-        is_label = Signal()
-        m.d.comb += is_label.eq(word == fmt.classes)
+        is_label = Signal()                      # word == classes, as a register
         transfer = Signal()                      # the presented beat is taken now
         m.d.comb += transfer.eq(o.valid & o.ready)
         can_write = Signal()                     # a word may be written this cycle
@@ -329,10 +328,11 @@ class AxisOutput(wiring.Component):
                         m.d.sync += slots[k].eq(value)
             with m.If(is_label):
                 m.d.sync += [full.eq(1), frame_end.eq(1), last.eq(ends.payload),
-                             word.eq(0), slot.eq(0)]
+                             word.eq(0), slot.eq(0), is_label.eq(0)]
             with m.Else():
                 m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1)),
-                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))]
+                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1)),
+                             is_label.eq(word == fmt.classes - 1)]
                 with m.If(wslot == wpb - 1):
                     m.d.sync += full.eq(1)
         return m
