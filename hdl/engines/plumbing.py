@@ -359,8 +359,9 @@ class WidthConverter(Described):
             m.d.comb += hit.eq((count <= pos) & (count + n_beat > pos))
             with m.Switch(count):
                 for lane in range(min(n_in, pos + 1)):
-                    with m.Case(pos - lane):
-                        m.d.comb += lane_value.eq(self.i.payload[lane])
+                    if pos - lane <= cap:                 # count never exceeds cap
+                        with m.Case(pos - lane):
+                            m.d.comb += lane_value.eq(self.i.payload[lane])
             return hit, lane_value
 
         for j in range(cap):
