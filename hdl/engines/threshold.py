@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
@@ -152,10 +153,9 @@ class OutputStage(Described):
 
     Spec = OutputStageSpec
 
-    def _fold_params(self, m: Module, take, per_channel: np.ndarray, elem_shape: Shape, name: str):
-        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) of the current fold,
-        from a register: the next fold's row is read ahead (at ``upcoming``) and loaded on
-        ``take``, so the comparators start at flip-flops, not at the row ROM's decoder."""
+    def _fold_params(self, m: Module, fold: Signal, per_channel: np.ndarray, elem_shape: Shape,
+                     name: str):
+        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) for the current fold."""
         n = per_channel.shape[1]
         layout = data.ArrayLayout(data.ArrayLayout(elem_shape, n), self.pe)
         rows = per_channel.reshape(self.folds, self.pe, n)
@@ -163,28 +163,22 @@ class OutputStage(Described):
                  for fold_rows in rows]
         if self.folds == 1:
             return layout(Const(words[0], layout.size))
-        # The rows as a case table, not a Memory: Yosys maps a ROM's read register back to
-        # an address register, which would put the next-index logic before the decoder.
-        upcoming = Signal(range(self.folds), init=1, name=f"{name}_upcoming")
-        ahead = Signal(layout.size, name=f"{name}_ahead")
-        row = Signal(layout.size, init=words[0], name=f"{name}_row")
-        with m.Switch(upcoming):
-            for f, word in enumerate(words):
-                with m.Case(f):
-                    m.d.comb += ahead.eq(word)
-        with m.If(take):
-            m.d.sync += [row.eq(ahead),
-                         upcoming.eq(Mux(upcoming == self.folds - 1, 0, upcoming + 1))]
-        return layout(row)
+        m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
+        port = mem.read_port(domain="comb")
+        m.d.comb += port.addr.eq(fold)
+        return layout(port.data)
 
     def elaborate(self, platform):
         m = Module()
+        fold = Signal(range(self.folds), init=0)
         take = self.i.valid & self.i.ready
+        with m.If(take):
+            m.d.sync += fold.eq(Mux(fold == self.folds - 1, 0, fold + 1))
 
         if self.thresholds is not None:
-            params = self._fold_params(m, take, self.thresholds, self.threshold_shape, "thresholds")
+            params = self._fold_params(m, fold, self.thresholds, self.threshold_shape, "thresholds")
         else:
-            params = self._fold_params(m, take, self.bias[:, None], range_shape(
+            params = self._fold_params(m, fold, self.bias[:, None], range_shape(
                 min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
 
         # Both stages move together unless the skid register holds a beat; ``i.ready`` is
