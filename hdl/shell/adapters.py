@@ -287,7 +287,8 @@ class AxisOutput(wiring.Component):
         last = Signal()                          # ... and it ends the batch (TLAST)
         label = Signal(range(fmt.classes))
 
-        is_label = Signal()                      # word == classes, as a register
+        is_label = Signal()
+        m.d.comb += is_label.eq(word == fmt.classes)
         transfer = Signal()                      # the presented beat is taken now
         m.d.comb += transfer.eq(o.valid & o.ready)
         can_write = Signal()                     # a word may be written this cycle
@@ -328,11 +329,10 @@ class AxisOutput(wiring.Component):
                         m.d.sync += slots[k].eq(value)
             with m.If(is_label):
                 m.d.sync += [full.eq(1), frame_end.eq(1), last.eq(ends.payload),
-                             word.eq(0), slot.eq(0), is_label.eq(0)]
+                             word.eq(0), slot.eq(0)]
             with m.Else():
                 m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1)),
-                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1)),
-                             is_label.eq(word == fmt.classes - 1)]
+                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))]
                 with m.If(wslot == wpb - 1):
                     m.d.sync += full.eq(1)
         return m
