@@ -5,7 +5,7 @@ Both blocks are payload-agnostic about meaning: they move elements in order and 
 reorder, drop or invent any.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -215,13 +215,16 @@ class WidthConverter(Described):
 
     Implementation, latency and throughput
     --------------------------------------
-    Three datapaths, chosen by the ratio, so that the common ones stay shallow (a few
+    Four datapaths, chosen by the ratio, so that the common ones stay shallow (a few
     LUT levels from any register, whatever the lane counts):
 
     * ``out_lanes`` divides ``in_lanes`` (and ``frame``, if given): one input beat is
       held and shifted down by ``out_lanes`` per output beat;
     * ``in_lanes`` divides ``out_lanes`` (and ``frame``): input beats are written into
       the slots of one output beat in turn;
+    * ``frame`` is a multiple of ``out_lanes`` and no input beat of a frame spans two
+      output beats (a bus word's codes into a whole-frame vector, 64 -> 784): likewise,
+      each beat's slots fixed by its position in the frame;
     * otherwise a shift buffer of ``in_lanes + out_lanes - 1`` elements (the least that
       never deadlocks) with a fill count.
 
@@ -244,9 +247,20 @@ class WidthConverter(Described):
             self._narrow(m)
         elif n_out % n_in == 0 and (whole_frames or self.frame % n_in == 0):
             self._widen(m)
+        elif self._beats_fit_slots():
+            self._frame_slots(m)
         else:
             self._shift_buffer(m)
         return m
+
+    def _beats_fit_slots(self) -> bool:
+        """Every input beat of a frame lands within one output beat (frame given and a
+        multiple of ``out_lanes``)."""
+        n_in, n_out, frame = self.in_lanes, self.out_lanes, self.frame
+        if frame is None or frame % n_out:
+            return False
+        return all(first // n_out == (min(first + n_in, frame) - 1) // n_out
+                   for first in range(0, frame, n_in))
 
     def _last_beat(self, m, in_fire):
         """A signal set on a frame's last input beat (None when every beat is whole)."""
@@ -312,11 +326,38 @@ class WidthConverter(Described):
         with m.Elif(out_fire):
             m.d.sync += full.eq(0)
 
+    def _frame_slots(self, m):
+        """``frame`` is a multiple of ``out_lanes`` and no input beat of a frame spans two
+        output beats (say 64 -> 784 lanes for a 784-element frame): each beat writes its
+        lanes into fixed slots, chosen by its position in the frame."""
+        n_in, n_out, frame = self.in_lanes, self.out_lanes, self.frame
+        beats = -(-frame // n_in)
+        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_out)]
+        beat = Signal(range(beats))                 # position of the next input beat
+        full = Signal()
+        out_fire, in_fire = Signal(), Signal()
+        m.d.comb += [
+            self.o.valid.eq(full),
+            out_fire.eq(self.o.valid & self.o.ready),
+            self.i.ready.eq(~full | self.o.ready),
+            in_fire.eq(self.i.valid & self.i.ready),
+        ]
+        for lane in range(n_out):
+            m.d.comb += self.o.payload[lane].eq(buf[lane])
+        with m.If(in_fire):
+            m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+            with m.Switch(beat):
+                for k in range(beats):
+                    first, count = k * n_in, min(n_in, frame - k * n_in)
+                    with m.Case(k):
+                        m.d.sync += [buf[(first + j) % n_out].eq(self.i.payload[j])
+                                     for j in range(count)]
+                        m.d.sync += full.eq((first + count) % n_out == 0)
+        with m.Elif(out_fire):
+            m.d.sync += full.eq(0)
+
     def _shift_buffer(self, m):
-        """Any ratio: a shift buffer with a fill count. Every comparison and lane choice is
-        made from registers for both cases, an output beat leaving this cycle or not;
-        ``o.ready`` only picks between them at the end, so that a consumer's ready logic
-        does not run on into the buffer's arithmetic."""
+        """Any ratio: a shift buffer with a fill count."""
         n_in, n_out, cap = self.in_lanes, self.out_lanes, self.capacity
         buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(cap)]
         count = Signal(range(cap + 1))
@@ -331,44 +372,26 @@ class WidthConverter(Described):
         else:
             beats = -(-self.frame // n_in)
             m.d.comb += n_beat.eq(Mux(last, self.frame - (beats - 1) * n_in, n_in))
-        fits, fits_leaving = Signal(), Signal()      # the beat fits (an output beat leaves)
+        # Elements left after this cycle's output transfer.
+        kept = Signal(range(cap + 1))
         m.d.comb += [
             self.o.valid.eq(count >= n_out),
-            fits.eq(count + n_beat <= cap),
-            fits_leaving.eq(count + n_beat <= cap + n_out),
             out_fire.eq(self.o.valid & self.o.ready),
-            self.i.ready.eq(Mux(out_fire, fits_leaving, fits)),
+            kept.eq(count - Mux(out_fire, n_out, 0)),
+            self.i.ready.eq(kept + n_beat <= cap),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
         for lane in range(n_out):
             m.d.comb += self.o.payload[lane].eq(buf[lane])
 
-        with m.Switch(Cat(in_fire, out_fire)):
-            for fire_in in (0, 1):
-                for fire_out in (0, 1):
-                    with m.Case(fire_in | fire_out << 1):
-                        step = (n_beat if fire_in else 0) - (n_out if fire_out else 0)
-                        if fire_in or fire_out:
-                            m.d.sync += count.eq(count + step)
-
-        def incoming(pos: int, name: str):
-            """Whether slot ``pos`` (counted before any shift) takes a lane of this cycle's
-            input beat, and that lane: lane ``pos - count``, decoded from ``count``."""
-            hit = Signal(name=f"{name}_hit")
-            lane_value = Signal(self.element_shape, name=f"{name}_lane")
-            m.d.comb += hit.eq((count <= pos) & (count + n_beat > pos))
-            with m.Switch(count):
-                for lane in range(min(n_in, pos + 1)):
-                    if pos - lane <= cap:                 # count never exceeds cap
-                        with m.Case(pos - lane):
-                            m.d.comb += lane_value.eq(self.i.payload[lane])
-            return hit, lane_value
-
+        m.d.sync += count.eq(kept + Mux(in_fire, n_beat, 0))
         for j in range(cap):
-            stay_hit, stay_lane = incoming(j, f"stay{j}")
-            move_hit, move_lane = incoming(j + n_out, f"move{j}")
             shifted = buf[j + n_out] if j + n_out < cap else buf[j]
-            with m.If(out_fire):
-                m.d.sync += buf[j].eq(Mux(in_fire & move_hit, move_lane, shifted))
-            with m.Elif(in_fire & stay_hit):
-                m.d.sync += buf[j].eq(stay_lane)
+            with m.If(in_fire & (j >= kept) & (j < kept + n_beat)):
+                with m.Switch(j - kept):
+                    for lane in range(n_in):
+                        if lane <= j:
+                            with m.Case(lane):
+                                m.d.sync += buf[j].eq(self.i.payload[lane])
+            with m.Elif(out_fire):
+                m.d.sync += buf[j].eq(shifted)

@@ -113,7 +113,7 @@ def test_width_converter_throughput(in_lanes, out_lanes):
 
 @pytest.mark.parametrize("in_lanes,out_lanes,frame", [
     (4, 1, 10), (4, 2, 10), (4, 3, 9), (4, 5, 5), (8, 3, 9), (3, 4, 4), (4, 6, 30), (4, 1, 3),
-    (32, 1, 64), (32, 2, 36), (2, 6, 12), (4, 4, 6),
+    (32, 1, 64), (32, 2, 36), (2, 6, 12), (4, 4, 6), (8, 28, 28), (5, 12, 12), (8, 6, 12),
 ])
 def test_width_converter_frame_drops_unused_lanes(in_lanes, out_lanes, frame):
     """With ``frame``, the lanes of a frame's last input beat past its elements (here
@@ -167,3 +167,21 @@ def test_descriptions():
     assert wc.signature.members["o"].signature.members["payload"].shape.length == 5
     fifo = StreamFIFOSpec(unsigned(4), 3)
     assert fifo.signature.members["i"].signature.members["payload"].shape == unsigned(4)
+
+
+def test_width_converter_frame_slots_rate():
+    """64 codes per bus word into a 784-code vector, as the LFC input: each word's slots
+    are fixed by its place in the frame, one word per cycle free-running."""
+    frames, frame, n_in = 3, 784, 64
+    dut = WidthConverter(1, n_in, frame, frame=frame)
+    assert dut._beats_fit_slots()
+    rng = np.random.default_rng(7)
+    elements = rng.integers(0, 2, size=(frames, frame))
+    beats = -(-frame // n_in)
+    in_beats = []
+    for f in elements:
+        padded = np.concatenate([f, rng.integers(0, 2, size=beats * n_in - frame)])
+        in_beats += padded.reshape(beats, n_in).tolist()
+    got, cycles = run_stream(dut, in_beats, frames, seed=0, gap=0, stall=0)
+    assert [unpack(word, 1, frame) for word in got] == elements.tolist()
+    assert cycles <= frames * beats + 2, f"{cycles} cycles for {frames * beats} input beats"
