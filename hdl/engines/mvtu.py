@@ -10,7 +10,8 @@ processed per cycle, so a vector takes ``(outputs / pe) * (inputs / simd)`` cycl
 PE ``p`` holds weight rows ``f * pe + p`` for neuron fold ``f`` (FINN's interleaving) in
 its own memory, one ``simd``-weight word per address, read once per cycle. The input
 vector is taken from the stream during the first neuron fold and written to a buffer
-that the remaining ``outputs / pe - 1`` folds read back, so there are no bubbles.
+that the remaining ``outputs / pe - 1`` folds read back, so there are no bubbles (with
+one synapse fold the input register itself holds the vector, and there is no buffer).
 
 Datapaths (``mode``), chosen from the weight kind and the activation width:
 
@@ -553,7 +554,9 @@ class MVTU(Described):
                          src1.eq(from_stream), waddr1.eq(waddr)]
             with m.If(from_stream):
                 m.d.sync += x_reg.eq(self.i.payload)
-        if nf_count > 1:
+        # With one synapse fold ``x_reg`` keeps the whole vector through the later neuron
+        # folds (it loads only while ``from_stream``); more folds need the buffer.
+        if nf_count > 1 and sf_count > 1:
             m.submodules.inbuf = buf = Memory(shape=x_layout, depth=sf_count, init=[])
             wr = buf.write_port()
             rd = buf.read_port(domain="sync")

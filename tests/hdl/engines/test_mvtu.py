@@ -99,6 +99,9 @@ CASES = [
     ("pot", 5, 3, 4, 6, 4, 3, None, False),
     ("pot", 4, 1, 4, 8, 2, 2, 1, False),              # pot x bipolar
     ("pot", 5, 4, 3, 5, 1, 5, 3, True),
+    # one synapse fold, several neuron folds: the input register holds the vector
+    ("binary", None, 1, 8, 16, 2, 16, 1, False),
+    ("pot", 4, 2, 6, 8, 2, 8, 2, True),
     # wide SIMD: a pipeline register inside the adder tree, 64-lane popcounts
     ("int", 4, 4, 4, 64, 2, 32, 3, True),
     ("pot", 4, 2, 4, 48, 2, 24, None, True),
@@ -150,6 +153,7 @@ def test_built_from_the_description():
     ("binary", 1, 8, 16, 2, 4),
     ("int", 4, 4, 6, 4, 2),
     ("pot", 2, 4, 8, 4, 8),          # one step per vector
+    ("binary", 1, 8, 16, 2, 16),     # one synapse fold, four neuron folds
 ])
 def test_throughput(kind, in_bits, outputs, inputs, pe, simd):
     """Free-running source and sink: steady-state cycles per vector = NF * SF."""
