@@ -7,9 +7,11 @@ image into that stream of vectors, inserting the padding code where the window h
 over the border, without ever holding more than a few rows of the image.
 """
 
+import functools
+import operator
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -317,62 +319,79 @@ class SlidingWindow(Described):
             # Padding needs no input, but a frame's output waits for its first input beat.
             avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
             issue.eq(avail & (~out_valid | out.i.ready)),
-            r_last.eq(last_cf & last_kx & last_ky & last_ox & last_oy),
             rd.addr.eq(addr),
             rd.en.eq(issue),
         ]
 
+        # Which counter moves on an issue, one-hot (along a window row, next row of the
+        # window, next window, next row of windows, next frame) and kept in registers
+        # beside the "last" flags, so that each register's enable is one LUT from
+        # ``issue`` and not a chain through the flags.
+        def moves(l_cf, l_kx, l_ky, l_ox, l_oy):
+            # flags as 1-bit values or Python bools; ``1 ^ x`` is "not" for both
+            row_end = l_cf & l_kx
+            return (1 ^ row_end, row_end & (1 ^ l_ky), row_end & l_ky & (1 ^ l_ox),
+                    row_end & l_ky & l_ox & (1 ^ l_oy), row_end & l_ky & l_ox & l_oy)
+
+        first_flags = (CF == 1, K == 1, K == 1, OW == 1, OH == 1)
+        move = [Signal(init=bool(v), name=nm) for v, nm in zip(
+            moves(*first_flags), ("along_row", "next_line", "next_window", "next_row", "next_frame"))]
+        along_row, next_line, next_window, next_row, next_frame = move
+
+        # Each register's next value is an AND-OR over the one-hot moves (not a chain of
+        # priority multiplexers): ``updates[id(reg)]`` is ``(reg, [(move, value), ...])``.
+        updates: dict = {}
+
+        def on(sel, *pairs, flags):
+            for reg, value in (*pairs, *zip(move, moves(*flags)),
+                               *zip((last_cf, last_kx, last_ky, last_ox, last_oy), flags)):
+                updates.setdefault(id(reg), (reg, []))[1].append((sel, value))
+
+        on(along_row,                                           # along a window row
+           (cf, Mux(last_cf, 0, cf + 1)), (kx, Mux(last_cf, kx + 1, kx)),
+           (ix, Mux(last_cf, ix + 1, ix)), (idx, idx + 1), (addr, add_mod(addr, 1)),
+           flags=(Mux(last_cf, CF == 1, cf == CF - 2), Mux(last_cf, kx == K - 2, last_kx),
+                  last_ky, last_ox, last_oy))
+        line_addr_next = add_mod(line_addr, WCF)
+        on(next_line,                                           # next row of the window
+           (cf, 0), (kx, 0), (ky, ky + 1), (ix, tx), (iy, iy + 1),
+           (line_idx, line_idx + WCF), (idx, line_idx + WCF),
+           (line_addr, line_addr_next), (addr, line_addr_next),
+           flags=(CF == 1, K == 1, ky == K - 2, last_ox, last_oy))
+        win_addr_next = add_mod(win_addr, S * CF)
+        on(next_window,                                         # next window in the row
+           (cf, 0), (kx, 0), (ky, 0), (ox, ox + 1), (tx, tx + S), (ix, tx + S), (iy, ty),
+           (win_idx, win_idx + S * CF), (line_idx, win_idx + S * CF), (idx, win_idx + S * CF),
+           (win_addr, win_addr_next), (line_addr, win_addr_next), (addr, win_addr_next),
+           flags=(CF == 1, K == 1, K == 1, ox == OW - 2, last_oy))
+        row_addr_next = add_mod(row_addr, S * WCF)
+        on(next_row,                                            # next row of windows
+           (cf, 0), (kx, 0), (ky, 0), (ox, 0), (tx, -P), (oy, oy + 1), (ty, ty + S),
+           (ix, -P), (iy, ty + S),
+           (row_idx, row_idx + S * WCF), (win_idx, row_idx + S * WCF),
+           (line_idx, row_idx + S * WCF), (idx, row_idx + S * WCF),
+           *((a, row_addr_next) for a in (row_addr, win_addr, line_addr, addr)),
+           flags=(CF == 1, K == 1, K == 1, OW == 1, oy == OH - 2))
+        frame_addr_next = add_mod(base, HWCF + R0)
+        on(next_frame,                                          # next frame
+           (cf, 0), (kx, 0), (ky, 0), (ox, 0), (tx, -P), (oy, 0), (ty, -P), (ix, -P), (iy, -P),
+           *((a, R0) for a in (row_idx, win_idx, line_idx, idx)),
+           (base, add_mod(base, HWCF)),
+           *((a, frame_addr_next) for a in (row_addr, win_addr, line_addr, addr)),
+           flags=first_flags)
+
+        m.d.comb += r_last.eq(next_frame)
         with m.If(issue):
-            with m.If(~(last_cf & last_kx)):                    # along a window row
-                m.d.sync += [
-                    cf.eq(Mux(last_cf, 0, cf + 1)),
-                    kx.eq(Mux(last_cf, kx + 1, kx)),
-                    ix.eq(Mux(last_cf, ix + 1, ix)),
-                    last_cf.eq(Mux(last_cf, CF == 1, cf == CF - 2)),
-                    last_kx.eq(Mux(last_cf, kx == K - 2, last_kx)),
-                    idx.eq(idx + 1),
-                    addr.eq(add_mod(addr, 1)),
-                ]
-            with m.Elif(~last_ky):                              # next row of the window
-                m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(ky + 1), ix.eq(tx), iy.eq(iy + 1),
-                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(ky == K - 2),
-                    line_idx.eq(line_idx + WCF), idx.eq(line_idx + WCF),
-                    line_addr.eq(add_mod(line_addr, WCF)), addr.eq(add_mod(line_addr, WCF)),
-                ]
-            with m.Elif(~last_ox):                              # next window in the row
-                m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(ox + 1), tx.eq(tx + S),
-                    ix.eq(tx + S), iy.eq(ty),
-                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
-                    last_ox.eq(ox == OW - 2),
-                    win_idx.eq(win_idx + S * CF), line_idx.eq(win_idx + S * CF),
-                    idx.eq(win_idx + S * CF),
-                    win_addr.eq(add_mod(win_addr, S * CF)), line_addr.eq(add_mod(win_addr, S * CF)),
-                    addr.eq(add_mod(win_addr, S * CF)),
-                ]
-            with m.Elif(~last_oy):                              # next row of windows
-                m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P),
-                    oy.eq(oy + 1), ty.eq(ty + S), ix.eq(-P), iy.eq(ty + S),
-                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
-                    last_ox.eq(OW == 1), last_oy.eq(oy == OH - 2),
-                    row_idx.eq(row_idx + S * WCF), win_idx.eq(row_idx + S * WCF),
-                    line_idx.eq(row_idx + S * WCF), idx.eq(row_idx + S * WCF),
-                ]
-                nxt = add_mod(row_addr, S * WCF)
-                m.d.sync += [row_addr.eq(nxt), win_addr.eq(nxt), line_addr.eq(nxt), addr.eq(nxt)]
-            with m.Else():                                      # next frame
-                m.d.sync += [
-                    cf.eq(0), kx.eq(0), ky.eq(0), ox.eq(0), tx.eq(-P), oy.eq(0), ty.eq(-P),
-                    ix.eq(-P), iy.eq(-P),
-                    last_cf.eq(CF == 1), last_kx.eq(K == 1), last_ky.eq(K == 1),
-                    last_ox.eq(OW == 1), last_oy.eq(OH == 1),
-                    row_idx.eq(R0), win_idx.eq(R0), line_idx.eq(R0), idx.eq(R0),
-                    base.eq(add_mod(base, HWCF)),
-                ]
-                nxt = add_mod(base, HWCF + R0)
-                m.d.sync += [row_addr.eq(nxt), win_addr.eq(nxt), line_addr.eq(nxt), addr.eq(nxt)]
+            for reg, cases in updates.values():
+                sels = [sel for sel, _ in cases]
+                if len(sels) < len(move):                       # held on the other moves
+                    cases.append((~Cat(*sels).any(), reg))
+                parts = []
+                for k, (sel, value) in enumerate(cases):
+                    part = Signal(reg.shape(), name=f"{reg.name}_next{k}")
+                    m.d.comb += part.eq(Mux(sel, value, 0))
+                    parts.append(part)
+                m.d.sync += reg.eq(functools.reduce(operator.or_, parts))
 
         # Frame hand-over between writer and reader.
         r_fin = issue & r_last

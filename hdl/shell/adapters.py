@@ -278,7 +278,10 @@ class AxisOutput(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), select.i)
         src = select.o
 
-        slots = [Signal(WORD, name=f"slot{k}") for k in range(wpb)]
+        # A slot holds a word's low bits: a score, or the label with a 0 sign bit; the
+        # bits above are its sign, wired out (no logic, no flip-flops).
+        slot_shape = signed(max(fmt.score_width, (fmt.classes - 1).bit_length() + 1))
+        slots = [Signal(slot_shape, name=f"slot{k}") for k in range(wpb)]
         slot = Signal(range(wpb))                # next slot to write
         word = Signal(range(fmt.words_per_frame))
         lane = Signal(range(lanes))
@@ -303,17 +306,17 @@ class AxisOutput(wiring.Component):
             m.d.sync += label.eq(src.payload.label)
         score = Signal(signed(fmt.score_width))
         m.d.comb += score.eq(src.payload.scores[lane])
-        value = Signal(WORD)
+        value = Signal(slot_shape)
         with m.If(is_label):
             m.d.comb += value.eq(label)
         with m.Else():
-            m.d.comb += value.eq(score)          # sign-extends to 32 bits
+            m.d.comb += value.eq(score)
         wslot = Signal(range(wpb))               # a beat taken now frees every slot
         m.d.comb += wslot.eq(Mux(full, 0, slot))
 
         m.d.comb += [
             o.valid.eq(full),
-            o.payload.data.eq(Cat(*slots)),
+            o.payload.data.eq(Cat(*(Cat(s, s[-1].replicate(WORD - len(s))) for s in slots))),
             o.payload.last.eq(last),
         ]
         # The beat leaves first; a word written in the same cycle starts the next beat
