@@ -302,12 +302,11 @@ class WidthConverter(Described):
             m.d.sync += [left.eq(left - 1), held.eq(~one), one.eq(left == 2)]
             m.d.sync += [buf[j].eq(buf[j + n_out]) for j in range(n_in - n_out)]
 
-    def _widen(self, m):
-        """``in_lanes`` divides ``out_lanes``: fill the slots of one output beat in turn."""
-        n_in, n_out = self.in_lanes, self.out_lanes
-        slots = n_out // n_in
-        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_out)]
-        slot = Signal(range(slots))                 # the slot the next input beat fills
+    def _output_beat(self, m):
+        """The output beat being filled, ``buf``, presented while ``full``; an input beat
+        is taken while it is not full or leaves this cycle. ``(buf, full, in_fire,
+        out_fire)``."""
+        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(self.out_lanes)]
         full = Signal()
         out_fire, in_fire = Signal(), Signal()
         m.d.comb += [
@@ -316,8 +315,16 @@ class WidthConverter(Described):
             self.i.ready.eq(~full | self.o.ready),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
-        for lane in range(n_out):
+        for lane in range(self.out_lanes):
             m.d.comb += self.o.payload[lane].eq(buf[lane])
+        return buf, full, in_fire, out_fire
+
+    def _widen(self, m):
+        """``in_lanes`` divides ``out_lanes``: fill the slots of one output beat in turn."""
+        n_in, n_out = self.in_lanes, self.out_lanes
+        slots = n_out // n_in
+        slot = Signal(range(slots))                 # the slot the next input beat fills
+        buf, full, in_fire, out_fire = self._output_beat(m)
         with m.If(in_fire):
             m.d.sync += [slot.eq(Mux(slot == slots - 1, 0, slot + 1)), full.eq(slot == slots - 1)]
             for s in range(slots):
@@ -332,18 +339,8 @@ class WidthConverter(Described):
         lanes into fixed slots, chosen by its position in the frame."""
         n_in, n_out, frame = self.in_lanes, self.out_lanes, self.frame
         beats = -(-frame // n_in)
-        buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(n_out)]
         beat = Signal(range(beats))                 # position of the next input beat
-        full = Signal()
-        out_fire, in_fire = Signal(), Signal()
-        m.d.comb += [
-            self.o.valid.eq(full),
-            out_fire.eq(self.o.valid & self.o.ready),
-            self.i.ready.eq(~full | self.o.ready),
-            in_fire.eq(self.i.valid & self.i.ready),
-        ]
-        for lane in range(n_out):
-            m.d.comb += self.o.payload[lane].eq(buf[lane])
+        buf, full, in_fire, out_fire = self._output_beat(m)
         with m.If(in_fire):
             m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
             with m.Switch(beat):

@@ -29,6 +29,18 @@ def run_stream(dut, in_beats, n_out, seed, gap=0.3, stall=0.3):
     return got, cycles[-1]
 
 
+def frame_beats(rng, elements, in_lanes, high):
+    """Input beats of frames (rows of ``elements``), each frame's last beat filled up
+    with random garbage below ``high`` past its elements."""
+    frame = elements.shape[1]
+    beats = -(-frame // in_lanes)
+    in_beats = []
+    for f in elements:
+        padded = np.concatenate([f, rng.integers(0, high, size=beats * in_lanes - frame)])
+        in_beats += padded.reshape(beats, in_lanes).tolist()
+    return in_beats
+
+
 @pytest.mark.parametrize("depth", [1, 2, 5, 16])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_fifo_order(depth, seed):
@@ -123,11 +135,7 @@ def test_width_converter_frame_drops_unused_lanes(in_lanes, out_lanes, frame):
     rng = np.random.default_rng(seed)
     dut = WidthConverter(bits, in_lanes, out_lanes, frame=frame)
     elements = rng.integers(0, 16, size=(frames, frame))
-    beats = -(-frame // in_lanes)
-    in_beats = []
-    for f in elements:
-        padded = np.concatenate([f, rng.integers(0, 16, size=beats * in_lanes - frame)])
-        in_beats += padded.reshape(beats, in_lanes).tolist()
+    in_beats = frame_beats(rng, elements, in_lanes, 16)
     total = frames * frame
     got, _ = run_stream(dut, in_beats, total // out_lanes, seed, gap=0.4, stall=0.4)
     flat = [v for word in got for v in unpack(word, bits, out_lanes)]
@@ -178,10 +186,7 @@ def test_width_converter_frame_slots_rate():
     rng = np.random.default_rng(7)
     elements = rng.integers(0, 2, size=(frames, frame))
     beats = -(-frame // n_in)
-    in_beats = []
-    for f in elements:
-        padded = np.concatenate([f, rng.integers(0, 2, size=beats * n_in - frame)])
-        in_beats += padded.reshape(beats, n_in).tolist()
+    in_beats = frame_beats(rng, elements, n_in, 2)
     got, cycles = run_stream(dut, in_beats, frames, seed=0, gap=0, stall=0)
     assert [unpack(word, 1, frame) for word in got] == elements.tolist()
     assert cycles <= frames * beats + 2, f"{cycles} cycles for {frames * beats} input beats"
