@@ -53,6 +53,7 @@ from hdl.engines._checks import check_bias, check_fc_layer, check_folds, check_i
 from hdl.engines.described import Described
 from hdl.engines.core import MAX_IN_BITS, AccumulatorDomain, WeightCodes, check_weights
 from hdl.engines.mvtu import RAM_STYLES, TREE_LEVELS, WEIGHT_SOURCES
+from hdl.engines.rom import rom_counter
 from hdl.engines.threshold import OutputStage, OutputStageSpec
 
 __all__ = ["SparseCSC", "SparseSpec"]
@@ -576,7 +577,8 @@ class SparseCSC(Described):
         rbank, cbank = Signal(), Signal(range(nb))
         # idx: the word a cycle issues, a register (0 between vectors), so that the entry
         # ROM's address logic starts at a flip-flop.
-        start, issue, idx, last_issue = Signal(), Signal(), Signal(range(cyc)), Signal()
+        start, issue, last_issue = Signal(), Signal(), Signal()
+        idx = rom_counter(m, cyc, issue, "idx")
         m.d.comb += [
             start.eq(~running & Mux(rbank, in_full[1], in_full[0])
                      & ~busy[cbank] & ~clearing & w_ok),
@@ -584,7 +586,7 @@ class SparseCSC(Described):
             last_issue.eq(issue & (idx == cyc - 1)),
         ]
         with m.If(issue):
-            m.d.sync += [idx.eq(Mux(idx == cyc - 1, 0, idx + 1)), running.eq(~last_issue)]
+            m.d.sync += running.eq(~last_issue)
         if streamed:
             m.d.comb += self.w.ready.eq(issue)
         for k in range(nb):
