@@ -4,8 +4,8 @@
 
 For each SIMD width, one PE's XNOR + popcount with a registered output and no accumulator
 (``hdl.engines.popcount.Popcount(simd, xnor=True)``) is synthesized twice for ``xcup``
-(UltraScale+): as generic logic and with Xilinx primitives; at SIMD 64 the primitive
-version is also synthesized for ``xc7`` (7-series, ``CARRY4``). LUTs are all LUT1..LUT6 cells plus LUT6_2 cells (one LUT6 site
+(UltraScale+): as generic logic and with Xilinx primitives; the primitive version is
+also synthesized for ``xc7`` (7-series, ``CARRY4``). LUTs are all LUT1..LUT6 cells plus LUT6_2 cells (one LUT6 site
 each). Logic levels are the most LUTs on any path from an input or flip-flop to a
 flip-flop or output of the synthesized netlist (carry chains count as no LUT level; the
 number of carry cells on that path is reported beside it).
@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--simd", type=int, nargs="+", default=[32, 64, 128],
                         help="XNOR lanes per PE to measure (default: 32 64 128)")
     parser.add_argument("--no-xc7", action="store_true",
-                        help="skip the extra 7-series (xc7, CARRY4) run at SIMD 64")
+                        help="skip the extra 7-series (xc7, CARRY4) runs")
     parser.add_argument("--out", type=Path, default=Path("bench/results/popcount.json"),
                         help="where to write the JSON result")
     args = parser.parse_args(argv)
@@ -148,8 +148,8 @@ def main(argv=None) -> dict:
         def tqdm(it, **_):
             return it
     jobs = [(s, p, "xcup") for s in args.simd for p in ("xilinx", "generic")]
-    if 64 in args.simd and not args.no_xc7:
-        jobs.append((64, "xilinx", "xc7"))
+    if not args.no_xc7:
+        jobs += [(s, "xilinx", "xc7") for s in args.simd]
     runs = {}
     for simd, primitives, family in tqdm(jobs, desc="yosys synth_xilinx", unit="run", file=sys.stderr):
         key = primitives if family == "xcup" else f"{primitives}_{family}"
