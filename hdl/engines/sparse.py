@@ -575,8 +575,8 @@ class SparseCSC(Described):
         w_ok = self.w.valid if streamed else Const(1, 1)
         running = Signal()
         rbank, cbank = Signal(), Signal(range(nb))
-        # idx: the word a cycle issues, a register (0 between vectors), so that the entry
-        # ROM's address logic starts at a flip-flop.
+        # idx: the word a cycle issues (0 between vectors); a rom_counter, so that the
+        # entry ROMs are decoded from flip-flops.
         start, issue, last_issue = Signal(), Signal(), Signal()
         idx = rom_counter(m, cyc, issue, "idx")
         m.d.comb += [

@@ -74,5 +74,7 @@ def test_rom_decoded_from_registers(tmp_path):
     with ``rom_counter`` the ROM is shallower and smaller."""
     plain, succ = (synthesize(verilog.convert(_RomReader(s), name="top"), "top", "xc7",
                               cache_dir=tmp_path, use_cache=False) for s in (False, True))
+    print(f"200 x 24 ROM: plain counter {plain.lut} LUT, {plain.logic_levels} levels; "
+          f"rom_counter {succ.lut} LUT, {succ.logic_levels} levels")
     assert succ.logic_levels <= 4 < plain.logic_levels, (succ.critical_path, plain.critical_path)
     assert succ.lut < plain.lut
