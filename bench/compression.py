@@ -43,6 +43,7 @@ from amaranth.back import verilog
 import boards
 from bench import command
 from bench.networks import WHOLE_MODULE, measure_top
+from hdl.flow.build import whole_job
 from hdl import cli, ir
 from hdl.flow import synth
 from hdl.flow.build import DEFAULT_TARGET_FPS
@@ -117,7 +118,8 @@ def design(model: ir.Model, label: str, board, target_cycles: int, *, measure: b
     top = AxiTop(Network(spec=net), frame_elements=math.prod(model.input.shape),
                  classes=len(model.classes), in_width=net.axis_width, out_width=net.axis_width)
     text = verilog.convert(top, name=WHOLE_MODULE, platform=board())
-    result = synth.synthesize(text, WHOLE_MODULE, board.synth_family)
+    verilog_text, module, map_apart = whole_job(text, WHOLE_MODULE)
+    result = synth.synthesize(verilog_text, module, board.synth_family, map_apart=map_apart)
     row.update({k: v for k, v in result.resources().items()})
     row["logic_levels"] = result.logic_levels
     row["synth_s"] = round(time.monotonic() - started, 1)

@@ -46,6 +46,7 @@ from hdl import ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, LocalExecutor, make_executor
 from hdl.flow.network import Network, NetworkSpec, build_engine, weight_bram_budget
+from hdl.flow.build import whole_job
 from hdl import cli
 from hdl.shell.axi import board_tdata_width
 
@@ -313,11 +314,11 @@ class NotCached(RuntimeError):
                          f"(run without --cache-only)")
 
 
-def _cached(text: str, top: str, family: str):
-    key = synth._cache_key(text, top, family, {"flatten": True, "noiopad": True, "noclkbuf": True})
+def _cached(text: str, top: str, family: str, map_apart=()):
+    key = synth._cache_key(text, top, family, synth._options(map_apart))
     path = synth.default_cache_dir() / f"{key}.json"
-    if path.exists():
-        return synth.synthesize(text, top, family)            # a cache hit: no Yosys run
+    if path.exists():                                        # a cache hit: no Yosys run
+        return synth.synthesize(text, top, family, map_apart=map_apart)
     return None
 
 
@@ -340,13 +341,13 @@ def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
     model = spec.model
     top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
                  classes=len(model.classes), in_width=spec.axis_width, out_width=spec.axis_width)
-    jobs = {WHOLE: (verilog.convert(top, name=WHOLE_MODULE, platform=platform), WHOLE_MODULE)}
+    jobs = {WHOLE: whole_job(verilog.convert(top, name=WHOLE_MODULE, platform=platform), WHOLE_MODULE)}
     jobs.update({stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
                                               platform=platform), f"layer_{stage.name}")
                  for stage in spec.stages})
     if cache_only:
-        out = {name: hit for name, (text, top) in jobs.items()
-               if (hit := _cached(text, top, family)) is not None}
+        out = {name: hit for name, job in jobs.items()
+               if (hit := _cached(*job[:2], family, *job[2:])) is not None}
         missing = [name for name in jobs if name not in out]
         if missing:
             raise NotCached(missing, out)

@@ -224,6 +224,13 @@ def _synth(jobs: dict, family, progress, executor=None) -> dict:
         raise ToolFailed(f"synthesis failed: {detail}") from None
 
 
+def whole_job(core_v: str, name: str = CORE_MODULE) -> tuple:
+    """The synthesis job of the whole accelerator (``AxiTop`` converted as ``name``): each
+    of the network's stages (submodules of its ``core``) is mapped apart, as Vivado
+    synthesises a block design's IP out of context (see :func:`hdl.flow.synth.synthesize`)."""
+    return core_v, name, tuple(synth.submodules(core_v, f"{name}.core"))
+
+
 def _stage_jobs(stages, platform) -> dict:
     """Each stage's engine alone, elaborated for the board (Xilinx primitives included)."""
     jobs = {}
@@ -561,7 +568,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
 
         report = None
         if run_synth:
-            jobs = {"whole accelerator": (core_v, CORE_MODULE), **_stage_jobs(spec.stages, platform)}
+            jobs = {"whole accelerator": whole_job(core_v), **_stage_jobs(spec.stages, platform)}
             layer_synth = _synth(jobs, board.synth_family, progress, executor)
             whole = layer_synth["whole accelerator"]
             layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,

