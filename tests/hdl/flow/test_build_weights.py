@@ -48,7 +48,7 @@ def fake_synth(monkeypatch):
         return {label: SynthResult(top=top, family=family, lut=100, lut_logic=100, lut_memory=0,
                                    ff=50, bram18=0, uram=0, dsp=0, carry=0, muxf=0,
                                    logic_levels=3, path_cells=3)
-                for label, (_, top) in jobs.items()}
+                for label, (_, top, *_) in jobs.items()}
     monkeypatch.setattr(build, "_synth", synth)
 
 
