@@ -43,10 +43,9 @@ from amaranth.back import verilog
 import boards
 from bench import command
 from bench.networks import WHOLE_MODULE, measure_top
-from hdl.flow.build import whole_job
 from hdl import cli, ir
 from hdl.flow import synth
-from hdl.flow.build import DEFAULT_TARGET_FPS
+from hdl.flow.build import DEFAULT_TARGET_FPS, whole_job
 from hdl.flow.network import Network, NetworkSpec, weight_bram_budget
 from hdl.shell.axi import AxiTop, board_tdata_width
 

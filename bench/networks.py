@@ -346,8 +346,11 @@ def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
                                               platform=platform), f"layer_{stage.name}")
                  for stage in spec.stages})
     if cache_only:
-        out = {name: hit for name, job in jobs.items()
-               if (hit := _cached(*job[:2], family, *job[2:])) is not None}
+        out = {}
+        for name, job in jobs.items():
+            text, top_name, map_apart = synth._job(job)
+            if (hit := _cached(text, top_name, family, map_apart)) is not None:
+                out[name] = hit
         missing = [name for name in jobs if name not in out]
         if missing:
             raise NotCached(missing, out)

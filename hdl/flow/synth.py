@@ -404,14 +404,20 @@ def _cached_run(path, use_cache: bool, cached, run, to_json):
     return result
 
 
+def _check_modules(names, what: str) -> tuple:
+    """``names`` as a tuple, each checked to be a module name Yosys may be given."""
+    names = tuple(names)
+    for name in names:
+        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
+            raise ValueError(f"module names to {what} must be non-empty dotted identifiers "
+                             f"(like top.engine), not {name!r}")
+    return names
+
+
 def _options(map_apart) -> dict:
     """The cache key's options for :func:`synthesize` (``map_apart`` checked)."""
     options = {"flatten": True, "noiopad": True, "noclkbuf": True}
-    map_apart = tuple(map_apart)
-    for name in map_apart:
-        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
-            raise ValueError(f"modules to map apart must be non-empty dotted identifiers "
-                             f"(like top.engine), not {name!r}")
+    map_apart = _check_modules(map_apart, "map apart")
     if map_apart:
         options["map_apart"] = sorted(map_apart)
     return options
@@ -657,11 +663,7 @@ def synthesize_modules(verilog: str, top: str, family: str, *, keep,
     :func:`synthesize` (the key includes ``keep``).
     """
     _check(verilog, top, family)
-    keep = tuple(keep)
-    for name in keep:
-        if not isinstance(name, str) or len(name) > 512 or not _MODULE_NAME.fullmatch(name):
-            raise ValueError(f"module names to keep must be non-empty dotted identifiers "
-                             f"(like top.engine), not {name!r}")
+    keep = _check_modules(keep, "keep")
     options = {"flatten": True, "noiopad": True, "noclkbuf": True, "keep": sorted(keep)}
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"{_cache_key(verilog, top, family, options)}.json"

@@ -412,7 +412,7 @@ def test_map_apart_maps_a_module_alone_and_counts_the_whole(tmp_path):
     assert flat.logic_levels == 2 and apart.logic_levels == 3
     assert apart.ff == flat.ff == 1 and "parity" not in apart.cells
     assert synth.synthesize(APART, "outer", "xc7", map_apart=["parity"], cache_dir=tmp_path).cached
-    with pytest.raises(ValueError, match="modules to map apart must be non-empty dotted"):
+    with pytest.raises(ValueError, match="module names to map apart must be non-empty dotted"):
         synth.synthesize(APART, "outer", "xc7", map_apart=["a;b"], cache_dir=tmp_path)
 
 
