@@ -25,9 +25,11 @@ fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Her
    of reach of the Python simulator in the time available); stages on chip count with
    their cycle model. The JSON says which figure is which.
 
-Resources (``lut``, ``bram18``, ``uram``, ``dsp``, ``fits``) are not synthesised by this
-benchmark (null): Yosys on the whole design was not run. ``onchip_fits`` compares the
-weight bytes on chip with the budget only.
+5. resources: the whole generated top (``AxiTop`` around ``Network``, AXI shell, FIFOs
+   and weight masters included) through Yosys as ``hdl.build`` synthesises it, each stage
+   mapped apart (:func:`hdl.flow.build.whole_job`), cached; ``fits`` against the board's
+   LUT, FF, BRAM18, URAM and DSP. ``--no-synth`` leaves them null. ``onchip_fits``
+   compares the weight bytes on chip with the budget only.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from bench import command
 from boards.zcu104 import ZCU104Platform
 from hdl import ir
 from hdl.engines import shiftadd
-from hdl.flow.network import Network, _divisors, plan, stage_cycles
+from hdl.flow.network import Network, NetworkSpec, _divisors, plan, stage_cycles
 from hdl.flow.weights import ddr_bytes_per_frame, onchip_bytes, place_weights
 from sim import amsim, golden
 from sim.ddr import DdrModel, port_timing
@@ -265,7 +267,35 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
             "sim_seconds": round(time.time() - t0, 1)}
 
 
-def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
+def synthesize_top(model, folding: dict, board, *, timeout: float, progress=_log) -> dict:
+    """Yosys figures of the whole generated top for ``folding`` on ``board`` (see the
+    module docstring, step 5)."""
+    from amaranth.back import verilog
+
+    from hdl.flow import synth
+    from hdl.flow.build import CORE_MODULE, whole_job
+    from hdl.shell.axi import AxiTop, board_tdata_width
+    t0 = time.time()
+    spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board), ddr_width=board.hp_data_width)
+    top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
+                 classes=len(model.classes), board=board)
+    text = verilog.convert(top, name=CORE_MODULE, platform=board())
+    progress(f"top Verilog: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys ({board.synth_family})")
+    _, name, apart = whole_job(text, CORE_MODULE)
+    result = synth.synthesize(text, name, board.synth_family, map_apart=apart, timeout=timeout)
+    cap = board.capacity.as_dict()
+    figures = {k: getattr(result, k) for k in ("lut", "ff", "bram18", "uram", "dsp")}
+    over = {k: (v, cap[k]) for k, v in figures.items() if v > cap[k]}
+    return {**figures, "logic_levels": result.logic_levels, "fits": not over,
+            "resources_note": ("Yosys synth_xilinx on the whole generated top (AXI shell, FIFOs, "
+                               "weight masters), each stage mapped apart, as hdl.build"
+                               + ("; over the board: " + ", ".join(f"{k} {v:,} > {c:,}" for k, (v, c) in over.items())
+                                  if over else "")),
+            "synth_seconds": round(time.time() - t0, 1), "synth_cached": result.cached}
+
+
+def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeout: float | None = None) -> dict:
+    """The benchmark (module docstring); ``synth_timeout`` None skips step 5."""
     t0 = time.time()
     model = alexnet(seed=0)
     _log("model built")
@@ -307,6 +337,11 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         if s.streamed:
             slices.append(measure_slice(s, slice_rows_for(s, slice_rows), board=board))
             _log(f"slice {s.name}: {slices[-1]}")
+    resources = {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
+                 "resources_note": "not synthesised (--no-synth)"}
+    if synth_timeout is not None:
+        resources = synthesize_top(model, folding, board, timeout=synth_timeout)
+        _log(f"whole design: {resources}")
     measured = {sl["stage"]: sl["cycles_per_frame_extrapolated"] for sl in slices}
     ddr_cycles = math.ceil(wp.ddr_bytes_per_frame / (wp.available_bytes_per_s / (mhz * 1e6)))
     per_stage = {s.name: measured.get(s.name, s.cycles_per_frame) for s in wp.stages}
@@ -348,8 +383,7 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform) -> dict:
         "seed_model_bytes": SEED_MODEL_BYTES, "onchip_budget_bytes": wp.budget_bytes,
         "onchip_fits": wp.onchip_bytes <= wp.budget_bytes,
         "parameters": params, "nonzeros": nonzeros, "compression_vs_dense_params": round(params / nonzeros, 2),
-        "lut": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
-        "resources_note": "not synthesised (Yosys on the whole design not run)",
+        **resources,
         "layers": layers, "slices": slices, "seconds": round(time.time() - t0, 1),
     }
 
@@ -359,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results/alexnet.json", help="JSON result file")
     parser.add_argument("--fps", type=float, default=200.0, help="frame rate the folding targets")
     parser.add_argument("--slice-rows", type=int, default=8, help="rows per simulated slice")
+    parser.add_argument("--no-synth", action="store_true", help="skip Yosys on the whole design")
+    parser.add_argument("--synth-timeout", type=float, default=4 * 3600, help="Yosys time limit, seconds")
     args = parser.parse_args(argv)
-    summary = run(args.fps, args.slice_rows)
+    summary = run(args.fps, args.slice_rows, synth_timeout=None if args.no_synth else args.synth_timeout)
     summary["command"] = command("alexnet", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 
 Parameters (``sim.harness.params()``): ``codes`` (N, elements) input codes, ``scores``
 (N, classes) of the golden model, ``in_bits``, ``classes``, ``axis_width`` (TDATA bits
-in and out), ``timeout_cycles``.
+in and out), ``timeout_cycles``; for weights streamed from DDR the parameters of
+:mod:`hdl.flow.cocotb_verify` (its DDR model serves every ``m_axi_w{k}`` master, after
+WEIGHT_BASE is written).
 Reports ``ends`` (cycle of each frame's TLAST), ``start`` (cycle of the first send) and
 ``latency`` (first frame: start to TLAST).
 """
@@ -12,20 +14,17 @@ import cocotb
 import numpy as np
 
 from hdl.host.driver import Geometry, pack_frame, unpack_output
-from sim.backend import SimBackend, cycle
+from hdl.flow.cocotb_verify import setup_top
+from sim.backend import cycle
 from sim.beats import compare
 from sim.harness import params, report, seed
-from sim.streams import reset
 
 
 @cocotb.test()
 async def frames(dut):
     """Every frame's scores equal the golden model's; the TLAST cycles are reported."""
-    from cocotb.clock import Clock
     p, s = params(), seed()
-    Clock(dut.clk, 10, unit="ns").start()
-    backend = SimBackend(dut, seed=s, gap_prob=0.0, stall_prob=0.0)
-    await reset(dut)
+    backend = await setup_top(dut, seed=s, gap_prob=0.0, stall_prob=0.0)
     width = int(p.get("axis_width", 32))
     g = Geometry(in_elements=p["codes"].shape[1], in_bits=int(p["in_bits"]),
                  classes=int(p["classes"]), in_width=width, out_width=width)

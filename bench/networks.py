@@ -253,10 +253,12 @@ def verilator_opt(verilog_chars: int) -> str:
 
 
 def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
-                name: str | None = None) -> dict:
+                name: str | None = None, board=None) -> dict:
     """The generated top (``AxiTop`` around ``Network``) in Verilator (cached build, C++
     optimisation by :func:`verilator_opt`), free-running source and sink, ``frames``
-    (at least 3) random frames back to back; the scores must equal ``sim.golden``'s
+    (at least 2) random frames back to back; weights streamed from DDR come from the DDR
+    model at ``board``'s port latency and bandwidth (:mod:`hdl.flow.verify`'s). The
+    scores must equal ``sim.golden``'s
     (AssertionError otherwise). Returns ``cycles`` (between the ends of the last two
     frames), ``intervals``, ``latency`` (first frame, first beat sent to TLAST) and
     ``verilator_opt``."""
@@ -264,12 +266,13 @@ def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
 
     from amaranth.back import verilog
 
+    from hdl.flow.verify import ddr_parameters
     from hdl.shell.axi import AxiTop
     from sim import golden
     from sim.harness import run_cocotb
 
-    if frames < 3:
-        raise ValueError(f"frames must be at least 3, not {frames}")
+    if frames < 2:
+        raise ValueError(f"frames must be at least 2, not {frames}")
     model = spec.model
     net = Network(spec=spec)
     top = AxiTop(net, frame_elements=math.prod(model.input.shape), classes=len(model.classes),
@@ -283,6 +286,8 @@ def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
                   "scores": scores.astype(np.int64), "in_bits": model.input.bits,
                   "classes": len(model.classes), "axis_width": spec.axis_width,
                   "timeout_cycles": 4 * (frames * spec.cycles_per_frame + spec.latency_bound) + 2_000}
+    if spec.streamers:
+        parameters.update(ddr_parameters(spec, board))
     saved = os.environ.get("MAKEFLAGS")
     flags = re.sub(r"\bOPT_\w+=\S+", "", saved or "").strip()
     os.environ["MAKEFLAGS"] = f"{flags} {opt}".strip()

@@ -69,7 +69,10 @@ class CocotbDdr:
             ch.sample(ar, bool(int(rready.value)))
 
 
-async def _setup(dut, *, ddr_stall=0.0, **backend_args) -> SimBackend:
+async def setup_top(dut, *, ddr_stall=0.0, **backend_args) -> SimBackend:
+    """Clock, :class:`sim.backend.SimBackend` (``backend_args``), a :class:`CocotbDdr` on
+    every weight master when the parameters carry a ``weight_image``, reset, and
+    WEIGHT_BASE written; the DDR models are ``backend.ddrs``."""
     from cocotb.clock import Clock
     Clock(dut.clk, 10, unit="ns").start()
     backend = SimBackend(dut, **backend_args)
@@ -101,7 +104,7 @@ def _geometry(p, backend) -> Geometry:
 async def stalled_frames(dut):
     """Every frame through the AXI ports with random gaps and backpressure."""
     p, s = params(), seed()
-    backend = await _setup(dut, seed=s, gap_prob=float(p["gap_prob"]),
+    backend = await setup_top(dut, seed=s, gap_prob=float(p["gap_prob"]),
                            stall_prob=float(p["stall_prob"]), ddr_stall=float(p["stall_prob"]))
     assert await backend.read_reg_async(REGISTERS["ID"]) == int(p["ident"])
     g = _geometry(p, backend)
@@ -131,7 +134,7 @@ async def stalled_frames(dut):
 async def free_running(dut):
     """Back-to-back frames without stalls: cycles between the ends of frames."""
     p = params()
-    backend = await _setup(dut, seed=seed())
+    backend = await setup_top(dut, seed=seed())
     g = _geometry(p, backend)
     n = int(p["timing_frames"])
     start = cycle()

@@ -89,7 +89,7 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
         "ident": top.register_values.ident,
     }
     if spec.streamers:
-        parameters.update(_ddr_parameters(spec, board))
+        parameters.update(ddr_parameters(spec, board))
     label = name or f"verify_{model.name}_{spec.cycles_per_frame}"
     with _quick_build():
         result = run_cocotb(top, name=label, test_module="hdl.flow.cocotb_verify",
@@ -123,7 +123,7 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
 WEIGHT_BASE = 0x8_0000_0000
 
 
-def _ddr_parameters(spec, board) -> dict:
+def ddr_parameters(spec, board) -> dict:
     """The cocotb side's DDR: the weight buffer, its address, each master's width, and
     the port's latency and bytes per cycle (the board's at its default clock; without
     a board 30 cycles and one word per cycle)."""

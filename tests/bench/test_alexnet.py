@@ -62,6 +62,27 @@ def test_measure_sparse_slice():
         got["cycles_per_vector_slice"] * stage.cycles_per_frame / got["model_cycles_slice"]
 
 
+def test_synthesize_top_whole_design(monkeypatch):
+    # The whole top (shell and weight master included) goes to Yosys as hdl.build's job,
+    # stages mapped apart; a figure over the board's capacity makes fits false and is named.
+    from hdl.flow import synth
+    seen = {}
+
+    def fake(verilog, top, family, *, map_apart=(), timeout=0, **kw):
+        seen.update(verilog=verilog, top=top, family=family, map_apart=map_apart)
+        return synth.SynthResult(top=top, family=family, lut=1000, lut_logic=1000, lut_memory=0,
+                                 ff=900, bram18=2, uram=200, dsp=0, carry=0, muxf=0,
+                                 logic_levels=5, path_cells=5)
+    monkeypatch.setattr(synth, "synthesize", fake)
+    model = small_fc(out=16, density=0.3)
+    folding = {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}}
+    got = alexnet.synthesize_top(model, folding, ZCU104Platform, timeout=60, progress=lambda _: None)
+    assert seen["top"] == "qnn_core" and seen["family"] == "xcup"
+    assert "qnn_core.core.fc0" in seen["map_apart"] and "m_axi_w0_arvalid" in seen["verilog"]
+    assert (got["lut"], got["ff"], got["bram18"], got["uram"], got["logic_levels"]) == (1000, 900, 2, 200, 5)
+    assert got["fits"] is False and "uram 200 > 96" in got["resources_note"]
+
+
 @pytest.mark.slow
 def test_alexnet_model():
     from sim.random_model import ALEXNET_DENSITIES, alexnet as build

@@ -182,3 +182,18 @@ def test_quick_mode(tmp_path):
         assert row["cycles_measured"] is not None, row["cycles_measured_note"]
         if row["network"].startswith("sfc"):
             assert abs(row["cycles_measured"] - row["cycles_per_frame"]) <= 0.02 * row["cycles_per_frame"]
+
+
+def test_measure_top_streams_weights_from_ddr():
+    """A stage whose weights stream from DDR: the DDR model serves the top's weight
+    master at the board's port timing; scores equal the golden model's (checked inside
+    measure_top) and the frame interval is at least the cycle model's."""
+    from boards.zcu104 import ZCU104Platform
+    from hdl.flow.network import NetworkSpec
+    from tests.hdl.flow.test_weights import small_model
+    folding = {"conv0": {"pe": 4, "simd": 2}, "pool0": {"pe": 4, "simd": 4},
+               "fc1": {"pe": 2, "simd": 4, "weights": "ddr"}, "fc2": {"pe": 4, "simd": 8}}
+    spec = NetworkSpec(small_model(), folding, ddr_width=128)
+    assert len(spec.streamers) == 1
+    got = networks.measure_top(spec, 3, board=ZCU104Platform, name="measure_ddr_small")
+    assert len(got["intervals"]) == 2 and got["cycles"] >= spec.cycles_per_frame
