@@ -1,6 +1,7 @@
 """Benchmark: an AlexNet-class network with weights streamed from DDR on the ZCU104 (issue 18).
 
     python -m bench.alexnet [--out bench/results/alexnet.json] [--fps 200] [--slice-rows 8]
+                            [--frames 2] [--no-synth] [--synth-timeout S]
 
 Seed paper 003 compresses AlexNet 28x (8.7 MB, CSC, 4-bit values) and runs it at 9.73
 fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Here:
@@ -14,22 +15,25 @@ fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Her
    and what streams from DDR, the bytes per frame and the bandwidth against the HP port;
    streamed CSC stages are then refolded for their streamed words (SIMD 1: relative
    column indices, :meth:`hdl.engines.sparse.SparseSpec.weight_beats`);
-4. measured cycles: each streamed stage is simulated (Amaranth simulator, engine +
+4. an estimate from slices: each streamed stage is simulated (Amaranth simulator, engine +
    :class:`hdl.engines.weightstream.WeightStream` + :class:`sim.ddr.DdrModel` with the
    ZCU104 port's latency and bandwidth, outputs checked bit-exact against
    ``sim.golden``) on a *slice* of output rows with the full input width (at least
    ``--slice-rows``; a sparse slice has enough rows that its words, not its input beats,
    set its pace), and its cycles per frame extrapolated by the cycle model's ratio of
-   the whole stage to the slice. A whole frame of the whole
-   top is not simulated (millions of cycles of a design with hundreds of lanes are out
-   of reach of the Python simulator in the time available); stages on chip count with
-   their cycle model. The JSON says which figure is which.
-
+   the whole stage to the slice; stages on chip count with their cycle model;
 5. resources: the whole generated top (``AxiTop`` around ``Network``, AXI shell, FIFOs
    and weight masters included) through Yosys as ``hdl.build`` synthesises it, each stage
-   mapped apart (:func:`hdl.flow.build.whole_job`), cached; ``fits`` against the board's
+   mapped apart, cached; from Amaranth's RTLIL, not Verilog (``rtlil`` of
+   :func:`hdl.flow.synth.synthesize`: the megabytes of ROM initialisation as Verilog
+   statements take Yosys past its memory); ``fits`` against the board's
    LUT, FF, BRAM18, URAM and DSP. ``--no-synth`` leaves them null. ``onchip_fits``
-   compares the weight bytes on chip with the budget only.
+   compares the weight bytes on chip with the budget only;
+6. measured cycles of the whole generated top: ``--frames`` (2) random frames back to
+   back through it in Verilator (:func:`bench.networks.measure_top`), every weight
+   master served by the DDR model at the ZCU104 port's latency and bandwidth, the scores
+   equal to ``sim.golden``'s; ``cycles_measured`` is the interval between the ends of
+   the last two frames, and ``fps`` follows it. Step 4's estimate stays beside it.
 """
 
 from __future__ import annotations
@@ -39,17 +43,20 @@ import json
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from amaranth.sim import Simulator
 
 from bench import command
+from bench.networks import measure_top
 from boards.zcu104 import ZCU104Platform
 from hdl import ir
 from hdl.engines import shiftadd
 from hdl.flow.network import Network, NetworkSpec, _divisors, plan, stage_cycles
 from hdl.flow.weights import ddr_bytes_per_frame, onchip_bytes, place_weights
+from hdl.shell.axi import board_tdata_width
 from sim import amsim, golden
 from sim.ddr import DdrModel, port_timing
 from sim.random_model import ALEXNET_DENSITIES, alexnet
@@ -270,19 +277,20 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
 def synthesize_top(model, folding: dict, board, *, timeout: float, progress=_log) -> dict:
     """Yosys figures of the whole generated top for ``folding`` on ``board`` (see the
     module docstring, step 5)."""
-    from amaranth.back import verilog
+    from amaranth.back import rtlil
 
     from hdl.flow import synth
-    from hdl.flow.build import CORE_MODULE, whole_job
-    from hdl.shell.axi import AxiTop, board_tdata_width
+    from hdl.flow.build import CORE_MODULE
+    from hdl.shell.axi import AxiTop
     t0 = time.time()
     spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board), ddr_width=board.hp_data_width)
     top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
                  classes=len(model.classes), board=board)
-    text = verilog.convert(top, name=CORE_MODULE, platform=board())
-    progress(f"top Verilog: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys ({board.synth_family})")
-    _, name, apart = whole_job(text, CORE_MODULE)
-    result = synth.synthesize(text, name, board.synth_family, map_apart=apart, timeout=timeout)
+    text = rtlil.convert(top, name=CORE_MODULE, platform=board())
+    progress(f"top RTLIL: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys ({board.synth_family})")
+    apart = synth.submodules(text, f"{CORE_MODULE}.core")
+    result = synth.synthesize(text, CORE_MODULE, board.synth_family, map_apart=apart, rtlil=True,
+                              timeout=timeout)
     cap = board.capacity.as_dict()
     figures = {k: getattr(result, k) for k in ("lut", "ff", "bram18", "uram", "dsp")}
     over = {k: (v, cap[k]) for k, v in figures.items() if v > cap[k]}
@@ -294,8 +302,10 @@ def synthesize_top(model, folding: dict, board, *, timeout: float, progress=_log
             "synth_seconds": round(time.time() - t0, 1), "synth_cached": result.cached}
 
 
-def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeout: float | None = None) -> dict:
-    """The benchmark (module docstring); ``synth_timeout`` None skips step 5."""
+def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeout: float | None = None,
+        frames: int = 2) -> dict:
+    """The benchmark (module docstring); ``synth_timeout`` None skips step 5, ``frames`` 0
+    step 6."""
     t0 = time.time()
     model = alexnet(seed=0)
     _log("model built")
@@ -339,14 +349,25 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
             _log(f"slice {s.name}: {slices[-1]}")
     resources = {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
                  "resources_note": "not synthesised (--no-synth)"}
-    if synth_timeout is not None:
-        resources = synthesize_top(model, folding, board, timeout=synth_timeout)
-        _log(f"whole design: {resources}")
+    whole = None
+    with ThreadPoolExecutor(2) as pool:       # Yosys and Verilator run side by side
+        synth_job = (pool.submit(synthesize_top, model, folding, board, timeout=synth_timeout)
+                     if synth_timeout is not None else None)
+        if frames:
+            spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board),
+                               ddr_width=board.hp_data_width)
+            _log(f"simulating the whole top: {frames} frames")
+            whole = measure_top(spec, frames, board=board, name="alexnet_top")
+            _log(f"whole top: {whole}")
+        if synth_job is not None:
+            resources = synth_job.result()
+            _log(f"whole design: {resources}")
     measured = {sl["stage"]: sl["cycles_per_frame_extrapolated"] for sl in slices}
     ddr_cycles = math.ceil(wp.ddr_bytes_per_frame / (wp.available_bytes_per_s / (mhz * 1e6)))
     per_stage = {s.name: measured.get(s.name, s.cycles_per_frame) for s in wp.stages}
-    cycles = max(max(per_stage.values()), ddr_cycles)
+    estimate = max(max(per_stage.values()), ddr_cycles)
     slowest = max(per_stage, key=per_stage.get)
+    cycles = whole["cycles"] if whole else estimate
     fps = mhz * 1e6 / cycles
     nonzeros = sum(round(v["density"] * math.prod(s.layer.weights.shape))
                    for s in wp.stages if s.compute is not None for v in [layers[s.name]])
@@ -355,16 +376,20 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
         "board": board.name, "clock_mhz": mhz, "model": model.name, "fps_target": fps_target,
         "fps": round(fps, 2), "fps_vs_seed": round(fps / SEED_FPS, 2),
         "cycles_per_frame": round(cycles),
-        "cycles_per_frame_basis": (f"slowest stage {slowest} ({'measured slice' if slowest in measured else 'cycle model'}); "
-                                   "streamed stages measured on slices, on-chip stages by the "
-                                   "engines' cycle models (checked in the test suite on small "
-                                   "layers), DDR bytes over the ports' bandwidth"),
-        "cycles_measured": round(max(measured.values())) if measured else None,
-        "cycles_measured_method": ("streamed stages only: a slice of rows of each simulated with "
-                                   "its WeightStreams and the DDR model at the board's port timing "
-                                   "(Amaranth sim, bit-exact against sim.golden), cycles per vector "
-                                   "in steady state extrapolated by the cycle model's ratio of the "
-                                   "whole stage to the slice; no whole frame of the top was simulated"),
+        "cycles_measured": whole["cycles"] if whole else None,
+        "latency_measured": whole["latency"] if whole else None,
+        "cycles_measured_method": (
+            f"the whole generated top (AXI shell, FIFOs, weight masters) in Verilator, {frames} "
+            "random frames back to back, every weight master served by the DDR model at the "
+            "board's port latency and bandwidth, scores equal to sim.golden's; cycles between "
+            "the ends of the last two frames" if whole else "not simulated (--frames 0)"),
+        "cycles_slices_estimate": round(estimate),
+        "cycles_slices_estimate_basis": (
+            f"slowest stage {slowest} ({'measured slice' if slowest in measured else 'cycle model'}): "
+            "streamed stages measured on slices of rows (Amaranth sim with the DDR model, "
+            "bit-exact, cycles per vector extrapolated by the cycle model's ratio of the whole "
+            "stage to the slice), on-chip stages by the engines' cycle models, DDR bytes over "
+            "the ports' bandwidth"),
         "cycles_model": wp.cycles_per_frame,
         "ddr_bytes_per_frame": wp.ddr_bytes_per_frame,
         "ddr_bandwidth_used": round(wp.ddr_bytes_per_frame * fps),
@@ -394,9 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=200.0, help="frame rate the folding targets")
     parser.add_argument("--slice-rows", type=int, default=8, help="rows per simulated slice")
     parser.add_argument("--no-synth", action="store_true", help="skip Yosys on the whole design")
+    parser.add_argument("--frames", type=int, default=2,
+                        help="frames through the whole top in Verilator (0: none, else at least 2)")
     parser.add_argument("--synth-timeout", type=float, default=4 * 3600, help="Yosys time limit, seconds")
     args = parser.parse_args(argv)
-    summary = run(args.fps, args.slice_rows, synth_timeout=None if args.no_synth else args.synth_timeout)
+    if args.frames == 1 or args.frames < 0:
+        parser.error(f"--frames must be 0 or at least 2, not {args.frames}")
+    summary = run(args.fps, args.slice_rows, synth_timeout=None if args.no_synth else args.synth_timeout,
+                  frames=args.frames)
     summary["command"] = command("alexnet", argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -414,9 +414,11 @@ def _check_modules(names, what: str) -> tuple:
     return names
 
 
-def _options(map_apart) -> dict:
+def _options(map_apart, rtlil: bool = False) -> dict:
     """The cache key's options for :func:`synthesize` (``map_apart`` checked)."""
     options = {"flatten": True, "noiopad": True, "noclkbuf": True}
+    if rtlil:
+        options["rtlil"] = True
     map_apart = _check_modules(map_apart, "map apart")
     if map_apart:
         options["map_apart"] = sorted(map_apart)
@@ -431,10 +433,14 @@ def submodules(verilog: str, parent: str) -> list[str]:
     return sorted(set(pattern.findall(verilog)))
 
 
-def synthesize(verilog: str, top: str, family: str, *, map_apart=(),
+def synthesize(verilog: str, top: str, family: str, *, map_apart=(), rtlil: bool = False,
                cache_dir: str | os.PathLike | None = None,
                use_cache: bool = True, timeout: float = 1800) -> SynthResult:
     """Synthesise ``verilog`` (module ``top``) with ``synth_xilinx -family family``.
+
+    With ``rtlil`` the text is Amaranth's RTLIL (``amaranth.back.rtlil.convert``) instead:
+    a memory's contents are one constant there, where Verilog has a statement per word,
+    which for megabytes of ROM takes yowasp's Yosys past its 4 GiB address space.
 
     ``map_apart`` names submodules (``top.stage``) that ABC maps each on its own, as
     Vivado synthesises the IP blocks of a block design out of context: on a flattened
@@ -449,7 +455,7 @@ def synthesize(verilog: str, top: str, family: str, *, map_apart=(),
     take a file lock, so one synthesises and the others read its entry.
     """
     _check(verilog, top, family)
-    options = _options(map_apart)
+    options = _options(map_apart, rtlil)
     map_apart = tuple(options.get("map_apart", ()))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(verilog, top, family, options)
@@ -463,7 +469,7 @@ def synthesize(verilog: str, top: str, family: str, *, map_apart=(),
 
     def run():
         stat, netlist = _run(verilog, top, family, keep=map_apart, flatten_after=True,
-                             timeout=timeout)
+                             timeout=timeout, rtlil=rtlil)
         return _result(stat, netlist, top, family, design=True)
 
     return _cached_run(path, use_cache, cached, run, lambda r: r.to_json())
@@ -563,19 +569,21 @@ def _store(path: Path, data) -> None:
 
 
 def _run(verilog: str, top: str, family: str, *, keep, timeout,
-         flatten_after: bool = False) -> tuple[dict, dict]:
+         flatten_after: bool = False, rtlil: bool = False) -> tuple[dict, dict]:
     """One Yosys run; returns (``stat -json``, ``write_json``) as dicts. The ``keep``
     modules keep their boundary through mapping; with ``flatten_after`` they are then
-    flattened into the top."""
+    flattened into the top. ``rtlil``: the text is RTLIL, not Verilog."""
     global yosys_runs
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
         tmp = Path(tmp)
-        (tmp / "design.v").write_text(verilog)
+        design = "design.il" if rtlil else "design.v"
+        (tmp / design).write_text(verilog)
         # The early proc/opt_clean avoids a silent ABC9 crash of yowasp 0.70 on designs
         # with a registered ArrayLayout output (seen on MaxPool and OutputStage).
         # rom_style "distributed" (Vivado: a ROM in LUTs) is "logic" to Yosys, whose
         # distributed-RAM mapping needs a write port.
-        steps = ["read_verilog -sv design.v", f"hierarchy -top {top}", "proc", "opt_clean -purge",
+        steps = ["read_rtlil design.il" if rtlil else "read_verilog -sv design.v",
+                 f"hierarchy -top {top}", "proc", "opt_clean -purge",
                  'attrmap -map rom_style="distributed" rom_style="logic"']
         if keep:
             steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))

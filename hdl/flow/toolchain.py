@@ -17,12 +17,13 @@ from pathlib import Path
 __all__ = ["ToolNotFound", "strip_src", "cache_dir", "verilator_env", "verilator_root", "yosys_command", "run_yosys",
            "iverilog_available", "vivado_path", "simulator"]
 
-_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?')
+_SRC_ATTR = re.compile(r'\(\* src = "[^"]*" \*\) ?|^ *attribute \\src "[^"\n]*"\n', re.M)
 
 
 def strip_src(verilog_text: str) -> str:
-    """Verilog without Amaranth's ``(* src = "file:line" *)`` attributes: a cache key that
-    does not change with line numbers of unrelated edits."""
+    """Verilog without Amaranth's ``(* src = "file:line" *)`` attributes (RTLIL without its
+    ``attribute \\src`` lines): a cache key that does not change with line numbers of
+    unrelated edits."""
     return _SRC_ATTR.sub("", verilog_text)
 
 

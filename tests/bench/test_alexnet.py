@@ -68,8 +68,8 @@ def test_synthesize_top_whole_design(monkeypatch):
     from hdl.flow import synth
     seen = {}
 
-    def fake(verilog, top, family, *, map_apart=(), timeout=0, **kw):
-        seen.update(verilog=verilog, top=top, family=family, map_apart=map_apart)
+    def fake(text, top, family, *, map_apart=(), rtlil=False, timeout=0, **kw):
+        seen.update(text=text, top=top, family=family, map_apart=map_apart, rtlil=rtlil)
         return synth.SynthResult(top=top, family=family, lut=1000, lut_logic=1000, lut_memory=0,
                                  ff=900, bram18=2, uram=200, dsp=0, carry=0, muxf=0,
                                  logic_levels=5, path_cells=5)
@@ -78,7 +78,8 @@ def test_synthesize_top_whole_design(monkeypatch):
     folding = {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}}
     got = alexnet.synthesize_top(model, folding, ZCU104Platform, timeout=60, progress=lambda _: None)
     assert seen["top"] == "qnn_core" and seen["family"] == "xcup"
-    assert "qnn_core.core.fc0" in seen["map_apart"] and "m_axi_w0_arvalid" in seen["verilog"]
+    assert "qnn_core.core.fc0" in seen["map_apart"] and seen["rtlil"]
+    assert "\\m_axi_w0_arvalid\n" in seen["text"]          # the weight master's port
     assert (got["lut"], got["ff"], got["bram18"], got["uram"], got["logic_levels"]) == (1000, 900, 2, 200, 5)
     assert got["fits"] is False and "uram 200 > 96" in got["resources_note"]
 

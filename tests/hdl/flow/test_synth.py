@@ -422,3 +422,20 @@ def test_submodules_are_one_level_below_the_parent():
             "module \\top.core.fc1_fifo (a);\nendmodule\nmodule \\top.coreb.x (a);\nendmodule\n")
     assert synth.submodules(text, "top.core") == ["top.core.fc0", "top.core.fc1_fifo"]
     assert synth.submodules(text, "top") == ["top.core"]
+
+
+def test_rtlil_input_gives_the_verilog_figures(tmp_path):
+    """Amaranth's RTLIL (one constant per ROM) synthesises to the same netlist figures as
+    its Verilog (a statement per ROM word), under its own cache key, without src lines."""
+    import numpy as np
+    from amaranth.back import rtlil, verilog
+    from hdl.engines.mvtu import MVTU
+    w = np.where(np.random.default_rng(1).random((16, 256)) < 0.5, -1, 1)
+    mvtu = MVTU(w, kind="binary", in_bits=1, pe=2, simd=32, ram_style="distributed")
+    il = rtlil.convert(mvtu, name="top")
+    assert "attribute \\src" in il and "attribute \\src" not in toolchain.strip_src(il)
+    from_v = synth.synthesize(verilog.convert(mvtu, name="top"), "top", "xc7", cache_dir=tmp_path)
+    from_il = synth.synthesize(il, "top", "xc7", rtlil=True, cache_dir=tmp_path)
+    assert not from_il.cached and from_il.lut > 16 * 256 // 64
+    assert from_il.resources() == from_v.resources()
+    assert from_il.logic_levels == from_v.logic_levels
