@@ -239,13 +239,19 @@ def finn_cnv_comparison(model: ir.Model, stages) -> dict:
 VERILATOR_OPT = ((300_000, ""),
                  (3_000_000, "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0"),
                  (None, "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"))
+#: A run of more cycles than this is worth -O1 on the per-cycle code of any design (the
+#: AlexNet-class top evaluates about 140 cycles/s at -O0).
+LONG_RUN_CYCLES = 1_000_000
 #: Frames the top is measured with (back to back); the frame interval is taken between
 #: the last two.
 MEASURE_FRAMES = 4
 
 
-def verilator_opt(verilog_chars: int) -> str:
-    """``OPT_*`` make settings for a Verilator build of a design of this size."""
+def verilator_opt(verilog_chars: int, cycles: int = 0) -> str:
+    """``OPT_*`` make settings for a Verilator build of a design of this size that will
+    run about ``cycles`` cycles."""
+    if cycles > LONG_RUN_CYCLES and verilog_chars > VERILATOR_OPT[0][0]:
+        return VERILATOR_OPT[1][1]
     for limit, flags in VERILATOR_OPT:
         if limit is None or verilog_chars <= limit:
             return flags
@@ -281,7 +287,7 @@ def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 1 << model.input.bits, size=(frames, *model.input.shape))
     scores = golden.run(model, codes)
-    opt = verilator_opt(len(text))
+    opt = verilator_opt(len(text), frames * spec.cycles_per_frame + spec.latency_bound)
     parameters = {"codes": codes.reshape(frames, -1).astype(np.int64),
                   "scores": scores.astype(np.int64), "in_bits": model.input.bits,
                   "classes": len(model.classes), "axis_width": spec.axis_width,

@@ -87,6 +87,9 @@ def test_verilator_options_by_size():
     assert networks.verilator_opt(10_000) == ""
     assert "OPT_SLOW=-O0" in networks.verilator_opt(1_000_000)
     assert "OPT_FAST=-O0" in networks.verilator_opt(50_000_000)
+    # a long run of a big design is worth optimising the per-cycle code
+    assert "OPT_FAST=-O1" in networks.verilator_opt(50_000_000, cycles=2_000_000)
+    assert networks.verilator_opt(10_000, cycles=2_000_000) == ""
 
 
 def test_cache_only_leaves_resources_unmeasured(tmp_path, monkeypatch):
