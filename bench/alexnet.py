@@ -289,8 +289,13 @@ def synthesize_top(model, folding: dict, board, *, timeout: float, progress=_log
     text = rtlil.convert(top, name=CORE_MODULE, platform=board())
     progress(f"top RTLIL: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys ({board.synth_family})")
     apart = synth.submodules(text, f"{CORE_MODULE}.core")
-    result = synth.synthesize(text, CORE_MODULE, board.synth_family, map_apart=apart, rtlil=True,
-                              timeout=timeout)
+    try:
+        result = synth.synthesize(text, CORE_MODULE, board.synth_family, map_apart=apart, rtlil=True,
+                                  timeout=timeout)
+    except RuntimeError as exc:         # keep the run's other figures; say why these are missing
+        reason = " ".join(str(exc).split())[:300]
+        return {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
+                "resources_note": f"whole-design Yosys failed after {time.time() - t0:.0f} s: {reason}"}
     cap = board.capacity.as_dict()
     figures = {k: getattr(result, k) for k in ("lut", "ff", "bram18", "uram", "dsp")}
     over = {k: (v, cap[k]) for k, v in figures.items() if v > cap[k]}

@@ -96,3 +96,18 @@ def test_alexnet_model():
         if hasattr(l, "weights"):
             density = l.weights.nnz / math.prod(l.weights.shape)
             assert density <= ALEXNET_DENSITIES[l.name]
+
+
+def test_synthesize_top_failure_is_recorded(monkeypatch):
+    # A Yosys that fails (yowasp's 4 GiB on the AlexNet-class top) leaves the resources
+    # null with the reason, and the benchmark's measured figures are still written.
+    from hdl.flow import synth
+
+    def fails(*a, **k):
+        raise RuntimeError("Yosys failed (exit 1):\n  thrown Wasm exception")
+    monkeypatch.setattr(synth, "synthesize", fails)
+    got = alexnet.synthesize_top(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1}},
+                                 ZCU104Platform, timeout=60, progress=lambda _: None)
+    assert got["lut"] is None and got["fits"] is None
+    assert got["resources_note"].startswith("whole-design Yosys failed after ")
+    assert "thrown Wasm exception" in got["resources_note"]
