@@ -258,7 +258,7 @@ def fake_yosys(tiny, monkeypatch):
     _, real = tiny
     calls = []
 
-    def run(verilog, top, family, *, keep, timeout, flatten_after=False):
+    def run(verilog, top, family, *, keep, timeout, flatten_after=False, rtlil=False):
         calls.append(top)
         time.sleep(0.2)
         return {"modules": {}}, {}
