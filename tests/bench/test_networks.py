@@ -193,10 +193,11 @@ def test_measure_top_streams_weights_from_ddr():
     measure_top) and the frame interval is at least the cycle model's."""
     from boards.zcu104 import ZCU104Platform
     from hdl.flow.network import NetworkSpec
-    from tests.hdl.flow.test_weights import small_model
-    folding = {"conv0": {"pe": 4, "simd": 2}, "pool0": {"pe": 4, "simd": 4},
-               "fc1": {"pe": 2, "simd": 4, "weights": "ddr"}, "fc2": {"pe": 4, "simd": 8}}
-    spec = NetworkSpec(small_model(), folding, ddr_width=128)
+    plans = [LayerPlan(op="fc", out=8, kind="pot", wbits=4, act_bits=2),
+             LayerPlan(op="fc", out=4, kind="int", wbits=4, act_bits=None)]
+    model = build_model(plans, input_shape=(2, 2, 4), input_bits=3, seed=5, name="ddr-fc")
+    folding = {"fc0": {"pe": 2, "simd": 4, "weights": "ddr"}, "fc1": {"pe": 4, "simd": 8}}
+    spec = NetworkSpec(model, folding, ddr_width=128)
     assert len(spec.streamers) == 1
-    got = networks.measure_top(spec, 3, board=ZCU104Platform, name="measure_ddr_small")
+    got = networks.measure_top(spec, 3, board=ZCU104Platform, name="measure_ddr_fc")
     assert len(got["intervals"]) == 2 and got["cycles"] >= spec.cycles_per_frame
