@@ -274,16 +274,16 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
             "sim_seconds": round(time.time() - t0, 1)}
 
 
-def synthesize_top(model, folding: dict, board, *, timeout: float, progress=_log) -> dict:
-    """Yosys figures of the whole generated top for ``folding`` on ``board`` (see the
-    module docstring, step 5)."""
+def synthesize_top(spec: NetworkSpec, board, *, timeout: float, progress=_log) -> dict:
+    """Yosys figures of the whole generated top of ``spec`` on ``board`` (see the module
+    docstring, step 5)."""
     from amaranth.back import rtlil
 
     from hdl.flow import synth
     from hdl.flow.build import CORE_MODULE
     from hdl.shell.axi import AxiTop
     t0 = time.time()
-    spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board), ddr_width=board.hp_data_width)
+    model = spec.model
     top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
                  classes=len(model.classes), board=board)
     text = rtlil.convert(top, name=CORE_MODULE, platform=board())
@@ -355,12 +355,11 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
     resources = {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
                  "resources_note": "not synthesised (--no-synth)"}
     whole = None
+    spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board), ddr_width=board.hp_data_width)
     with ThreadPoolExecutor(2) as pool:       # Yosys and Verilator run side by side
-        synth_job = (pool.submit(synthesize_top, model, folding, board, timeout=synth_timeout)
+        synth_job = (pool.submit(synthesize_top, spec, board, timeout=synth_timeout)
                      if synth_timeout is not None else None)
         if frames:
-            spec = NetworkSpec(model, folding, axis_width=board_tdata_width(board),
-                               ddr_width=board.hp_data_width)
             _log(f"simulating the whole top: {frames} frames")
             whole = measure_top(spec, frames, board=board, name="alexnet_top")
             _log(f"whole top: {whole}")

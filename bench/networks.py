@@ -239,8 +239,8 @@ def finn_cnv_comparison(model: ir.Model, stages) -> dict:
 VERILATOR_OPT = ((300_000, ""),
                  (3_000_000, "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O0"),
                  (None, "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"))
-#: A run of more cycles than this is worth -O1 on the per-cycle code of any design (the
-#: AlexNet-class top evaluates about 140 cycles/s at -O0).
+#: A run of more cycles than this is worth -O1 on the per-cycle code of any design (a big
+#: top's evaluation at -O0 then costs more than the longer build).
 LONG_RUN_CYCLES = 1_000_000
 #: Frames the top is measured with (back to back); the frame interval is taken between
 #: the last two.

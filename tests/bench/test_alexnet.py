@@ -7,7 +7,7 @@ import pytest
 
 from bench import alexnet
 from boards.zcu104 import ZCU104Platform
-from hdl.flow.network import plan
+from hdl.flow.network import NetworkSpec, plan
 from sim.random_model import LayerPlan, build_model
 
 
@@ -74,9 +74,9 @@ def test_synthesize_top_whole_design(monkeypatch):
                                  ff=900, bram18=2, uram=200, dsp=0, carry=0, muxf=0,
                                  logic_levels=5, path_cells=5)
     monkeypatch.setattr(synth, "synthesize", fake)
-    model = small_fc(out=16, density=0.3)
-    folding = {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}}
-    got = alexnet.synthesize_top(model, folding, ZCU104Platform, timeout=60, progress=lambda _: None)
+    spec = NetworkSpec(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}},
+                       axis_width=128, ddr_width=128)
+    got = alexnet.synthesize_top(spec, ZCU104Platform, timeout=60, progress=lambda _: None)
     assert seen["top"] == "qnn_core" and seen["family"] == "xcup"
     assert "qnn_core.core.fc0" in seen["map_apart"] and seen["rtlil"]
     assert "\\m_axi_w0_arvalid\n" in seen["text"]          # the weight master's port
@@ -106,8 +106,8 @@ def test_synthesize_top_failure_is_recorded(monkeypatch):
     def fails(*a, **k):
         raise RuntimeError("Yosys failed (exit 1):\n  thrown Wasm exception")
     monkeypatch.setattr(synth, "synthesize", fails)
-    got = alexnet.synthesize_top(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1}},
-                                 ZCU104Platform, timeout=60, progress=lambda _: None)
+    spec = NetworkSpec(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1}})
+    got = alexnet.synthesize_top(spec, ZCU104Platform, timeout=60, progress=lambda _: None)
     assert got["lut"] is None and got["fits"] is None
     assert got["resources_note"].startswith("whole-design Yosys failed after ")
     assert "thrown Wasm exception" in got["resources_note"]
