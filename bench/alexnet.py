@@ -11,8 +11,10 @@ fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Her
 2. a folding per stage, the fewest lanes whose cycle model meets ``clock / fps``
    (sparse engine, on chip or with its CSC words streamed; a dense layer streamed on
    the MVTU/shift MAC);
-3. :func:`hdl.flow.weights.place_weights`: what stays on chip (90 % of BRAM+URAM bytes)
-   and what streams from DDR, the bytes per frame and the bandwidth against the HP port;
+3. :func:`hdl.flow.weights.place_weights`: what stays on chip (90 % of BRAM+URAM bytes,
+   as the seed counts memory; ``onchip_fits`` compares with block RAM, the only place a
+   ROM can go, and ``rom_only_plan`` gives the cycle model of the plan held to it) and
+   what streams from DDR, the bytes per frame and the bandwidth against the HP port;
    streamed CSC stages are then refolded for their streamed words (SIMD 1: relative
    column indices, :meth:`hdl.engines.sparse.SparseSpec.weight_beats`);
 4. an estimate from slices: each streamed stage is simulated (Amaranth simulator, engine +
@@ -23,12 +25,13 @@ fps on a ZCU104; its weights do not fit the device's block RAM and UltraRAM. Her
    set its pace), and its cycles per frame extrapolated by the cycle model's ratio of
    the whole stage to the slice; stages on chip count with their cycle model;
 5. resources: the whole generated top (``AxiTop`` around ``Network``, AXI shell, FIFOs
-   and weight masters included) through Yosys as ``hdl.build`` synthesises it, each stage
-   mapped apart, cached; from Amaranth's RTLIL, not Verilog (``rtlil`` of
-   :func:`hdl.flow.synth.synthesize`: the megabytes of ROM initialisation as Verilog
-   statements take Yosys past its memory); ``fits`` against the board's
-   LUT, FF, BRAM18, URAM and DSP. ``--no-synth`` leaves them null. ``onchip_fits``
-   compares the weight bytes on chip with the budget only;
+   and weight masters included) through Yosys ``synth_xilinx``, from Amaranth's RTLIL
+   (the megabytes of ROM initialisation as Verilog statements take Yosys past its
+   memory), in parts (:func:`hdl.flow.synth.synthesize_parts`: the whole design in one
+   run is past yowasp's 4 GiB too): each compute stage alone and the rest of the top with
+   the stages as black boxes, summed, cached; ``fits`` against the board's LUT, FF,
+   BRAM18, URAM and DSP, ``stage_resources`` the parts. ``--no-synth`` leaves them null.
+   ``onchip_fits`` compares the weight bytes on chip with the block RAM share only;
 6. measured cycles of the whole generated top: ``--frames`` (2) random frames back to
    back through it in Verilator (:func:`bench.networks.measure_top`), every weight
    master served by the DDR model at the ZCU104 port's latency and bandwidth, the scores
@@ -55,7 +58,7 @@ from boards.zcu104 import ZCU104Platform
 from hdl import ir
 from hdl.engines import shiftadd
 from hdl.flow.network import Network, NetworkSpec, _divisors, plan, stage_cycles
-from hdl.flow.weights import ddr_bytes_per_frame, onchip_bytes, place_weights
+from hdl.flow.weights import ONCHIP_WEIGHT_SHARE, ddr_bytes_per_frame, onchip_bytes, place_weights
 from hdl.shell.axi import board_tdata_width
 from sim import amsim, golden
 from sim.ddr import DdrModel, port_timing
@@ -274,9 +277,9 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
             "sim_seconds": round(time.time() - t0, 1)}
 
 
-def synthesize_top(spec: NetworkSpec, board, *, timeout: float, progress=_log) -> dict:
+def synthesize_top(spec: NetworkSpec, board, *, timeout: float, workers: int = 2, progress=_log) -> dict:
     """Yosys figures of the whole generated top of ``spec`` on ``board`` (see the module
-    docstring, step 5)."""
+    docstring, step 5): one run per compute stage and one for the rest of the top, summed."""
     from amaranth.back import rtlil
 
     from hdl.flow import synth
@@ -287,24 +290,41 @@ def synthesize_top(spec: NetworkSpec, board, *, timeout: float, progress=_log) -
     top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
                  classes=len(model.classes), board=board)
     text = rtlil.convert(top, name=CORE_MODULE, platform=board())
-    progress(f"top RTLIL: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys ({board.synth_family})")
-    apart = synth.submodules(text, f"{CORE_MODULE}.core")
+    stages = {f"{CORE_MODULE}.core.{s.name}": s.name for s in spec.stages if s.compute is not None}
+    missing = set(stages) - set(synth.submodules(text, f"{CORE_MODULE}.core"))
+    if missing:
+        raise RuntimeError(f"stage modules not found in the top's RTLIL: {', '.join(sorted(missing))}")
+    progress(f"top RTLIL: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys "
+             f"({board.synth_family}) on {len(stages)} stages and the rest, {workers} at a time")
+
+    def done(name, result):
+        progress(f"synthesised {stages.get(name, 'rest of the top')}: {result.resources()}, "
+                 f"{result.logic_levels} levels{' (cached)' if result.cached else ''}")
     try:
-        result = synth.synthesize(text, CORE_MODULE, board.synth_family, map_apart=apart, rtlil=True,
-                                  timeout=timeout)
+        parts = synth.synthesize_parts(text, CORE_MODULE, board.synth_family, list(stages), rtlil=True,
+                                       workers=workers, progress=done, timeout=timeout)
     except RuntimeError as exc:         # keep the run's other figures; say why these are missing
         reason = " ".join(str(exc).split())[:300]
         return {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
-                "resources_note": f"whole-design Yosys failed after {time.time() - t0:.0f} s: {reason}"}
+                "resources_note": f"Yosys failed after {time.time() - t0:.0f} s: {reason}"}
+    result = synth.combine(parts, CORE_MODULE)
     cap = board.capacity.as_dict()
-    figures = {k: getattr(result, k) for k in ("lut", "ff", "bram18", "uram", "dsp")}
+    figures = result.resources()
     over = {k: (v, cap[k]) for k, v in figures.items() if v > cap[k]}
-    return {**figures, "logic_levels": result.logic_levels, "fits": not over,
-            "resources_note": ("Yosys synth_xilinx on the whole generated top (AXI shell, FIFOs, "
-                               "weight masters), each stage mapped apart, as hdl.build"
-                               + ("; over the board: " + ", ".join(f"{k} {v:,} > {c:,}" for k, (v, c) in over.items())
-                                  if over else "")),
-            "synth_seconds": round(time.time() - t0, 1), "synth_cached": result.cached}
+    breakdown = {stages.get(name, "rest"): {**r.resources(), "lut_memory": r.lut_memory,
+                                            "logic_levels": r.logic_levels}
+                 for name, r in parts.items()}
+    return {**figures, "lut_memory": result.lut_memory, "logic_levels": result.logic_levels,
+            "fits": not over, "over_capacity": {k: {"used": v, "capacity": c} for k, (v, c) in over.items()},
+            "resources_note": (
+                "Yosys synth_xilinx on the whole generated top in parts (one design is past "
+                "yowasp's 4 GiB): each compute stage as a design of its own, and the rest of the "
+                "top (AXI shell, FIFOs, width converters, max-pools, weight masters) with the "
+                "stages as black boxes; figures summed; logic levels the deepest part's (paths "
+                "across a stage's ports not measured)"),
+            "stage_resources": breakdown,
+            "synth_seconds": round(time.time() - t0, 1),
+            "synth_cached": all(r.cached for r in parts.values())}
 
 
 def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeout: float | None = None,
@@ -318,14 +338,18 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
     target = int(mhz * 1e6 / fps_target)
     folding = fold(model, target)
     stages = plan(model, folding)
-    wp = place_weights(stages, board)
+    rom_budget = int(ONCHIP_WEIGHT_SHARE * board.onchip_weight_bytes())
+    # The seed counts block RAM and UltraRAM as weight memory; ROMs fit block RAM only.
+    budget = int(ONCHIP_WEIGHT_SHARE * (board.onchip_weight_bytes() + board.capacity.uram * 288 * 1024 // 8))
+    rom_only = place_weights(stages, board, budget_bytes=rom_budget)
+    wp = place_weights(stages, board, budget_bytes=budget)
     streamed = {s.name for s in wp.stages if s.streamed}
     _log(f"first placement: streamed {sorted(streamed)}")
     if streamed:                                      # refold the streamed stages for their words
         again = fold(model, target, streamed, board.hp_data_width)
         folding = {k: again[k] if k in streamed else v for k, v in folding.items()}
         stages = plan(model, folding)
-        wp = place_weights(stages, board)
+        wp = place_weights(stages, board, budget_bytes=budget)
     _log(f"placement: streamed {[s.name for s in wp.stages if s.streamed]}")
     layers = {}
     for s in wp.stages:
@@ -409,8 +433,20 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
                             "no row tag (layers.*: bits, fillers as zero_entries)"),
         "model_bytes": wp.onchip_bytes + wp.ddr_image_bytes,
         "model_bytes_onchip": wp.onchip_bytes, "model_bytes_ddr": wp.ddr_image_bytes,
-        "seed_model_bytes": SEED_MODEL_BYTES, "onchip_budget_bytes": wp.budget_bytes,
-        "onchip_fits": wp.onchip_bytes <= wp.budget_bytes,
+        "seed_model_bytes": SEED_MODEL_BYTES, "plan_budget_bytes": wp.budget_bytes,
+        "onchip_budget_bytes": rom_budget, "onchip_fits": wp.onchip_bytes <= rom_budget,
+        "onchip_note": (
+            "the plan keeps weight ROMs on chip up to 90 % of the block RAM and UltraRAM bytes "
+            "(plan_budget_bytes, as the seed counts the ZCU104's memory); a ROM fits block RAM "
+            "only (UltraRAM has no initial contents), whose share is onchip_budget_bytes. "
+            "Weights in UltraRAM need a load-from-DDR path, not built"),
+        "rom_only_plan": {
+            "streamed": [s.name for s in rom_only.stages if s.streamed],
+            "fps_model": round(rom_only.fps, 2), "cycles_model": rom_only.cycles_per_frame,
+            "ddr_bytes_per_frame": rom_only.ddr_bytes_per_frame,
+            "note": ("the same folding with the ROMs held to block RAM: the stages that must then "
+                     "stream (a convolution reads its weights once per output pixel) and the "
+                     "cycle model's frame rate (DDR bandwidth-bound); a model, not measured")},
         "parameters": params, "nonzeros": nonzeros, "compression_vs_dense_params": round(params / nonzeros, 2),
         **resources,
         "layers": layers, "slices": slices, "seconds": round(time.time() - t0, 1),

@@ -94,8 +94,10 @@ class ZynqPlatform(XilinxPlatform):
 
     @classmethod
     def onchip_weight_bytes(cls) -> int:
-        """Bytes of block RAM (18 Kb halves) and UltraRAM (288 Kb) on the device."""
-        return cls.capacity.bram18 * 18 * 1024 // 8 + cls.capacity.uram * 288 * 1024 // 8
+        """Bytes of block RAM (18 Kb halves) on the device, where weight ROMs can go.
+        UltraRAM is left out: it has no initial contents in the bitstream, so it cannot
+        hold a ROM."""
+        return cls.capacity.bram18 * 18 * 1024 // 8
 
     @classmethod
     def part(cls) -> str:

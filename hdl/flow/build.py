@@ -416,7 +416,7 @@ def _target_cycles(model, clock: float, fps: float, *, explicit: bool, notes: li
 
 
 def onchip_budget(board) -> int:
-    """Bytes of the board's block RAM and UltraRAM the weights may take on chip."""
+    """Bytes of the board's block RAM the weight ROMs may take (UltraRAM cannot hold a ROM)."""
     return int(ONCHIP_WEIGHT_SHARE * board.onchip_weight_bytes())
 
 
@@ -438,14 +438,14 @@ def place_weights_for(stages, board, clock: float, folding: dict | None = None) 
     if fixed > budget:
         raise DoesNotFit(f"{board.name}: the weights --folding keeps on chip "
                          f"({', '.join(sorted(n for n in pinned if folding[n]['weights'] != 'ddr'))}) "
-                         f"take {fixed:,} bytes, more than the {budget:,} bytes of block RAM and "
-                         f"UltraRAM the weights may use")
+                         f"take {fixed:,} bytes, more than the {budget:,} bytes of block RAM "
+                         f"the weights may use")
     try:
         placed = place_weights([s for s in stages if s.name not in pinned], board,
                                clock_mhz=clock, budget_bytes=budget - fixed)
     except ValueError:
         raise DoesNotFit(f"{board.name}: the weights take {total:,} bytes on chip and do not fit "
-                         f"the {budget:,} bytes of block RAM and UltraRAM they may use even with "
+                         f"the {budget:,} bytes of block RAM they may use even with "
                          f"every stage streamed from DDR") from None
     by_name = {s.name: s for s in placed.stages}
     out = {}

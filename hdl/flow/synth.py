@@ -70,7 +70,7 @@ from typing import Callable, Mapping
 from . import toolchain
 
 __all__ = ["SynthResult", "synthesize", "synthesize_modules", "synthesize_component",
-           "synthesize_many", "remote_job", "flow_id",
+           "synthesize_many", "synthesize_parts", "combine", "remote_job", "flow_id",
            "FAMILIES", "default_cache_dir", "yosys_version", "count_cells", "logic_depth",
            "critical_path", "path_ends", "RULES_VERSION"]
 
@@ -414,14 +414,17 @@ def _check_modules(names, what: str) -> tuple:
     return names
 
 
-def _options(map_apart, rtlil: bool = False) -> dict:
-    """The cache key's options for :func:`synthesize` (``map_apart`` checked)."""
+def _options(map_apart, rtlil: bool = False, blackbox=()) -> dict:
+    """The cache key's options for :func:`synthesize` (``map_apart``, ``blackbox`` checked)."""
     options = {"flatten": True, "noiopad": True, "noclkbuf": True}
     if rtlil:
         options["rtlil"] = True
     map_apart = _check_modules(map_apart, "map apart")
     if map_apart:
         options["map_apart"] = sorted(map_apart)
+    blackbox = _check_modules(blackbox, "leave as black boxes")
+    if blackbox:
+        options["blackbox"] = sorted(blackbox)
     return options
 
 
@@ -455,8 +458,16 @@ def synthesize(verilog: str, top: str, family: str, *, map_apart=(), rtlil: bool
     take a file lock, so one synthesises and the others read its entry.
     """
     _check(verilog, top, family)
-    options = _options(map_apart, rtlil)
+    return _synthesize(verilog, top, family, map_apart=map_apart, rtlil=rtlil, cache_dir=cache_dir,
+                       use_cache=use_cache, timeout=timeout)
+
+
+def _synthesize(verilog: str, top: str, family: str, *, map_apart=(), rtlil=False, blackbox=(),
+                cache_dir=None, use_cache=True, timeout: float = 1800) -> SynthResult:
+    """:func:`synthesize` after the checks; ``blackbox`` modules are left out as black boxes."""
+    options = _options(map_apart, rtlil, blackbox)
     map_apart = tuple(options.get("map_apart", ()))
+    blackbox = tuple(options.get("blackbox", ()))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(verilog, top, family, options)
     path = cache / f"{key}.json"
@@ -469,10 +480,65 @@ def synthesize(verilog: str, top: str, family: str, *, map_apart=(), rtlil: bool
 
     def run():
         stat, netlist = _run(verilog, top, family, keep=map_apart, flatten_after=True,
-                             timeout=timeout, rtlil=rtlil)
-        return _result(stat, netlist, top, family, design=True)
+                             timeout=timeout, rtlil=rtlil, blackbox=blackbox)
+        return _result(stat, netlist, top, family, design=True, leave_out=blackbox)
 
     return _cached_run(path, use_cache, cached, run, lambda r: r.to_json())
+
+
+def synthesize_parts(verilog: str, top: str, family: str, parts, *, rtlil: bool = False,
+                     workers: int = 1, progress: Callable[[str, SynthResult], None] | None = None,
+                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                     timeout: float = 1800) -> dict[str, SynthResult]:
+    """A design too large for one Yosys run (yowasp's 4 GiB), synthesised in parts: each
+    module of ``parts`` (``top.core.conv3``) as a design of its own, and ``top`` with
+    those modules left as black boxes. Returns ``{top: the rest, part: ..., ...}``, each
+    cached as :func:`synthesize`; :func:`combine` adds them up. ``workers`` Yosys runs at
+    once on this machine. A part's ports are path ends, so paths that cross a part's
+    boundary are not measured."""
+    _check(verilog, top, family)
+    parts = _check_modules(parts, "synthesise apart")
+    if not parts:
+        raise ValueError("parts must name at least one module")
+    if top in parts:
+        raise ValueError(f"parts must be modules below {top!r}, not the top itself")
+    from .executor import LocalExecutor
+    jobs = [(top, parts), *((part, ()) for part in parts)]
+    calls = [(verilog, name, family, dict(rtlil=rtlil, blackbox=bb, cache_dir=cache_dir,
+                                          use_cache=use_cache, timeout=timeout))
+             for name, bb in jobs]
+    results = {}
+    executor = LocalExecutor(workers)
+    try:
+        for i, result in executor.map(_synthesize_part, calls):
+            results[jobs[i][0]] = result
+            if progress is not None:
+                progress(jobs[i][0], result)
+    finally:
+        executor.close()
+    return {name: results[name] for name, _ in jobs}
+
+
+def _synthesize_part(verilog, top, family, kwargs):
+    return _synthesize(verilog, top, family, **kwargs)
+
+
+def combine(results: Mapping[str, SynthResult], top: str) -> SynthResult:
+    """The sum of :func:`synthesize_parts`' results as one design named ``top``: cells
+    added; logic levels, path cells and critical path of the deepest part."""
+    if not results:
+        raise ValueError("no results to combine")
+    cells = defaultdict(int)
+    for r in results.values():
+        for kind, n in r.cells.items():
+            cells[kind] += n
+    deepest = max(results.values(), key=lambda r: (r.logic_levels, r.path_cells))
+    return SynthResult(top=top, family=deepest.family, logic_levels=deepest.logic_levels,
+                       path_cells=max(r.path_cells for r in results.values()),
+                       cells=dict(sorted(cells.items())), yosys_version=deepest.yosys_version,
+                       mapper=deepest.mapper, critical_path=deepest.critical_path,
+                       path_ends=deepest.path_ends, cached=all(r.cached for r in results.values()),
+                       **count_cells(cells))
 
 
 #: ``mapper`` values :func:`_run` produces.
@@ -569,10 +635,11 @@ def _store(path: Path, data) -> None:
 
 
 def _run(verilog: str, top: str, family: str, *, keep, timeout,
-         flatten_after: bool = False, rtlil: bool = False) -> tuple[dict, dict]:
+         flatten_after: bool = False, rtlil: bool = False, blackbox=()) -> tuple[dict, dict]:
     """One Yosys run; returns (``stat -json``, ``write_json``) as dicts. The ``keep``
     modules keep their boundary through mapping; with ``flatten_after`` they are then
-    flattened into the top. ``rtlil``: the text is RTLIL, not Verilog."""
+    flattened into the top. ``rtlil``: the text is RTLIL, not Verilog. The ``blackbox``
+    modules lose their contents (their instances stay, as cells of their name)."""
     global yosys_runs
     with tempfile.TemporaryDirectory(prefix="synth_") as tmp:
         tmp = Path(tmp)
@@ -583,7 +650,8 @@ def _run(verilog: str, top: str, family: str, *, keep, timeout,
         # rom_style "distributed" (Vivado: a ROM in LUTs) is "logic" to Yosys, whose
         # distributed-RAM mapping needs a write port.
         steps = ["read_rtlil design.il" if rtlil else "read_verilog -sv design.v",
-                 f"hierarchy -top {top}", "proc", "opt_clean -purge",
+                 f"hierarchy -top {top}", *(["blackbox " + " ".join(blackbox)] if blackbox else []),
+                 "proc", "opt_clean -purge",
                  'attrmap -map rom_style="distributed" rom_style="logic"']
         if keep:
             steps.append("setattr -mod -set keep_hierarchy 1 " + " ".join(keep))
@@ -639,11 +707,13 @@ def _module_cells(stat: dict, name: str) -> dict:
     return dict(cells)
 
 
-def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool) -> SynthResult:
+def _result(stat: dict, netlist: dict, name: str, family: str, *, design: bool,
+            leave_out=()) -> SynthResult:
     if design:
         entry = stat.get("design") or next(iter(stat["modules"].values()))
+        skip = {*leave_out, *("\\" + m for m in leave_out)}
         cells = {k: int(v) for k, v in entry.get("num_cells_by_type", {}).items()
-                 if ("\\" + k) not in stat["modules"] and k not in stat["modules"]}
+                 if ("\\" + k) not in stat["modules"] and k not in stat["modules"] and k not in skip}
     else:
         cells = _module_cells(stat, name)
     leftover = sorted(k for k in cells if k.startswith("$") and k != "$scopeinfo")

@@ -1,7 +1,7 @@
 """Which weights stay on chip and which stream from DDR, and what that costs per frame.
 
 :func:`place_weights` takes the planned stages and a board: while the weight memories
-exceed the board's share of block RAM and UltraRAM, it streams the stage that frees the
+exceed the board's share of block RAM, it streams the stage that frees the
 most on-chip bytes per DDR byte it adds to a frame (a fully connected layer reads its
 weights once per frame; a convolution once per output pixel, so it streams last). The
 returned :class:`WeightPlan` reports, per stage and in total, the bytes on chip (ROM
@@ -25,7 +25,7 @@ from hdl.flow.network import Stage, frame_cycles, weight_memory
 __all__ = ["WeightPlan", "place_weights", "onchip_bytes", "ddr_bytes_per_frame",
            "ONCHIP_WEIGHT_SHARE"]
 
-#: Share of the board's block RAM and UltraRAM bytes that weights may take on chip (the
+#: Share of the board's block RAM bytes that weight ROMs may take on chip (the
 #: rest is for line buffers, FIFOs, thresholds and the DMA), as
 #: :data:`hdl.flow.network.WEIGHT_BRAM_SHARE`.
 ONCHIP_WEIGHT_SHARE = 0.9
@@ -121,7 +121,8 @@ class WeightPlan:
 def place_weights(stages: list[Stage], board, *, clock_mhz: float | None = None,
                   budget_bytes: int | None = None) -> WeightPlan:
     """Stream stages' weights from DDR until the rest fit ``budget_bytes`` (default:
-    :data:`ONCHIP_WEIGHT_SHARE` of the board's block RAM and UltraRAM). Stages already
+    :data:`ONCHIP_WEIGHT_SHARE` of the board's block RAM: UltraRAM has no initial contents,
+    so it cannot hold a ROM). Stages already
     marked ``weights="ddr"`` stay streamed. Raises ``ValueError`` if even streaming every
     stage leaves too much on chip."""
     mhz = clock_mhz or board.default_clock_mhz

@@ -63,25 +63,31 @@ def test_measure_sparse_slice():
 
 
 def test_synthesize_top_whole_design(monkeypatch):
-    # The whole top (shell and weight master included) goes to Yosys as hdl.build's job,
-    # stages mapped apart; a figure over the board's capacity makes fits false and is named.
+    # The whole top (shell and weight master included) goes to Yosys in parts: each compute
+    # stage alone, the rest with the stages as black boxes; the figures add up, and one
+    # over the board's capacity makes fits false and is named.
     from hdl.flow import synth
     seen = {}
 
-    def fake(text, top, family, *, map_apart=(), rtlil=False, timeout=0, **kw):
-        seen.update(text=text, top=top, family=family, map_apart=map_apart, rtlil=rtlil)
-        return synth.SynthResult(top=top, family=family, lut=1000, lut_logic=1000, lut_memory=0,
-                                 ff=900, bram18=2, uram=200, dsp=0, carry=0, muxf=0,
-                                 logic_levels=5, path_cells=5)
-    monkeypatch.setattr(synth, "synthesize", fake)
+    def fake(text, top, family, *, blackbox=(), rtlil=False, timeout=0, **kw):
+        seen[top] = dict(text=text, family=family, blackbox=blackbox, rtlil=rtlil)
+        part = top != "qnn_core"
+        return synth.SynthResult(top=top, family=family, lut=1000 if part else 300, lut_logic=1000 if part else 300,
+                                 lut_memory=0, ff=900, bram18=2, uram=200 if part else 0, dsp=0, carry=0,
+                                 muxf=0, logic_levels=5 if part else 4, path_cells=5,
+                                 cells={"LUT6": 1000, "FDRE": 900, "RAMB18E2": 2, "URAM288": 200} if part else
+                                 {"LUT6": 300, "FDRE": 900, "RAMB18E2": 2})
+    monkeypatch.setattr(synth, "_synthesize", fake)
     spec = NetworkSpec(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1, "weights": "ddr"}},
                        axis_width=128, ddr_width=128)
     got = alexnet.synthesize_top(spec, ZCU104Platform, timeout=60, progress=lambda _: None)
-    assert seen["top"] == "qnn_core" and seen["family"] == "xcup"
-    assert "qnn_core.core.fc0" in seen["map_apart"] and seen["rtlil"]
-    assert "\\m_axi_w0_arvalid\n" in seen["text"]          # the weight master's port
-    assert (got["lut"], got["ff"], got["bram18"], got["uram"], got["logic_levels"]) == (1000, 900, 2, 200, 5)
-    assert got["fits"] is False and "uram 200 > 96" in got["resources_note"]
+    assert sorted(seen) == ["qnn_core", "qnn_core.core.fc0"]
+    assert seen["qnn_core"]["blackbox"] == ("qnn_core.core.fc0",) and seen["qnn_core.core.fc0"]["blackbox"] == ()
+    assert all(v["family"] == "xcup" and v["rtlil"] for v in seen.values())
+    assert "\\m_axi_w0_arvalid\n" in seen["qnn_core"]["text"]          # the weight master's port
+    assert (got["lut"], got["ff"], got["bram18"], got["uram"], got["logic_levels"]) == (1300, 1800, 4, 200, 5)
+    assert got["stage_resources"]["fc0"]["lut"] == 1000 and got["stage_resources"]["rest"]["lut"] == 300
+    assert got["fits"] is False and got["over_capacity"] == {"uram": {"used": 200, "capacity": 96}}
 
 
 @pytest.mark.slow
@@ -105,9 +111,9 @@ def test_synthesize_top_failure_is_recorded(monkeypatch):
 
     def fails(*a, **k):
         raise RuntimeError("Yosys failed (exit 1):\n  thrown Wasm exception")
-    monkeypatch.setattr(synth, "synthesize", fails)
+    monkeypatch.setattr(synth, "_synthesize", fails)
     spec = NetworkSpec(small_fc(out=16, density=0.3), {"fc0": {"pe": 2, "simd": 1}})
     got = alexnet.synthesize_top(spec, ZCU104Platform, timeout=60, progress=lambda _: None)
     assert got["lut"] is None and got["fits"] is None
-    assert got["resources_note"].startswith("whole-design Yosys failed after ")
+    assert got["resources_note"].startswith("Yosys failed after ")
     assert "thrown Wasm exception" in got["resources_note"]

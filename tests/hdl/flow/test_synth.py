@@ -258,13 +258,13 @@ def fake_yosys(tiny, monkeypatch):
     _, real = tiny
     calls = []
 
-    def run(verilog, top, family, *, keep, timeout, flatten_after=False, rtlil=False):
+    def run(verilog, top, family, *, keep, timeout, flatten_after=False, rtlil=False, blackbox=()):
         calls.append(top)
         time.sleep(0.2)
         return {"modules": {}}, {}
 
     monkeypatch.setattr(synth, "_run", run)
-    monkeypatch.setattr(synth, "_result", lambda stat, netlist, name, family, design: real)
+    monkeypatch.setattr(synth, "_result", lambda stat, netlist, name, family, design, leave_out=(): real)
     return real, calls
 
 
@@ -414,6 +414,33 @@ def test_map_apart_maps_a_module_alone_and_counts_the_whole(tmp_path):
     assert synth.synthesize(APART, "outer", "xc7", map_apart=["parity"], cache_dir=tmp_path).cached
     with pytest.raises(ValueError, match="module names to map apart must be non-empty dotted"):
         synth.synthesize(APART, "outer", "xc7", map_apart=["a;b"], cache_dir=tmp_path)
+
+
+PARTS = APART.replace("module outer", "module parity2(input [11:0] a, output p);\n  assign p = ~^a;\nendmodule\nmodule outer", 1).replace(
+    "  always @(posedge clk) y <= p ^ b;", "  wire q;\n  parity2 v(.a(a), .p(q));\n  always @(posedge clk) y <= p ^ q ^ b;")
+
+
+def test_parts_are_synthesised_apart_and_add_up(tmp_path):
+    """Each part is a design of its own, the rest has them as black boxes; the sum is
+    the whole design's cells; levels are the deepest run's, boundary paths unmeasured."""
+    whole = synth.synthesize(PARTS, "outer", "xc7", cache_dir=tmp_path)
+    seen = []
+    parts = synth.synthesize_parts(PARTS, "outer", "xc7", ["parity", "parity2"], workers=2,
+                                   cache_dir=tmp_path, progress=lambda name, r: seen.append(name))
+    assert list(parts) == ["outer", "parity", "parity2"] and sorted(seen) == sorted(parts)
+    rest, p1, p2 = parts.values()
+    assert rest.ff == 1 and rest.lut == 1 and "parity" not in rest.cells and "parity2" not in rest.cells
+    assert p1.ff == p2.ff == 0 and p1.lut == p2.lut == 3      # 12-input XOR: LUT6, LUT6, LUT2
+    total = synth.combine(parts, "outer")
+    assert total.top == "outer" and total.ff == whole.ff
+    assert total.lut == rest.lut + p1.lut + p2.lut and total.lut >= whole.lut
+    assert total.logic_levels == 2 and total.cells["FDRE"] == 1
+    again = synth.synthesize_parts(PARTS, "outer", "xc7", ["parity", "parity2"], cache_dir=tmp_path)
+    assert all(r.cached for r in again.values())
+    with pytest.raises(ValueError, match="synthesise apart must be non-empty dotted"):
+        synth.synthesize_parts(PARTS, "outer", "xc7", ["a b"], cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="not the top itself"):
+        synth.synthesize_parts(PARTS, "outer", "xc7", ["outer"], cache_dir=tmp_path)
 
 
 def test_submodules_are_one_level_below_the_parent():
