@@ -555,7 +555,66 @@ def _yes(value) -> str:
     return {True: "yes", False: "no"}.get(value, NOT_MEASURED)
 
 
-_EXTRA = {"interop": _interop}
+def _alexnet(lines, name, data):
+    """Issue 18's benchmark: the goal, the layers' placement, the parts' resources."""
+    lines += ["## AlexNet-class network, weights streamed from DDR (ZCU104)", ""]
+    _source(lines, _cmd(data, name))
+    if not isinstance(data, dict):
+        lines += [f"{NOT_MEASURED} (`bench/results/{name}.json` unreadable).", ""]
+        return
+    fps, fits = data.get("fps"), data.get("fits")
+    bw, port = data.get("ddr_bandwidth_used"), data.get("ddr_bandwidth_port")
+    size, seed = data.get("model_bytes"), data.get("seed_model_bytes")
+    over = data.get("over_capacity") or {}
+    lines += _table(["goal", "seed (003)", "ours", "met"], [
+        [">= 200 fps, measured (whole top, DDR model)", "9.73 fps",
+         f"{_n(fps)} fps ({_n(data.get('cycles_measured'))} cycles/frame at {_n(data.get('clock_mhz'))} MHz)",
+         _met(None if fps is None or data.get("cycles_measured") is None else fps >= 200)],
+        ["fits the board (Yosys, whole design)", "",
+         "; ".join(f"{k} {v['used']:,} > {v['capacity']:,}" for k, v in over.items()) or
+         ("fits" if fits else NOT_MEASURED), _met(fits)],
+        ["DDR bandwidth below the ports'", "", f"{_n(bw, ',.0f')} of {_n(port, ',.0f')} B/s",
+         _met(None if bw is None or port is None else bw < port)],
+        ["model size (on chip + DDR)", f"{_n(seed, ',.0f')} B", f"{_n(size)} B",
+         _met(None if size is None or seed is None else size <= seed)],
+    ])
+    lines.append("")
+    layers = data.get("layers") or {}
+    parts = data.get("stage_resources") or {}
+    rows = []
+    for stage, v in layers.items():
+        r = parts.get(stage, {})
+        rows.append([stage, v.get("engine"), v.get("pe"), v.get("simd"), v.get("weights"),
+                     v.get("density"), _n(v.get("onchip_bytes")), _n(v.get("ddr_bytes_per_frame")),
+                     _n(v.get("cycles_per_frame_model")), _n(r.get("lut")), _n(r.get("lut_memory")),
+                     _n(r.get("ff")), _n(r.get("bram18")), _n(r.get("logic_levels"))])
+    if "rest" in parts:
+        r = parts["rest"]
+        rows.append(["rest of the top", "", "", "", "", "", "", "", "", _n(r.get("lut")),
+                     _n(r.get("lut_memory")), _n(r.get("ff")), _n(r.get("bram18")),
+                     _n(r.get("logic_levels"))])
+    if rows:
+        lines += _table(["stage", "engine", "PE", "SIMD", "weights", "density", "bytes on chip",
+                         "DDR bytes/frame", "cycles/frame (model)", "LUT", "of which LUT-RAM",
+                         "FF", "BRAM18", "levels"], rows)
+        lines += ["", "- per-stage resources: each stage synthesised as its own design (Yosys), "
+                  "the rest of the top with the stages as black boxes; their sum is the whole design's"
+                  if parts else "- per-stage resources: not synthesised", ""]
+    _generic_table(lines, data)
+
+
+def _generic_table(lines, data):
+    scalars = [[k, v] for k, v in data.items() if isinstance(v, (int, float, str, bool)) and k != "command"]
+    if scalars:
+        lines += _table(["key", "value"], scalars)
+    rom = data.get("rom_only_plan")
+    if isinstance(rom, dict):
+        lines += ["", f"- ROMs held to block RAM (cycle model, not measured): streams "
+                  f"{', '.join(rom.get('streamed') or []) or 'nothing'}, {_n(rom.get('fps_model'))} fps, "
+                  f"{_n(rom.get('ddr_bytes_per_frame'))} DDR bytes per frame"]
+
+
+_EXTRA = {"interop": _interop, "alexnet": _alexnet}
 
 
 def _generic(lines, name, data):

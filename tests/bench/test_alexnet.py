@@ -117,3 +117,25 @@ def test_synthesize_top_failure_is_recorded(monkeypatch):
     assert got["lut"] is None and got["fits"] is None
     assert got["resources_note"].startswith("Yosys failed after ")
     assert "thrown Wasm exception" in got["resources_note"]
+
+
+def test_report_section(tmp_path):
+    # docs/benchmarks.md's AlexNet section: the goal table from the JSON keys, the layers
+    # with their parts' resources, an over-capacity figure named as the miss.
+    from bench import report
+    data = {"command": "python -m bench.alexnet", "fps": 230.8, "cycles_measured": 866463, "clock_mhz": 200.0,
+            "fits": False, "over_capacity": {"bram18": {"used": 1500, "capacity": 624}},
+            "ddr_bandwidth_used": 1.2e9, "ddr_bandwidth_port": 9.6e9, "model_bytes": 8591300,
+            "seed_model_bytes": 8.7e6,
+            "layers": {"conv0": {"engine": "sparse", "pe": 32, "simd": 3, "weights": "rom", "density": 0.75,
+                                 "onchip_bytes": 47208, "ddr_bytes_per_frame": 0, "cycles_per_frame_model": 850025}},
+            "stage_resources": {"conv0": {"lut": 9000, "lut_memory": 10, "ff": 800, "bram18": 30, "logic_levels": 6},
+                                "rest": {"lut": 700, "lut_memory": 0, "ff": 900, "bram18": 4, "logic_levels": 5}},
+            "rom_only_plan": {"streamed": ["conv3"], "fps_model": 40.5, "ddr_bytes_per_frame": 10}}
+    (tmp_path / "alexnet.json").write_text(__import__("json").dumps(data))
+    text = report.render(tmp_path, tmp_path)
+    assert "Command: `python -m bench.alexnet`" in text
+    assert "| >= 200 fps, measured (whole top, DDR model) | 9.73 fps | 230.8 fps (866,463 cycles/frame at 200.0 MHz) | **met** |" in text
+    assert "| fits the board (Yosys, whole design) |  | bram18 1,500 > 624 | **not met** |" in text
+    assert "| conv0 | sparse | 32 | 3 | rom | 0.75 | 47,208 | 0 | 850,025 | 9,000 | 10 | 800 | 30 | 6 |" in text
+    assert "| rest of the top |" in text and "streams conv3, 40.5 fps" in text
