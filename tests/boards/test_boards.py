@@ -52,6 +52,12 @@ def test_capacities_from_product_tables():
     assert boards.get("ax7z035").capacity == Capacity(lut=171_900, ff=343_800, bram18=1_000, uram=0, dsp=900)
 
 
+def test_weight_roms_fit_block_ram_only():
+    # UltraRAM has no initial contents in the bitstream: the ZCU104's 96 URAM288 hold no ROM.
+    assert boards.get("zcu104").onchip_weight_bytes() == 624 * 18 * 1024 // 8
+    assert boards.get("zcu102").onchip_weight_bytes() == 1_824 * 18 * 1024 // 8
+
+
 def test_capacity_checks():
     with pytest.raises(ValueError, match="capacity dsp must be >= 0, not -1"):
         Capacity(lut=1, ff=1, bram18=1, uram=0, dsp=-1)
