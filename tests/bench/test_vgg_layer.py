@@ -30,8 +30,7 @@ def fake_figures(stage):
                 bram18=stage.pe + 1, logic_levels=5)
 
 
-@pytest.fixture(scope="module")
-def tiny_result():
+def _run_tiny(designs, do_sim):
     calls = []
 
     def fake_synth(stage, family, timeout, log, platform=None):
@@ -41,10 +40,16 @@ def tiny_result():
     mp = pytest.MonkeyPatch()
     mp.setattr(vgg_layer, "_synth_stage", fake_synth)
     try:
-        out = vgg_layer.run(("int8", "pot4"), geom=TINY, board=TinyBoard, log=lambda text: None)
+        out = vgg_layer.run(designs, geom=TINY, board=TinyBoard, do_sim=do_sim, log=lambda text: None)
     finally:
         mp.undo()
     return out, calls
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    """Both designs searched, not simulated (one Verilator build each is its own test)."""
+    return _run_tiny(("int8", "pot4"), do_sim=False)
 
 
 def test_search_picks_largest_fitting_folding(tiny_result):
@@ -64,23 +69,30 @@ def test_search_picks_largest_fitting_folding(tiny_result):
     assert d["pot4"]["search"][1]["shared"]["lut"] == 100
 
 
-def test_frames_measured_bit_exact_and_ratios(tiny_result):
-    out, _ = tiny_result
-    d = out["designs"]
-    for name, row in d.items():
-        fold = row["folding"]
-        model = 16 * (16 // fold["pe"]) * (9 * 8 // fold["simd"])
-        assert row["cycles_model"] == model
-        # One frame: the model's cycles plus the pipeline's fill and drain.
-        assert model <= row["cycles_measured"] <= model + 40, (name, row)
-        assert row["outputs_checked"] == 16 * 16
-        assert row["fps"] == pytest.approx(100e6 / row["cycles_measured"], rel=1e-6)
-    assert out["time_ratio"] == pytest.approx(d["pot4"]["cycles_measured"] / d["int8"]["cycles_measured"],
-                                              abs=1e-4)
-    assert out["dsp_ratio"] == 0
-    assert out["clock_mhz"] == 100.0 and out["goal"]["met"] == (out["time_ratio"] <= 0.4)
-    for row in d.values():
-        assert {"fps", "lut", "dsp", "bram18", "folding", "cycles_measured"} <= set(row)
+@pytest.mark.parametrize("design", ["int8", "pot4"])
+def test_frames_measured_bit_exact(design):
+    out, _ = _run_tiny((design,), do_sim=True)
+    row = out["designs"][design]
+    fold = row["folding"]
+    model = 16 * (16 // fold["pe"]) * (9 * 8 // fold["simd"])
+    assert row["cycles_model"] == model
+    # One frame: the model's cycles plus the pipeline's fill and drain.
+    assert model <= row["cycles_measured"] <= model + 40, row
+    assert row["outputs_checked"] == 16 * 16
+    assert row["fps"] == pytest.approx(100e6 / row["cycles_measured"], rel=1e-6)
+
+
+def test_ratios_from_measured_cycles_when_both_are_measured():
+    def rows(measured):
+        return {"designs": {"int8": {"cycles_model": 400, "cycles_measured": 420 if measured else None, "dsp": 32},
+                            "pot4": {"cycles_model": 100, "cycles_measured": 105 if measured else None, "dsp": 0}}}
+    out = rows(True)
+    vgg_layer.compare(out)
+    assert (out["time_ratio"], out["time_ratio_from"], out["dsp_ratio"]) == (0.25, "cycles_measured", 0)
+    assert out["goal"]["met"] is True
+    out = rows(False)
+    vgg_layer.compare(out)
+    assert (out["time_ratio"], out["time_ratio_from"]) == (0.25, "cycles_model") and out["goal"]["met"] is False
 
 
 def test_report_section(tiny_result, tmp_path):
