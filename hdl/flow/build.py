@@ -224,6 +224,37 @@ def _synth(jobs: dict, family, progress, executor=None) -> dict:
         raise ToolFailed(f"synthesis failed: {detail}") from None
 
 
+#: Verilog (characters) above which the whole accelerator is synthesised in parts
+#: (:func:`_synth_in_parts`): yowasp's Yosys has 4 GiB, and a design's ROM contents as
+#: Verilog statements take the most of it (docs/hardware.md, "Resource estimates").
+WHOLE_RUN_MAX_CHARS = 32_000_000
+
+
+def _synth_in_parts(spec, board, platform, progress) -> tuple[dict, object]:
+    """``(stage name -> result, whole design)`` from one Yosys run per stage of the
+    accelerator and one for the rest (:func:`hdl.flow.synth.synthesize_parts`), read
+    from Amaranth's RTLIL; the stages' figures are their modules inside the top."""
+    from amaranth.back import rtlil
+    model = spec.model
+    top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
+                 classes=len(model.classes), board=board)
+    text = rtlil.convert(top, name=CORE_MODULE, platform=platform)
+    parts = {f"{CORE_MODULE}.core.{s.name}": s.name for s in spec.stages}
+
+    def done(label, result):
+        progress.set_postfix_str(parts.get(label, "rest of the top"))
+        progress.update()
+    try:
+        results = synth.synthesize_parts(text, CORE_MODULE, board.synth_family, list(parts),
+                                         rtlil=True, workers=2, progress=done)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
+        raise ToolFailed(f"synthesis failed: {detail}") from None
+    return ({name: results[module] for module, name in parts.items()},
+            synth.combine(results, CORE_MODULE))
+
+
 def whole_job(core_v: str, name: str = CORE_MODULE) -> tuple:
     """The synthesis job of the whole accelerator (``AxiTop`` converted as ``name``): each
     of the network's stages (submodules of its ``core``) is mapped apart, as Vivado
@@ -568,9 +599,15 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
 
         report = None
         if run_synth:
-            jobs = {"whole accelerator": whole_job(core_v), **_stage_jobs(spec.stages, platform)}
-            layer_synth = _synth(jobs, board.synth_family, progress, executor)
-            whole = layer_synth["whole accelerator"]
+            in_parts = len(core_v) > WHOLE_RUN_MAX_CHARS
+            if in_parts:
+                say(f"{len(core_v) / 1e6:.0f} MB of Verilog: synthesising each stage and the rest "
+                    f"of the top apart (from RTLIL)")
+                layer_synth, whole = _synth_in_parts(spec, board, platform, progress)
+            else:
+                jobs = {"whole accelerator": whole_job(core_v), **_stage_jobs(spec.stages, platform)}
+                layer_synth = _synth(jobs, board.synth_family, progress, executor)
+                whole = layer_synth["whole accelerator"]
             layers = [LayerReport.from_synth(name=s.name, op=s.op, engine=s.engine, pe=s.pe,
                                              simd=s.simd, cycles_per_frame=s.cycles_per_frame,
                                              synth=layer_synth[s.name])
@@ -586,6 +623,9 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
                                            weights=None if weights is None else weights_summary(weights, cycles))
             report_notes = [f"folding: {json.dumps(spec.folding)}",
                             f"whole accelerator: {whole.logic_levels} logic levels (LUTs on the longest path)",
+                            *(["synthesised in parts: each stage as its own design and the rest of "
+                               "the top with the stages as black boxes, summed; logic levels leave out "
+                               "paths across a stage's ports"] if in_parts else []),
                             "resources are Yosys synth_xilinx estimates; Vivado counts LUTs differently",
                             "cycles_per_frame is the generated top's (the slowest layer, the AXI "
                             "shell's floor, or the DDR bandwidth of streamed weights); "

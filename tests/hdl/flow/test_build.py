@@ -1,6 +1,7 @@
 """``python -m hdl.build``: the main job's outputs and its one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -107,6 +108,30 @@ def test_full_build_report(tiny_model, tmp_path):
     # The report explains the failure, but the folder is not marked as a finished build.
     assert (tmp_path / "small" / "report.json").exists()
     assert not (tmp_path / "small" / build.COMPLETE_MARKER).exists()
+
+
+def test_large_design_is_synthesised_in_parts(tiny_model, tmp_path, monkeypatch):
+    """Past WHOLE_RUN_MAX_CHARS of Verilog the build synthesises each stage and the rest of
+    the top apart (from RTLIL) and adds them up; the layers' figures are those parts."""
+    seen = []
+    real = build.synth.synthesize_parts
+
+    def parts(text, top, family, modules, **kw):
+        seen.append((top, list(modules), kw["rtlil"]))
+        return real(text, top, family, modules, **kw)
+    monkeypatch.setattr(build, "WHOLE_RUN_MAX_CHARS", 0)
+    monkeypatch.setattr(build.synth, "synthesize_parts", parts)
+    build.build("zcu104", model_path=tiny_model, out_dir=tmp_path, quiet=True)
+    data = json.loads((tmp_path / "report.json").read_text())
+    stages = [layer["name"] for layer in data["layers"]]
+    assert seen == [("qnn_core", [f"qnn_core.core.{name}" for name in stages], True)]
+    md = (tmp_path / "report.md").read_text()
+    assert "synthesised in parts" in md
+    for key in ("lut", "ff", "bram18"):             # the whole = the stages + the rest
+        assert data["totals"][key] >= sum(layer[key] for layer in data["layers"])
+    assert data["totals"]["ff"] > sum(layer["ff"] for layer in data["layers"])    # the shell's
+    levels = int(re.search(r"Whole design: (\d+) logic levels", md).group(1))
+    assert levels >= max(layer["logic_levels"] for layer in data["layers"])
 
 
 # --- issue 15: every bad argument ends in one line; stale outputs never look like success ---
