@@ -230,7 +230,7 @@ def _synth(jobs: dict, family, progress, executor=None) -> dict:
 WHOLE_RUN_MAX_CHARS = 32_000_000
 
 
-def _synth_in_parts(spec, board, platform, progress) -> tuple[dict, object]:
+def _synth_in_parts(spec, board, platform, progress, executor=None) -> tuple[dict, object]:
     """``(stage name -> result, whole design)`` from one Yosys run per stage of the
     accelerator and one for the rest (:func:`hdl.flow.synth.synthesize_parts`), read
     from Amaranth's RTLIL; the stages' figures are their modules inside the top."""
@@ -246,7 +246,7 @@ def _synth_in_parts(spec, board, platform, progress) -> tuple[dict, object]:
         progress.update()
     try:
         results = synth.synthesize_parts(text, CORE_MODULE, board.synth_family, list(parts),
-                                         rtlil=True, workers=2, progress=done)
+                                         rtlil=True, workers=2, progress=done, executor=executor)
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
@@ -603,7 +603,7 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             if in_parts:
                 say(f"{len(core_v) / 1e6:.0f} MB of Verilog: synthesising each stage and the rest "
                     f"of the top apart (from RTLIL)")
-                layer_synth, whole = _synth_in_parts(spec, board, platform, progress)
+                layer_synth, whole = _synth_in_parts(spec, board, platform, progress, executor)
             else:
                 jobs = {"whole accelerator": whole_job(core_v), **_stage_jobs(spec.stages, platform)}
                 layer_synth = _synth(jobs, board.synth_family, progress, executor)

