@@ -280,39 +280,25 @@ def measure_slice(stage, rows: int, *, board, frames: int = 3, seed: int = 0) ->
 def synthesize_top(spec: NetworkSpec, board, *, timeout: float, workers: int = 2, progress=_log) -> dict:
     """Yosys figures of the whole generated top of ``spec`` on ``board`` (see the module
     docstring, step 5): one run per compute stage and one for the rest of the top, summed."""
-    from amaranth.back import rtlil
-
-    from hdl.flow import synth
-    from hdl.flow.build import CORE_MODULE
-    from hdl.shell.axi import AxiTop
+    from hdl.flow.build import synthesize_in_parts
     t0 = time.time()
-    model = spec.model
-    top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
-                 classes=len(model.classes), board=board)
-    text = rtlil.convert(top, name=CORE_MODULE, platform=board())
-    stages = {f"{CORE_MODULE}.core.{s.name}": s.name for s in spec.stages if s.compute is not None}
-    missing = set(stages) - set(synth.submodules(text, f"{CORE_MODULE}.core"))
-    if missing:
-        raise RuntimeError(f"stage modules not found in the top's RTLIL: {', '.join(sorted(missing))}")
-    progress(f"top RTLIL: {len(text) / 1e6:.1f} MB ({time.time() - t0:.0f} s); Yosys "
-             f"({board.synth_family}) on {len(stages)} stages and the rest, {workers} at a time")
+    stages = [s.name for s in spec.stages if s.compute is not None]
+    progress(f"Yosys ({board.synth_family}) on {len(stages)} stages and the rest, {workers} at a time")
 
     def done(name, result):
-        progress(f"synthesised {stages.get(name, 'rest of the top')}: {result.resources()}, "
+        progress(f"synthesised {name}: {result.resources()}, "
                  f"{result.logic_levels} levels{' (cached)' if result.cached else ''}")
     try:
-        parts = synth.synthesize_parts(text, CORE_MODULE, board.synth_family, list(stages), rtlil=True,
-                                       workers=workers, progress=done, timeout=timeout)
+        parts, result = synthesize_in_parts(spec, board, stages=stages, workers=workers, progress=done,
+                                            timeout=timeout)
     except RuntimeError as exc:         # keep the run's other figures; say why these are missing
         reason = " ".join(str(exc).split())[:300]
         return {"lut": None, "ff": None, "bram18": None, "uram": None, "dsp": None, "fits": None,
                 "resources_note": f"Yosys failed after {time.time() - t0:.0f} s: {reason}"}
-    result = synth.combine(parts, CORE_MODULE)
     cap = board.capacity.as_dict()
     figures = result.resources()
     over = {k: (v, cap[k]) for k, v in figures.items() if v > cap[k]}
-    breakdown = {stages.get(name, "rest"): {**r.resources(), "lut_memory": r.lut_memory,
-                                            "logic_levels": r.logic_levels}
+    breakdown = {name: {**r.resources(), "lut_memory": r.lut_memory, "logic_levels": r.logic_levels}
                  for name, r in parts.items()}
     return {**figures, "lut_memory": result.lut_memory, "logic_levels": result.logic_levels,
             "fits": not over, "over_capacity": {k: {"used": v, "capacity": c} for k, (v, c) in over.items()},
@@ -321,7 +307,7 @@ def synthesize_top(spec: NetworkSpec, board, *, timeout: float, workers: int = 2
                 "yowasp's 4 GiB): each compute stage as a design of its own, and the rest of the "
                 "top (AXI shell, FIFOs, width converters, max-pools, weight masters) with the "
                 "stages as black boxes; figures summed; logic levels the deepest part's (paths "
-                "across a stage's ports not measured)"),
+                "across a stage's ports left out)"),
             "stage_resources": breakdown,
             "synth_seconds": round(time.time() - t0, 1),
             "synth_cached": all(r.cached for r in parts.values())}
@@ -340,7 +326,7 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
     stages = plan(model, folding)
     rom_budget = int(ONCHIP_WEIGHT_SHARE * board.onchip_weight_bytes())
     # The seed counts block RAM and UltraRAM as weight memory; ROMs fit block RAM only.
-    budget = int(ONCHIP_WEIGHT_SHARE * (board.onchip_weight_bytes() + board.capacity.uram * 288 * 1024 // 8))
+    budget = int(ONCHIP_WEIGHT_SHARE * (board.onchip_weight_bytes() + board.uram_bytes()))
     rom_only = place_weights(stages, board, budget_bytes=rom_budget)
     wp = place_weights(stages, board, budget_bytes=budget)
     streamed = {s.name for s in wp.stages if s.streamed}
@@ -446,7 +432,7 @@ def run(fps_target: float, slice_rows: int, board=ZCU104Platform, *, synth_timeo
             "ddr_bytes_per_frame": rom_only.ddr_bytes_per_frame,
             "note": ("the same folding with the ROMs held to block RAM: the stages that must then "
                      "stream (a convolution reads its weights once per output pixel) and the "
-                     "cycle model's frame rate (DDR bandwidth-bound); a model, not measured")},
+                     "cycle model's frame rate (DDR bandwidth-bound); a prediction: no such top is generated")},
         "parameters": params, "nonzeros": nonzeros, "compression_vs_dense_params": round(params / nonzeros, 2),
         **resources,
         "layers": layers, "slices": slices, "seconds": round(time.time() - t0, 1),

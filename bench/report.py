@@ -609,7 +609,7 @@ def _generic_table(lines, data):
         lines += _table(["key", "value"], scalars)
     rom = data.get("rom_only_plan")
     if isinstance(rom, dict):
-        lines += ["", f"- ROMs held to block RAM (cycle model, not measured): streams "
+        lines += ["", f"- ROMs held to block RAM (the cycle model's prediction; no such top is generated): streams "
                   f"{', '.join(rom.get('streamed') or []) or 'nothing'}, {_n(rom.get('fps_model'))} fps, "
                   f"{_n(rom.get('ddr_bytes_per_frame'))} DDR bytes per frame"]
 

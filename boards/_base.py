@@ -100,6 +100,11 @@ class ZynqPlatform(XilinxPlatform):
         return cls.capacity.bram18 * 18 * 1024 // 8
 
     @classmethod
+    def uram_bytes(cls) -> int:
+        """Bytes of UltraRAM (288 Kb each) on the device."""
+        return cls.capacity.uram * 288 * 1024 // 8
+
+    @classmethod
     def part(cls) -> str:
         """The Vivado part name, e.g. ``xczu9eg-ffvb1156-2-e`` or ``xc7z020clg400-1``."""
         if cls.device.startswith("xczu"):

@@ -218,41 +218,45 @@ def _synth(jobs: dict, family, progress, executor=None) -> dict:
         progress.update()
     try:
         return synth.synthesize_many(jobs, family, workers=2, progress=done, executor=executor)
-    except RuntimeError as exc:                      # Yosys missing or failed: its log's tail
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
-        raise ToolFailed(f"synthesis failed: {detail}") from None
+    except RuntimeError as exc:
+        raise _synthesis_failed(exc) from None
+
+
+def _synthesis_failed(exc: RuntimeError) -> "ToolFailed":
+    """Yosys missing or failed: the first and last lines of its log, in one line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
+    return ToolFailed(f"synthesis failed: {detail}")
 
 
 #: Verilog (characters) above which the whole accelerator is synthesised in parts
-#: (:func:`_synth_in_parts`): yowasp's Yosys has 4 GiB, and a design's ROM contents as
+#: (:func:`synthesize_in_parts`): yowasp's Yosys has 4 GiB, and a design's ROM contents as
 #: Verilog statements take the most of it (docs/hardware.md, "Resource estimates").
 WHOLE_RUN_MAX_CHARS = 32_000_000
 
 
-def _synth_in_parts(spec, board, platform, progress, executor=None) -> tuple[dict, object]:
-    """``(stage name -> result, whole design)`` from one Yosys run per stage of the
-    accelerator and one for the rest (:func:`hdl.flow.synth.synthesize_parts`), read
-    from Amaranth's RTLIL; the stages' figures are their modules inside the top."""
+def synthesize_in_parts(spec, board, *, stages=None, workers: int = 2, progress=None,
+                        executor=None, timeout: float = 1800) -> tuple[dict, "synth.SynthResult"]:
+    """The generated top of ``spec`` on ``board`` through
+    :func:`hdl.flow.synth.synthesize_parts`, from Amaranth's RTLIL: one Yosys run per stage
+    named in ``stages`` (default: every stage; its module inside the top) and one for the
+    rest of the top. Returns ``({stage name or "rest": result}, whole design)``;
+    ``progress(label, result)`` as each run ends. Raises ``RuntimeError`` if Yosys fails."""
     from amaranth.back import rtlil
-    model = spec.model
-    top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
-                 classes=len(model.classes), board=board)
-    text = rtlil.convert(top, name=CORE_MODULE, platform=platform)
-    parts = {f"{CORE_MODULE}.core.{s.name}": s.name for s in spec.stages}
 
-    def done(label, result):
-        progress.set_postfix_str(parts.get(label, "rest of the top"))
-        progress.update()
-    try:
-        results = synth.synthesize_parts(text, CORE_MODULE, board.synth_family, list(parts),
-                                         rtlil=True, workers=2, progress=done, executor=executor)
-    except RuntimeError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else "") if lines else type(exc).__name__
-        raise ToolFailed(f"synthesis failed: {detail}") from None
-    return ({name: results[module] for module, name in parts.items()},
-            synth.combine(results, CORE_MODULE))
+    from hdl.flow.verify import accelerator_top
+    text = rtlil.convert(accelerator_top(spec, board), name=CORE_MODULE, platform=board())
+    names = [s.name for s in spec.stages] if stages is None else list(stages)
+    labels = {f"{CORE_MODULE}.core.{name}": name for name in names}
+    missing = set(labels) - set(synth.submodules(text, f"{CORE_MODULE}.core"))
+    if missing:
+        raise ValueError(f"stage modules not found in the top: {', '.join(sorted(missing))}")
+    labels[CORE_MODULE] = "rest"
+    results = synth.synthesize_parts(
+        text, CORE_MODULE, board.synth_family, [m for m in labels if m != CORE_MODULE], rtlil=True,
+        workers=workers, executor=executor, timeout=timeout,
+        progress=None if progress is None else lambda module, r: progress(labels[module], r))
+    return {labels[m]: r for m, r in results.items()}, synth.combine(results, CORE_MODULE)
 
 
 def whole_job(core_v: str, name: str = CORE_MODULE) -> tuple:
@@ -603,7 +607,13 @@ def _build_into(out: Path, *, board, model, model_file, clock, target_cycles, ma
             if in_parts:
                 say(f"{len(core_v) / 1e6:.0f} MB of Verilog: synthesising each stage and the rest "
                     f"of the top apart (from RTLIL)")
-                layer_synth, whole = _synth_in_parts(spec, board, platform, progress, executor)
+                def done(label, result):
+                    progress.set_postfix_str(label)
+                    progress.update()
+                try:
+                    layer_synth, whole = synthesize_in_parts(spec, board, progress=done, executor=executor)
+                except RuntimeError as exc:
+                    raise _synthesis_failed(exc) from None
             else:
                 jobs = {"whole accelerator": whole_job(core_v), **_stage_jobs(spec.stages, platform)}
                 layer_synth = _synth(jobs, board.synth_family, progress, executor)

@@ -804,7 +804,12 @@ def synthesize_many(jobs: Mapping[str, tuple], family: str, *, workers: int = 1,
         raise ValueError(f"workers must be a positive int, not {workers!r}")
     try:
         if executor.remote:
-            results = _synthesize_remote(jobs, family, executor, progress, **kwargs)
+            checked = {}
+            for label, job in jobs.items():
+                verilog, top, map_apart = _job(job)
+                _check(verilog, top, family)
+                checked[label] = (verilog, top, {"map_apart": map_apart})
+            results = _synthesize_remote(checked, family, executor, progress, **kwargs)
         else:
             labels = list(jobs)
             results = {}
@@ -860,20 +865,14 @@ def remote_job(verilog: str, top: str, map_apart, family: str, timeout: float,
 
 def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_cache=True,
                        timeout: float = 1800) -> dict:
-    """``jobs``: label -> ``(verilog, top[, map_apart])`` (:func:`synthesize_many`) or
-    ``(verilog, top, {"rtlil": ..., "blackbox": ...})`` (:func:`synthesize_parts`)."""
+    """``jobs``: label -> ``(verilog, top, options)``, the options of :func:`_synthesize`
+    (``map_apart``, ``rtlil``, ``blackbox``)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    results, missing, extra = {}, {}, {}          # missing: cache key -> labels
-    for label, job in jobs.items():
-        if isinstance(job[-1], dict):
-            verilog, top, opts = job
-            map_apart, extra[label] = (), (bool(opts.get("rtlil")), tuple(opts.get("blackbox", ())))
-            _check(verilog, top, family, dotted=True)
-        else:
-            verilog, top, map_apart = _job(job)
-            extra[label] = (False, ())
-            _check(verilog, top, family)
-        key = _cache_key(verilog, top, family, _options(map_apart, *extra[label]))
+    results, missing = {}, {}                     # missing: cache key -> labels
+    for label, (verilog, top, opts) in jobs.items():
+        _check(verilog, top, family, dotted=True)
+        key = _cache_key(verilog, top, family, _options(opts.get("map_apart", ()), opts.get("rtlil", False),
+                                                        opts.get("blackbox", ())))
         data = _read_entry(cache / f"{key}.json") if use_cache else None
         if isinstance(data, dict) and _valid_entry(data, top, family):
             results[label] = SynthResult.from_json(data, cached=True)
@@ -884,10 +883,9 @@ def _synthesize_remote(jobs, family, executor, progress, *, cache_dir=None, use_
     keys = list(missing)
     calls = []
     for k in keys:
-        label = missing[k][0]
-        verilog, top = jobs[label][:2]
-        map_apart = () if isinstance(jobs[label][-1], dict) else _job(jobs[label])[2]
-        calls.append((verilog, top, map_apart, family, timeout, flow_id(), *extra[label]))
+        verilog, top, opts = jobs[missing[k][0]]
+        calls.append((verilog, top, tuple(opts.get("map_apart", ())), family, timeout, flow_id(),
+                      opts.get("rtlil", False), tuple(opts.get("blackbox", ()))))
     for i, data in executor.map(remote_job, calls, keys=[f"qnn-synth-{k}" for k in keys]):
         key, labels = keys[i], missing[keys[i]]
         top = jobs[labels[0]][1]

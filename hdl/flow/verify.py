@@ -59,7 +59,8 @@ def frames_for(model: ir.Model, n: int, data: str | None = None, seed: int = 0):
     return (model.input.quantize(ds.x_test[take]).astype(np.int64), ds.y_test[take], ds.name)
 
 
-def _top(spec, board=None):
+def accelerator_top(spec, board=None):
+    """The generated top of ``spec``: ``AxiTop`` around its ``Network``."""
     from hdl.flow.network import Network
     from hdl.shell.axi import AxiTop
     model = spec.model
@@ -81,7 +82,7 @@ def verify(spec, codes, *, golden_model: ir.Model | None = None, labels=None,
     n = len(codes)
     want = golden.run(model, codes).astype(np.int64)
     want_labels = golden.predict(model, codes).astype(np.int64)
-    top = _top(spec, board)
+    top = accelerator_top(spec, board)
     parameters = {
         "codes": codes.reshape(n, -1), "in_bits": model.input.bits,
         "classes": len(model.classes), "latency_bound": int(spec.latency_bound),

@@ -56,6 +56,7 @@ def test_weight_roms_fit_block_ram_only():
     # UltraRAM has no initial contents in the bitstream: the ZCU104's 96 URAM288 hold no ROM.
     assert boards.get("zcu104").onchip_weight_bytes() == 624 * 18 * 1024 // 8
     assert boards.get("zcu102").onchip_weight_bytes() == 1_824 * 18 * 1024 // 8
+    assert boards.get("zcu104").uram_bytes() == 96 * 288 * 1024 // 8 and boards.get("zcu102").uram_bytes() == 0
 
 
 def test_capacity_checks():

@@ -43,7 +43,7 @@ def spec():
 @pytest.fixture(scope="module")
 def top(spec):
     """The generated top (one object: the simulation elaborates it)."""
-    return verify._top(spec)
+    return verify.accelerator_top(spec)
 
 
 @pytest.fixture(scope="module")
