@@ -5,7 +5,7 @@ Both blocks are payload-agnostic about meaning: they move elements in order and 
 reorder, drop or invent any.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -228,10 +228,11 @@ class WidthConverter(Described):
     * otherwise a shift buffer of ``in_lanes + out_lanes - 1`` elements (the least that
       never deadlocks) with a fill count.
 
-    ``o.valid`` comes from registers only; ``i.ready`` is set when the input beat fits
-    after this cycle's output transfer, so it depends combinationally on ``o.ready``.
+    ``o.valid`` comes from registers only; ``i.ready`` is set when an input beat fits
+    after this cycle's output transfer (a whole one, ``in_lanes`` elements, for the shift
+    buffer), so it depends combinationally on ``o.ready``, one LUT deep.
     An element entering an empty converter can leave one cycle later. Every cycle it
-    accepts an input beat unless that would overflow the buffer and emits an output
+    accepts an input beat unless that could overflow the buffer and emits an output
     beat whenever one is complete, so with a free-running source and sink it sustains
     one input beat per cycle when ``in_lanes <= out_lanes`` and one output beat per
     cycle when ``in_lanes >= out_lanes`` (the ideal rate of the narrower side).
@@ -354,41 +355,63 @@ class WidthConverter(Described):
             m.d.sync += full.eq(0)
 
     def _shift_buffer(self, m):
-        """Any ratio: a shift buffer with a fill count."""
+        """Any ratio: a shift buffer with a fill count.
+
+        ``count >= out_lanes`` (``full``) and ``count < 2 * out_lanes`` are registers, so
+        ``o.valid`` is one and ``i.ready`` one LUT from them and ``o.ready``. An input
+        beat fits when the buffer is not full (``count + in_lanes <= capacity``) or an
+        output beat leaves and at most ``2 * out_lanes - 1`` elements were held. The next
+        count and flags are chosen among four candidates (input or not, output or not)
+        computed from registers, and element ``j`` takes input lane ``j - count`` (or
+        ``j + out_lanes - count`` when an output beat leaves) through a multiplexer on
+        the count register, so no path runs through an adder after ``o.ready``.
+        """
         n_in, n_out, cap = self.in_lanes, self.out_lanes, self.capacity
         buf = [Signal(self.element_shape, name=f"buf{j}") for j in range(cap)]
         count = Signal(range(cap + 1))
-
+        full = Signal()                     # count >= n_out
+        room = Signal()                     # count < 2 * n_out
         out_fire = Signal()
         in_fire = Signal()
-        # Elements the input beat brings: n_in, or fewer on a frame's last beat.
-        n_beat = Signal(range(n_in + 1))
-        last = self._last_beat(m, in_fire)
-        if last is None:
-            m.d.comb += n_beat.eq(n_in)
-        else:
-            beats = -(-self.frame // n_in)
-            m.d.comb += n_beat.eq(Mux(last, self.frame - (beats - 1) * n_in, n_in))
-        # Elements left after this cycle's output transfer.
-        kept = Signal(range(cap + 1))
         m.d.comb += [
-            self.o.valid.eq(count >= n_out),
-            out_fire.eq(self.o.valid & self.o.ready),
-            kept.eq(count - Mux(out_fire, n_out, 0)),
-            self.i.ready.eq(kept + n_beat <= cap),
+            self.o.valid.eq(full),
+            out_fire.eq(full & self.o.ready),
+            self.i.ready.eq(~full | (self.o.ready & room)),
             in_fire.eq(self.i.valid & self.i.ready),
         ]
         for lane in range(n_out):
             m.d.comb += self.o.payload[lane].eq(buf[lane])
 
-        m.d.sync += count.eq(kept + Mux(in_fire, n_beat, 0))
+        # Elements the input beat brings: n_in, or fewer on a frame's last beat.
+        last = self._last_beat(m, in_fire)
+        if last is None:
+            n_beat = n_in
+        else:
+            n_beat = Mux(last, self.frame - (-(-self.frame // n_in) - 1) * n_in, n_in)
+        with m.Switch(Cat(out_fire, in_fire)):
+            for case, nxt in ((0b00, count), (0b01, count - n_out), (0b10, count + n_beat),
+                              (0b11, count + n_beat - n_out)):
+                with m.Case(case):
+                    m.d.sync += [count.eq(nxt), full.eq(nxt >= n_out), room.eq(nxt < 2 * n_out)]
+
+        # lane_at[j]: the input lane that lands at element j of a buffer holding ``count``
+        # elements (valid with ``lands[j]``); j runs past the buffer for the shifted case.
+        lane_at, lands = [], []
+        for j in range(cap + n_out):
+            value = Signal(self.element_shape, name=f"in_at{j}")
+            hit = Signal(name=f"lands{j}")
+            with m.Switch(count):
+                for c in range(max(0, j - n_in + 1), min(j, cap) + 1):
+                    with m.Case(c):
+                        m.d.comb += [value.eq(self.i.payload[j - c]), hit.eq(1)]
+            lane_at.append(value)
+            lands.append(hit)
         for j in range(cap):
-            shifted = buf[j + n_out] if j + n_out < cap else buf[j]
-            with m.If(in_fire & (j >= kept) & (j < kept + n_beat)):
-                with m.Switch(j - kept):
-                    for lane in range(n_in):
-                        if lane <= j:
-                            with m.Case(lane):
-                                m.d.sync += buf[j].eq(self.i.payload[lane])
-            with m.Elif(out_fire):
-                m.d.sync += buf[j].eq(shifted)
+            with m.If(out_fire):
+                with m.If(in_fire & lands[j + n_out]):
+                    m.d.sync += buf[j].eq(lane_at[j + n_out])
+                if j + n_out < cap:
+                    with m.Else():
+                        m.d.sync += buf[j].eq(buf[j + n_out])
+            with m.Elif(in_fire & lands[j]):
+                m.d.sync += buf[j].eq(lane_at[j])

@@ -118,8 +118,9 @@ class OutputStage(Described):
     Without thresholds the output is ``acc + bias`` as the narrowest signed shape that
     holds every possible sum.
 
-    Parameters per fold are read from a small asynchronous-read memory (LUTRAM), or are
-    constants when there is one fold.
+    Parameters per fold are held in a register, loaded from a ROM (read at the next
+    fold's address) as each input beat is taken, or are constants when there is one
+    fold: the comparators see flip-flops, not the ROM's read path.
 
     Two register stages keep every path short: the first registers the ``2**k - 1`` compare
     results (or ``acc + bias``), the second turns the compare results into the code.
@@ -153,9 +154,11 @@ class OutputStage(Described):
 
     Spec = OutputStageSpec
 
-    def _fold_params(self, m: Module, fold: Signal, per_channel: np.ndarray, elem_shape: Shape,
+    def _fold_params(self, m: Module, take, per_channel: np.ndarray, elem_shape: Shape,
                      name: str):
-        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) for the current fold."""
+        """Per-lane parameter rows (``per_channel`` is ``(channels, n)``) of the current
+        fold, from a register: the ROM is read at the next fold's address (a register
+        too) and loaded on ``take``, so the comparators start from flip-flops."""
         n = per_channel.shape[1]
         layout = data.ArrayLayout(data.ArrayLayout(elem_shape, n), self.pe)
         rows = per_channel.reshape(self.folds, self.pe, n)
@@ -165,20 +168,23 @@ class OutputStage(Described):
             return layout(Const(words[0], layout.size))
         m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
         port = mem.read_port(domain="comb")
-        m.d.comb += port.addr.eq(fold)
-        return layout(port.data)
+        next_fold = Signal(range(self.folds), init=1, name=f"{name}_next_fold")
+        current = Signal(layout.size, init=words[0], name=f"{name}_current")
+        m.d.comb += port.addr.eq(next_fold)
+        with m.If(take):
+            m.d.sync += [current.eq(port.data),
+                         next_fold.eq(Mux(next_fold == self.folds - 1, 0, next_fold + 1))]
+        return layout(current)
 
     def elaborate(self, platform):
         m = Module()
-        fold = Signal(range(self.folds), init=0)
-        take = self.i.valid & self.i.ready
-        with m.If(take):
-            m.d.sync += fold.eq(Mux(fold == self.folds - 1, 0, fold + 1))
+        take = Signal()
+        m.d.comb += take.eq(self.i.valid & self.i.ready)
 
         if self.thresholds is not None:
-            params = self._fold_params(m, fold, self.thresholds, self.threshold_shape, "thresholds")
+            params = self._fold_params(m, take, self.thresholds, self.threshold_shape, "thresholds")
         else:
-            params = self._fold_params(m, fold, self.bias[:, None], range_shape(
+            params = self._fold_params(m, take, self.bias[:, None], range_shape(
                 min(0, int(self.bias.min())), max(0, int(self.bias.max()))), "bias")
 
         # Both stages move together unless the skid register holds a beat; ``i.ready`` is

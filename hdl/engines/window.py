@@ -263,6 +263,7 @@ class SlidingWindow(Described):
         n = Signal(range(HWCF))               # beat index within the writer's frame
         wr_addr = Signal(range(D))
         w_last = Signal(init=HWCF == 1)        # n == HWCF - 1, kept in a register
+        w_started = Signal()                   # n != 0, kept in a register
         w_fire = Signal()
 
         # --- reader state: linear index (image extended beyond its border) and address ---
@@ -296,6 +297,7 @@ class SlidingWindow(Described):
             m.d.sync += [
                 n.eq(Mux(w_last, 0, n + 1)),
                 w_last.eq(n == HWCF - 2 if HWCF > 1 else 1),
+                w_started.eq(~w_last),
                 wr_addr.eq(add_mod(wr_addr, 1)),
             ]
 
@@ -308,6 +310,9 @@ class SlidingWindow(Described):
         last_cf, last_kx, last_ky, last_ox, last_oy = (
             Signal(init=count == 1, name=nm) for nm, count in
             (("last_cf", CF), ("last_kx", K), ("last_ky", K), ("last_ox", OW), ("last_oy", OH)))
+        # Whether the input row iy / column ix lies inside the image, in registers
+        # updated with iy and ix (below), so that ``pad`` is one LUT from flip-flops.
+        row_in, col_in = Signal(init=P == 0), Signal(init=P == 0)
         pad = Signal()
         avail = Signal()
         issue = Signal()
@@ -315,9 +320,9 @@ class SlidingWindow(Described):
         out_pad = Signal()
         r_last = Signal()
         m.d.comb += [
-            pad.eq((iy < 0) | (iy >= H) | (ix < 0) | (ix >= W)),
+            pad.eq(~(row_in & col_in)),
             # Padding needs no input, but a frame's output waits for its first input beat.
-            avail.eq(~rdone & (ahead | Mux(pad, n != 0, idx < n))),
+            avail.eq(~rdone & (ahead | Mux(pad, w_started, idx < n))),
             issue.eq(avail & (~out_valid | out.i.ready)),
             rd.addr.eq(addr),
             rd.en.eq(issue),
@@ -347,27 +352,34 @@ class SlidingWindow(Described):
                                *zip((last_cf, last_kx, last_ky, last_ox, last_oy), flags)):
                 updates.setdefault(id(reg), (reg, []))[1].append((sel, value))
 
+        def inside(value, offset, size):
+            # 0 <= value + offset < size, compared on the register ``value``
+            return (value >= -offset) & (value < size - offset)
+
         on(along_row,                                           # along a window row
            (cf, Mux(last_cf, 0, cf + 1)), (kx, Mux(last_cf, kx + 1, kx)),
-           (ix, Mux(last_cf, ix + 1, ix)), (idx, idx + 1), (addr, add_mod(addr, 1)),
+           (ix, Mux(last_cf, ix + 1, ix)), (col_in, Mux(last_cf, inside(ix, 1, W), col_in)),
+           (idx, idx + 1), (addr, add_mod(addr, 1)),
            flags=(Mux(last_cf, CF == 1, cf == CF - 2), Mux(last_cf, kx == K - 2, last_kx),
                   last_ky, last_ox, last_oy))
         line_addr_next = add_mod(line_addr, WCF)
         on(next_line,                                           # next row of the window
            (cf, 0), (kx, 0), (ky, ky + 1), (ix, tx), (iy, iy + 1),
+           (col_in, inside(tx, 0, W)), (row_in, inside(iy, 1, H)),
            (line_idx, line_idx + WCF), (idx, line_idx + WCF),
            (line_addr, line_addr_next), (addr, line_addr_next),
            flags=(CF == 1, K == 1, ky == K - 2, last_ox, last_oy))
         win_addr_next = add_mod(win_addr, S * CF)
         on(next_window,                                         # next window in the row
            (cf, 0), (kx, 0), (ky, 0), (ox, ox + 1), (tx, tx + S), (ix, tx + S), (iy, ty),
+           (col_in, inside(tx, S, W)), (row_in, inside(ty, 0, H)),
            (win_idx, win_idx + S * CF), (line_idx, win_idx + S * CF), (idx, win_idx + S * CF),
            (win_addr, win_addr_next), (line_addr, win_addr_next), (addr, win_addr_next),
            flags=(CF == 1, K == 1, K == 1, ox == OW - 2, last_oy))
         row_addr_next = add_mod(row_addr, S * WCF)
         on(next_row,                                            # next row of windows
            (cf, 0), (kx, 0), (ky, 0), (ox, 0), (tx, -P), (oy, oy + 1), (ty, ty + S),
-           (ix, -P), (iy, ty + S),
+           (ix, -P), (iy, ty + S), (col_in, P == 0), (row_in, inside(ty, S, H)),
            (row_idx, row_idx + S * WCF), (win_idx, row_idx + S * WCF),
            (line_idx, row_idx + S * WCF), (idx, row_idx + S * WCF),
            *((a, row_addr_next) for a in (row_addr, win_addr, line_addr, addr)),
@@ -375,6 +387,7 @@ class SlidingWindow(Described):
         frame_addr_next = add_mod(base, HWCF + R0)
         on(next_frame,                                          # next frame
            (cf, 0), (kx, 0), (ky, 0), (ox, 0), (tx, -P), (oy, 0), (ty, -P), (ix, -P), (iy, -P),
+           (col_in, P == 0), (row_in, P == 0),
            *((a, R0) for a in (row_idx, win_idx, line_idx, idx)),
            (base, add_mod(base, HWCF)),
            *((a, frame_addr_next) for a in (row_addr, win_addr, line_addr, addr)),

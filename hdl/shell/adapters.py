@@ -24,7 +24,7 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.engines.plumbing import WidthConverter
+from hdl.engines.plumbing import RegisterSlice, WidthConverter
 from hdl.engines.pool import LabelSelect
 
 from .regmap import (MAX_BATCH, MAX_CODE_BITS, WORD, check_tdata_width, code_slot_bits,
@@ -129,7 +129,8 @@ class AxisInput(wiring.Component):
     register, read live: change it between transfers only); TLAST is expected on the
     batch's last beat. The codes past the frame's end in its last beat are dropped
     whatever they hold. A :class:`~hdl.engines.plumbing.WidthConverter`
-    (``frame=frame_elements``) repacks ``codes_per_beat`` codes per beat into ``lanes``.
+    (``frame=frame_elements``) repacks ``codes_per_beat`` codes per beat into ``lanes``,
+    which leave through a :class:`~hdl.engines.plumbing.RegisterSlice`.
 
     For every frame, ``ends`` carries one flag, taken with the frame's last beat: 1 when
     the frame ends its batch. Its ``valid`` depends on the converter's ``ready``:
@@ -153,7 +154,7 @@ class AxisInput(wiring.Component):
 
     Latency and throughput
     ----------------------
-    One cycle (the converter's register). No bubble between frames or batches: one
+    Two cycles (the converter's register, the slice's). No bubble between frames or batches: one
     input beat per cycle when ``lanes >= codes_per_beat``, else one output beat per
     cycle, i.e. ``min(lanes, codes_per_beat)`` codes per cycle.
     """
@@ -175,7 +176,11 @@ class AxisInput(wiring.Component):
         fmt, i, ends = self.format, self.i, self.ends
         m.submodules.convert = conv = WidthConverter(fmt.bits, fmt.codes_per_beat, fmt.lanes,
                                                      frame=fmt.frame_elements)
-        wiring.connect(m, conv.o, wiring.flipped(self.o))
+        # The network's first stage may have no FIFO in front: the slice keeps its ready
+        # path out of the converter's and the TLAST logic.
+        m.submodules.slice = out_slice = RegisterSlice(data.ArrayLayout(unsigned(fmt.bits), fmt.lanes))
+        wiring.connect(m, conv.o, out_slice.i)
+        wiring.connect(m, out_slice.o, wiring.flipped(self.o))
 
         beat = Signal(range(fmt.beats_per_frame))  # position of the next beat in its frame
         frame = Signal(range(MAX_BATCH + 1))       # position of the frame in its batch
@@ -237,8 +242,9 @@ class AxisOutput(wiring.Component):
     ``i`` carries a frame's ``classes`` scores, ``lanes`` per beat (class ``f*lanes + p``
     in lane ``p`` of beat ``f``). Each score is sign-extended to a 32-bit word; the word
     after the last score holds the label, found by a
-    :class:`~hdl.engines.pool.LabelSelect` as the scores pass (the first class with the
-    largest score). Words fill ``data_width / 32`` slots per beat, lowest first; a
+    :class:`~hdl.engines.pool.LabelSelect` as the scores pass one per cycle behind a
+    :class:`~hdl.engines.plumbing.WidthConverter` (the first class with the largest
+    score). Words fill ``data_width / 32`` slots per beat, lowest first; a
     frame's last beat holds its label and zeros after it, and the next frame starts a
     new beat. The label word waits for the frame's flag on ``ends`` (from
     :class:`AxisInput`): the frame's last beat has ``last`` (TLAST) set when the flag is
@@ -254,8 +260,9 @@ class AxisOutput(wiring.Component):
     Latency and throughput
     ----------------------
     One word per cycle (a beat leaves while the next one fills), with no bubble between
-    frames: ``classes + 1`` cycles per frame with no backpressure. A word reaches ``o``
-    one cycle after its score is taken.
+    frames: ``classes + 1`` cycles per frame with no backpressure. A score's word
+    reaches ``o`` two cycles after its beat is taken (the converter's register, then
+    the slot).
     """
 
     def __init__(self, fmt: OutputFormat):
@@ -273,9 +280,12 @@ class AxisOutput(wiring.Component):
         m = Module()
         fmt, o, ends = self.format, self.o, self.ends
         wpb, lanes = fmt.words_per_beat, fmt.lanes
-        m.submodules.select = select = LabelSelect(fmt.classes, width=fmt.score_width,
-                                                   lanes=lanes)
-        wiring.connect(m, wiring.flipped(self.i), select.i)
+        # One score per cycle (the rate of the words): the label is a running compare
+        # of one score at a time, not a comparison tree across the lanes.
+        m.submodules.serial = serial = WidthConverter(fmt.score_width, lanes, 1, signed=True)
+        m.submodules.select = select = LabelSelect(fmt.classes, width=fmt.score_width, lanes=1)
+        wiring.connect(m, wiring.flipped(self.i), serial.i)
+        wiring.connect(m, serial.o, select.i)
         src = select.o
 
         # A slot holds a word's low bits: a score, or the label with a 0 sign bit; the
@@ -284,7 +294,6 @@ class AxisOutput(wiring.Component):
         slots = [Signal(slot_shape, name=f"slot{k}") for k in range(wpb)]
         slot = Signal(range(wpb))                # next slot to write
         word = Signal(range(fmt.words_per_frame))
-        lane = Signal(range(lanes))
         full = Signal()                          # the beat in ``slots`` is presented
         frame_end = Signal()                     # ... and it holds a label
         last = Signal()                          # ... and it ends the batch (TLAST)
@@ -299,13 +308,13 @@ class AxisOutput(wiring.Component):
         take = Signal()                          # a word is written this cycle
         m.d.comb += [
             take.eq(can_write & Mux(is_label, ends.valid, src.valid)),
-            src.ready.eq(can_write & ~is_label & (lane == lanes - 1)),
+            src.ready.eq(can_write & ~is_label),
             ends.ready.eq(can_write & is_label),
         ]
         with m.If(src.valid & src.ready & src.payload.last):
             m.d.sync += label.eq(src.payload.label)
         score = Signal(signed(fmt.score_width))
-        m.d.comb += score.eq(src.payload.scores[lane])
+        m.d.comb += score.eq(src.payload.scores[0])
         value = Signal(slot_shape)
         with m.If(is_label):
             m.d.comb += value.eq(label)
@@ -334,8 +343,7 @@ class AxisOutput(wiring.Component):
                 m.d.sync += [full.eq(1), frame_end.eq(1), last.eq(ends.payload),
                              word.eq(0), slot.eq(0)]
             with m.Else():
-                m.d.sync += [word.eq(word + 1), lane.eq(Mux(lane == lanes - 1, 0, lane + 1)),
-                             slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))]
+                m.d.sync += [word.eq(word + 1), slot.eq(Mux(wslot == wpb - 1, 0, wslot + 1))]
                 with m.If(wslot == wpb - 1):
                     m.d.sync += full.eq(1)
         return m

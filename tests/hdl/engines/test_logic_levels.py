@@ -82,3 +82,33 @@ def test_logic_levels_tiles(tmp_path):
     text = verilog.convert(dut, name="top", platform=boards.get("zcu102")())
     result = synthesize(text, "top", "xcup", cache_dir=tmp_path, use_cache=False)
     assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
+
+
+def test_logic_levels_threshold_table(tmp_path):
+    """256 neuron folds of one threshold behind a 128-lane XNOR popcount (CNV's conv5):
+    the fold's thresholds come from a register loaded from the table, not through its
+    read path into the comparators."""
+    rng = np.random.default_rng(1)
+    weights = random_weights(rng, 256, 256, "binary", None).matrix()
+    span = np.abs(weights).sum(axis=1)
+    dut = MVTU(weights, kind="binary", in_bits=1, pe=1, simd=128,
+               thresholds=random_thresholds(rng, -span // 2, span // 2, 1))
+    assert dut.neuron_folds == 256
+    text = verilog.convert(dut, name="top", platform=boards.get("pynq-z2")())
+    result = synthesize(text, "top", "xc7", cache_dir=tmp_path, use_cache=False)
+    assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
+
+
+@pytest.mark.parametrize("block", ["input", "output"])
+def test_logic_levels_shell_adapters(tmp_path, block):
+    """The AXI-Stream adapters of a CNV-like top: 8-bit codes, 8 per 64-bit beat, into
+    3 lanes (the shift-buffer converter), and 10 scores in one beat out (the label is a
+    running compare behind a converter, not a tree across the lanes)."""
+    from hdl.shell.adapters import AxisInput, AxisOutput, InputFormat, OutputFormat
+    if block == "input":
+        dut = AxisInput(InputFormat(bits=8, lanes=3, frame_elements=3072, data_width=64))
+    else:
+        dut = AxisOutput(OutputFormat(score_width=24, lanes=10, classes=10, data_width=64))
+    text = verilog.convert(dut, name="top")
+    result = synthesize(text, "top", "xc7", cache_dir=tmp_path, use_cache=False)
+    assert 1 <= result.logic_levels <= MAX_LEVELS, result.critical_path
