@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.sim import Simulator
 
-from bench import command
+from bench import command, generator_version
 from bench.networks import measure_top
 from boards.zcu104 import ZCU104Platform
 from hdl import ir
@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run(args.fps, args.slice_rows, synth_timeout=None if args.no_synth else args.synth_timeout,
                   frames=args.frames)
     summary["command"] = command("alexnet", argv)
+    summary["generators"] = generator_version()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import boards
-from bench import command
+from bench import command, generator_version
 from hdl import ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, LocalExecutor, make_executor
@@ -436,6 +436,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         "lanes": lanes(spec),
         "cycles_measured": None, "cycles_measured_note": None, "latency_measured": None,
         "latency_estimate": spec.latency_bound,
+        "generators": generator_version(),
         "lut": None, "ff": None, "bram18": None, "dsp": None, "uram": None,
         "logic_levels": None, "fits": None, "synth_note": None,
         "capacity": board.capacity.as_dict(), "command": cmd,

@@ -83,6 +83,17 @@ def _stage_sum_only(row) -> bool:
     return "sum of the stages" in (row.get("synth_note") or "")
 
 
+def _generators_note(row, again: str) -> str:
+    """Empty when ``row`` was measured on the current generators (:func:`bench.generator_version`),
+    else a note saying that its figures describe an earlier version."""
+    from bench import generator_version
+    if row.get("generators") == generator_version():
+        return ""
+    told = row.get("generators")
+    return (f"figures from earlier generators ({'version ' + told if told else 'version not recorded'}"
+            f"; the generated Verilog may differ now): re-run `{again}`")
+
+
 def _why_not_measured(row) -> list[str]:
     """Why a network row lacks measured cycles or whole-design resources, and the command
     that measures them."""
@@ -147,10 +158,11 @@ def _networks(lines, data):
                       _n(sum(stage_lut.values())) if stage_lut and None not in stage_lut.values()
                       else NOT_MEASURED,
                       _n(r.get("fits")), _n(r.get("toolflow_s"), ",.1f"),
-                      f"[{ids[r.get('command') or _cmd(data, 'networks')]}]"])
+                      f"[{ids[r.get('command') or _cmd(data, 'networks')]}]",
+                      "earlier" if _generators_note(r, "") else "current"])
     lines += _table(["network", "board", "MHz", "cycles/frame (model)", "cycles/frame (measured)",
                      "fps (assumed clock)", "logic levels", "LUT", "FF", "BRAM18", "DSP",
-                     "stage LUT sum", "fits", "toolflow s", "command"], table)
+                     "stage LUT sum", "fits", "toolflow s", "command", "generators"], table)
     lines.append("")
     for c, i in ids.items():
         lines.append(f"- [{i}] `{c}`")
@@ -168,6 +180,8 @@ def _networks(lines, data):
             notes.append(f"target not reached: the fastest legal folding gives "
                          f"{r['cycles_per_frame']:,} cycles")
         notes += _why_not_measured(r)
+        notes.append(_generators_note(
+            r, f"python -m bench.networks --networks {r['network']} --boards {r['board']}"))
         lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
     lines.append("")
     for note in data.get("notes") or []:
@@ -562,6 +576,8 @@ def _alexnet(lines, name, data):
     if not isinstance(data, dict):
         lines += [f"{NOT_MEASURED} (`bench/results/{name}.json` unreadable).", ""]
         return
+    if note := _generators_note(data, _cmd(data, name)):
+        lines += [f"**Note:** {note}.", ""]
     fps, fits = data.get("fps"), data.get("fits")
     bw, port = data.get("ddr_bandwidth_used"), data.get("ddr_bandwidth_port")
     size, seed = data.get("model_bytes"), data.get("seed_model_bytes")

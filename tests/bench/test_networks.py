@@ -159,6 +159,22 @@ def test_report_renders_rows(tmp_path, tiny_row):
     assert len(data["goals"]) == 6
 
 
+def test_report_marks_rows_from_earlier_generators(tmp_path, tiny_row, monkeypatch):
+    import bench
+    assert tiny_row["generators"] == bench.generator_version()
+    old = dict(tiny_row, network="tiny-old", generators="0123456789ab")
+    results = tmp_path / "results"
+    networks._write([tiny_row, old], [], results, tmp_path / "rows.json", "pytest tiny")
+    text = report.render(results, tmp_path / "models")
+    current = next(line for line in text.splitlines() if line.startswith("| tiny-sfc |"))
+    earlier = next(line for line in text.splitlines() if line.startswith("| tiny-old |"))
+    assert current.endswith("| current |") and earlier.endswith("| earlier |")
+    assert "figures from earlier generators (version 0123456789ab" in text
+    # A change in a generator source changes the version.
+    monkeypatch.setattr(bench, "GENERATOR_SOURCES", bench.GENERATOR_SOURCES[:-1])
+    assert bench.generator_version() != tiny_row["generators"]
+
+
 def test_cli_help():
     out = subprocess.run([sys.executable, "-m", "bench.networks", "--help"], capture_output=True,
                          text=True, timeout=120)
