@@ -15,14 +15,15 @@ from amaranth.hdl import Module, Mux, Signal
 __all__ = ["rom_counter"]
 
 
-def rom_counter(m: Module, count: int, step, name: str) -> Signal:
-    """A counter ``0, 1, .., count - 1, 0, ..`` that moves when ``step`` is 1; reset 0.
+def rom_counter(m: Module, count: int, step, name: str, *, start: int = 0) -> Signal:
+    """A counter ``0, 1, .., count - 1, 0, ..`` that moves when ``step`` is 1; reset
+    ``start``.
 
     Its next value is ``Mux(step, successor, value)`` with the successor held in a
     register, for use as a ROM address (see the module docstring)."""
-    value = Signal(range(count), name=name)
+    value = Signal(range(count), init=start % count, name=name)
     if count > 1:
-        succ = Signal(range(count), init=1, name=f"{name}_succ")
+        succ = Signal(range(count), init=(start + 1) % count, name=f"{name}_succ")
         with m.If(step):
             m.d.sync += [value.eq(succ), succ.eq(Mux(succ == count - 1, 0, succ + 1))]
     return value

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl.engines.described import Described
+from hdl.engines.rom import rom_counter
 
 __all__ = ["OutputStage", "OutputStageSpec", "range_shape", "output_shape", "OUTPUT_LATENCY"]
 
@@ -168,12 +169,10 @@ class OutputStage(Described):
             return layout(Const(words[0], layout.size))
         m.submodules[f"{name}_mem"] = mem = Memory(shape=layout.size, depth=self.folds, init=words)
         port = mem.read_port(domain="comb")
-        next_fold = Signal(range(self.folds), init=1, name=f"{name}_next_fold")
         current = Signal(layout.size, init=words[0], name=f"{name}_current")
-        m.d.comb += port.addr.eq(next_fold)
+        m.d.comb += port.addr.eq(rom_counter(m, self.folds, take, f"{name}_next_fold", start=1))
         with m.If(take):
-            m.d.sync += [current.eq(port.data),
-                         next_fold.eq(Mux(next_fold == self.folds - 1, 0, next_fold + 1))]
+            m.d.sync += current.eq(port.data)
         return layout(current)
 
     def elaborate(self, platform):

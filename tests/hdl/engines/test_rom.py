@@ -14,11 +14,11 @@ from hdl.engines.rom import rom_counter
 from hdl.flow.synth import synthesize
 
 
-@pytest.mark.parametrize("count", [1, 2, 5, 16])
-def test_counts_on_step(count):
+@pytest.mark.parametrize("count,start", [(1, 0), (2, 0), (5, 0), (16, 0), (2, 1), (5, 1), (5, 4)])
+def test_counts_on_step(count, start):
     m = Module()
     step = Signal()
-    value = rom_counter(m, count, step, "idx")
+    value = rom_counter(m, count, step, "idx", start=start)
     m.d.sync += Signal(name="tick").eq(step)       # a sync domain even for count 1
     steps = np.random.default_rng(count).integers(0, 2, size=60)
     seen = []
@@ -33,7 +33,7 @@ def test_counts_on_step(count):
     sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
-    expected = (np.concatenate([[0], np.cumsum(steps)[:-1]]) % count).tolist()
+    expected = ((start + np.concatenate([[0], np.cumsum(steps)[:-1]])) % count).tolist()
     assert seen == expected
 
 
