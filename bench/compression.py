@@ -41,7 +41,7 @@ import numpy as np
 from amaranth.back import verilog
 
 import boards
-from bench import command
+from bench import command, generator_version
 from bench.networks import WHOLE_MODULE, measure_top
 from hdl import cli, ir
 from hdl.flow import synth
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                       "Verilator, 3 frames back to back, scores = sim.golden",
         "previous": previous_figures(out),
         "command": command("compression", argv),
+        "generators": generator_version(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

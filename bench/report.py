@@ -289,6 +289,8 @@ def _compression(lines, data):
         lines += [f"{NOT_MEASURED} (no `bench/results/compression.json`).", ""]
         return
     _source(lines, _cmd(data, "compression"))
+    if note := _generators_note(data, _cmd(data, "compression")):
+        lines += [f"**Note:** {note}.", ""]
     lines += [f"- goal: {data.get('goal', '')}",
               f"- board {data.get('board')} at {_n(data.get('clock_mhz'), 'g')} MHz (Yosys family "
               f"{data.get('family')}); {data.get('synth_note', '')}",
