@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 
 def command(name: str, argv: list[str] | None = None) -> str:
@@ -12,23 +15,55 @@ def command(name: str, argv: list[str] | None = None) -> str:
     return " ".join(["python", "-m", f"bench.{name}", *(shlex.quote(str(a)) for a in args)])
 
 
-#: The sources the generated hardware depends on: a change in them may change the
-#: Verilog of every row, so a stored figure records their hash.
+#: The sources the generated hardware depends on. A stored figure records the hash of
+#: those its design uses (:func:`design_sources`), or of all of them.
 GENERATOR_SOURCES = ("hdl/engines", "hdl/shell", "hdl/flow/network.py", "hdl/ir.py", "boards")
 
+_ROOT = Path(__file__).resolve().parent.parent
 
-def generator_version() -> str:
-    """A short SHA-256 of :data:`GENERATOR_SOURCES` (``*.py`` files, by path and content):
-    stored beside a benchmark's figures, so that the report can tell figures measured on
-    other generators from current ones."""
-    import hashlib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
+def generator_files() -> list[str]:
+    """The ``*.py`` files of :data:`GENERATOR_SOURCES`, as sorted paths from the checkout."""
+    files = []
     for source in GENERATOR_SOURCES:
-        path = root / source
-        for file in sorted(path.rglob("*.py") if path.is_dir() else [path]):
-            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(file.read_bytes() + b"\0")
+        path = _ROOT / source
+        files += [f.relative_to(_ROOT).as_posix()
+                  for f in (path.rglob("*.py") if path.is_dir() else [path])]
+    return sorted(files)
+
+
+def generator_version(files: list[str] | None = None) -> str:
+    """A short SHA-256 of generator source ``files`` (by path and content; default all of
+    :func:`generator_files`): stored beside a benchmark's figures, so that the report can
+    tell figures measured on other generators from current ones."""
+    digest = hashlib.sha256()
+    for file in sorted(generator_files() if files is None else files):
+        path = _ROOT / file
+        digest.update(file.encode() + b"\0")
+        digest.update((path.read_bytes() if path.is_file() else b"<missing>") + b"\0")
     return digest.hexdigest()[:12]
+
+
+@contextmanager
+def design_sources(*classes):
+    """Collects, into the yielded set, the generator source files whose code runs in
+    the block (functions, methods and the code that dataclasses generate for them), and
+    those that define ``classes`` or their bases (a board's data runs no code). Around a
+    design's planning and elaboration, these are the files its Verilog depends on: a
+    change elsewhere cannot change it."""
+    known = {str(_ROOT / f): f for f in generator_files()}
+    used: set[str] = {known[file] for cls in classes for base in cls.__mro__
+                      if (file := sys.modules[base.__module__].__dict__.get("__file__")) in known}
+
+    def profile(frame, event, arg):
+        if event == "call":
+            file = known.get(frame.f_code.co_filename) or known.get(frame.f_globals.get("__file__"))
+            if file is not None:
+                used.add(file)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield used
+    finally:
+        sys.setprofile(previous)

@@ -39,16 +39,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from amaranth.hdl import Fragment
 
 import boards
-from bench import command, generator_version
+from bench import command, design_sources, generator_version
 from hdl import ir
 from hdl.flow import synth
 from hdl.flow.executor import ClusterError, LocalExecutor, make_executor
 from hdl.flow.network import Network, NetworkSpec, build_engine, weight_bram_budget
 from hdl.flow.build import whole_job
 from hdl import cli
-from hdl.shell.axi import board_tdata_width
+from hdl.shell.axi import AxiTop, board_tdata_width
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -258,6 +259,13 @@ def verilator_opt(verilog_chars: int, cycles: int = 0) -> str:
     raise AssertionError("unreachable")
 
 
+def generated_top(spec: NetworkSpec):
+    """The accelerator as a user gets it: ``AxiTop`` (the AXI shell) around ``Network``."""
+    model = spec.model
+    return AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
+                  classes=len(model.classes), in_width=spec.axis_width, out_width=spec.axis_width)
+
+
 def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
                 name: str | None = None, board=None) -> dict:
     """The generated top (``AxiTop`` around ``Network``) in Verilator (cached build, C++
@@ -273,17 +281,13 @@ def measure_top(spec: NetworkSpec, frames: int = MEASURE_FRAMES, seed: int = 0,
     from amaranth.back import verilog
 
     from hdl.flow.verify import ddr_parameters
-    from hdl.shell.axi import AxiTop
     from sim import golden
     from sim.harness import run_cocotb
 
     if frames < 2:
         raise ValueError(f"frames must be at least 2, not {frames}")
     model = spec.model
-    net = Network(spec=spec)
-    top = AxiTop(net, frame_elements=math.prod(model.input.shape), classes=len(model.classes),
-                 in_width=spec.axis_width, out_width=spec.axis_width)
-    text = verilog.convert(top, name="top")
+    text = verilog.convert(generated_top(spec), name="top")
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, 1 << model.input.bits, size=(frames, *model.input.shape))
     scores = golden.run(model, codes)
@@ -347,12 +351,9 @@ def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
     ``hdl.flow.build``; ``workers`` Yosys runs at once, or on ``executor``'s cluster."""
     from amaranth.back import verilog
 
-    from hdl.shell.axi import AxiTop
     family, platform = board.synth_family, board()
-    model = spec.model
-    top = AxiTop(Network(spec=spec), frame_elements=math.prod(model.input.shape),
-                 classes=len(model.classes), in_width=spec.axis_width, out_width=spec.axis_width)
-    jobs = {WHOLE: whole_job(verilog.convert(top, name=WHOLE_MODULE, platform=platform), WHOLE_MODULE)}
+    jobs = {WHOLE: whole_job(verilog.convert(generated_top(spec), name=WHOLE_MODULE,
+                                             platform=platform), WHOLE_MODULE)}
     jobs.update({stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
                                               platform=platform), f"layer_{stage.name}")
                  for stage in spec.stages})
@@ -418,8 +419,13 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     else:
         folding, target = None, target_cycles
         choice = f"target {target_cycles:,} cycles per frame"
-    spec = NetworkSpec(model, folding, target_cycles=target, axis_width=board_tdata_width(board),
-                       bram18_budget=weight_bram_budget(board.capacity.bram18))
+    # The generator sources that plan and elaborate this design: a change in any other
+    # cannot change its Verilog, so the row stays current (bench.report).
+    with design_sources(board) as sources:
+        spec = NetworkSpec(model, folding, target_cycles=target, axis_width=board_tdata_width(board),
+                           bram18_budget=weight_bram_budget(board.capacity.bram18))
+        Fragment.get(generated_top(spec), board())
+    sources = sorted(sources)
     cycles = spec.cycles_per_frame
     row = {
         "network": name, "model": model.name, "board": board.name, "clock_mhz": clock_mhz,
@@ -436,7 +442,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
         "lanes": lanes(spec),
         "cycles_measured": None, "cycles_measured_note": None, "latency_measured": None,
         "latency_estimate": spec.latency_bound,
-        "generators": generator_version(),
+        "generators": generator_version(sources), "generator_sources": sources,
         "lut": None, "ff": None, "bram18": None, "dsp": None, "uram": None,
         "logic_levels": None, "fits": None, "synth_note": None,
         "capacity": board.capacity.as_dict(), "command": cmd,

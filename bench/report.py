@@ -84,10 +84,11 @@ def _stage_sum_only(row) -> bool:
 
 
 def _generators_note(row, again: str) -> str:
-    """Empty when ``row`` was measured on the current generators (:func:`bench.generator_version`),
-    else a note saying that its figures describe an earlier version."""
+    """Empty when ``row`` was measured on the current generators (:func:`bench.generator_version`
+    of the sources its design uses, or of all of them), else a note saying that its figures
+    describe an earlier version."""
     from bench import generator_version
-    if row.get("generators") == generator_version():
+    if row.get("generators") == generator_version(row.get("generator_sources")):
         return ""
     told = row.get("generators")
     return (f"figures from earlier generators ({'version ' + told if told else 'version not recorded'}"

@@ -161,7 +161,12 @@ def test_report_renders_rows(tmp_path, tiny_row):
 
 def test_report_marks_rows_from_earlier_generators(tmp_path, tiny_row, monkeypatch):
     import bench
-    assert tiny_row["generators"] == bench.generator_version()
+    sources = tiny_row["generator_sources"]
+    assert tiny_row["generators"] == bench.generator_version(sources)
+    # The design's own sources, with the board's, and none that it does not use.
+    assert {"hdl/engines/mvtu.py", "hdl/flow/network.py", "hdl/shell/axi.py",
+            "boards/pynq_z2.py", "boards/_base.py"} <= set(sources)
+    assert not {"hdl/engines/window.py", "boards/zc706.py"} & set(sources)
     old = dict(tiny_row, network="tiny-old", generators="0123456789ab")
     results = tmp_path / "results"
     networks._write([tiny_row, old], [], results, tmp_path / "rows.json", "pytest tiny")
@@ -170,9 +175,19 @@ def test_report_marks_rows_from_earlier_generators(tmp_path, tiny_row, monkeypat
     earlier = next(line for line in text.splitlines() if line.startswith("| tiny-old |"))
     assert current.endswith("| current |") and earlier.endswith("| earlier |")
     assert "figures from earlier generators (version 0123456789ab" in text
-    # A change in a generator source changes the version.
-    monkeypatch.setattr(bench, "GENERATOR_SOURCES", bench.GENERATOR_SOURCES[:-1])
-    assert bench.generator_version() != tiny_row["generators"]
+    # A change in one of the design's sources changes its version; a change elsewhere not.
+    copy = tmp_path / "checkout"
+    for file in bench.generator_files():
+        (copy / file).parent.mkdir(parents=True, exist_ok=True)
+        (copy / file).write_bytes((bench._ROOT / file).read_bytes())
+    monkeypatch.setattr(bench, "_ROOT", copy)
+    assert bench.generator_version(sources) == tiny_row["generators"]
+    (copy / "hdl/engines/window.py").write_text("# changed\n")
+    assert bench.generator_version(sources) == tiny_row["generators"]
+    (copy / "hdl/engines/mvtu.py").write_text("# changed\n")
+    assert bench.generator_version(sources) != tiny_row["generators"]
+    (copy / "hdl/engines/mvtu.py").unlink()
+    assert bench.generator_version(sources) != tiny_row["generators"]
 
 
 def test_cli_help():
