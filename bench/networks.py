@@ -736,19 +736,26 @@ def main(argv=None) -> int:
 
 
 def merge(rows: list[dict], skipped: list[str]) -> dict:
-    """Merge rows of a partial run into the stored results (replacing equal (network, board))."""
-    old = []
-    if ROWS_FILE.exists():
-        try:
-            old = json.loads(ROWS_FILE.read_text())
-        except ValueError:
-            old = []
-    keys = {(r["network"], r["board"]) for r in rows}
-    merged = [r for r in old if (r["network"], r["board"]) not in keys] + rows
-    order = {n: i for i, n in enumerate(FULL_NETWORKS + QUICK["networks"])}
-    merged.sort(key=lambda r: (order.get(r["network"], 99), [b for b, _ in BOARDS].index(r["board"])))
-    result = _write(merged, skipped, RESULTS_DIR, ROWS_FILE, "python -m bench.networks (rows merged from the commands below)")
-    return result
+    """Merge rows of a partial run into the stored results (replacing equal (network, board)).
+    Partial runs may run side by side: the read, merge and write hold a lock on the file."""
+    import fcntl
+
+    ROWS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROWS_FILE.with_name(ROWS_FILE.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = []
+        if ROWS_FILE.exists():
+            try:
+                old = json.loads(ROWS_FILE.read_text())
+            except ValueError:
+                old = []
+        keys = {(r["network"], r["board"]) for r in rows}
+        merged = [r for r in old if (r["network"], r["board"]) not in keys] + rows
+        order = {n: i for i, n in enumerate(FULL_NETWORKS + QUICK["networks"])}
+        merged.sort(key=lambda r: (order.get(r["network"], 99),
+                                   [b for b, _ in BOARDS].index(r["board"])))
+        return _write(merged, skipped, RESULTS_DIR, ROWS_FILE,
+                      "python -m bench.networks (rows merged from the commands below)")
 
 
 if __name__ == "__main__":
