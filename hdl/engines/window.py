@@ -112,7 +112,7 @@ class SlidingWindowSpec:
     def depth(self) -> int:
         """Words (beats) in the circular line buffer."""
         cf = self.channel_folds
-        return (self.kernel + self.stride - 2) * self.width * cf + 2 * self.kernel * cf
+        return (self.kernel + self.stride - 2) * self.width * cf + 2 * self.kernel * cf + 1
 
     @property
     def line_buffer(self) -> tuple[int, int]:
@@ -186,20 +186,21 @@ class SlidingWindow(Described):
     One ``lib.memory.Memory`` of ``depth`` words of ``simd * bits`` bits, used as a
     circular buffer of the most recent input beats, with ``CF = C / simd``::
 
-        depth = (K + stride - 2) * W * CF  +  2 * K * CF
+        depth = (K + stride - 2) * W * CF  +  2 * K * CF  +  1
 
     that is, for stride 1, ``K - 1`` rows plus ``2K`` pixels of ``C`` channels: the
     ``K - 1`` rows plus ``K`` pixels that one window spans, ``K`` pixels so that the input
     of the next windows streams in while the current window is emitted, and for
     ``stride > 1`` the ``stride - 1`` rows that the window jumps over, so that input
-    keeps flowing at a row change. Yosys maps the memory to block RAM or LUT RAM
+    keeps flowing at a row change; the last word is the one that a registered ``i.ready``
+    keeps free (below). Yosys maps the memory to block RAM or LUT RAM
     by size. The read port is synchronous; nothing else scales with the image.
 
     Latency and throughput
     ----------------------
     The memory's read register and a padding flag (through one multiplexer) feed a
     :class:`~hdl.engines.plumbing.RegisterSlice`, so ``o.valid`` and ``o.payload`` come
-    from registers, ``i.ready`` depends only on registers, and ``o.ready`` reaches no
+    from registers, ``i.ready`` is a register, and ``o.ready`` reaches no
     further than the slice (the reader's address logic never waits on the consumer's
     ready path). An element that waits for its input beat is valid on ``o`` three cycles
     after the cycle in which that beat was transferred (if the output is free). Padding
@@ -281,12 +282,25 @@ class SlidingWindow(Described):
         # Writing beat n overwrites beat n - D of the buffer; allowed when no current or
         # future window needs it: every element the reader still needs has a linear index
         # of at least ``win_idx`` (the current window's top-left, unclamped).
+        # ``room`` is a register, so that ``i.ready`` is a flip-flop and not a subtract
+        # and a compare in front of the producer's FIFO. It is decided one cycle early
+        # for the worst next state: the writer one beat further (n + 1) and the reader no
+        # further (the reader only ever frees room), at the cost of one buffer word
+        # (the ``+ 1`` in the depth).
         room = Signal()
         lead = Signal(range(-((H + P) * WCF + (W + P) * CF) - 1, HWCF - R0 + 1))
+        if HWCF > 1:
+            # Not two frames ahead: blocked when the writer's next beat may be its last.
+            may_end = ahead & (w_last | (n == HWCF - 2))
+            m.d.comb += lead.eq(n - win_idx)
+            m.d.sync += room.eq(rdone | (Mux(ahead, lead < D - 1 - HWCF, lead < D - 1) & ~may_end))
+        else:
+            # one beat per frame: the registered form would need the writer's next state
+            m.d.comb += [
+                lead.eq(n - win_idx),
+                room.eq(rdone | (Mux(ahead, lead < D - HWCF, lead < D) & ~(ahead & w_last))),
+            ]
         m.d.comb += [
-            # n + (HWCF if ahead) < win_idx + D, with the constants on one side.
-            lead.eq(n - win_idx),
-            room.eq(rdone | (Mux(ahead, lead < D - HWCF, lead < D) & ~(ahead & w_last))),
             self.i.ready.eq(room),
             w_fire.eq(self.i.valid & room),
             wr.addr.eq(wr_addr),

@@ -164,7 +164,7 @@ def test_window_depth_is_documented_size():
     spec = SlidingWindowSpec(height=10, width=12, channels=8, kernel=3, stride=1, padding=1,
                              bits=1, simd=4)
     cf = 2
-    assert spec.depth == 2 * 12 * cf + 2 * 3 * cf
+    assert spec.depth == 2 * 12 * cf + 2 * 3 * cf + 1
     assert spec.line_buffer == (4 * 1, spec.depth)
     assert (spec.out_height, spec.out_width) == (10, 12)
     assert spec.out_beats == 10 * 12 * 9 * cf
