@@ -49,7 +49,7 @@ __all__ = ["Stage", "FoldingError", "plan", "choose_folding", "frame_cycles", "N
            "ConvEngine", "build_engine", "engine_name", "burst_depth", "plan_ram_styles",
            "weight_memory", "bram18_estimate", "weight_bram_budget", "lut_estimate", "stage_cycle_options",
            "shell_floors", "fifo_depth_for", "FULL_RATE_FIFO_DEPTH", "FifoPlan", "plan_fifos",
-           "latency_estimate"]
+           "latency_estimate", "SERIAL_INPUT_HEADROOM"]
 
 
 #: Address width of the weight streamers' AXI masters (Zynq UltraScale+ HP ports: 49).
@@ -629,15 +629,24 @@ def frame_cycles(stages: list[Stage]) -> int:
     return max(s.cycles_per_frame for s in stages)
 
 
-def shell_floors(model: ir.Model, in_width: int = 32) -> tuple[int, int]:
+def shell_floors(model: ir.Model, in_width: int = 32, serial: bool = False) -> tuple[int, int]:
     """``(input, output)``: cycles per frame the AXI shell needs at least, whatever the
     folding, with ``in_width``-bit input TDATA: the frame's input beats (one per cycle,
-    :func:`hdl.shell.regmap.input_beats_per_frame`) and the output adapter's
-    ``classes + 1`` words (:func:`hdl.shell.regmap.output_cycles_per_frame`). The one
-    place the cycle model reads the shell's packing."""
+    :func:`hdl.shell.regmap.input_beats_per_frame`; its codes, one per cycle, if the
+    input is ``serial``) and the output adapter's ``classes + 1`` words
+    (:func:`hdl.shell.regmap.output_cycles_per_frame`). The one place the cycle model
+    reads the shell's packing."""
     from hdl.shell import regmap
-    beats = regmap.input_beats_per_frame(math.prod(model.input.shape), model.input.bits, in_width)
-    return beats, regmap.output_cycles_per_frame(len(model.classes))
+    elements = math.prod(model.input.shape)
+    beats = regmap.input_beats_per_frame(elements, model.input.bits, in_width)
+    return (max(beats, elements) if serial else beats,
+            regmap.output_cycles_per_frame(len(model.classes)))
+
+
+#: The serial input (one code per cycle, :class:`~hdl.shell.adapters.InputFormat`) is
+#: chosen when the core's frame interval is at least this many times a frame's codes:
+#: room for the first stage to take its input in bursts (a window's start-up).
+SERIAL_INPUT_HEADROOM = 2
 
 
 #: Pipeline latency of a link between stages: a FIFO's two cycles (its output is
@@ -651,14 +660,15 @@ def _in_beats(stage: Stage) -> int:
     return stage.in_spec.size // stage.in_lanes
 
 
-def latency_estimate(model: ir.Model, stages: list[Stage], in_width: int = 32) -> int:
+def latency_estimate(model: ir.Model, stages: list[Stage], in_width: int = 32,
+                     serial_input: bool = False) -> int:
     """Cycle-model estimate of one frame's latency through the generated top (first input
     beat to the label beat) on an idle pipeline: the shell's input beats, each stage's
     input beats and its cycles per frame (a stage may take all its input before it
     finishes), the links' and the engines' pipeline latencies, and the output floor.
     An estimate, not a proof: ``bench.networks`` measures the latency of the top and the
     tests check that it stays below this on small networks."""
-    beats_in, out = shell_floors(model, in_width)
+    beats_in, out = shell_floors(model, in_width, serial_input)
     per_stage = sum(_in_beats(s) + s.cycles_per_frame + STAGE_PIPELINE_ALLOWANCE for s in stages)
     return beats_in + per_stage + LINK_LATENCY * (len(stages) + 1) + out
 
@@ -835,6 +845,11 @@ class NetworkSpec:
         #: Cycles per frame of the core alone (the slowest stage) with a free-running
         #: source and sink.
         self.core_cycles_per_frame = frame_cycles(self.stages)
+        #: Whether the shell repacks the input one code per cycle (a cheaper converter):
+        #: when the core's frame interval leaves :data:`SERIAL_INPUT_HEADROOM` times the time.
+        self.serial_input = (SERIAL_INPUT_HEADROOM * math.prod(model.input.shape)
+                             <= self.core_cycles_per_frame)
+        self.shell_floors = shell_floors(model, axis_width, self.serial_input)
         #: Cycles per frame of the generated top: the slowest stage or the shell's floor.
         self.cycles_per_frame = max(self.core_cycles_per_frame, *self.shell_floors)
         #: What limits :attr:`cycles_per_frame`: a stage's name, "shell input" or "shell output".
@@ -844,7 +859,7 @@ class NetworkSpec:
                            max(self.stages, key=lambda s: s.cycles_per_frame).name)
         #: Estimated latency of one frame through the top (:func:`latency_estimate`; an
         #: estimate, measured by ``bench.networks``).
-        self.latency_bound = latency_estimate(model, self.stages, axis_width)
+        self.latency_bound = latency_estimate(model, self.stages, axis_width, self.serial_input)
         self.in_lanes = self.stages[0].in_lanes
         self.out_lanes = self.stages[-1].out_lanes
 

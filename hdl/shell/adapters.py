@@ -50,12 +50,15 @@ def _check_int(name, value, minimum=1):
 class InputFormat:
     """Input frames: ``frame_elements`` codes of ``bits`` bits (1..16) in TDATA of
     ``data_width`` bits (:data:`~hdl.shell.regmap.TDATA_WIDTHS`), delivered ``lanes``
-    per beat to the network; ``lanes`` must divide ``frame_elements``."""
+    per beat to the network; ``lanes`` must divide ``frame_elements``. ``serial``: the
+    codes are repacked one per cycle (a cheaper converter, for a network whose frame
+    interval leaves the time), else up to one TDATA beat per cycle."""
 
     bits: int
     lanes: int
     frame_elements: int
     data_width: int = 32
+    serial: bool = False
 
     def __post_init__(self):
         for name in ("bits", "lanes", "frame_elements"):
@@ -79,6 +82,11 @@ class InputFormat:
     @property
     def beats_per_frame(self) -> int:
         return input_beats_per_frame(self.frame_elements, self.bits, self.data_width)
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """The input adapter's floor: one beat per cycle, or one code per cycle if serial."""
+        return max(self.beats_per_frame, self.frame_elements if self.serial else 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +138,10 @@ class AxisInput(wiring.Component):
     batch's last beat. The codes past the frame's end in its last beat are dropped
     whatever they hold. A :class:`~hdl.engines.plumbing.WidthConverter`
     (``frame=frame_elements``) repacks ``codes_per_beat`` codes per beat into ``lanes``,
-    which leave through a :class:`~hdl.engines.plumbing.RegisterSlice`.
+    which leave through a :class:`~hdl.engines.plumbing.RegisterSlice`. A ``serial``
+    format repacks through one lane instead (``codes_per_beat`` -> 1 -> ``lanes``): two
+    converters that only split and gather, far smaller than a shift buffer between
+    widths that do not divide each other (8 -> 3).
 
     For every frame, ``ends`` carries one flag, taken with the frame's last beat: 1 when
     the frame ends its batch. Its ``valid`` depends on the converter's ``ready``:
@@ -156,7 +167,8 @@ class AxisInput(wiring.Component):
     ----------------------
     Two cycles (the converter's register, the slice's). No bubble between frames or batches: one
     input beat per cycle when ``lanes >= codes_per_beat``, else one output beat per
-    cycle, i.e. ``min(lanes, codes_per_beat)`` codes per cycle.
+    cycle, i.e. ``min(lanes, codes_per_beat)`` codes per cycle. Serial: one code per
+    cycle, so a frame takes at least ``frame_elements`` cycles.
     """
 
     def __init__(self, fmt: InputFormat):
@@ -174,12 +186,19 @@ class AxisInput(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt, i, ends = self.format, self.i, self.ends
-        m.submodules.convert = conv = WidthConverter(fmt.bits, fmt.codes_per_beat, fmt.lanes,
+        serial = fmt.serial and fmt.codes_per_beat > 1 and fmt.lanes > 1
+        m.submodules.convert = conv = WidthConverter(fmt.bits, fmt.codes_per_beat,
+                                                     1 if serial else fmt.lanes,
                                                      frame=fmt.frame_elements)
+        converted = conv.o
+        if serial:
+            m.submodules.gather = gather = WidthConverter(fmt.bits, 1, fmt.lanes)
+            wiring.connect(m, conv.o, gather.i)
+            converted = gather.o
         # The network's first stage may have no FIFO in front: the slice keeps its ready
         # path out of the converter's and the TLAST logic.
         m.submodules.slice = out_slice = RegisterSlice(data.ArrayLayout(unsigned(fmt.bits), fmt.lanes))
-        wiring.connect(m, conv.o, out_slice.i)
+        wiring.connect(m, converted, out_slice.i)
         wiring.connect(m, out_slice.o, wiring.flipped(self.o))
 
         beat = Signal(range(fmt.beats_per_frame))  # position of the next beat in its frame

@@ -82,7 +82,8 @@ def board_tdata_width(board) -> int:
 
 
 def formats_for(signature: wiring.Signature, *, frame_elements: int, classes: int,
-                in_width: int = 32, out_width: int = 32) -> tuple[InputFormat, OutputFormat]:
+                in_width: int = 32, out_width: int = 32,
+                serial_input: bool = False) -> tuple[InputFormat, OutputFormat]:
     """The adapters' formats around a core of this ``signature`` (see :class:`AxiTop`);
     raises ``TypeError`` or ``ValueError`` when it or the parameters do not fit."""
     if not isinstance(signature, wiring.Signature):
@@ -92,7 +93,7 @@ def formats_for(signature: wiring.Signature, *, frame_elements: int, classes: in
     if in_shape.signed:
         raise ValueError("core input codes must be unsigned")
     return (InputFormat(bits=in_shape.width, lanes=in_lanes, frame_elements=frame_elements,
-                        data_width=in_width),
+                        data_width=in_width, serial=serial_input),
             OutputFormat(score_width=out_shape.width, lanes=out_lanes, classes=classes,
                          data_width=out_width))
 
@@ -113,6 +114,11 @@ class AxiTop(wiring.Component):
         the board's (:func:`board_tdata_width`), 32 without a board.
     board : a ``boards`` platform class, or None
         Only for the default TDATA widths.
+    serial_input : bool or None
+        Repack the input codes one per cycle (:class:`~hdl.shell.adapters.InputFormat`,
+        cheaper) instead of up to one TDATA beat per cycle. ``None``: what the core's
+        description says (``core.spec.serial_input`` of a
+        :class:`~hdl.flow.network.Network`), else not.
     frames_in_flight : int
         Depth of the FIFO of batch-end flags between the adapters: at most this many
         frames are between their last input beat and their label beat (more stall the
@@ -130,7 +136,8 @@ class AxiTop(wiring.Component):
 
     The shell's floors of the frame interval (what the cycle model adds to the
     network's): :attr:`input_beats_per_frame`, :attr:`output_cycles_per_frame` and
-    their maximum :attr:`floor_cycles`; the same numbers without a top:
+    their maximum :attr:`floor_cycles` (the input's codes instead of its beats when it
+    is serial); the same numbers without a top, at full rate:
     :func:`hdl.shell.regmap.shell_floor_cycles`.
 
     A soft reset (CONTROL bit 0) resets the core, both adapters and the in-flight count.
@@ -143,10 +150,12 @@ class AxiTop(wiring.Component):
 
     def __init__(self, core: wiring.Component, *, frame_elements: int, classes: int,
                  in_width: int | None = None, out_width: int | None = None, board=None,
-                 frames_in_flight: int = 32, ident: int = DEFAULT_IDENT,
-                 version: int = DEFAULT_VERSION):
+                 serial_input: bool | None = None, frames_in_flight: int = 32,
+                 ident: int = DEFAULT_IDENT, version: int = DEFAULT_VERSION):
         if not isinstance(core, wiring.Component):
             raise TypeError(f"core must be a wiring.Component, not {type(core).__name__}")
+        if serial_input is None:
+            serial_input = bool(getattr(getattr(core, "spec", None), "serial_input", False))
         in_width = board_tdata_width(board) if in_width is None else in_width
         out_width = board_tdata_width(board) if out_width is None else out_width
         if (not isinstance(frames_in_flight, int) or isinstance(frames_in_flight, bool)
@@ -155,7 +164,7 @@ class AxiTop(wiring.Component):
         self.frames_in_flight = frames_in_flight
         self.input_format, self.output_format = formats_for(
             core.signature, frame_elements=frame_elements, classes=classes, in_width=in_width,
-            out_width=out_width)
+            out_width=out_width, serial_input=serial_input)
         self.register_values = RegisterValues(
             ident=ident, version=version, in_elements=frame_elements, classes=classes,
             in_format=pack_in_format(self.input_format.bits, in_width, out_width))
@@ -186,8 +195,9 @@ class AxiTop(wiring.Component):
 
     @property
     def floor_cycles(self) -> int:
-        """The shell's floor of the frame interval: the larger of the two above."""
-        return max(self.input_beats_per_frame, self.output_cycles_per_frame)
+        """The shell's floor of the frame interval: the input beats (or codes, if the
+        input is serial) or the output cycles, whichever is larger."""
+        return max(self.input_format.cycles_per_frame, self.output_cycles_per_frame)
 
     def elaborate(self, platform):
         m = Module()

@@ -235,7 +235,7 @@ def halving_model():
     return build_model(plans, input_shape=(4, 4, 1), input_bits=8, seed=3, name="halving")
 
 
-def top_intervals(net: Network, frames: int) -> tuple[np.ndarray, list[int]]:
+def top_intervals(net: Network, frames: int, serial_input=None) -> tuple[np.ndarray, list[int]]:
     """The generated top (``AxiTop`` around ``net``) in Amaranth's simulator, free-running,
     ``frames`` random frames back to back: (scores, cycle of each TLAST)."""
     from hdl.host.driver import Geometry, pack_frame
@@ -244,7 +244,8 @@ def top_intervals(net: Network, frames: int) -> tuple[np.ndarray, list[int]]:
     codes = random_codes(m, frames, 0)
     g = Geometry(in_elements=int(np.prod(m.input.shape)), in_bits=m.input.bits,
                  classes=len(m.classes))
-    top = AxiTop(net, frame_elements=g.in_elements, classes=g.classes)
+    top = AxiTop(net, frame_elements=g.in_elements, classes=g.classes, serial_input=serial_input)
+    assert top.input_format.serial == (net.serial_input if serial_input is None else serial_input)
     words = [w for k in range(frames) for w in pack_frame(codes[k], g).view("<u4").tolist()]
     per_frame = len(words) // frames
     got, ends = [], []
@@ -288,7 +289,7 @@ def test_cycle_model_includes_the_shell():
     fc = build_model([LayerPlan(op=F, out=4, act_bits=None)], input_shape=(8, 8, 1),
                      input_bits=8, seed=1)
     net = Network(fc, fastest(fc))
-    assert net.core_cycles_per_frame == 1
+    assert net.core_cycles_per_frame == 1 and not net.serial_input
     assert net.shell_floors == (16, 5)
     assert net.cycles_per_frame == 16 and net.bottleneck == "shell input"
     _, ends = top_intervals(net, 3)
@@ -299,6 +300,24 @@ def test_cycle_model_includes_the_shell():
     assert slow.core_cycles_per_frame == 16 and slow.cycles_per_frame == 16
 
 
+
+
+def test_serial_input_when_the_core_leaves_time():
+    """A conv on a 6x6x3 8-bit image takes 3 codes a beat from 32-bit words of 4: a
+    shift buffer at full rate. When the core's frame interval is at least twice the
+    frame's codes, the shell repacks them one per cycle instead (two small converters);
+    the top gives the same scores at the same rate as with the full-rate input."""
+    m = build_model([LayerPlan(op=C, out=4, kind="binary", act_bits=1, padding=1),
+                     LayerPlan(op=F, out=4, kind="binary", act_bits=None)],
+                    input_shape=(6, 6, 3), input_bits=8, seed=2)
+    net = Network(m, {"conv0": (1, 3), "fc1": (4, 16)})
+    assert net.serial_input and net.core_cycles_per_frame >= 2 * 108
+    assert net.shell_floors == (108, 5)
+    scores, ends = top_intervals(net, 3)
+    full_scores, full_ends = top_intervals(net, 3, serial_input=False)
+    assert np.array_equal(scores, full_scores)
+    assert np.diff(ends).tolist() == np.diff(full_ends).tolist()
+    assert ends[0] <= net.latency_bound
 
 
 def test_fifo_full_rate_in_the_top():

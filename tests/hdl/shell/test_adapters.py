@@ -67,8 +67,10 @@ def run_input(dut, beats, n_out, seed, gap=0.3, stall=0.3, tail=0, batch=1, flag
     # lanes not dividing the codes per beat
     (8, 3, 27, 32), (8, 8, 24, 32), (2, 6, 30, 64), (12, 3, 9, 32), (8, 5, 5, 64),
 ])
-def test_axis_input_packing(bits, lanes, elements, width):
-    fmt = InputFormat(bits=bits, lanes=lanes, frame_elements=elements, data_width=width)
+@pytest.mark.parametrize("serial", [False, True])
+def test_axis_input_packing(bits, lanes, elements, width, serial):
+    fmt = InputFormat(bits=bits, lanes=lanes, frame_elements=elements, data_width=width,
+                      serial=serial)
     dut = AxisInput(fmt)
     seed = 7 + bits + lanes
     rng = np.random.default_rng(seed)
@@ -88,15 +90,18 @@ def test_axis_input_packing(bits, lanes, elements, width):
     assert events == ["start"] * 3, f"seed {seed}"
 
 
-@pytest.mark.parametrize("lanes, frame, cycles_per_beat, batch", [
-    (1, 16, 1, 1),       # 4 codes per input beat, 1 per output beat: no bubble
-    (3, 24, 1, 1),       # input faster than output: an output beat every cycle
-    (8, 24, 2, 1),       # two input beats per output beat
-    (8, 24, 2, 2),       # the same in batches of two frames
-    (3, 24, 1, 3),       # ... and three
+@pytest.mark.parametrize("lanes, frame, cycles_per_beat, batch, serial", [
+    (1, 16, 1, 1, False),       # 4 codes per input beat, 1 per output beat: no bubble
+    (3, 24, 1, 1, False),       # input faster than output: an output beat every cycle
+    (8, 24, 2, 1, False),       # two input beats per output beat
+    (8, 24, 2, 2, False),       # the same in batches of two frames
+    (3, 24, 1, 3, False),       # ... and three
+    (3, 24, 3, 2, True),        # serial: one code per cycle, no bubble between frames
+    (8, 24, 8, 1, True),
 ])
-def test_axis_input_full_rate(lanes, frame, cycles_per_beat, batch):
-    fmt = InputFormat(bits=8, lanes=lanes, frame_elements=frame)
+def test_axis_input_full_rate(lanes, frame, cycles_per_beat, batch, serial):
+    fmt = InputFormat(bits=8, lanes=lanes, frame_elements=frame, serial=serial)
+    assert fmt.cycles_per_frame == (frame if serial else fmt.beats_per_frame)
     dut = AxisInput(fmt)
     n_out = 6 * frame // lanes
     times, errors = [], []
@@ -182,11 +187,13 @@ def test_axis_input_resynchronises_after_short_and_long_frames(lanes):
 @pytest.mark.parametrize("bits, lanes, elements, width, batch, seed", [
     (1, 8, 72, 64, 4, 1), (3, 3, 30, 32, 3, 2), (8, 4, 12, 128, 5, 3),
 ])
-def test_axis_input_batches(bits, lanes, elements, width, batch, seed):
+@pytest.mark.parametrize("serial", [False, True])
+def test_axis_input_batches(bits, lanes, elements, width, batch, seed, serial):
     """Batches of ``batch`` frames, TLAST only at a batch's end, under random stalls:
     every code arrives, the flags mark each batch's last frame; then a batch cut short
     (TLAST in its second frame) and one too long, and the stream resynchronises."""
-    fmt = InputFormat(bits=bits, lanes=lanes, frame_elements=elements, data_width=width)
+    fmt = InputFormat(bits=bits, lanes=lanes, frame_elements=elements, data_width=width,
+                      serial=serial)
     dut = AxisInput(fmt)
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 1 << bits, size=elements) for _ in range(3 * batch + 2)]
