@@ -451,10 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames == 1 or args.frames < 0:
         parser.error(f"--frames must be 0 or at least 2, not {args.frames}")
+    generators = generator_version()          # the sources as the design is built from them
     summary = run(args.fps, args.slice_rows, synth_timeout=None if args.no_synth else args.synth_timeout,
                   frames=args.frames)
     summary["command"] = command("alexnet", argv)
-    summary["generators"] = generator_version()
+    summary["generators"] = generators
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

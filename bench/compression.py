@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.keep <= 1:
         parser.error(f"--keep must be in (0, 1], not {args.keep}")
     board = boards.get(args.board)
+    generators = generator_version()          # the sources as the designs are built from them
     which = args.model or (BLOCK if ir.model_path(BLOCK).exists() else RANDOM_BLOCK)
 
     def progress(text):
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                       "Verilator, 3 frames back to back, scores = sim.golden",
         "previous": previous_figures(out),
         "command": command("compression", argv),
-        "generators": generator_version(),
+        "generators": generators,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1) + "\n")

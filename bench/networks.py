@@ -1,14 +1,15 @@
 """Network benchmarks: FINN's reference topologies and the shipped digits models on boards.
 
 ``python -m bench.networks [--quick] [--networks a,b] [--boards x,y] [--no-synth] [--no-sim]
-[--cache-only] [--rewrite] [--synth-timeout S]``
+[--cache-only] [--rewrite] [--restamp] [--synth-timeout S]``
 
 The full run (no options) takes every network on every board; a run restricted by
 ``--quick``, ``--networks`` or ``--boards`` merges its rows, one by one as they finish,
 into the stored results (replacing the same network and board), so that the full table
 is built up, and resumed, piece by piece. ``--cache-only`` takes resource figures only
 from the synthesis cache; ``--rewrite`` recomputes goals and the FINN comparison of the
-stored rows without running anything.
+stored rows without running anything; ``--restamp`` marks stored rows current whose
+generated Verilog the current generators reproduce (:func:`restamp`).
 
 For every (network, board) row: the folding chosen by the compiler's cycle model for a
 target (a published anchor's frame rate, see :data:`TARGETS`), cycles per frame from the
@@ -31,6 +32,7 @@ Results: ``bench/results/networks.json`` (rows, goals, FINN comparison) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -397,6 +399,52 @@ def shell_note(spec: NetworkSpec, target: int | None) -> str | None:
     return None
 
 
+def design_hash(spec: NetworkSpec, board) -> str:
+    """A short SHA-256 of the design's Verilog as measured: the simulated top, the whole
+    top and each stage's engines elaborated for ``board``'s platform, with Amaranth's
+    source-location attributes (checkout path and line numbers) left out. Equal hashes,
+    equal hardware: a row whose hash the current generators reproduce is current."""
+    from amaranth.back import verilog
+
+    platform = board()
+    texts = [verilog.convert(generated_top(spec), name="top"),
+             verilog.convert(generated_top(spec), name=WHOLE_MODULE, platform=platform)]
+    texts += [verilog.convert(build_engine(stage), name=f"layer_{stage.name}", platform=platform)
+              for stage in spec.stages]
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(_SRC_ATTRIBUTE.sub("", text).encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+_SRC_ATTRIBUTE = re.compile(r'\(\* src = "[^"]*" \*\)')
+
+
+def _named_spec(name: str, board, clock_mhz: float) -> tuple[NetworkSpec, int | None, str]:
+    """A named network's design for ``board`` as :func:`run_row` builds it, its target and
+    how its folding was chosen."""
+    folding, target, choice = folding_for(name, board.name, clock_mhz)
+    return _spec(load_network(name), folding, target, board), target, choice
+
+
+def _spec(model: ir.Model, folding, target: int | None, board) -> NetworkSpec:
+    return NetworkSpec(model, folding, target_cycles=target, axis_width=board_tdata_width(board),
+                       bram18_budget=weight_bram_budget(board.capacity.bram18))
+
+
+def _planned(spec: NetworkSpec, target: int | None) -> dict:
+    """A row's figures that follow from the plan alone (cycle model, FIFOs, shell)."""
+    return {"folding": spec.folding,
+            "engines": {s.name: s.engine for s in spec.stages},
+            "stage_cycles": {s.name: s.cycles_per_frame for s in spec.stages},
+            "cycles_model": spec.cycles_per_frame, "cycles_core": spec.core_cycles_per_frame,
+            "axis_width": spec.axis_width,
+            "shell_floors": {"input": spec.shell_floors[0], "output": spec.shell_floors[1]},
+            "bottleneck": spec.bottleneck, "shell_note": shell_note(spec, target),
+            "fifos": [f.as_dict() for f in spec.fifos if f is not None], "fifo_bits": spec.fifo_bits,
+            "lanes": lanes(spec), "latency_estimate": spec.latency_bound}
+
+
 def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = True,
             measure: bool = True, cmd: str = "", progress=None, model: ir.Model | None = None,
             target_cycles: int | None = None, cache_only: bool = False, executor=None,
@@ -410,39 +458,30 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     shell's floor), ``cycles_measured`` the top in Verilator (:func:`measure_top`);
     ``cycles_per_frame`` and ``fps`` follow the measured figure when there is one.
     ``lut``/``ff``/``bram18``/``dsp``/``uram``/``logic_levels`` are the whole top's,
-    ``stage_*`` the stages' engines synthesised alone."""
+    ``stage_*`` the stages' engines synthesised alone; ``verilog_hash`` is
+    :func:`design_hash`, ``generator_sources`` the generator files the design uses."""
     board = boards.get(board_name)
     started = time.monotonic()
-    if model is None:
-        model = load_network(name)
-        folding, target, choice = folding_for(name, board_name, clock_mhz)
-    else:
-        folding, target = None, target_cycles
-        choice = f"target {target_cycles:,} cycles per frame"
     # The generator sources that plan and elaborate this design: a change in any other
     # cannot change its Verilog, so the row stays current (bench.report).
     with design_sources(board) as sources:
-        spec = NetworkSpec(model, folding, target_cycles=target, axis_width=board_tdata_width(board),
-                           bram18_budget=weight_bram_budget(board.capacity.bram18))
+        if model is None:
+            spec, target, choice = _named_spec(name, board, clock_mhz)
+        else:
+            target, choice = target_cycles, f"target {target_cycles:,} cycles per frame"
+            spec = _spec(model, None, target, board)
         Fragment.get(generated_top(spec), board())
     sources = sorted(sources)
+    verilog_hash = design_hash(spec, board)
     cycles = spec.cycles_per_frame
     row = {
-        "network": name, "model": model.name, "board": board.name, "clock_mhz": clock_mhz,
+        "network": name, "model": spec.model.name, "board": board.name, "clock_mhz": clock_mhz,
         "folding_choice": choice, "target_cycles": target,
-        "folding": spec.folding,
-        "engines": {s.name: s.engine for s in spec.stages},
-        "stage_cycles": {s.name: s.cycles_per_frame for s in spec.stages},
-        "cycles_model": cycles, "cycles_core": spec.core_cycles_per_frame,
-        "axis_width": spec.axis_width,
-        "shell_floors": {"input": spec.shell_floors[0], "output": spec.shell_floors[1]},
-        "bottleneck": spec.bottleneck, "shell_note": shell_note(spec, target),
-        "fifos": [f.as_dict() for f in spec.fifos if f is not None], "fifo_bits": spec.fifo_bits,
+        **_planned(spec, target),
         "cycles_per_frame": cycles, "fps": clock_mhz * 1e6 / cycles,
-        "lanes": lanes(spec),
         "cycles_measured": None, "cycles_measured_note": None, "latency_measured": None,
-        "latency_estimate": spec.latency_bound,
         "generators": generator_version(sources), "generator_sources": sources,
+        "verilog_hash": verilog_hash,
         "lut": None, "ff": None, "bram18": None, "dsp": None, "uram": None,
         "logic_levels": None, "fits": None, "synth_note": None,
         "capacity": board.capacity.as_dict(), "command": cmd,
@@ -674,6 +713,9 @@ def main(argv=None) -> int:
                              "in it get no resource figures)")
     parser.add_argument("--rewrite", action="store_true",
                         help="run nothing: recompute goals and the FINN comparison of the stored rows")
+    parser.add_argument("--restamp", action="store_true",
+                        help="run nothing: re-stamp stored rows (of --networks, --boards) whose "
+                             "generated Verilog is unchanged as current (bench.networks.restamp)")
     parser.add_argument("--synth-timeout", type=float, default=SYNTH_TIMEOUT_S, metavar="S",
                         help=f"limit per Yosys run in seconds (default {SYNTH_TIMEOUT_S:g})")
     parser.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -702,6 +744,11 @@ def main(argv=None) -> int:
             print(f"error: unknown board(s) {', '.join(bad)} for this benchmark; choose from "
                   f"{', '.join(known)}", file=sys.stderr)
             return cli.EXIT_BAD_INPUT
+    if args.restamp:
+        outcome = restamp(networks if args.networks else None, board_list if args.boards else None,
+                          progress=lambda text: print(text, file=sys.stderr, flush=True))
+        print(json.dumps(outcome))
+        return 0
     out_dir, rows_file = RESULTS_DIR, ROWS_FILE
     if args.quick or args.networks or args.boards:
         # A partial run must not overwrite the full results: merge by (network, board).
@@ -733,6 +780,43 @@ def main(argv=None) -> int:
                "goals": [{"goal": g["goal"], "met": g["met"], "gap": g["gap"]} for g in result["goals"]]}
     print(json.dumps(summary))
     return 0
+
+
+def restamp(networks=None, board_list=None, progress=print) -> dict[str, str]:
+    """Re-stamps stored rows whose hardware the current generators reproduce, without
+    re-measuring: a row whose :func:`design_hash` is unchanged takes the current
+    generator version and plan figures (cycle model, FIFOs); a current row without a hash
+    gets one. Returns what happened to each row, by ``"network/board"``."""
+    done, outcome = [], {}
+    for row in json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else []:
+        name, board_name = row["network"], row["board"]
+        if (networks and name not in networks) or (board_list and board_name not in board_list):
+            continue
+        key = f"{name}/{board_name}"
+        if name not in FULL_NETWORKS + QUICK["networks"] or not network_available(name):
+            outcome[key] = "skipped: not a benchmark network here"
+            continue
+        board = boards.get(board_name)
+        with design_sources(board) as sources:
+            spec, target, _ = _named_spec(name, board, row["clock_mhz"])
+            Fragment.get(generated_top(spec), board())
+        sources = sorted(sources)
+        now = design_hash(spec, board)
+        current = row.get("generators") == generator_version(row.get("generator_sources"))
+        if row.get("verilog_hash") is None and not current:
+            outcome[key] = "no Verilog hash, earlier generators: re-run it"
+        elif row.get("verilog_hash") not in (None, now):
+            outcome[key] = "Verilog changed: re-run it"
+        else:
+            outcome[key] = ("hash recorded" if row.get("verilog_hash") is None
+                            else "current" if current else "re-stamped")
+            row.update(_planned(spec, target), verilog_hash=now, generators=generator_version(sources),
+                       generator_sources=sources)
+            done.append(row)
+        progress(f"{key}: {outcome[key]}")
+    if done:
+        merge(done, [])
+    return outcome
 
 
 def merge(rows: list[dict], skipped: list[str]) -> dict:

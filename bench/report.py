@@ -83,16 +83,19 @@ def _stage_sum_only(row) -> bool:
     return "sum of the stages" in (row.get("synth_note") or "")
 
 
-def _generators_note(row, again: str) -> str:
+def _generators_note(row, again: str, restamp: str = "") -> str:
     """Empty when ``row`` was measured on the current generators (:func:`bench.generator_version`
     of the sources its design uses, or of all of them), else a note saying that its figures
-    describe an earlier version."""
+    describe an earlier version, with the command that re-measures it (and ``restamp``'s,
+    which keeps it if its Verilog is unchanged)."""
     from bench import generator_version
     if row.get("generators") == generator_version(row.get("generator_sources")):
         return ""
     told = row.get("generators")
     return (f"figures from earlier generators ({'version ' + told if told else 'version not recorded'}"
-            f"; the generated Verilog may differ now): re-run `{again}`")
+            f"; the generated Verilog may differ now): re-run `{again}`"
+            + (f", or first `{restamp}`, which keeps the figures if the Verilog is unchanged"
+               if restamp else ""))
 
 
 def _why_not_measured(row) -> list[str]:
@@ -140,7 +143,10 @@ def _networks(lines, data):
               "back-to-back frames (scores checked against the golden model); fps follow the "
               "measured figure. Toolflow time: model to figures "
               "in the run that wrote the row (Yosys results are cached by netlist hash, so a "
-              "row with cached stages is faster than a first build).", ""]
+              "row with cached stages is faster than a first build). Generators: \"current\" "
+              "when the generator sources the design uses are unchanged since the row was "
+              "measured, or its generated Verilog is (`python -m bench.networks --restamp` "
+              "checks and re-stamps); \"earlier\" otherwise.", ""]
     rows = data.get("rows") or []
     commands = {}
     for r in rows:
@@ -181,8 +187,8 @@ def _networks(lines, data):
             notes.append(f"target not reached: the fastest legal folding gives "
                          f"{r['cycles_per_frame']:,} cycles")
         notes += _why_not_measured(r)
-        notes.append(_generators_note(
-            r, f"python -m bench.networks --networks {r['network']} --boards {r['board']}"))
+        again = f"python -m bench.networks --networks {r['network']} --boards {r['board']}"
+        notes.append(_generators_note(r, again, f"{again} --restamp" if r.get("verilog_hash") else ""))
         lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
     lines.append("")
     for note in data.get("notes") or []:

@@ -175,6 +175,7 @@ def test_report_marks_rows_from_earlier_generators(tmp_path, tiny_row, monkeypat
     earlier = next(line for line in text.splitlines() if line.startswith("| tiny-old |"))
     assert current.endswith("| current |") and earlier.endswith("| earlier |")
     assert "figures from earlier generators (version 0123456789ab" in text
+    assert "`python -m bench.networks --networks tiny-old --boards pynq-z2 --restamp`" in text
     # A change in one of the design's sources changes its version; a change elsewhere not.
     copy = tmp_path / "checkout"
     for file in bench.generator_files():
@@ -188,6 +189,34 @@ def test_report_marks_rows_from_earlier_generators(tmp_path, tiny_row, monkeypat
     assert bench.generator_version(sources) != tiny_row["generators"]
     (copy / "hdl/engines/mvtu.py").unlink()
     assert bench.generator_version(sources) != tiny_row["generators"]
+
+
+def test_restamp_keeps_rows_whose_verilog_is_unchanged(tmp_path, tiny_row, monkeypatch):
+    """--restamp re-measures nothing: a row whose generated Verilog the current generators
+    reproduce takes the current stamp; a changed hash, or no hash on an earlier row, stays."""
+    import bench
+    assert len(tiny_row["verilog_hash"]) == 16
+    monkeypatch.setattr(networks, "ROWS_FILE", tmp_path / "rows.json")
+    monkeypatch.setattr(networks, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(networks, "network_available", lambda name: True)
+    monkeypatch.setattr(networks, "FULL_NETWORKS", ("same", "changed", "unhashed", "hashless-current"))
+    monkeypatch.setattr(networks, "_named_spec",
+                        lambda name, board, clock: (networks._spec(tiny_sfc(), None, 32, board), 32, ""))
+    stale = "0123456789ab"
+    rows = [dict(tiny_row, network="same", generators=stale),
+            dict(tiny_row, network="changed", generators=stale, verilog_hash="f" * 16),
+            dict(tiny_row, network="unhashed", generators=stale, verilog_hash=None),
+            dict(tiny_row, network="hashless-current", verilog_hash=None)]
+    networks.ROWS_FILE.write_text(json.dumps(rows))
+    outcome = networks.restamp(progress=lambda text: None)
+    assert outcome == {"same/pynq-z2": "re-stamped", "changed/pynq-z2": "Verilog changed: re-run it",
+                       "unhashed/pynq-z2": "no Verilog hash, earlier generators: re-run it",
+                       "hashless-current/pynq-z2": "hash recorded"}, outcome
+    stored = {r["network"]: r for r in json.loads(networks.ROWS_FILE.read_text())}
+    current = bench.generator_version(tiny_row["generator_sources"])
+    assert stored["same"]["generators"] == current and stored["same"]["lut"] == tiny_row["lut"]
+    assert stored["changed"]["generators"] == stored["unhashed"]["generators"] == stale
+    assert stored["hashless-current"]["verilog_hash"] == tiny_row["verilog_hash"]
 
 
 def test_cli_help():
