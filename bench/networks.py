@@ -786,8 +786,9 @@ def restamp(networks=None, board_list=None, progress=print) -> dict[str, str]:
     """Re-stamps stored rows whose hardware the current generators reproduce, without
     re-measuring: a row whose :func:`design_hash` is unchanged takes the current
     generator version and plan figures (cycle model, FIFOs); a current row without a hash
-    gets one. Returns what happened to each row, by ``"network/board"``."""
-    done, outcome = [], {}
+    gets one, each merged as it is checked. Returns what happened to each row, by
+    ``"network/board"``."""
+    outcome = {}
     for row in json.loads(ROWS_FILE.read_text()) if ROWS_FILE.exists() else []:
         name, board_name = row["network"], row["board"]
         if (networks and name not in networks) or (board_list and board_name not in board_list):
@@ -810,18 +811,24 @@ def restamp(networks=None, board_list=None, progress=print) -> dict[str, str]:
         else:
             outcome[key] = ("hash recorded" if row.get("verilog_hash") is None
                             else "current" if current else "re-stamped")
-            row.update(_planned(spec, target), verilog_hash=now, generators=generator_version(sources),
-                       generator_sources=sources)
-            done.append(row)
+            stamped = dict(row, **_planned(spec, target), verilog_hash=now,
+                           generators=generator_version(sources), generator_sources=sources)
+            # Unless a run replaced the row meanwhile.
+            _rewrite(lambda rows: [stamped if r == row else r for r in rows], [])
         progress(f"{key}: {outcome[key]}")
-    if done:
-        merge(done, [])
     return outcome
 
 
 def merge(rows: list[dict], skipped: list[str]) -> dict:
     """Merge rows of a partial run into the stored results (replacing equal (network, board)).
     Partial runs may run side by side: the read, merge and write hold a lock on the file."""
+    keys = {(r["network"], r["board"]) for r in rows}
+    return _rewrite(lambda old: [r for r in old if (r["network"], r["board"]) not in keys] + rows,
+                    skipped)
+
+
+def _rewrite(update, skipped: list[str]) -> dict:
+    """Rewrites the stored rows as ``update(stored rows)`` under the lock (:func:`merge`)."""
     import fcntl
 
     ROWS_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -833,8 +840,7 @@ def merge(rows: list[dict], skipped: list[str]) -> dict:
                 old = json.loads(ROWS_FILE.read_text())
             except ValueError:
                 old = []
-        keys = {(r["network"], r["board"]) for r in rows}
-        merged = [r for r in old if (r["network"], r["board"]) not in keys] + rows
+        merged = update(old)
         order = {n: i for i, n in enumerate(FULL_NETWORKS + QUICK["networks"])}
         merged.sort(key=lambda r: (order.get(r["network"], 99),
                                    [b for b, _ in BOARDS].index(r["board"])))
