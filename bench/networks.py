@@ -346,19 +346,16 @@ WHOLE = "whole design"
 
 def synth_stages(spec: NetworkSpec, board, *, timeout: float = SYNTH_TIMEOUT_S,
                  progress=None, cache_only: bool = False, workers: int = SYNTH_WORKERS,
-                 executor=None) -> dict:
+                 executor=None, verilog_texts: dict[str, str] | None = None) -> dict:
     """Yosys figures of the whole generated top (``AxiTop`` around ``Network``, key
     :data:`WHOLE`) and of each stage: elaborated for ``board``'s platform (Xilinx
-    primitives where an engine has them), the same names, netlists and cache as
-    ``hdl.flow.build``; ``workers`` Yosys runs at once, or on ``executor``'s cluster."""
-    from amaranth.back import verilog
-
-    family, platform = board.synth_family, board()
-    jobs = {WHOLE: whole_job(verilog.convert(generated_top(spec), name=WHOLE_MODULE,
-                                             platform=platform), WHOLE_MODULE)}
-    jobs.update({stage.name: (verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
-                                              platform=platform), f"layer_{stage.name}")
-                 for stage in spec.stages})
+    primitives where an engine has them; ``verilog_texts`` from :func:`design_verilog` if
+    already converted), the same names, netlists and cache as ``hdl.flow.build``;
+    ``workers`` Yosys runs at once, or on ``executor``'s cluster."""
+    family = board.synth_family
+    texts = verilog_texts or design_verilog(spec, board)
+    jobs = {name: whole_job(text, WHOLE_MODULE) if name == WHOLE else (text, f"layer_{name}")
+            for name, text in texts.items()}
     if cache_only:
         out = {}
         for name, job in jobs.items():
@@ -399,22 +396,34 @@ def shell_note(spec: NetworkSpec, target: int | None) -> str | None:
     return None
 
 
-def design_hash(spec: NetworkSpec, board) -> str:
+def design_hash(spec: NetworkSpec, board, verilog_texts: dict[str, str] | None = None) -> str:
     """A short SHA-256 of the design's Verilog as measured: the simulated top, the whole
-    top and each stage's engines elaborated for ``board``'s platform, with Amaranth's
+    top and each stage's engines elaborated for ``board``'s platform (``verilog_texts``, as
+    :func:`design_verilog` gives them, if already converted), with Amaranth's
     source-location attributes (checkout path and line numbers) left out. Equal hashes,
     equal hardware: a row whose hash the current generators reproduce is current."""
     from amaranth.back import verilog
 
-    platform = board()
     texts = [verilog.convert(generated_top(spec), name="top"),
-             verilog.convert(generated_top(spec), name=WHOLE_MODULE, platform=platform)]
-    texts += [verilog.convert(build_engine(stage), name=f"layer_{stage.name}", platform=platform)
-              for stage in spec.stages]
+             *(verilog_texts or design_verilog(spec, board)).values()]
     digest = hashlib.sha256()
     for text in texts:
         digest.update(_SRC_ATTRIBUTE.sub("", text).encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def design_verilog(spec: NetworkSpec, board) -> dict[str, str]:
+    """Verilog of the whole generated top (key :data:`WHOLE`, module :data:`WHOLE_MODULE`)
+    and of each stage's engines (module ``layer_<stage>``), elaborated for ``board``'s
+    platform: what Yosys measures."""
+    from amaranth.back import verilog
+
+    platform = board()
+    texts = {WHOLE: verilog.convert(generated_top(spec), name=WHOLE_MODULE, platform=platform)}
+    texts.update({stage.name: verilog.convert(build_engine(stage), name=f"layer_{stage.name}",
+                                              platform=platform)
+                  for stage in spec.stages})
+    return texts
 
 
 _SRC_ATTRIBUTE = re.compile(r'\(\* src = "[^"]*" \*\)')
@@ -472,7 +481,8 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
             spec = _spec(model, None, target, board)
         Fragment.get(generated_top(spec), board())
     sources = sorted(sources)
-    verilog_hash = design_hash(spec, board)
+    verilog_texts = design_verilog(spec, board) if do_synth else None
+    verilog_hash = design_hash(spec, board, verilog_texts)
     cycles = spec.cycles_per_frame
     row = {
         "network": name, "model": spec.model.name, "board": board.name, "clock_mhz": clock_mhz,
@@ -495,7 +505,7 @@ def run_row(name: str, board_name: str, clock_mhz: float, *, do_synth: bool = Tr
     if do_synth:
         try:
             per = synth_stages(spec, board, progress=progress, cache_only=cache_only,
-                               executor=executor, timeout=synth_timeout)
+                               executor=executor, timeout=synth_timeout, verilog_texts=verilog_texts)
         except NotCached as exc:
             row["synth_note"] = f"synthesis not finished: {exc}"
             per, whole = exc.found, None

@@ -98,10 +98,15 @@ def _generators_note(row, again: str, restamp: str = "") -> str:
                if restamp else ""))
 
 
+def _rerun(row) -> str:
+    """The command that re-measures a network row."""
+    return f"python -m bench.networks --networks {row['network']} --boards {row['board']}"
+
+
 def _why_not_measured(row) -> list[str]:
     """Why a network row lacks measured cycles or whole-design resources, and the command
     that measures them."""
-    again = f"python -m bench.networks --networks {row['network']} --boards {row['board']}"
+    again = _rerun(row)
     note, reasons = row.get("synth_note") or "", []
     if row.get("cycles_measured") is None:
         why = row.get("cycles_measured_note") or "row from an earlier run"
@@ -187,7 +192,7 @@ def _networks(lines, data):
             notes.append(f"target not reached: the fastest legal folding gives "
                          f"{r['cycles_per_frame']:,} cycles")
         notes += _why_not_measured(r)
-        again = f"python -m bench.networks --networks {r['network']} --boards {r['board']}"
+        again = _rerun(r)
         notes.append(_generators_note(r, again, f"{again} --restamp" if r.get("verilog_hash") else ""))
         lines.append(f"- {r['network']} / {r['board']}: {fold} ({'; '.join(n for n in notes if n)})")
     lines.append("")
